@@ -1,0 +1,1 @@
+//! End-to-end tests of shoal against real containerd and a real registry.
