@@ -1,1 +1,131 @@
-//! shoal-peer
+//! The shoal node daemon: a pull-through registry mirror over a verified
+//! piece store.
+//!
+//! # Layout
+//! - [`mirror`]: the registry endpoint containerd pulls through.
+//! - [`task`]: blob downloads shared by every request for a digest, with
+//!   retries, piece hashing and whole-blob verification.
+//! - [`admin`]: `/metrics`, health and `/api/v1/status`.
+//! - [`exposition`]: OpenMetrics or classic Prometheus text for `/metrics`.
+//! - [`gc`]: the periodic store garbage collection loop.
+//! - [`metrics`]: the daemon's Prometheus metrics.
+//! - [`oci_error`]: OCI error bodies.
+//!
+//! [`run`] wires them on listeners the caller binds, until a shutdown future
+//! the caller owns resolves; then it drains within a deadline.
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod exposition;
+pub mod gc;
+pub mod metrics;
+pub mod mirror;
+pub mod oci_error;
+pub mod task;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use shoal_origin::Upstreams;
+use shoal_storage::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::Metrics;
+pub use mirror::MirrorConfig;
+pub use task::DownloadConfig;
+
+/// Daemon behaviour beyond the store and the upstreams.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Mirror behaviour.
+    pub mirror: MirrorConfig,
+    /// Download retries.
+    pub download: DownloadConfig,
+    /// How often GC runs.
+    pub gc_interval: Duration,
+    /// How long in-flight responses may take to finish after a shutdown
+    /// signal before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            mirror: MirrorConfig::default(),
+            download: DownloadConfig::default(),
+            gc_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Serve the mirror on `mirror` and the admin API on `admin` until
+/// `shutdown` resolves, then drain: stop accepting, let responses finish
+/// for up to `shutdown_grace`, stop downloads (their verified pieces stay
+/// for a resume) and return.
+pub async fn run(
+    config: DaemonConfig,
+    store: Store,
+    upstreams: Upstreams,
+    mut registry: Registry,
+    mirror: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Metrics::register(&mut registry);
+    if let Ok(u) = store.usage() {
+        admin::record_usage(&metrics, &u);
+    }
+    let tasks = task::TaskManager::new(store.clone(), metrics.clone(), config.download.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+
+    let mirror_state = mirror::Mirror {
+        store: store.clone(),
+        upstreams: Arc::new(upstreams),
+        tasks: tasks.clone(),
+        metrics: metrics.clone(),
+        config: config.mirror.clone(),
+    };
+    let admin_router = admin::router(Arc::new(registry), store.clone(), tasks.clone(), metrics.clone(), ready.clone());
+    tracing::info!(mirror = %mirror.local_addr()?, admin = %admin.local_addr()?, "shoal daemon listening");
+
+    let drain = stop.clone();
+    let mirror_srv = tokio::spawn(
+        axum::serve(mirror, mirror_state.router()).with_graceful_shutdown(async move { drain.cancelled().await }).into_future(),
+    );
+    let drain = stop.clone();
+    let admin_srv = tokio::spawn(
+        axum::serve(admin, admin_router).with_graceful_shutdown(async move { drain.cancelled().await }).into_future(),
+    );
+    let gc_job = tokio::spawn(gc::run(store.clone(), metrics.clone(), config.gc_interval, stop.clone()));
+    ready.store(true, Ordering::SeqCst);
+
+    shutdown.await;
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight responses");
+    ready.store(false, Ordering::SeqCst);
+    stop.cancel();
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        let _ = mirror_srv.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over: cutting the remaining responses");
+    }
+    tasks.cancel_all();
+    // Give download tasks a moment to drop their writers (pieces recorded).
+    for _ in 0..50 {
+        if tasks.snapshot().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin_srv.abort();
+    let _ = gc_job.await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The admin endpoint: `/metrics` for Prometheus, `/healthz`, `/readyz`,
+//! and `/api/v1/status` (what `shoal status` prints).
+//!
+//! It listens on its own address so the mirror can stay on loopback while
+//! Prometheus scrapes from the network.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use prometheus_client::registry::Registry;
+use shoal_storage::{Store, StoreUsage};
+
+use crate::exposition;
+use crate::metrics::Metrics;
+use crate::task::{TaskManager, TaskSnapshot};
+
+/// What the status endpoint reports.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// Daemon version.
+    pub version: String,
+    /// Store usage.
+    pub store: StoreReport,
+    /// Downloads in progress.
+    pub downloads: Vec<DownloadReport>,
+}
+
+/// Store usage in the status report.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoreReport {
+    /// Bytes held.
+    pub used_bytes: u64,
+    /// Quota.
+    pub capacity_bytes: u64,
+    /// Complete blobs.
+    pub complete_blobs: u64,
+    /// Partial blobs (in progress or resumable).
+    pub partial_blobs: u64,
+    /// Manifests.
+    pub manifests: u64,
+}
+
+/// One download in the status report.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DownloadReport {
+    /// The blob digest.
+    pub digest: String,
+    /// Registry and repository.
+    pub source: String,
+    /// Blob size, once known.
+    pub size: Option<u64>,
+    /// Bytes written so far.
+    pub bytes_done: u64,
+    /// Seconds since start.
+    pub age_secs: u64,
+}
+
+impl From<TaskSnapshot> for DownloadReport {
+    fn from(t: TaskSnapshot) -> Self {
+        DownloadReport {
+            digest: t.digest.to_string(),
+            source: format!("{}/{}", t.registry, t.repo),
+            size: t.size,
+            bytes_done: t.bytes_done,
+            age_secs: t.age_secs,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    registry: Arc<Registry>,
+    store: Store,
+    tasks: Arc<TaskManager>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+}
+
+/// The admin router.
+pub fn router(
+    registry: Arc<Registry>,
+    store: Store,
+    tasks: Arc<TaskManager>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .with_state(Admin { registry, store, tasks, metrics, ready })
+}
+
+/// Refresh the store gauges from a usage reading.
+pub fn record_usage(metrics: &Metrics, u: &StoreUsage) {
+    metrics.store_bytes.set(i64::try_from(u.used_bytes).unwrap_or(i64::MAX));
+    metrics.store_capacity.set(i64::try_from(u.capacity).unwrap_or(i64::MAX));
+}
+
+async fn usage(a: &Admin) -> Result<StoreUsage, String> {
+    let store = a.store.clone();
+    match tokio::task::spawn_blocking(move || store.usage()).await {
+        Ok(Ok(u)) => {
+            record_usage(&a.metrics, &u);
+            Ok(u)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn metrics_text(State(a): State<Admin>, headers: http::HeaderMap) -> Response {
+    let _ = usage(&a).await;
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &a.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response();
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, content_type) = if exposition::wants_openmetrics(accept) {
+        (out, exposition::OPENMETRICS)
+    } else {
+        (exposition::to_prometheus_text(&out), exposition::PROMETHEUS_TEXT)
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+async fn readyz(State(a): State<Admin>) -> Response {
+    if a.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready (starting or draining)\n").into_response()
+    }
+}
+
+async fn status(State(a): State<Admin>) -> Response {
+    let u = match usage(&a).await {
+        Ok(u) => u,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("store usage: {e}\n")).into_response(),
+    };
+    let report = StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        store: StoreReport {
+            used_bytes: u.used_bytes,
+            capacity_bytes: u.capacity,
+            complete_blobs: u.complete_blobs as u64,
+            partial_blobs: u.partial_blobs as u64,
+            manifests: u.manifests as u64,
+        },
+        downloads: a.tasks.snapshot().into_iter().map(DownloadReport::from).collect(),
+    };
+    axum::Json(report).into_response()
+}

@@ -1,0 +1,312 @@
+//! The async driver of one blob download: decides which byte runs are
+//! missing, streams them from the origin with bounded retries (resuming at
+//! the exact byte where a stream broke), and feeds the blocking [`Sink`].
+//!
+//! Failure handling: retryable origin errors (connect failures, resets,
+//! stalls, short bodies, 5xx, 429) are retried from the current offset with
+//! exponential backoff; after `retries` failures without progress the task
+//! fails and every waiting response is cut short. Non-retryable answers
+//! (401, 404, …) fail the task at once so they can be passed back.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use shoal_core::{PieceIndex, PieceLayout};
+use shoal_origin::{BlobStream, OriginClient, OriginError};
+use shoal_storage::{BlobWriter, StoreError};
+use tokio::sync::{mpsc, watch};
+
+use super::progress::{Phase, Progress};
+use super::sink::{Sink, SinkEnd, SinkMsg};
+use super::{Task, TaskError, TaskManager};
+use crate::metrics::{Kind, KindLabels};
+
+/// Progress made since the last failure that earns a fresh retry budget.
+const PROGRESS_RESETS_RETRIES: u64 = 1 << 20;
+
+/// Everything one download needs.
+pub struct Download {
+    /// The owning manager (store, metrics, config).
+    pub manager: Arc<TaskManager>,
+    /// The task being driven.
+    pub task: Arc<Task>,
+    /// The origin to fetch from.
+    pub origin: Arc<OriginClient>,
+    /// The first client's Authorization header.
+    pub auth: Option<HeaderValue>,
+    /// Where progress is published.
+    pub progress: watch::Sender<Progress>,
+}
+
+impl Download {
+    /// Drive the download to its end and publish the outcome.
+    pub async fn run(self) {
+        let manager = self.manager.clone();
+        let task = self.task.clone();
+        manager.metrics.active_downloads.inc();
+        let cancel = manager.cancel.clone();
+        let progress = Arc::new(self.progress);
+        let driver = Driver { manager: manager.clone(), task: task.clone(), origin: self.origin, auth: self.auth };
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = driver.drive(progress.clone()) => r,
+            _ = cancel.cancelled() => Err(TaskError::Cancelled(task.digest.clone())),
+        };
+        match result {
+            Ok(()) => tracing::info!(digest = %task.digest, repo = %task.repo, secs = started.elapsed().as_secs_f64(), "blob complete"),
+            Err(e) => {
+                tracing::warn!(digest = %task.digest, repo = %task.repo, error = %e, "blob download failed");
+                progress.send_modify(|p| p.phase = Phase::Failed(Arc::new(e)));
+            }
+        }
+        manager.metrics.active_downloads.dec();
+        manager.finished(&task);
+    }
+}
+
+struct Driver {
+    manager: Arc<TaskManager>,
+    task: Arc<Task>,
+    origin: Arc<OriginClient>,
+    auth: Option<HeaderValue>,
+}
+
+enum Begin {
+    Write(BlobWriter),
+    AlreadyComplete,
+}
+
+impl Driver {
+    async fn drive(&self, progress: Arc<watch::Sender<Progress>>) -> Result<(), TaskError> {
+        let store = self.manager.store.clone();
+        let digest = self.task.digest.clone();
+        let info = self.blocking(move || store.blob_info(&digest)).await?;
+        let mut first = None;
+        let begin = match info {
+            Some(i) if i.complete => Begin::AlreadyComplete,
+            Some(i) => self.begin(i.size).await?,
+            None => {
+                let stream = self.open(0).await?;
+                let size = stream.total_size;
+                first = Some(stream);
+                self.begin(size).await?
+            }
+        };
+        let writer = match begin {
+            Begin::Write(w) => w,
+            Begin::AlreadyComplete => return self.already_complete(&progress).await,
+        };
+        let layout = writer.layout();
+        let reader = writer.reader();
+        let _ = self.task.reader.set(reader.clone());
+        progress.send_replace(Progress::running(layout, &writer.verified_pieces()));
+        let runs = runs_of(&writer.missing_pieces(), layout);
+
+        let (tx, rx) = mpsc::channel(64);
+        let sink = Sink {
+            writer,
+            reader,
+            digest: self.task.digest.clone(),
+            registry: self.task.registry.clone(),
+            progress: progress.clone(),
+            metrics: self.manager.metrics.clone(),
+        };
+        let sink_job = tokio::task::spawn_blocking(move || sink.run(rx));
+        let fed = self.feed(&runs, first, layout.blob_size, &tx).await;
+        if fed.is_ok() {
+            let _ = tx.send(SinkMsg::Finish).await;
+        }
+        drop(tx);
+        let sunk = sink_job.await.map_err(|e| self.internal(format!("writer thread: {e}")));
+        match (fed, sunk) {
+            (Ok(()), Ok(Ok(SinkEnd::Complete))) => Ok(()),
+            (Ok(()), Ok(Ok(SinkEnd::Stopped))) => Err(self.internal("writer stopped before the end".into())),
+            // The sink's own error explains a feed that found it gone.
+            (_, Ok(Err(e))) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e),
+        }
+    }
+
+    async fn feed(
+        &self,
+        runs: &[Range<u64>],
+        mut first: Option<BlobStream>,
+        size: u64,
+        tx: &mpsc::Sender<SinkMsg>,
+    ) -> Result<(), TaskError> {
+        let cfg = &self.manager.config;
+        for run in runs {
+            let mut pos = run.start;
+            let mut failures = 0u32;
+            let mut since_failure = 0u64;
+            let mut stream = first.take().filter(|s| s.start == run.start);
+            while pos < run.end {
+                let step = match stream.take() {
+                    Some(s) => Ok(s),
+                    None => self.open(pos).await,
+                };
+                let result = match step {
+                    Ok(mut s) => {
+                        if s.total_size != size {
+                            return Err(TaskError::SizeChanged {
+                                registry: self.task.registry.clone(),
+                                digest: self.task.digest.clone(),
+                                size,
+                                announced: s.total_size,
+                            });
+                        }
+                        self.pump(&mut s, &mut pos, run.end, &mut since_failure, tx).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(TaskError::Origin(e)) if e.is_retryable() => {
+                        if since_failure >= PROGRESS_RESETS_RETRIES {
+                            failures = 0;
+                        }
+                        since_failure = 0;
+                        failures += 1;
+                        if failures > cfg.retries {
+                            return Err(TaskError::Origin(e));
+                        }
+                        self.manager.metrics.origin_retries.inc();
+                        let wait = backoff(cfg.backoff, failures);
+                        tracing::info!(digest = %self.task.digest, offset = pos, attempt = failures, error = %e, ?wait, "retrying origin blob stream");
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy one origin stream into the sink until `end` or an error.
+    async fn pump(
+        &self,
+        s: &mut BlobStream,
+        pos: &mut u64,
+        end: u64,
+        since_failure: &mut u64,
+        tx: &mpsc::Sender<SinkMsg>,
+    ) -> Result<(), TaskError> {
+        while *pos < end {
+            match s.next_chunk().await {
+                Some(Ok(mut bytes)) => {
+                    self.manager.metrics.origin_bytes.inc_by(bytes.len() as u64);
+                    let room = (end - *pos) as usize;
+                    if bytes.len() > room {
+                        bytes.truncate(room);
+                    }
+                    let n = bytes.len() as u64;
+                    if tx.send(SinkMsg::Chunk { offset: *pos, bytes }).await.is_err() {
+                        return Err(self.internal("the writer thread stopped".into()));
+                    }
+                    *pos += n;
+                    *since_failure += n;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    return Err(OriginError::BodyTooShort {
+                        url: format!("{}/v2/{}/blobs/{}", self.origin.base_url(), self.task.repo, self.task.digest),
+                        expected: end,
+                        got: *pos,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self, start: u64) -> Result<BlobStream, TaskError> {
+        let t0 = Instant::now();
+        let r = self.origin.get_blob(&self.task.repo, &self.task.digest, start, self.auth.as_ref()).await;
+        self.manager
+            .metrics
+            .origin_duration
+            .get_or_create(&KindLabels { kind: Kind::blob })
+            .observe(t0.elapsed().as_secs_f64());
+        Ok(r?)
+    }
+
+    async fn begin(&self, size: u64) -> Result<Begin, TaskError> {
+        let store = self.manager.store.clone();
+        let digest = self.task.digest.clone();
+        match self.blocking(move || store.begin_write(&digest, size)).await {
+            Ok(w) => Ok(Begin::Write(w)),
+            Err(TaskError::Store(StoreError::AlreadyComplete { .. })) => Ok(Begin::AlreadyComplete),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn already_complete(&self, progress: &watch::Sender<Progress>) -> Result<(), TaskError> {
+        let store = self.manager.store.clone();
+        let digest = self.task.digest.clone();
+        let reader = self.blocking(move || store.open_blob(&digest)).await?;
+        let Some(reader) = reader else {
+            return Err(self.internal("blob vanished from the store while being opened".into()));
+        };
+        let layout = PieceLayout::for_blob(reader.size());
+        let _ = self.task.reader.set(reader);
+        progress.send_replace(Progress { phase: Phase::Done, ..Progress::running(layout, &[]) });
+        Ok(())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, TaskError> {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(self.internal(format!("store job: {e}"))),
+        }
+    }
+
+    fn internal(&self, detail: String) -> TaskError {
+        TaskError::Internal { digest: self.task.digest.clone(), detail }
+    }
+}
+
+/// Coalesce missing pieces into contiguous byte runs.
+pub fn runs_of(missing: &[PieceIndex], layout: PieceLayout) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for &i in missing {
+        let r = layout.range(i);
+        match runs.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => runs.push(r),
+        }
+    }
+    runs
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(10);
+    (base * factor).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_coalesce() {
+        let l = PieceLayout::with_piece_size(95, 10);
+        assert_eq!(runs_of(&[], l), Vec::<Range<u64>>::new());
+        assert_eq!(runs_of(&[0, 1, 2], l), vec![0..30]);
+        assert_eq!(runs_of(&[1, 3, 4, 9], l), vec![10..20, 30..50, 90..95]);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Duration::from_millis(200);
+        assert_eq!(backoff(b, 1), Duration::from_millis(200));
+        assert_eq!(backoff(b, 2), Duration::from_millis(400));
+        assert_eq!(backoff(b, 30), Duration::from_secs(5));
+    }
+}

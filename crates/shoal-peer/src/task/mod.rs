@@ -1,0 +1,255 @@
+//! Blob downloads: one task per digest, shared by every request for it.
+//!
+//! The [`TaskManager`] is the single-flight map: the first request for a
+//! cold blob starts a task, later ones join it and read the same partial
+//! file as it fills. A task outlives the request that started it (another
+//! client may be reading, and the bytes are worth keeping), ends on its own
+//! when the blob is complete or has failed, and is then removed so the next
+//! request sees the store (or retries).
+//!
+//! - [`progress`]: what a download has made readable (pure data).
+//! - [`download`]: the async driver that talks to the origin, with retries.
+//! - [`sink`]: the blocking side that writes, hashes and records pieces.
+
+pub mod download;
+pub mod progress;
+pub mod sink;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+use shoal_core::{Digest, PieceLayout, RepoName};
+use shoal_origin::{OriginClient, OriginError};
+use shoal_storage::{BlobReader, Store, StoreError};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use progress::{Phase, Progress};
+
+/// Why a blob download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The origin refused or failed (after retries where retrying helps).
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+    /// The bytes did not hash to the blob's digest; nothing was kept.
+    #[error("origin {registry} sent bytes for {expected} that hash to {actual}; discarded them (nothing was kept)")]
+    DigestMismatch {
+        /// Registry name.
+        registry: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// What the bytes hashed to.
+        actual: Digest,
+    },
+    /// The origin announced a different size than the one recorded.
+    #[error("origin {registry} now announces {announced} bytes for {digest}, not {size}; the partial download was dropped")]
+    SizeChanged {
+        /// Registry name.
+        registry: String,
+        /// The blob.
+        digest: Digest,
+        /// Size recorded earlier.
+        size: u64,
+        /// Size the origin announced.
+        announced: u64,
+    },
+    /// The local store failed.
+    #[error("piece store: {0}")]
+    Store(#[from] StoreError),
+    /// The daemon is shutting down.
+    #[error("download of {0} stopped: the daemon is shutting down")]
+    Cancelled(Digest),
+    /// A blocking job panicked or was aborted.
+    #[error("internal error in the download of {digest}: {detail}")]
+    Internal {
+        /// The blob.
+        digest: Digest,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// Download tuning shared by all tasks.
+#[derive(Debug, Clone)]
+pub struct DownloadConfig {
+    /// How long to keep retrying a failing origin before giving up on a blob.
+    pub retries: u32,
+    /// First backoff between retries (doubles, capped at 5 s).
+    pub backoff: Duration,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig { retries: 4, backoff: Duration::from_millis(200) }
+    }
+}
+
+/// One blob download.
+pub struct Task {
+    /// The blob.
+    pub digest: Digest,
+    /// Repository it was asked for under.
+    pub repo: RepoName,
+    /// Registry name.
+    pub registry: String,
+    /// When it started.
+    pub started: SystemTime,
+    progress: watch::Receiver<Progress>,
+    reader: OnceLock<BlobReader>,
+}
+
+impl Task {
+    /// A receiver of this task's progress.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// A reader of the (partial or complete) blob file, once it exists.
+    pub fn reader(&self) -> Option<BlobReader> {
+        self.reader.get().cloned()
+    }
+
+    /// Wait until the origin answered (size known) or the task failed.
+    pub async fn wait_started(&self, deadline: Duration) -> Result<PieceLayout, StartError> {
+        let mut rx = self.progress.clone();
+        let wait = rx.wait_for(|p| !matches!(p.phase, Phase::Starting));
+        match tokio::time::timeout(deadline, wait).await {
+            Err(_) => Err(StartError::Timeout(deadline)),
+            Ok(Err(_)) => Err(StartError::Gone),
+            Ok(Ok(p)) => match &p.phase {
+                Phase::Failed(e) => Err(StartError::Failed(e.clone())),
+                _ => Ok(p.layout.expect("layout known once started")),
+            },
+        }
+    }
+}
+
+/// Why waiting for a task to start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The task failed.
+    #[error(transparent)]
+    Failed(Arc<TaskError>),
+    /// The origin did not answer in time.
+    #[error("the origin did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The task vanished without a final state (a bug or a panic).
+    #[error("the download ended without a result")]
+    Gone,
+}
+
+/// A task as shown by `shoal status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskSnapshot {
+    /// The blob.
+    pub digest: Digest,
+    /// Repository.
+    pub repo: String,
+    /// Registry.
+    pub registry: String,
+    /// Blob size, once known.
+    pub size: Option<u64>,
+    /// Bytes written so far.
+    pub bytes_done: u64,
+    /// Seconds since it started.
+    pub age_secs: u64,
+}
+
+/// The single-flight map of downloads.
+pub struct TaskManager {
+    tasks: Mutex<HashMap<Digest, Arc<Task>>>,
+    store: Store,
+    metrics: Metrics,
+    config: DownloadConfig,
+    cancel: CancellationToken,
+}
+
+impl TaskManager {
+    /// A manager writing into `store`.
+    pub fn new(store: Store, metrics: Metrics, config: DownloadConfig) -> Arc<TaskManager> {
+        Arc::new(TaskManager {
+            tasks: Mutex::new(HashMap::new()),
+            store,
+            metrics,
+            config,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// The running task for `digest`, or a new one fetching it from `origin`
+    /// with the client's `auth`.
+    pub fn get_or_start(
+        self: &Arc<Self>,
+        origin: Arc<OriginClient>,
+        repo: &RepoName,
+        digest: &Digest,
+        auth: Option<HeaderValue>,
+    ) -> Arc<Task> {
+        let mut tasks = self.tasks.lock().expect("task map poisoned");
+        if let Some(t) = tasks.get(digest) {
+            return t.clone();
+        }
+        let (tx, rx) = watch::channel(Progress::starting());
+        let task = Arc::new(Task {
+            digest: digest.clone(),
+            repo: repo.clone(),
+            registry: origin.registry().to_owned(),
+            started: SystemTime::now(),
+            progress: rx,
+            reader: OnceLock::new(),
+        });
+        tasks.insert(digest.clone(), task.clone());
+        drop(tasks);
+        let job = download::Download {
+            manager: self.clone(),
+            task: task.clone(),
+            origin,
+            auth,
+            progress: tx,
+        };
+        tokio::spawn(job.run());
+        task
+    }
+
+    /// The download of `digest`, if one is running.
+    pub fn get(&self, digest: &Digest) -> Option<Arc<Task>> {
+        self.tasks.lock().expect("task map poisoned").get(digest).cloned()
+    }
+
+    /// Snapshots of the downloads in progress.
+    pub fn snapshot(&self) -> Vec<TaskSnapshot> {
+        let tasks = self.tasks.lock().expect("task map poisoned");
+        let mut out: Vec<TaskSnapshot> = tasks
+            .values()
+            .map(|t| {
+                let p = t.progress.borrow();
+                TaskSnapshot {
+                    digest: t.digest.clone(),
+                    repo: t.repo.to_string(),
+                    registry: t.registry.clone(),
+                    size: p.size(),
+                    bytes_done: p.bytes_done(),
+                    age_secs: t.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        out
+    }
+
+    /// Stop every download (shutdown); partial pieces stay for resume.
+    pub fn cancel_all(&self) {
+        self.cancel.cancel();
+    }
+
+    fn finished(&self, task: &Arc<Task>) {
+        let mut tasks = self.tasks.lock().expect("task map poisoned");
+        if tasks.get(&task.digest).is_some_and(|t| Arc::ptr_eq(t, task)) {
+            tasks.remove(&task.digest);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The blocking half of a download: writes arriving bytes at their offset,
+//! hashes each piece with BLAKE3 and the whole blob with its OCI digest
+//! algorithm, records finished pieces, and publishes progress.
+//!
+//! It runs on a blocking thread fed by a bounded channel, so disk writes and
+//! hashing overlap with the network reads of the async driver. Bytes of a
+//! piece are readable as soon as they are written (they are part of the
+//! streaming frontier), but the piece is only *recorded* once all of it is
+//! written and hashed; a crash in the middle of a piece leaves it
+//! unrecorded, and it is fetched again.
+
+use shoal_core::{Digest, DigestHasher, PieceIndex, PieceLayout};
+use shoal_storage::{BlobReader, BlobWriter};
+use tokio::sync::{mpsc, watch};
+
+use super::TaskError;
+use super::progress::{Phase, Progress};
+use crate::metrics::{Metrics, Verified, VerifyLabels};
+
+/// Messages from the async driver.
+pub enum SinkMsg {
+    /// Bytes of the blob starting at `offset`.
+    Chunk {
+        /// Absolute blob offset of `bytes[0]`.
+        offset: u64,
+        /// The bytes.
+        bytes: bytes::Bytes,
+    },
+    /// Every missing byte was sent: verify and complete.
+    Finish,
+}
+
+/// How the sink ended.
+pub enum SinkEnd {
+    /// Verified and complete.
+    Complete,
+    /// The driver stopped early; recorded pieces stay for a resume.
+    Stopped,
+}
+
+/// State of the blocking writer.
+pub struct Sink {
+    /// The store writer.
+    pub writer: BlobWriter,
+    /// A reader of the same file, for hashing pieces written in earlier runs.
+    pub reader: BlobReader,
+    /// The digest the blob must hash to.
+    pub digest: Digest,
+    /// Registry name for error messages.
+    pub registry: String,
+    /// Where readers learn what is readable.
+    pub progress: std::sync::Arc<watch::Sender<Progress>>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+struct State {
+    layout: PieceLayout,
+    whole: DigestHasher,
+    hashed: u64,
+    piece: Option<(PieceIndex, blake3::Hasher)>,
+    cursor: u64,
+    run_start: u64,
+}
+
+impl Sink {
+    /// Consume messages until `Finish` (verify) or the channel closes (stop).
+    pub fn run(mut self, mut rx: mpsc::Receiver<SinkMsg>) -> Result<SinkEnd, TaskError> {
+        let layout = self.writer.layout();
+        let mut st = State {
+            layout,
+            whole: self.digest.hasher(),
+            hashed: 0,
+            piece: None,
+            cursor: u64::MAX,
+            run_start: 0,
+        };
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                SinkMsg::Chunk { offset, bytes } => self.write(&mut st, offset, &bytes)?,
+                SinkMsg::Finish => return self.finish(st),
+            }
+        }
+        Ok(SinkEnd::Stopped)
+    }
+
+    fn write(&mut self, st: &mut State, offset: u64, bytes: &[u8]) -> Result<(), TaskError> {
+        if offset != st.cursor {
+            // A new run always starts on a piece boundary.
+            debug_assert_eq!(offset % st.layout.piece_size, 0, "run must start on a piece boundary");
+            st.piece = None;
+            st.run_start = offset;
+            st.cursor = offset;
+        }
+        self.hash_from_disk(st, offset)?;
+        self.writer.write_at(offset, bytes)?;
+        let mut off = offset;
+        let mut rest = bytes;
+        let mut recorded = Vec::new();
+        while !rest.is_empty() {
+            let index = st.layout.index_of(off);
+            let range = st.layout.range(index);
+            let take = ((range.end - off) as usize).min(rest.len());
+            let (_, hasher) = st.piece.get_or_insert_with(|| (index, blake3::Hasher::new()));
+            hasher.update(&rest[..take]);
+            if st.hashed == off {
+                st.whole.update(&rest[..take]);
+                st.hashed += take as u64;
+            }
+            off += take as u64;
+            rest = &rest[take..];
+            if off == range.end {
+                let (i, h) = st.piece.take().expect("piece hasher present");
+                self.writer.record_piece(i, *h.finalize().as_bytes())?;
+                recorded.push(i);
+            }
+        }
+        st.cursor = off;
+        let run = st.run_start..off;
+        self.progress.send_modify(|p| {
+            for i in recorded {
+                p.pieces[i as usize] = true;
+            }
+            p.frontier = run;
+        });
+        Ok(())
+    }
+
+    /// Feed the whole-blob hasher with bytes already on disk up to `to`
+    /// (pieces recorded in an earlier run).
+    fn hash_from_disk(&self, st: &mut State, to: u64) -> Result<(), TaskError> {
+        let mut buf = vec![0u8; 1 << 20];
+        while st.hashed < to {
+            let n = ((to - st.hashed) as usize).min(buf.len());
+            let got = self.reader.read_at(st.hashed, &mut buf[..n]).map_err(|e| TaskError::Internal { digest: self.digest.clone(), detail: format!("reading back the partial file: {e}") })?;
+            if got == 0 {
+                return Err(TaskError::Internal {
+                    digest: self.digest.clone(),
+                    detail: format!("unexpected end of the partial file at {}", st.hashed),
+                });
+            }
+            st.whole.update(&buf[..got]);
+            st.hashed += got as u64;
+        }
+        Ok(())
+    }
+
+    fn finish(self, mut st: State) -> Result<SinkEnd, TaskError> {
+        let size = st.layout.blob_size;
+        self.hash_from_disk(&mut st, size)?;
+        let actual = st.whole.clone().finish();
+        if actual != self.digest {
+            self.metrics.verification_failures.get_or_create(&VerifyLabels { kind: Verified::blob }).inc();
+            tracing::error!(digest = %self.digest, %actual, registry = %self.registry, "blob failed verification; discarding it");
+            self.writer.discard()?;
+            return Err(TaskError::DigestMismatch { registry: self.registry, expected: self.digest, actual });
+        }
+        self.writer.complete(&self.digest)?;
+        self.progress.send_modify(|p| p.phase = Phase::Done);
+        Ok(SinkEnd::Complete)
+    }
+}

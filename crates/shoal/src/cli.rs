@@ -1,0 +1,85 @@
+//! The command line. Every daemon flag can also be set through the
+//! environment variable named next to it, and overrides the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shoal_core::ByteSize;
+
+/// Peer-to-peer container image distribution.
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, about)]
+pub(crate) struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Run the node daemon: a registry mirror containerd pulls through.
+    Daemon(Box<DaemonArgs>),
+    /// Show what the local daemon holds and is downloading.
+    Status(StatusArgs),
+}
+
+/// Log output format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `shoal daemon` flags.
+#[derive(Args, Debug, Default)]
+pub(crate) struct DaemonArgs {
+    /// TOML config file [default: /etc/shoal/config.toml if it exists].
+    #[arg(long, env = "SHOAL_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Mirror listen address [default: 127.0.0.1:65001].
+    #[arg(long, env = "SHOAL_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Metrics and admin API listen address [default: 127.0.0.1:65002].
+    #[arg(long, env = "SHOAL_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Store directory [default: /var/lib/shoal as root, else ~/.local/share/shoal].
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Disk quota of the store, e.g. 20GiB [default: 20GiB].
+    #[arg(long, env = "SHOAL_QUOTA")]
+    pub(crate) quota: Option<ByteSize>,
+    /// Registry used when a request has no `ns` parameter [default: docker.io].
+    #[arg(long, env = "SHOAL_DEFAULT_REGISTRY")]
+    pub(crate) default_registry: Option<String>,
+    /// Origin URL for a registry, as NAME=URL (repeatable, or comma-separated
+    /// in the env var), e.g. docker.io=https://registry-1.docker.io.
+    #[arg(long = "upstream", env = "SHOAL_UPSTREAMS", value_delimiter = ',')]
+    pub(crate) upstreams: Vec<String>,
+    /// Docker config.json with credentials per registry (the format of a
+    /// Kubernetes pull secret).
+    #[arg(long, env = "SHOAL_DOCKER_CONFIG")]
+    pub(crate) docker_config: Option<PathBuf>,
+    /// Answer tags from the last digest seen when the origin is unreachable
+    /// [default: true].
+    #[arg(long, env = "SHOAL_STALE_TAGS")]
+    pub(crate) stale_tags: Option<bool>,
+    /// Log format [default: human].
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// `shoal status` flags.
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    /// The daemon's admin address.
+    #[arg(long, env = "SHOAL_METRICS_LISTEN", default_value = "127.0.0.1:65002")]
+    pub(crate) admin: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}

@@ -1,0 +1,283 @@
+//! The daemon's configuration: defaults, then the TOML file, then
+//! environment variables and flags (clap gives flags precedence over env).
+//! The result is split into each component's own config.
+//!
+//! ```toml
+//! listen = "127.0.0.1:65001"          # the mirror (keep it on loopback)
+//! metrics_listen = "0.0.0.0:65002"    # /metrics, /readyz, /api/v1/status
+//! data_dir = "/var/lib/shoal"
+//! log_format = "human"                # or "json"
+//! default_registry = "docker.io"      # used when a request has no ?ns=
+//! allow_unlisted = true               # reach unlisted registries at https://<name>
+//! docker_config = "/etc/shoal/docker-config.json"
+//! shutdown_grace = "20s"
+//!
+//! [store]
+//! quota = "20GiB"
+//! high_watermark = 0.9
+//! low_watermark = 0.8
+//! max_age = "7d"
+//! gc_interval = "1m"
+//!
+//! [mirror]
+//! stale_tags = true
+//! origin_wait = "60s"
+//! body_stall = "2m"
+//!
+//! [download]
+//! retries = 4
+//! backoff = "200ms"
+//!
+//! [registries."docker.io"]
+//! url = "https://registry-1.docker.io"
+//! timeout = "30s"
+//! read_timeout = "30s"
+//! retries = 3
+//! # ca_bundle = "/etc/ssl/my-ca.pem"; insecure_skip_verify = false
+//! # username = "..."; password = "..."
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use shoal_core::{ByteSize, HumanDuration};
+use shoal_origin::{RegistryConfig, UpstreamsConfig};
+use shoal_peer::DaemonConfig;
+use shoal_storage::StoreConfig;
+
+use crate::cli::{DaemonArgs, LogFormat};
+
+/// Where the config file is looked for when `--config` is not given.
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/config.toml";
+/// Default mirror address.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:65001";
+/// Default metrics/admin address.
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:65002";
+
+/// The config file as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    default_registry: Option<String>,
+    allow_unlisted: Option<bool>,
+    docker_config: Option<PathBuf>,
+    shutdown_grace: Option<HumanDuration>,
+    registries: BTreeMap<String, RegistryConfig>,
+    store: StoreSection,
+    mirror: MirrorSection,
+    download: DownloadSection,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct StoreSection {
+    quota: Option<ByteSize>,
+    high_watermark: Option<f64>,
+    low_watermark: Option<f64>,
+    max_age: Option<HumanDuration>,
+    gc_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct MirrorSection {
+    stale_tags: Option<bool>,
+    origin_wait: Option<HumanDuration>,
+    body_stall: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DownloadSection {
+    retries: Option<u32>,
+    backoff: Option<HumanDuration>,
+}
+
+/// Everything the daemon needs, per component.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// Mirror address.
+    pub(crate) listen: SocketAddr,
+    /// Metrics/admin address.
+    pub(crate) metrics_listen: SocketAddr,
+    /// Log format.
+    pub(crate) log_format: LogFormat,
+    /// The store.
+    pub(crate) store: StoreConfig,
+    /// The origins.
+    pub(crate) upstreams: UpstreamsConfig,
+    /// Mirror, downloads, GC, shutdown.
+    pub(crate) daemon: DaemonConfig,
+    /// The file that was read, if any.
+    pub(crate) source: Option<PathBuf>,
+}
+
+/// Read the file (if any) and apply flags/env over it.
+pub(crate) fn resolve(args: &DaemonArgs) -> anyhow::Result<Resolved> {
+    let (file, source) = match &args.config {
+        Some(p) => (read(p)?, Some(p.clone())),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            (read(Path::new(DEFAULT_CONFIG_PATH))?, Some(PathBuf::from(DEFAULT_CONFIG_PATH)))
+        }
+        None => (FileConfig::default(), None),
+    };
+    merge(file, args, source)
+}
+
+fn read(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
+}
+
+/// The default store directory: /var/lib/shoal for root, else under the
+/// user's data dir.
+pub(crate) fn default_data_dir() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/shoal");
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("shoal");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/shoal"),
+        None => PathBuf::from("shoal-data"),
+    }
+}
+
+fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow::Result<Resolved> {
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid"));
+    let metrics_listen =
+        args.metrics_listen.or(file.metrics_listen).unwrap_or_else(|| DEFAULT_METRICS_LISTEN.parse().expect("valid"));
+    let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
+
+    let mut store = StoreConfig::new(data_dir);
+    if let Some(q) = args.quota.or(file.store.quota) {
+        store.quota = q.0;
+    }
+    if let Some(h) = file.store.high_watermark {
+        store.high_watermark = h;
+    }
+    if let Some(l) = file.store.low_watermark {
+        store.low_watermark = l;
+    }
+    if let Some(a) = file.store.max_age {
+        store.max_age = a.0;
+    }
+
+    let mut upstreams = UpstreamsConfig { registries: file.registries, ..UpstreamsConfig::default() };
+    if let Some(d) = args.default_registry.clone().or(file.default_registry) {
+        upstreams.default_registry = d;
+    }
+    if let Some(a) = file.allow_unlisted {
+        upstreams.allow_unlisted = a;
+    }
+    upstreams.docker_config = args.docker_config.clone().or(file.docker_config);
+    for spec in &args.upstreams {
+        let Some((name, url)) = spec.split_once('=') else {
+            bail!("--upstream {spec:?} is not NAME=URL (e.g. docker.io=https://registry-1.docker.io)");
+        };
+        let url = url.parse().with_context(|| format!("--upstream {spec:?}: {url:?} is not a URL"))?;
+        upstreams.registries.entry(name.to_owned()).or_default().url = Some(url);
+    }
+
+    let mut daemon = DaemonConfig::default();
+    if let Some(s) = args.stale_tags.or(file.mirror.stale_tags) {
+        daemon.mirror.stale_tags = s;
+    }
+    if let Some(w) = file.mirror.origin_wait {
+        daemon.mirror.origin_wait = w.0;
+    }
+    if let Some(w) = file.mirror.body_stall {
+        daemon.mirror.body_stall = w.0;
+    }
+    if let Some(r) = file.download.retries {
+        daemon.download.retries = r;
+    }
+    if let Some(b) = file.download.backoff {
+        daemon.download.backoff = b.0;
+    }
+    if let Some(g) = file.store.gc_interval {
+        daemon.gc_interval = g.0;
+    }
+    if let Some(g) = file.shutdown_grace {
+        daemon.shutdown_grace = g.0;
+    }
+    let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Human);
+    Ok(Resolved { listen, metrics_listen, log_format, store, upstreams, daemon, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> FileConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn defaults_with_no_file() {
+        let r = merge(FileConfig::default(), &DaemonArgs::default(), None).unwrap();
+        assert_eq!(r.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(r.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
+        assert_eq!(r.upstreams.default_registry, "docker.io");
+        assert_eq!(r.store.quota, 20 << 30);
+        assert!(r.daemon.mirror.stale_tags);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let file = parse(
+            r#"
+            listen = "127.0.0.1:7000"
+            data_dir = "/tmp/x"
+            default_registry = "ghcr.io"
+            [store]
+            quota = "1GiB"
+            max_age = "1d"
+            [mirror]
+            stale_tags = false
+            [registries."127.0.0.1:5000"]
+            url = "http://127.0.0.1:5000"
+            timeout = "5s"
+            "#,
+        );
+        let args = DaemonArgs {
+            listen: Some("127.0.0.1:7001".parse().unwrap()),
+            quota: Some(ByteSize(5)),
+            upstreams: vec!["docker.io=https://mirror.example".into()],
+            ..DaemonArgs::default()
+        };
+        let r = merge(file, &args, None).unwrap();
+        assert_eq!(r.listen.to_string(), "127.0.0.1:7001");
+        assert_eq!(r.store.root, PathBuf::from("/tmp/x"));
+        assert_eq!(r.store.quota, 5);
+        assert_eq!(r.store.max_age.as_secs(), 86400);
+        assert!(!r.daemon.mirror.stale_tags);
+        assert_eq!(r.upstreams.default_registry, "ghcr.io");
+        assert_eq!(r.upstreams.registries["127.0.0.1:5000"].timeout.0.as_secs(), 5);
+        assert_eq!(r.upstreams.registries["docker.io"].url.as_ref().unwrap().as_str(), "https://mirror.example/");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = toml::from_str::<FileConfig>("[store]\nquota = \"lots\"").unwrap_err().to_string();
+        assert!(e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn bad_upstream_flag() {
+        let args = DaemonArgs { upstreams: vec!["docker.io".into()], ..DaemonArgs::default() };
+        let e = merge(FileConfig::default(), &args, None).unwrap_err().to_string();
+        assert!(e.contains("NAME=URL"), "{e}");
+    }
+}
