@@ -88,7 +88,7 @@ impl Driver {
             Some(i) if i.complete => Begin::AlreadyComplete,
             Some(i) => self.begin(i.size).await?,
             None => {
-                let stream = self.open(0).await?;
+                let stream = self.open_retrying(0).await?;
                 let size = stream.total_size;
                 first = Some(stream);
                 self.begin(size).await?
@@ -221,6 +221,24 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Open a stream, retrying retryable failures with backoff.
+    async fn open_retrying(&self, start: u64) -> Result<BlobStream, TaskError> {
+        let cfg = &self.manager.config;
+        let mut failures = 0;
+        loop {
+            match self.open(start).await {
+                Err(TaskError::Origin(e)) if e.is_retryable() && failures < cfg.retries => {
+                    failures += 1;
+                    self.manager.metrics.origin_retries.inc();
+                    let wait = backoff(cfg.backoff, failures);
+                    tracing::info!(digest = %self.task.digest, attempt = failures, error = %e, ?wait, "retrying origin blob request");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn open(&self, start: u64) -> Result<BlobStream, TaskError> {

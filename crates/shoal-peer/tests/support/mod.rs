@@ -1,0 +1,145 @@
+//! In-process harness: a real docker-registry behind a counting,
+//! fault-injecting front (the "origin"), and a shoal daemon serving on
+//! free loopback ports with a temp store. Everything stops on drop.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use prometheus_client::registry::Registry as PromRegistry;
+use shoal_origin::{RegistryConfig, Upstreams, UpstreamsConfig};
+use shoal_peer::DaemonConfig;
+use shoal_storage::{Store, StoreConfig};
+use shoal_testkit::{CountingFront, Registry};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A daemon in this process.
+pub struct Daemon {
+    pub mirror: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    job: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Daemon {
+    /// Start one whose default registry is `origin` (a front's host/URL).
+    pub async fn start(origin: &CountingFront, tweak: impl FnOnce(&mut DaemonConfig, &mut RegistryConfig)) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Daemon::start_in(dir, origin, tweak).await
+    }
+
+    /// Start one over an existing store dir (restart).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        origin: &CountingFront,
+        tweak: impl FnOnce(&mut DaemonConfig, &mut RegistryConfig),
+    ) -> Daemon {
+        let mut config = DaemonConfig::default();
+        config.download.backoff = Duration::from_millis(20);
+        config.mirror.origin_wait = Duration::from_secs(20);
+        config.mirror.body_stall = Duration::from_secs(20);
+        config.shutdown_grace = Duration::from_secs(2);
+        let mut reg = RegistryConfig { url: Some(origin.url().parse().unwrap()), ..RegistryConfig::default() };
+        reg.read_timeout = shoal_core::HumanDuration(Duration::from_secs(2));
+        reg.timeout = shoal_core::HumanDuration(Duration::from_secs(5));
+        tweak(&mut config, &mut reg);
+        let upstreams = UpstreamsConfig {
+            default_registry: origin.host(),
+            registries: [(origin.host(), reg)].into_iter().collect(),
+            ..UpstreamsConfig::default()
+        };
+        let store = Store::open(StoreConfig::new(dir.path().join("store"))).unwrap();
+        let upstreams = Upstreams::new(upstreams).unwrap();
+        let mirror_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mirror = format!("http://{}", mirror_l.local_addr().unwrap());
+        let admin = format!("http://{}", admin_l.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        let job = tokio::spawn(shoal_peer::run(config, store, upstreams, PromRegistry::default(), mirror_l, admin_l, async move {
+            let _ = rx.await;
+        }));
+        Daemon { mirror, admin, dir, stop: Some(tx), job: Some(job) }
+    }
+
+    /// Shut down gracefully and hand back the store dir.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(job) = self.job.take() {
+            job.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn blob_url(&self, repo: &str, digest: &str) -> String {
+        format!("{}/v2/{repo}/blobs/{digest}", self.mirror)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin)).await.unwrap().text().await.unwrap()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/api/v1/status", self.admin)).await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(job) = self.job.take() {
+            job.abort();
+        }
+    }
+}
+
+/// A registry with a counting front before it.
+pub struct Origin {
+    pub registry: Registry,
+    pub front: CountingFront,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let registry = Registry::start().await.unwrap();
+        let front = CountingFront::start(&registry.url()).await.unwrap();
+        Origin { registry, front }
+    }
+
+    /// Push `bytes` as a blob of `repo`; the digest.
+    pub async fn blob(&self, repo: &str, bytes: Vec<u8>) -> String {
+        shoal_testkit::push_blob(&self.registry.url(), repo, bytes, None).await.unwrap()
+    }
+}
+
+/// The value of one sample line in Prometheus text, 0 when absent.
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// GET a URL fully; Err if the body was cut.
+pub async fn get_all(url: &str, range: Option<&str>) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), String> {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
+    Ok((status, headers, body.to_vec()))
+}
