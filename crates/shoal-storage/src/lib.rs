@@ -1,1 +1,55 @@
-//! shoal-storage
+//! The node's piece store: blob files on disk plus a redb metadata database
+//! recording which pieces of each blob are verified, which blobs are
+//! complete, manifests, and the last digest seen per tag.
+//!
+//! # Layout
+//! - [`config`]: [`StoreConfig`], the store's own settings.
+//! - `store`: [`Store`]: open, blob queries, removal, usage.
+//! - `begin`: starting or resuming a write; re-hashes recorded pieces.
+//! - `writer`: [`BlobWriter`]: positional writes, piece records,
+//!   complete/discard.
+//! - `reader`: [`BlobReader`]: positional reads under a lease.
+//! - `catalog`: manifests and tags.
+//! - [`gc`]: the pure eviction decision; `sweep` applies it
+//!   ([`Store::gc`]).
+//! - `recover`: open-time repair of files against records.
+//! - `lease`: in-process read/write/remove leases that keep GC away from
+//!   live handles.
+//! - `db`: the redb tables and transactions; `records`: their encodings.
+//! - `paths`: the on-disk layout, `root/blobs/<algo>/<hex>[.partial]`.
+//! - `info`: the plain values handed out ([`BlobInfo`], [`TagRecord`],
+//!   [`StoreUsage`], [`GcReport`]).
+//! - `error`: [`StoreError`].
+//!
+//! # Guarantees
+//! - A piece counts only once its BLAKE3 hash is recorded, and on resume
+//!   every recorded piece is re-hashed: a torn or altered piece is never
+//!   trusted.
+//! - A blob is complete only after the caller verified its digest and its
+//!   bytes were synced; complete blobs live under their final name.
+//! - A blob with a live [`BlobReader`] or [`BlobWriter`] is never evicted.
+#![warn(missing_docs)]
+
+mod begin;
+mod catalog;
+pub mod config;
+mod db;
+mod error;
+pub mod gc;
+mod info;
+mod lease;
+mod paths;
+mod reader;
+mod records;
+mod recover;
+mod store;
+mod sweep;
+mod writer;
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use gc::{GcCandidate, GcPolicy};
+pub use info::{BlobInfo, GcReport, StoreUsage, TagRecord};
+pub use reader::BlobReader;
+pub use store::Store;
+pub use writer::BlobWriter;

@@ -1,0 +1,166 @@
+//! Blob records and piece hashes in the metadata database. A blob's record
+//! and its pieces are removed together, in one transaction.
+
+use std::collections::HashMap;
+
+use redb::{Durability, ReadableTable, WriteTransaction};
+use shoal_core::{Digest, PieceIndex};
+
+use super::{BLOBS, MetaDb, PIECES, TxError, decode, encode, parse_digest};
+use crate::error::StoreError;
+use crate::records::BlobMeta;
+
+impl MetaDb {
+    pub(crate) fn blob(&self, d: &Digest) -> Result<Option<BlobMeta>, StoreError> {
+        let key = d.to_string();
+        self.read("read blob record", |txn| {
+            let t = txn.open_table(BLOBS)?;
+            let v = t.get(key.as_str())?;
+            v.map(|v| decode(&key, v.value())).transpose()
+        })
+    }
+
+    /// Every blob record, in digest-string order.
+    pub(crate) fn blobs(&self) -> Result<Vec<(Digest, BlobMeta)>, StoreError> {
+        self.read("list blob records", |txn| {
+            let t = txn.open_table(BLOBS)?;
+            let mut out = Vec::new();
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let key = k.value();
+                out.push((parse_digest(key)?, decode(key, v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Recorded pieces of one blob, in index order.
+    pub(crate) fn pieces(&self, d: &Digest) -> Result<Vec<(PieceIndex, [u8; 32])>, StoreError> {
+        let key = d.to_string();
+        self.read("read piece hashes", |txn| {
+            let t = txn.open_table(PIECES)?;
+            let mut out = Vec::new();
+            for item in t.range((key.as_str(), 0)..=(key.as_str(), PieceIndex::MAX))? {
+                let (k, v) = item?;
+                out.push((k.value().1, v.value()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Recorded piece indices of every blob, keyed by digest string.
+    pub(crate) fn all_pieces(&self) -> Result<HashMap<String, Vec<PieceIndex>>, StoreError> {
+        self.read("list piece hashes", |txn| {
+            let t = txn.open_table(PIECES)?;
+            let mut out: HashMap<String, Vec<PieceIndex>> = HashMap::new();
+            for item in t.iter()? {
+                let (k, _) = item?;
+                let (d, i) = k.value();
+                out.entry(d.to_owned()).or_default().push(i);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes a blob's record, leaving its pieces alone.
+    pub(crate) fn put_blob(
+        &self,
+        d: &Digest,
+        meta: &BlobMeta,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let key = d.to_string();
+        self.write("write blob record", durability, |txn| {
+            txn.open_table(BLOBS)?
+                .insert(key.as_str(), encode(meta).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Replaces a blob's record and forgets all its pieces: a fresh start.
+    pub(crate) fn start_blob(&self, d: &Digest, meta: &BlobMeta) -> Result<(), StoreError> {
+        let key = d.to_string();
+        self.write("start blob record", Durability::Eventual, |txn| {
+            drop_pieces(txn, &key, |_| true)?;
+            txn.open_table(BLOBS)?
+                .insert(key.as_str(), encode(meta).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Records one verified piece. Eventual durability: atomic and kept
+    /// across a process kill; a power loss may lose it, which only costs a
+    /// re-fetch because pieces are re-hashed on resume anyway.
+    pub(crate) fn record_piece(
+        &self,
+        d: &Digest,
+        index: PieceIndex,
+        hash: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let key = d.to_string();
+        self.write("record piece", Durability::Eventual, |txn| {
+            txn.open_table(PIECES)?
+                .insert((key.as_str(), index), hash)?;
+            Ok(())
+        })
+    }
+
+    /// Forgets the given pieces and rewrites the blob record, in one
+    /// transaction (used when resuming finds pieces whose bytes changed).
+    pub(crate) fn resume_blob(
+        &self,
+        d: &Digest,
+        forget: &[PieceIndex],
+        meta: &BlobMeta,
+    ) -> Result<(), StoreError> {
+        let key = d.to_string();
+        self.write("resume blob record", Durability::Eventual, |txn| {
+            if !forget.is_empty() {
+                drop_pieces(txn, &key, |i| forget.contains(&i))?;
+            }
+            txn.open_table(BLOBS)?
+                .insert(key.as_str(), encode(meta).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Sets a blob's last access time, if the blob still exists.
+    pub(crate) fn touch_blob(&self, d: &Digest, now_ms: u64) -> Result<(), StoreError> {
+        let key = d.to_string();
+        self.write("update blob access time", Durability::Eventual, |txn| {
+            let mut t = txn.open_table(BLOBS)?;
+            let meta = t
+                .get(key.as_str())?
+                .map(|v| decode::<BlobMeta>(&key, v.value()));
+            if let Some(mut meta) = meta.transpose()? {
+                meta.last_access_ms = now_ms;
+                t.insert(key.as_str(), encode(&meta).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the records and piece hashes of every digest given.
+    pub(crate) fn remove_blobs(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        self.write("remove blob records", Durability::Eventual, |txn| {
+            let mut t = txn.open_table(BLOBS)?;
+            for d in digests {
+                let key = d.to_string();
+                t.remove(key.as_str())?;
+                drop_pieces(txn, &key, |_| true)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Removes the pieces of blob `key` whose index `forget` selects.
+fn drop_pieces(
+    txn: &WriteTransaction,
+    key: &str,
+    forget: impl Fn(PieceIndex) -> bool,
+) -> Result<(), TxError> {
+    let mut t = txn.open_table(PIECES)?;
+    t.retain_in((key, 0)..=(key, PieceIndex::MAX), |(_, i), _| !forget(i))?;
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! [`StoreError`]: every way a store operation fails. Each message names the
+//! path or digest involved and says what to do about it, because these
+//! errors end up in daemon logs read by an operator, not by the caller.
+
+use std::io;
+use std::path::PathBuf;
+
+use shoal_core::{Digest, PieceIndex};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The configuration cannot work (watermarks out of order, zero quota).
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
+
+    /// The store root cannot be created or written.
+    #[error(
+        "store directory {root} is not usable ({source}); make sure it is a directory \
+         writable by the daemon's user, or point the daemon at another store directory"
+    )]
+    NotWritable {
+        /// The store root.
+        root: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another process holds the metadata database lock.
+    #[error(
+        "metadata database {db} is locked: is another shoal daemon using {root}? \
+         stop it, or give this daemon its own store directory"
+    )]
+    Locked {
+        /// The database file.
+        db: PathBuf,
+        /// The store root.
+        root: PathBuf,
+    },
+
+    /// A file system operation on a blob file failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done, as a verb phrase ("create partial blob").
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The metadata database failed.
+    #[error(
+        "metadata database {db}: {action} failed: {source}; if the disk is fine and this \
+         persists, stop the daemon and delete {db} (cached blobs are then re-fetched)"
+    )]
+    Db {
+        /// The database file.
+        db: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// What redb said (boxed: redb's error is large and this path is cold).
+        #[source]
+        source: Box<redb::Error>,
+    },
+
+    /// A record in the database cannot be decoded.
+    #[error(
+        "metadata database {db}: record {key:?} is unreadable ({reason}); stop the daemon \
+         and delete {db} to rebuild the cache"
+    )]
+    CorruptRecord {
+        /// The database file.
+        db: PathBuf,
+        /// The record's key.
+        key: String,
+        /// Why it does not decode.
+        reason: String,
+    },
+
+    /// The database was written by an incompatible version of shoal.
+    #[error(
+        "metadata database {db} has schema version {found} but this daemon uses version \
+         {expected}; run a matching daemon, or delete {db} and the blobs directory beside \
+         it to start an empty cache"
+    )]
+    SchemaMismatch {
+        /// The database file.
+        db: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Version this code writes.
+        expected: u32,
+    },
+
+    /// `begin_write` on a blob that is already complete.
+    #[error("blob {digest} is already complete; read it with open_blob instead of writing it")]
+    AlreadyComplete {
+        /// The blob.
+        digest: Digest,
+    },
+
+    /// `begin_write` while another writer for the digest is alive (or the
+    /// blob is being removed).
+    #[error(
+        "blob {digest} already has a writer in this process (or is being removed); \
+         wait for that download to finish instead of starting a second one"
+    )]
+    WriterBusy {
+        /// The blob.
+        digest: Digest,
+    },
+
+    /// Removal of a blob that has a live reader or writer.
+    #[error(
+        "blob {digest} is being read or written, so it is not removed; \
+         retry after its readers and writer are gone"
+    )]
+    InUse {
+        /// The blob.
+        digest: Digest,
+    },
+
+    /// A piece index past the blob's last piece.
+    #[error("blob {digest} has {count} pieces, so piece {index} does not exist")]
+    PieceOutOfRange {
+        /// The blob.
+        digest: Digest,
+        /// The index asked for.
+        index: PieceIndex,
+        /// How many pieces the blob has.
+        count: PieceIndex,
+    },
+
+    /// `put_piece` with the wrong number of bytes.
+    #[error("piece {index} of blob {digest} is {expected} bytes long, but {got} bytes were given")]
+    PieceLength {
+        /// The blob.
+        digest: Digest,
+        /// The piece.
+        index: PieceIndex,
+        /// Its length per the layout.
+        expected: u64,
+        /// The length given.
+        got: u64,
+    },
+
+    /// `write_at` past the end of the blob.
+    #[error(
+        "write of {len} bytes at offset {offset} runs past the end of blob {digest} \
+         ({size} bytes)"
+    )]
+    OutOfBounds {
+        /// The blob.
+        digest: Digest,
+        /// Where the write started.
+        offset: u64,
+        /// How many bytes it had.
+        len: u64,
+        /// The blob size.
+        size: u64,
+    },
+
+    /// `complete` while pieces are still unrecorded.
+    #[error(
+        "blob {digest} cannot be completed: {missing} of {total} pieces are not recorded; \
+         write and record them first (missing_pieces() lists them)"
+    )]
+    Incomplete {
+        /// The blob.
+        digest: Digest,
+        /// How many pieces are missing.
+        missing: u32,
+        /// How many pieces the blob has.
+        total: u32,
+    },
+
+    /// `complete` with a digest other than the one being written.
+    #[error(
+        "the writer for blob {expected} was asked to complete as {got}; pass the digest \
+         the bytes were verified against"
+    )]
+    WrongDigest {
+        /// The digest the writer was opened for.
+        expected: Digest,
+        /// The digest passed to `complete`.
+        got: Digest,
+    },
+}
+
+impl StoreError {
+    /// An [`StoreError::Io`] builder for `map_err`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

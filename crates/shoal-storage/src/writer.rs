@@ -1,0 +1,229 @@
+//! [`BlobWriter`]: filling one partial blob file piece by piece, recording
+//! each verified piece's BLAKE3 hash, and completing or discarding the blob.
+//! Starting or resuming a writer is in `begin.rs`.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use redb::Durability;
+use shoal_core::{Digest, PieceIndex, PieceLayout};
+
+use crate::error::StoreError;
+use crate::lease::Lease;
+use crate::reader::BlobReader;
+use crate::records::{BlobMeta, to_ms};
+use crate::store::Store;
+
+/// The only writer of one partial blob in this process.
+///
+/// Bytes go to their offsets with positional writes; a piece counts only
+/// once [`record_piece`](Self::record_piece) (or [`put_piece`](Self::put_piece))
+/// stored its hash. Dropping the writer without [`complete`](Self::complete)
+/// or [`discard`](Self::discard) keeps the partial for a later resume and
+/// releases the write lease.
+pub struct BlobWriter {
+    pub(crate) store: Store,
+    pub(crate) digest: Digest,
+    pub(crate) layout: PieceLayout,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    /// Recorded hash per piece; `None` until recorded.
+    pub(crate) pieces: Vec<Option<[u8; 32]>>,
+    pub(crate) created_ms: u64,
+    pub(crate) lease: Lease,
+}
+
+impl BlobWriter {
+    /// The blob being written.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The blob's piece geometry (`PieceLayout::for_blob(size)`).
+    pub fn layout(&self) -> PieceLayout {
+        self.layout
+    }
+
+    /// Whether piece `i` is recorded (an index out of range is not).
+    pub fn has_piece(&self, i: PieceIndex) -> bool {
+        self.piece_hash(i).is_some()
+    }
+
+    /// Recorded pieces, in index order.
+    pub fn verified_pieces(&self) -> Vec<PieceIndex> {
+        self.indices(true)
+    }
+
+    /// Pieces not yet recorded, in index order.
+    pub fn missing_pieces(&self) -> Vec<PieceIndex> {
+        self.indices(false)
+    }
+
+    /// The recorded BLAKE3 hash of piece `i`.
+    pub fn piece_hash(&self, i: PieceIndex) -> Option<[u8; 32]> {
+        self.pieces.get(usize::try_from(i).ok()?).copied().flatten()
+    }
+
+    fn indices(&self, recorded: bool) -> Vec<PieceIndex> {
+        (0..self.layout.count())
+            .filter(|&i| self.has_piece(i) == recorded)
+            .collect()
+    }
+
+    /// Writes `bytes` at `offset` without recording anything: until the
+    /// covering piece is recorded, these bytes are not trusted (a resume
+    /// re-hashes only recorded pieces and treats the rest as missing).
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let len = bytes.len() as u64;
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.layout.blob_size)
+        {
+            return Err(StoreError::OutOfBounds {
+                digest: self.digest.clone(),
+                offset,
+                len,
+                size: self.layout.blob_size,
+            });
+        }
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(StoreError::io("write partial blob", &self.path))
+    }
+
+    /// Records piece `i` as verified with hash `blake3`. The caller wrote
+    /// the whole piece with [`write_at`](Self::write_at) while hashing it.
+    /// Committed at once, atomically, without waiting for a full sync: a
+    /// crash of the process keeps it; a power loss may drop it, and the
+    /// piece is then fetched again.
+    pub fn record_piece(&mut self, i: PieceIndex, blake3: [u8; 32]) -> Result<(), StoreError> {
+        let slot = self.slot(i)?;
+        self.store.inner.db.record_piece(&self.digest, i, blake3)?;
+        self.pieces[slot] = Some(blake3);
+        Ok(())
+    }
+
+    /// Writes all of piece `i`, hashes it and records it; returns the hash.
+    /// For pieces whose bytes arrive whole (from a peer).
+    pub fn put_piece(&mut self, i: PieceIndex, bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+        self.slot(i)?;
+        let expected = self.layout.len_of(i);
+        if bytes.len() as u64 != expected {
+            return Err(StoreError::PieceLength {
+                digest: self.digest.clone(),
+                index: i,
+                expected,
+                got: bytes.len() as u64,
+            });
+        }
+        self.write_at(self.layout.range(i).start, bytes)?;
+        let hash = *blake3::hash(bytes).as_bytes();
+        self.record_piece(i, hash)?;
+        Ok(hash)
+    }
+
+    fn slot(&self, i: PieceIndex) -> Result<usize, StoreError> {
+        let count = self.layout.count();
+        if i >= count {
+            return Err(StoreError::PieceOutOfRange {
+                digest: self.digest.clone(),
+                index: i,
+                count,
+            });
+        }
+        Ok(i as usize)
+    }
+
+    /// A reader of the partial file, for streaming pieces to a client as
+    /// they land; the caller reads only recorded regions. Holds a read
+    /// lease of its own, and keeps working after `complete`.
+    pub fn reader(&self) -> BlobReader {
+        let lease = self.lease.share_read();
+        BlobReader::new(
+            self.digest.clone(),
+            self.layout.blob_size,
+            Arc::clone(&self.file),
+            lease,
+        )
+    }
+
+    /// Marks the blob complete, the caller having checked the whole-blob
+    /// digest against `verified`. Every piece must be recorded. The file is
+    /// synced before the record commits with full durability, so a complete
+    /// blob always has its bytes on disk.
+    pub fn complete(self, verified: &Digest) -> Result<BlobReader, StoreError> {
+        if verified != &self.digest {
+            return Err(StoreError::WrongDigest {
+                expected: self.digest.clone(),
+                got: verified.clone(),
+            });
+        }
+        let missing = self.pieces.iter().filter(|p| p.is_none()).count();
+        if missing > 0 {
+            return Err(StoreError::Incomplete {
+                digest: self.digest.clone(),
+                missing: missing as u32,
+                total: self.layout.count(),
+            });
+        }
+        self.file
+            .sync_data()
+            .map_err(StoreError::io("sync partial blob", &self.path))?;
+        let paths = &self.store.inner.paths;
+        let done = paths.complete(&self.digest);
+        fs::rename(&self.path, &done).map_err(StoreError::io("rename to complete", &done))?;
+        sync_dir(&done)?;
+        let meta = BlobMeta {
+            size: self.layout.blob_size,
+            piece_size: self.layout.piece_size,
+            complete: true,
+            created_ms: self.created_ms,
+            last_access_ms: to_ms(SystemTime::now()),
+        };
+        let db = &self.store.inner.db;
+        if let Err(e) = db.put_blob(&self.digest, &meta, Durability::Immediate) {
+            // Keep file name and record in step; a resume re-hashes anyway.
+            let _ = fs::rename(&done, &self.path);
+            return Err(e);
+        }
+        Ok(self.reader())
+    }
+
+    /// Deletes the partial file and every record of the blob: used when the
+    /// whole-blob digest did not match, so nothing of it is kept.
+    pub fn discard(self) -> Result<(), StoreError> {
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(StoreError::io("delete partial blob", &self.path)(e));
+            }
+            _ => {}
+        }
+        self.store
+            .inner
+            .db
+            .remove_blobs(std::slice::from_ref(&self.digest))
+    }
+}
+
+/// Syncs the directory holding `path`, so a rename in it survives power loss.
+fn sync_dir(path: &std::path::Path) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io("sync blob directory", dir))
+}
+
+impl fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("digest", &self.digest)
+            .field("layout", &self.layout)
+            .field("recorded", &self.pieces.iter().flatten().count())
+            .finish()
+    }
+}
