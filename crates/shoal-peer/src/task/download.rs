@@ -12,6 +12,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use http::HeaderValue;
 use shoal_core::{PieceIndex, PieceLayout};
 use shoal_origin::{BlobStream, OriginClient, OriginError};
@@ -25,6 +26,8 @@ use crate::metrics::{Kind, KindLabels};
 
 /// Progress made since the last failure that earns a fresh retry budget.
 const PROGRESS_RESETS_RETRIES: u64 = 1 << 20;
+/// Most bytes handed to the sink in one message.
+const BATCH: usize = 512 << 10;
 
 /// Everything one download needs.
 pub struct Download {
@@ -185,7 +188,10 @@ impl Driver {
         Ok(())
     }
 
-    /// Copy one origin stream into the sink until `end` or an error.
+    /// Copy one origin stream into the sink until `end` or an error. Chunks
+    /// already buffered behind the first are batched (up to [`BATCH`]) so
+    /// the sink, and the responses following it, wake once per batch rather
+    /// than once per network read.
     async fn pump(
         &self,
         s: &mut BlobStream,
@@ -195,20 +201,8 @@ impl Driver {
         tx: &mpsc::Sender<SinkMsg>,
     ) -> Result<(), TaskError> {
         while *pos < end {
-            match s.next_chunk().await {
-                Some(Ok(mut bytes)) => {
-                    self.manager.metrics.origin_bytes.inc_by(bytes.len() as u64);
-                    let room = (end - *pos) as usize;
-                    if bytes.len() > room {
-                        bytes.truncate(room);
-                    }
-                    let n = bytes.len() as u64;
-                    if tx.send(SinkMsg::Chunk { offset: *pos, bytes }).await.is_err() {
-                        return Err(self.internal("the writer thread stopped".into()));
-                    }
-                    *pos += n;
-                    *since_failure += n;
-                }
+            let first = match s.next_chunk().await {
+                Some(Ok(bytes)) => bytes,
                 Some(Err(e)) => return Err(e.into()),
                 None => {
                     return Err(OriginError::BodyTooShort {
@@ -218,6 +212,39 @@ impl Driver {
                     }
                     .into());
                 }
+            };
+            let mut batch = vec![first];
+            let mut len = batch[0].len();
+            let mut deferred = None;
+            while len < BATCH && (*pos + len as u64) < end {
+                match s.next_chunk().now_or_never() {
+                    Some(Some(Ok(bytes))) => {
+                        len += bytes.len();
+                        batch.push(bytes);
+                    }
+                    Some(Some(Err(e))) => {
+                        deferred = Some(e);
+                        break;
+                    }
+                    Some(None) | None => break,
+                }
+            }
+            self.manager.metrics.origin_bytes.inc_by(len as u64);
+            let mut room = end - *pos;
+            for bytes in batch.iter_mut() {
+                let keep = (bytes.len() as u64).min(room);
+                bytes.truncate(keep as usize);
+                room -= keep;
+            }
+            batch.retain(|b| !b.is_empty());
+            let n: u64 = batch.iter().map(|b| b.len() as u64).sum();
+            if tx.send(SinkMsg::Chunks { offset: *pos, chunks: batch }).await.is_err() {
+                return Err(self.internal("the writer thread stopped".into()));
+            }
+            *pos += n;
+            *since_failure += n;
+            if let Some(e) = deferred {
+                return Err(e.into());
             }
         }
         Ok(())

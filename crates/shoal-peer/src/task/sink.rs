@@ -19,12 +19,12 @@ use crate::metrics::{Metrics, Verified, VerifyLabels};
 
 /// Messages from the async driver.
 pub enum SinkMsg {
-    /// Bytes of the blob starting at `offset`.
-    Chunk {
-        /// Absolute blob offset of `bytes[0]`.
+    /// Consecutive bytes of the blob starting at `offset`.
+    Chunks {
+        /// Absolute blob offset of the first byte.
         offset: u64,
-        /// The bytes.
-        bytes: bytes::Bytes,
+        /// The bytes, in order.
+        chunks: Vec<bytes::Bytes>,
     },
     /// Every missing byte was sent: verify and complete.
     Finish,
@@ -77,14 +77,31 @@ impl Sink {
         };
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                SinkMsg::Chunk { offset, bytes } => self.write(&mut st, offset, &bytes)?,
+                SinkMsg::Chunks { offset, chunks } => self.write_all(&mut st, offset, &chunks)?,
                 SinkMsg::Finish => return self.finish(st),
             }
         }
         Ok(SinkEnd::Stopped)
     }
 
-    fn write(&mut self, st: &mut State, offset: u64, bytes: &[u8]) -> Result<(), TaskError> {
+    fn write_all(&mut self, st: &mut State, offset: u64, chunks: &[bytes::Bytes]) -> Result<(), TaskError> {
+        let mut at = offset;
+        let mut recorded = Vec::new();
+        for c in chunks {
+            self.write(st, at, c, &mut recorded)?;
+            at += c.len() as u64;
+        }
+        let run = st.run_start..st.cursor;
+        self.progress.send_modify(|p| {
+            for i in recorded {
+                p.pieces[i as usize] = true;
+            }
+            p.frontier = run;
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, st: &mut State, offset: u64, bytes: &[u8], recorded: &mut Vec<PieceIndex>) -> Result<(), TaskError> {
         if offset != st.cursor {
             // A new run always starts on a piece boundary.
             debug_assert_eq!(offset % st.layout.piece_size, 0, "run must start on a piece boundary");
@@ -96,7 +113,6 @@ impl Sink {
         self.writer.write_at(offset, bytes)?;
         let mut off = offset;
         let mut rest = bytes;
-        let mut recorded = Vec::new();
         while !rest.is_empty() {
             let index = st.layout.index_of(off);
             let range = st.layout.range(index);
@@ -116,13 +132,6 @@ impl Sink {
             }
         }
         st.cursor = off;
-        let run = st.run_start..off;
-        self.progress.send_modify(|p| {
-            for i in recorded {
-                p.pieces[i as usize] = true;
-            }
-            p.frontier = run;
-        });
         Ok(())
     }
 
