@@ -15,9 +15,7 @@ const PIECE: usize = 4 << 20;
 const CHUNK: usize = 1 << 20;
 
 fn blob_bytes() -> Vec<u8> {
-    (0..BLOB)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
+    (0..BLOB).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
 fn fresh_store() -> (tempfile::TempDir, Store) {
@@ -30,9 +28,7 @@ fn write(c: &mut Criterion) {
     let bytes = blob_bytes();
     let d = Digest::sha256_of(&bytes);
     let mut g = c.benchmark_group("store_write_64MiB");
-    g.sample_size(10)
-        .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Bytes(BLOB as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(5)).throughput(Throughput::Bytes(BLOB as u64));
 
     g.bench_function("write_at+record_piece", |b| {
         b.iter_batched(
@@ -84,9 +80,7 @@ fn read(c: &mut Criterion) {
     let mut buf = vec![0u8; CHUNK];
 
     let mut g = c.benchmark_group("store_read_64MiB");
-    g.sample_size(10)
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Bytes(BLOB as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(3)).throughput(Throughput::Bytes(BLOB as u64));
     g.bench_function("read_at_1MiB", |b| {
         b.iter(|| {
             let mut offset = 0u64;

@@ -18,10 +18,13 @@ async fn basic_auth_pull_through_shoal() {
     let c = pull_fresh(&reference, hosts.path(), Some("alice:s3cret")).await;
     assert_has_image(&c, &image).await;
     for blob in image.blob_digests() {
-        assert_eq!(origin.front.blob_gets(&blob) >= 1, true);
+        assert!(origin.front.blob_gets(&blob) >= 1, "{blob} reached the origin through shoal");
     }
     let metrics = reqwest::get(format!("{}/metrics", shoal.metrics_url())).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("kind=\"blob\",method=\"GET\",status=\"200\""), "the blobs went through shoal:\n{metrics}");
+    assert!(
+        metrics.contains("kind=\"blob\",method=\"GET\",status=\"200\""),
+        "the blobs went through shoal:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -37,7 +40,10 @@ async fn token_auth_pull_through_shoal() {
     let c = pull_fresh(&reference, hosts.path(), Some("bob:pw")).await;
     assert_has_image(&c, &image).await;
     let metrics = reqwest::get(format!("{}/metrics", shoal.metrics_url())).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("kind=\"blob\",method=\"GET\",status=\"200\""), "the blobs went through shoal:\n{metrics}");
+    assert!(
+        metrics.contains("kind=\"blob\",method=\"GET\",status=\"200\""),
+        "the blobs went through shoal:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -49,7 +55,8 @@ async fn daemon_credentials_run_the_token_flow_itself() {
     let cfg_dir = tempfile::tempdir().unwrap();
     let docker_config = cfg_dir.path().join("config.json");
     let auth = base64_encode("carol:pw2");
-    std::fs::write(&docker_config, format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, origin.front.host())).unwrap();
+    std::fs::write(&docker_config, format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, origin.front.host()))
+        .unwrap();
     let shoal = ShoalDaemon::builder()
         .default_registry(&origin.front.host())
         .registry(&origin.front.host(), &origin.front.url())
@@ -75,7 +82,8 @@ fn base64_encode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);

@@ -34,7 +34,8 @@ async fn killed_mid_blob_resumes_from_verified_pieces() {
         let url = url.clone();
         async move { reqwest::get(&url).await.map(|_| ()) }
     });
-    wait_until("half the blob at the origin", Duration::from_secs(30), || origin.front.blob_bytes(&d) >= 10 * MIB).await;
+    wait_until("half the blob at the origin", Duration::from_secs(30), || origin.front.blob_bytes(&d) >= 10 * MIB)
+        .await;
     shoal.kill9().unwrap();
     let sent_before_kill = origin.front.blob_bytes(&d);
     let _ = client.await;
@@ -45,7 +46,8 @@ async fn killed_mid_blob_resumes_from_verified_pieces() {
     assert_eq!(sha256_digest(&body), d);
     assert!(body == data);
 
-    let gets: Vec<_> = origin.front.requests().into_iter().filter(|r| r.method == "GET" && r.path.ends_with(&d)).collect();
+    let gets: Vec<_> =
+        origin.front.requests().into_iter().filter(|r| r.method == "GET" && r.path.ends_with(&d)).collect();
     assert_eq!(gets.len(), 2, "one GET before the kill, one to resume: {gets:?}");
     let resumed_at: u64 = gets[1]
         .range
@@ -55,7 +57,10 @@ async fn killed_mid_blob_resumes_from_verified_pieces() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the resume must be a Range request, got {:?}", gets[1].range));
     assert_eq!(resumed_at % PIECE, 0, "resume starts on a piece boundary");
-    assert!(resumed_at >= 4 * MIB, "verified pieces were kept (resumed at {resumed_at}, {sent_before_kill} sent before the kill)");
+    assert!(
+        resumed_at >= 4 * MIB,
+        "verified pieces were kept (resumed at {resumed_at}, {sent_before_kill} sent before the kill)"
+    );
     let total = origin.front.blob_bytes(&d);
     assert!(total <= size + PIECE, "the origin sent {total} bytes for a {size}-byte blob (limit: size + one piece)");
 }

@@ -84,9 +84,7 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (algo, hex) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::MissingAlgorithm(s.to_owned()))?;
+        let (algo, hex) = s.split_once(':').ok_or_else(|| DigestError::MissingAlgorithm(s.to_owned()))?;
         let algorithm = match algo {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
@@ -97,10 +95,7 @@ impl FromStr for Digest {
         if !ok {
             return Err(DigestError::BadHex(s.to_owned(), want));
         }
-        Ok(Digest {
-            algorithm,
-            hex: hex.to_owned(),
-        })
+        Ok(Digest { algorithm, hex: hex.to_owned() })
     }
 }
 
@@ -190,23 +185,11 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        assert!(matches!(
-            "e3b0".parse::<Digest>(),
-            Err(DigestError::MissingAlgorithm(_))
-        ));
-        assert!(matches!(
-            "md5:abcd".parse::<Digest>(),
-            Err(DigestError::UnsupportedAlgorithm(_))
-        ));
-        assert!(matches!(
-            "sha256:abcd".parse::<Digest>(),
-            Err(DigestError::BadHex(_, 64))
-        ));
+        assert!(matches!("e3b0".parse::<Digest>(), Err(DigestError::MissingAlgorithm(_))));
+        assert!(matches!("md5:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(_))));
+        assert!(matches!("sha256:abcd".parse::<Digest>(), Err(DigestError::BadHex(_, 64))));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
-        assert!(matches!(
-            upper.parse::<Digest>(),
-            Err(DigestError::BadHex(_, 64))
-        ));
+        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadHex(_, 64))));
         let path = format!("sha256:{}", "../".repeat(21) + "a");
         assert!(path.parse::<Digest>().is_err());
     }

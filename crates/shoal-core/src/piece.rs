@@ -28,16 +28,10 @@ impl PieceLayout {
     /// The layout shoal uses for a blob of `blob_size` bytes.
     pub fn for_blob(blob_size: u64) -> PieceLayout {
         let mut piece_size = MIN_PIECE_SIZE;
-        while piece_size < MAX_PIECE_SIZE
-            && blob_size > 1 << 30
-            && blob_size.div_ceil(piece_size) > TARGET_PIECES
-        {
+        while piece_size < MAX_PIECE_SIZE && blob_size > 1 << 30 && blob_size.div_ceil(piece_size) > TARGET_PIECES {
             piece_size *= 2;
         }
-        PieceLayout {
-            blob_size,
-            piece_size,
-        }
+        PieceLayout { blob_size, piece_size }
     }
 
     /// A layout with an explicit piece size (tests, benchmarks).
@@ -46,16 +40,12 @@ impl PieceLayout {
     /// If `piece_size` is zero.
     pub fn with_piece_size(blob_size: u64, piece_size: u64) -> PieceLayout {
         assert!(piece_size > 0, "piece size must be positive");
-        PieceLayout {
-            blob_size,
-            piece_size,
-        }
+        PieceLayout { blob_size, piece_size }
     }
 
     /// Number of pieces (0 for an empty blob).
     pub fn count(&self) -> PieceIndex {
-        PieceIndex::try_from(self.blob_size.div_ceil(self.piece_size))
-            .expect("piece count fits u32")
+        PieceIndex::try_from(self.blob_size.div_ceil(self.piece_size)).expect("piece count fits u32")
     }
 
     /// Byte range of piece `index`.
@@ -63,11 +53,7 @@ impl PieceLayout {
     /// # Panics
     /// If `index` is out of range.
     pub fn range(&self, index: PieceIndex) -> Range<u64> {
-        assert!(
-            index < self.count(),
-            "piece {index} out of range ({} pieces)",
-            self.count()
-        );
+        assert!(index < self.count(), "piece {index} out of range ({} pieces)", self.count());
         let start = u64::from(index) * self.piece_size;
         start..(start + self.piece_size).min(self.blob_size)
     }
@@ -114,14 +100,8 @@ mod tests {
     #[test]
     fn boundary_sizes() {
         let p = 4 * MIB;
-        for (size, count, last) in [
-            (0, 0, 0),
-            (1, 1, 1),
-            (p - 1, 1, p - 1),
-            (p, 1, p),
-            (p + 1, 2, 1),
-            (10 * p, 10, p),
-        ] {
+        for (size, count, last) in [(0, 0, 0), (1, 1, 1), (p - 1, 1, p - 1), (p, 1, p), (p + 1, 2, 1), (10 * p, 10, p)]
+        {
             let l = PieceLayout::for_blob(size);
             assert_eq!(l.count(), count, "size {size}");
             if count > 0 {

@@ -79,24 +79,10 @@ mod tests {
     #[test]
     fn parse_forms() {
         assert_eq!(ByteRange::parse("bytes=10-"), Some(ByteRange::From(10)));
-        assert_eq!(
-            ByteRange::parse("bytes=0-99"),
-            Some(ByteRange::FromTo(0, 99))
-        );
+        assert_eq!(ByteRange::parse("bytes=0-99"), Some(ByteRange::FromTo(0, 99)));
         assert_eq!(ByteRange::parse("bytes=-5"), Some(ByteRange::Suffix(5)));
-        assert_eq!(
-            ByteRange::parse(" bytes= 3 - 4 "),
-            Some(ByteRange::FromTo(3, 4))
-        );
-        for ignored in [
-            "bytes=5-3",
-            "bytes=-",
-            "items=0-1",
-            "bytes=0-1,3-4",
-            "bytes=a-",
-            "bytes=+1-2",
-            "",
-        ] {
+        assert_eq!(ByteRange::parse(" bytes= 3 - 4 "), Some(ByteRange::FromTo(3, 4)));
+        for ignored in ["bytes=5-3", "bytes=-", "items=0-1", "bytes=0-1,3-4", "bytes=a-", "bytes=+1-2", ""] {
             assert_eq!(ByteRange::parse(ignored), None, "{ignored}");
         }
     }
@@ -108,22 +94,10 @@ mod tests {
         assert_eq!(ByteRange::FromTo(99, 99).resolve(100), Ok(99..100));
         assert_eq!(ByteRange::Suffix(30).resolve(100), Ok(70..100));
         assert_eq!(ByteRange::Suffix(300).resolve(100), Ok(0..100));
-        assert_eq!(
-            ByteRange::From(100).resolve(100),
-            Err(RangeError { size: 100 })
-        );
-        assert_eq!(
-            ByteRange::FromTo(0, 0).resolve(0),
-            Err(RangeError { size: 0 })
-        );
-        assert_eq!(
-            ByteRange::Suffix(0).resolve(10),
-            Err(RangeError { size: 10 })
-        );
-        assert_eq!(
-            ByteRange::FromTo(u64::MAX - 1, u64::MAX).resolve(10),
-            Err(RangeError { size: 10 })
-        );
+        assert_eq!(ByteRange::From(100).resolve(100), Err(RangeError { size: 100 }));
+        assert_eq!(ByteRange::FromTo(0, 0).resolve(0), Err(RangeError { size: 0 }));
+        assert_eq!(ByteRange::Suffix(0).resolve(10), Err(RangeError { size: 10 }));
+        assert_eq!(ByteRange::FromTo(u64::MAX - 1, u64::MAX).resolve(10), Err(RangeError { size: 10 }));
     }
 
     #[test]

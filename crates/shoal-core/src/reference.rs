@@ -103,8 +103,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+        && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
 impl FromStr for Reference {
@@ -114,11 +113,7 @@ impl FromStr for Reference {
         if s.contains(':') {
             return Ok(Reference::Digest(s.parse()?));
         }
-        if valid_tag(s) {
-            Ok(Reference::Tag(s.to_owned()))
-        } else {
-            Err(ReferenceError::Tag(s.to_owned()))
-        }
+        if valid_tag(s) { Ok(Reference::Tag(s.to_owned())) } else { Err(ReferenceError::Tag(s.to_owned())) }
     }
 }
 
@@ -137,31 +132,11 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in [
-            "nginx",
-            "library/nginx",
-            "a/b/c",
-            "foo.bar",
-            "foo_bar",
-            "foo__bar",
-            "foo---bar",
-            "0x/1",
-        ] {
+        for ok in ["nginx", "library/nginx", "a/b/c", "foo.bar", "foo_bar", "foo__bar", "foo---bar", "0x/1"] {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Nginx",
-            "/nginx",
-            "nginx/",
-            "a//b",
-            "foo___bar",
-            "foo.-bar",
-            "-foo",
-            "foo-",
-            "a..b",
-            "foo bar",
-        ] {
+        for bad in ["", "Nginx", "/nginx", "nginx/", "a//b", "foo___bar", "foo.-bar", "-foo", "foo-", "a..b", "foo bar"]
+        {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
         assert!("a".repeat(256).parse::<RepoName>().is_err());
@@ -170,26 +145,14 @@ mod tests {
 
     #[test]
     fn references() {
-        assert_eq!(
-            "1.27".parse::<Reference>().unwrap(),
-            Reference::Tag("1.27".into())
-        );
-        assert_eq!(
-            "_x".parse::<Reference>().unwrap(),
-            Reference::Tag("_x".into())
-        );
+        assert_eq!("1.27".parse::<Reference>().unwrap(), Reference::Tag("1.27".into()));
+        assert_eq!("_x".parse::<Reference>().unwrap(), Reference::Tag("_x".into()));
         assert!(".x".parse::<Reference>().is_err());
         assert!("-x".parse::<Reference>().is_err());
         assert!("a".repeat(129).parse::<Reference>().is_err());
         assert!("a".repeat(128).parse::<Reference>().is_ok());
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert!(matches!(
-            d.parse::<Reference>().unwrap(),
-            Reference::Digest(_)
-        ));
-        assert!(matches!(
-            "sha256:xyz".parse::<Reference>(),
-            Err(ReferenceError::Digest(_))
-        ));
+        assert!(matches!(d.parse::<Reference>().unwrap(), Reference::Digest(_)));
+        assert!(matches!("sha256:xyz".parse::<Reference>(), Err(ReferenceError::Digest(_))));
     }
 }

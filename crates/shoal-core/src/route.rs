@@ -124,50 +124,20 @@ mod tests {
 
     #[test]
     fn push_side_is_unsupported() {
-        assert_eq!(
-            Route::parse("/v2/x/blobs/uploads/").unwrap(),
-            Route::Unsupported
-        );
-        assert_eq!(
-            Route::parse("/v2/x/blobs/uploads/abc-123").unwrap(),
-            Route::Unsupported
-        );
+        assert_eq!(Route::parse("/v2/x/blobs/uploads/").unwrap(), Route::Unsupported);
+        assert_eq!(Route::parse("/v2/x/blobs/uploads/abc-123").unwrap(), Route::Unsupported);
         assert_eq!(Route::parse("/v2/_catalog").unwrap(), Route::Unsupported);
-        assert_eq!(
-            Route::parse(&format!("/v2/x/referrers/{D}")).unwrap(),
-            Route::Unsupported
-        );
+        assert_eq!(Route::parse(&format!("/v2/x/referrers/{D}")).unwrap(), Route::Unsupported);
     }
 
     #[test]
     fn errors() {
-        assert!(matches!(
-            Route::parse("/v1/x"),
-            Err(RouteError::NotFound(_))
-        ));
-        assert!(matches!(
-            Route::parse("/v2/x/other/y"),
-            Err(RouteError::NotFound(_))
-        ));
-        assert!(matches!(
-            Route::parse("/v2/UPPER/manifests/x"),
-            Err(RouteError::Name(_))
-        ));
-        assert!(matches!(
-            Route::parse("/v2/x/manifests/-bad"),
-            Err(RouteError::Reference(_))
-        ));
-        assert!(matches!(
-            Route::parse("/v2/x/blobs/sha256:12"),
-            Err(RouteError::Digest(_))
-        ));
-        assert!(matches!(
-            Route::parse("/v2/x/blobs/latest"),
-            Err(RouteError::Digest(_))
-        ));
-        assert_eq!(
-            Route::parse("/v2/x/tags/list").unwrap(),
-            Route::TagList("x".parse().unwrap())
-        );
+        assert!(matches!(Route::parse("/v1/x"), Err(RouteError::NotFound(_))));
+        assert!(matches!(Route::parse("/v2/x/other/y"), Err(RouteError::NotFound(_))));
+        assert!(matches!(Route::parse("/v2/UPPER/manifests/x"), Err(RouteError::Name(_))));
+        assert!(matches!(Route::parse("/v2/x/manifests/-bad"), Err(RouteError::Reference(_))));
+        assert!(matches!(Route::parse("/v2/x/blobs/sha256:12"), Err(RouteError::Digest(_))));
+        assert!(matches!(Route::parse("/v2/x/blobs/latest"), Err(RouteError::Digest(_))));
+        assert_eq!(Route::parse("/v2/x/tags/list").unwrap(), Route::TagList("x".parse().unwrap()));
     }
 }

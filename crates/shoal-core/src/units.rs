@@ -22,15 +22,9 @@ impl FromStr for ByteSize {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let bad = || {
-            UnitError(format!(
-                "size {s:?} is invalid: write e.g. 20GiB, 512MiB, 10GB or a byte count"
-            ))
-        };
+        let bad = || UnitError(format!("size {s:?} is invalid: write e.g. 20GiB, 512MiB, 10GB or a byte count"));
         let value: f64 = num.parse().map_err(|_| bad())?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
@@ -61,11 +55,7 @@ impl fmt::Display for ByteSize {
             v /= 1024.0;
             i += 1;
         }
-        if i == 0 {
-            write!(f, "{} B", self.0)
-        } else {
-            write!(f, "{v:.1} {}", UNITS[i])
-        }
+        if i == 0 { write!(f, "{} B", self.0) } else { write!(f, "{v:.1} {}", UNITS[i]) }
     }
 }
 
@@ -100,11 +90,7 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|e| {
-                UnitError(format!(
-                    "duration {s:?} is invalid ({e}): write e.g. 30s, 5m, 7d"
-                ))
-            })
+            .map_err(|e| UnitError(format!("duration {s:?} is invalid ({e}): write e.g. 30s, 5m, 7d")))
     }
 }
 
@@ -135,10 +121,7 @@ mod tests {
     fn sizes() {
         assert_eq!("20GiB".parse::<ByteSize>().unwrap(), ByteSize(20 << 30));
         assert_eq!("512 MiB".parse::<ByteSize>().unwrap(), ByteSize(512 << 20));
-        assert_eq!(
-            "10GB".parse::<ByteSize>().unwrap(),
-            ByteSize(10_000_000_000)
-        );
+        assert_eq!("10GB".parse::<ByteSize>().unwrap(), ByteSize(10_000_000_000));
         assert_eq!("1.5Gi".parse::<ByteSize>().unwrap(), ByteSize(3 << 29));
         assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
         for bad in ["", "GiB", "12 parsecs", "-1GiB", "1e400"] {
@@ -161,18 +144,9 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "30s".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            "7d".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(7 * 86400)
-        );
-        assert_eq!(
-            "1h 30m".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(5400)
-        );
+        assert_eq!("30s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
+        assert_eq!("7d".parse::<HumanDuration>().unwrap().0, Duration::from_secs(7 * 86400));
+        assert_eq!("1h 30m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(5400));
         assert!("soon".parse::<HumanDuration>().is_err());
     }
 }

@@ -63,11 +63,7 @@ impl BlobStream {
         } else {
             let total = size.ok_or_else(|| bad("content-length", ""))?;
             if start > total {
-                return Err(OriginError::BodyTooShort {
-                    url: redact(&url),
-                    expected: start,
-                    got: total,
-                });
+                return Err(OriginError::BodyTooShort { url: redact(&url), expected: start, got: total });
             }
             (total, start)
         };
@@ -133,10 +129,7 @@ impl BlobStream {
                 continue;
             }
             if self.pos + chunk.len() as u64 > self.total_size {
-                return Some(Err(OriginError::BodyTooLong {
-                    url: redact(&self.url),
-                    expected: self.total_size,
-                }));
+                return Some(Err(OriginError::BodyTooLong { url: redact(&self.url), expected: self.total_size }));
             }
             self.pos += chunk.len() as u64;
             return Some(Ok(chunk));
@@ -144,11 +137,7 @@ impl BlobStream {
     }
 
     fn too_short(&self) -> OriginError {
-        OriginError::BodyTooShort {
-            url: redact(&self.url),
-            expected: self.total_size,
-            got: self.pos - self.skip,
-        }
+        OriginError::BodyTooShort { url: redact(&self.url), expected: self.total_size, got: self.pos - self.skip }
     }
 
     /// The same as a [`Stream`].
@@ -167,9 +156,7 @@ pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let (first, last) = range.trim().split_once('-')?;
     let num = |s: &str| {
         let s = s.trim();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten()
     };
     let (first, last) = (num(first)?, num(last)?);
     let total = match total.trim() {
@@ -207,13 +194,8 @@ mod tests {
         }
     }
 
-    fn response(
-        status: u16,
-        content_range: Option<&str>,
-        chunks: &[&'static [u8]],
-    ) -> reqwest::Response {
-        let items: Vec<Result<Bytes, std::io::Error>> =
-            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+    fn response(status: u16, content_range: Option<&str>, chunks: &[&'static [u8]]) -> reqwest::Response {
+        let items: Vec<Result<Bytes, std::io::Error>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
         let mut b = http::Response::builder().status(status);
         if let Some(cr) = content_range {
             b = b.header("content-range", cr);
@@ -222,11 +204,7 @@ mod tests {
         reqwest::Response::from(b.body(body).unwrap())
     }
 
-    fn stream(
-        resp: reqwest::Response,
-        start: u64,
-        size: Option<u64>,
-    ) -> Result<BlobStream, OriginError> {
+    fn stream(resp: reqwest::Response, start: u64, size: Option<u64>) -> Result<BlobStream, OriginError> {
         BlobStream::new(resp, "r", start, size, Duration::from_secs(5))
     }
 
@@ -256,10 +234,7 @@ mod tests {
         let r = response(206, Some("bytes 4-9/10"), &[b"4567", b"89AB"]);
         let (got, err) = collect(stream(r, 4, None).unwrap()).await;
         assert_eq!(got, b"4567");
-        assert!(
-            matches!(err, Some(OriginError::BodyTooLong { expected: 10, .. })),
-            "{err:?}"
-        );
+        assert!(matches!(err, Some(OriginError::BodyTooLong { expected: 10, .. })), "{err:?}");
     }
 
     #[tokio::test]
@@ -267,50 +242,21 @@ mod tests {
         let r = response(200, None, &[b"01234"]);
         let (got, err) = collect(stream(r, 7, Some(10)).unwrap()).await;
         assert!(got.is_empty());
-        assert!(
-            matches!(
-                err,
-                Some(OriginError::BodyTooShort {
-                    expected: 10,
-                    got: 5,
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, Some(OriginError::BodyTooShort { expected: 10, got: 5, .. })), "{err:?}");
     }
 
     #[tokio::test]
     async fn bad_framing_is_refused_up_front() {
         let r = response(206, Some("bytes 0-9/10"), &[]);
-        assert!(matches!(
-            stream(r, 4, None),
-            Err(OriginError::BadHeader { .. })
-        ));
+        assert!(matches!(stream(r, 4, None), Err(OriginError::BadHeader { .. })));
         let r = response(206, Some("bytes 4-9/*"), &[]);
-        assert!(matches!(
-            stream(r, 4, None),
-            Err(OriginError::BadHeader { .. })
-        ));
+        assert!(matches!(stream(r, 4, None), Err(OriginError::BadHeader { .. })));
         let r = response(206, None, &[]);
-        assert!(matches!(
-            stream(r, 4, None),
-            Err(OriginError::BadHeader { .. })
-        ));
+        assert!(matches!(stream(r, 4, None), Err(OriginError::BadHeader { .. })));
         let r = response(200, None, &[]);
-        assert!(matches!(
-            stream(r, 0, None),
-            Err(OriginError::BadHeader { .. })
-        ));
+        assert!(matches!(stream(r, 0, None), Err(OriginError::BadHeader { .. })));
         let r = response(200, None, &[]);
-        assert!(matches!(
-            stream(r, 11, Some(10)),
-            Err(OriginError::BodyTooShort {
-                expected: 11,
-                got: 10,
-                ..
-            })
-        ));
+        assert!(matches!(stream(r, 11, Some(10)), Err(OriginError::BodyTooShort { expected: 11, got: 10, .. })));
         // An empty blob is fine.
         let r = response(200, None, &[]);
         let (got, err) = collect(stream(r, 0, Some(0)).unwrap()).await;

@@ -123,10 +123,7 @@ mod tests {
         assert_eq!(u.default_registry, "docker.io");
         assert!(!u.allow_unlisted);
         let local = &u.registries["127.0.0.1:5000"];
-        assert_eq!(
-            local.url.as_ref().unwrap().as_str(),
-            "http://127.0.0.1:5000/"
-        );
+        assert_eq!(local.url.as_ref().unwrap().as_str(), "http://127.0.0.1:5000/");
         assert_eq!(local.timeout.0, Duration::from_secs(5));
         assert_eq!(local.read_timeout.0, Duration::from_secs(30));
         assert_eq!(local.retries, 0);

@@ -31,9 +31,7 @@ pub enum OriginError {
         body: Bytes,
     },
     /// The origin answered 404.
-    #[error(
-        "{url} not found at registry {registry} (404): check the repository name, tag or digest"
-    )]
+    #[error("{url} not found at registry {registry} (404): check the repository name, tag or digest")]
     NotFound {
         /// Registry name.
         registry: String,
@@ -120,9 +118,7 @@ pub enum OriginError {
     },
     /// More bytes arrived than the headers announced; nothing past the end
     /// was handed out.
-    #[error(
-        "body of {url} runs past its announced end of {expected} bytes; the origin is misbehaving"
-    )]
+    #[error("body of {url} runs past its announced end of {expected} bytes; the origin is misbehaving")]
     BodyTooLong {
         /// The URL read (query removed).
         url: String,
@@ -148,9 +144,7 @@ pub enum OriginError {
         value: String,
     },
     /// Content does not match the digest it was asked for or announced with.
-    #[error(
-        "content of {url} has digest {actual}, expected {expected}; the origin served wrong bytes"
-    )]
+    #[error("content of {url} has digest {actual}, expected {expected}; the origin served wrong bytes")]
     DigestMismatch {
         /// The URL read (query removed).
         url: String,
@@ -161,9 +155,7 @@ pub enum OriginError {
     },
     /// `?ns=` names a registry that is not configured while
     /// `allow_unlisted` is false.
-    #[error(
-        "registry {0:?} is not configured: add [registries.\"{0}\"] or set allow_unlisted = true"
-    )]
+    #[error("registry {0:?} is not configured: add [registries.\"{0}\"] or set allow_unlisted = true")]
     UnknownRegistry(String),
     /// `?ns=` is not a `host[:port]`.
     #[error("registry name {0:?} is not a host[:port]")]
@@ -205,10 +197,7 @@ impl OriginError {
     pub fn is_retryable(&self) -> bool {
         match self {
             OriginError::Status { status, .. } => is_retryable_status(*status),
-            OriginError::Token {
-                status: Some(status),
-                ..
-            } => is_retryable_status(*status),
+            OriginError::Token { status: Some(status), .. } => is_retryable_status(*status),
             OriginError::Connect { .. }
             | OriginError::Timeout { .. }
             | OriginError::Stalled { .. }
@@ -221,9 +210,7 @@ impl OriginError {
     /// The HTTP status the origin answered with, when the error is one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            OriginError::Unauthorized { status, .. } | OriginError::Status { status, .. } => {
-                Some(*status)
-            }
+            OriginError::Unauthorized { status, .. } | OriginError::Status { status, .. } => Some(*status),
             OriginError::NotFound { .. } => Some(404),
             OriginError::Token { status, .. } => *status,
             _ => None,
@@ -271,9 +258,7 @@ mod tests {
 
     #[test]
     fn redaction_drops_query_and_userinfo() {
-        let u: url::Url = "https://u:p@s3.example/b/sha?X-Amz-Signature=secret#f"
-            .parse()
-            .unwrap();
+        let u: url::Url = "https://u:p@s3.example/b/sha?X-Amz-Signature=secret#f".parse().unwrap();
         assert_eq!(redact(&u), "https://s3.example/b/sha");
     }
 
@@ -290,15 +275,8 @@ mod tests {
         assert!(status(429).is_retryable());
         assert!(!status(400).is_retryable());
         assert!(!OriginError::UnknownRegistry("x".into()).is_retryable());
-        let short = OriginError::BodyTooShort {
-            url: "u".into(),
-            expected: 10,
-            got: 3,
-        };
+        let short = OriginError::BodyTooShort { url: "u".into(), expected: 10, got: 3 };
         assert!(short.is_retryable());
-        assert_eq!(
-            short.to_string(),
-            "body of u ended at byte 3 of 10; retry from byte 3"
-        );
+        assert_eq!(short.to_string(), "body of u ended at byte 3 of 10; retry from byte 3");
     }
 }

@@ -41,8 +41,6 @@ pub use blob::BlobStream;
 pub use client::OriginClient;
 pub use config::{RegistryConfig, UpstreamsConfig};
 pub use error::OriginError;
-pub use manifest::{
-    DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, ManifestHead, ManifestResponse, RawResponse,
-};
+pub use manifest::{DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, ManifestHead, ManifestResponse, RawResponse};
 pub use retry::RetryPolicy;
 pub use upstreams::Upstreams;

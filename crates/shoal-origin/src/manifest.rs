@@ -66,11 +66,7 @@ pub(crate) fn accept_header(accept: &[String], url: &str) -> Result<HeaderValue,
     let joined = if accept.iter().all(|a| a.trim().is_empty()) {
         DEFAULT_MANIFEST_ACCEPT.join(", ")
     } else {
-        let parts: Vec<&str> = accept
-            .iter()
-            .map(|a| a.trim())
-            .filter(|a| !a.is_empty())
-            .collect();
+        let parts: Vec<&str> = accept.iter().map(|a| a.trim()).filter(|a| !a.is_empty()).collect();
         parts.join(", ")
     };
     HeaderValue::from_str(&joined).map_err(|_| OriginError::BadHeader {
@@ -108,12 +104,7 @@ pub(crate) fn header_digest(headers: &HeaderMap, url: &str) -> Result<Option<Dig
         header: DOCKER_CONTENT_DIGEST.into(),
         value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
     };
-    v.to_str()
-        .map_err(|_| bad())?
-        .trim()
-        .parse()
-        .map(Some)
-        .map_err(|_| bad())
+    v.to_str().map_err(|_| bad())?.trim().parse().map(Some).map_err(|_| bad())
 }
 
 /// `Content-Length`, parsed; a malformed one is an error.
@@ -144,11 +135,7 @@ pub(crate) fn verify_digest(expected: &Digest, body: &[u8], url: &str) -> Result
     if &actual == expected {
         Ok(())
     } else {
-        Err(OriginError::DigestMismatch {
-            url: url.to_owned(),
-            expected: expected.clone(),
-            actual,
-        })
+        Err(OriginError::DigestMismatch { url: url.to_owned(), expected: expected.clone(), actual })
     }
 }
 
@@ -158,14 +145,8 @@ mod tests {
 
     #[test]
     fn accept_values() {
-        assert_eq!(
-            accept_header(&[], "u").unwrap(),
-            DEFAULT_MANIFEST_ACCEPT.join(", ").as_str()
-        );
-        assert_eq!(
-            accept_header(&[" a/b ".into(), "".into(), "c/d, e/f".into()], "u").unwrap(),
-            "a/b, c/d, e/f"
-        );
+        assert_eq!(accept_header(&[], "u").unwrap(), DEFAULT_MANIFEST_ACCEPT.join(", ").as_str());
+        assert_eq!(accept_header(&[" a/b ".into(), "".into(), "c/d, e/f".into()], "u").unwrap(), "a/b, c/d, e/f");
         assert!(accept_header(&["a\nb".into()], "u").is_err());
     }
 
@@ -173,18 +154,12 @@ mod tests {
     fn media_types() {
         let v = |s: &str| HeaderValue::from_str(s).unwrap();
         assert_eq!(
-            media_type(Some(&v(
-                "application/vnd.oci.image.index.v1+json; charset=utf-8"
-            )))
-            .as_deref(),
+            media_type(Some(&v("application/vnd.oci.image.index.v1+json; charset=utf-8"))).as_deref(),
             Some("application/vnd.oci.image.index.v1+json")
         );
         assert_eq!(media_type(Some(&v(" ; x=y"))), None);
         assert_eq!(media_type(None), None);
-        assert_eq!(
-            media_type_from_body(br#"{"schemaVersion":2,"mediaType":"m/t"}"#).as_deref(),
-            Some("m/t")
-        );
+        assert_eq!(media_type_from_body(br#"{"schemaVersion":2,"mediaType":"m/t"}"#).as_deref(), Some("m/t"));
         assert_eq!(media_type_from_body(b"{}"), None);
         assert_eq!(media_type_from_body(b"nope"), None);
     }
@@ -197,15 +172,9 @@ mod tests {
         h.insert(DOCKER_CONTENT_DIGEST, d.to_string().parse().unwrap());
         assert_eq!(header_digest(&h, "u").unwrap(), Some(d.clone()));
         h.insert(DOCKER_CONTENT_DIGEST, "sha256:zz".parse().unwrap());
-        assert!(matches!(
-            header_digest(&h, "u"),
-            Err(OriginError::BadHeader { .. })
-        ));
+        assert!(matches!(header_digest(&h, "u"), Err(OriginError::BadHeader { .. })));
         assert!(verify_digest(&d, b"hello", "u").is_ok());
-        assert!(matches!(
-            verify_digest(&d, b"hellO", "u"),
-            Err(OriginError::DigestMismatch { .. })
-        ));
+        assert!(matches!(verify_digest(&d, b"hellO", "u"), Err(OriginError::DigestMismatch { .. })));
         let mut h = HeaderMap::new();
         assert_eq!(header_length(&h, "u").unwrap(), None);
         h.insert("content-length", "42".parse().unwrap());

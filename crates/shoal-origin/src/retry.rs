@@ -38,27 +38,16 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// `attempts` extra attempts with the default 200 ms base and 5 s cap.
     pub fn new(attempts: u32) -> RetryPolicy {
-        RetryPolicy {
-            attempts,
-            base: DEFAULT_BASE,
-            cap: DEFAULT_CAP,
-        }
+        RetryPolicy { attempts, base: DEFAULT_BASE, cap: DEFAULT_CAP }
     }
 
     /// The wait before retry number `attempt` (0 = the first retry), with
     /// "equal jitter": half of `min(cap, base * 2^attempt)` is fixed, the
     /// other half scaled by `random` (in `[0, 1)`; clamped).
     pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-            .min(self.cap);
+        let exp = self.base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX)).min(self.cap);
         let half = exp / 2;
-        let random = if random.is_finite() {
-            random.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let random = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.0 };
         half + half.mul_f64(random)
     }
 
@@ -124,13 +113,7 @@ mod tests {
     use bytes::Bytes;
 
     fn status(s: u16, retry_after: Option<Duration>) -> OriginError {
-        OriginError::Status {
-            registry: "r".into(),
-            url: "u".into(),
-            status: s,
-            retry_after,
-            body: Bytes::new(),
-        }
+        OriginError::Status { registry: "r".into(), url: "u".into(), status: s, retry_after, body: Bytes::new() }
     }
 
     #[test]

@@ -39,11 +39,10 @@ impl Upstreams {
             Some(path) => DockerConfig::load(path)?,
             None => DockerConfig::default(),
         };
-        let default_registry =
-            canonical_name(&cfg.default_registry).ok_or_else(|| OriginError::Config {
-                what: "default_registry".into(),
-                detail: format!("{:?} is not a host[:port]", cfg.default_registry),
-            })?;
+        let default_registry = canonical_name(&cfg.default_registry).ok_or_else(|| OriginError::Config {
+            what: "default_registry".into(),
+            detail: format!("{:?} is not a host[:port]", cfg.default_registry),
+        })?;
         let mut listed = BTreeMap::new();
         for (name, rc) in &cfg.registries {
             let key = canonical_name(name).ok_or_else(|| OriginError::Config {
@@ -55,10 +54,7 @@ impl Upstreams {
                 None => default_url(&key)?,
             };
             let creds = credentials(&key, rc, &docker);
-            listed.insert(
-                key.clone(),
-                Arc::new(OriginClient::new(key, url, rc, creds)?),
-            );
+            listed.insert(key.clone(), Arc::new(OriginClient::new(key, url, rc, creds)?));
         }
         Ok(Upstreams {
             default_registry,
@@ -73,8 +69,7 @@ impl Upstreams {
     /// built once per registry and shared.
     pub fn resolve(&self, ns: Option<&str>) -> Result<Arc<OriginClient>, OriginError> {
         let raw = ns.unwrap_or(&self.default_registry);
-        let name =
-            canonical_name(raw).ok_or_else(|| OriginError::BadRegistryName(raw.to_owned()))?;
+        let name = canonical_name(raw).ok_or_else(|| OriginError::BadRegistryName(raw.to_owned()))?;
         if let Some(c) = self.listed.get(&name) {
             return Ok(c.clone());
         }
@@ -87,12 +82,7 @@ impl Upstreams {
         }
         let rc = RegistryConfig::default();
         let creds = credentials(&name, &rc, &self.docker);
-        let client = Arc::new(OriginClient::new(
-            name.clone(),
-            default_url(&name)?,
-            &rc,
-            creds,
-        )?);
+        let client = Arc::new(OriginClient::new(name.clone(), default_url(&name)?, &rc, creds)?);
         unlisted.insert(name, client.clone());
         Ok(client)
     }
@@ -155,23 +145,10 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(canonical_name("Docker.IO").as_deref(), Some("docker.io"));
-        assert_eq!(
-            canonical_name("127.0.0.1:5000").as_deref(),
-            Some("127.0.0.1:5000")
-        );
+        assert_eq!(canonical_name("127.0.0.1:5000").as_deref(), Some("127.0.0.1:5000"));
         assert_eq!(canonical_name("[::1]:5000").as_deref(), Some("[::1]:5000"));
         assert_eq!(canonical_name("localhost").as_deref(), Some("localhost"));
-        for bad in [
-            "",
-            "a/b",
-            "u@host",
-            "https://x",
-            "host:99999",
-            "host:",
-            "a b",
-            "ghcr.io:443",
-            "x?y",
-        ] {
+        for bad in ["", "a/b", "u@host", "https://x", "host:99999", "host:", "a b", "ghcr.io:443", "x?y"] {
             assert_eq!(canonical_name(bad), None, "{bad}");
         }
     }
@@ -192,14 +169,7 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in [
-            "localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-            "127.255.0.9",
-            "[::1]",
-            "::1",
-        ] {
+        for h in ["localhost", "LOCALHOST", "127.0.0.1", "127.255.0.9", "[::1]", "::1"] {
             assert!(is_loopback_host(h), "{h}");
         }
         for h in ["10.0.0.1", "docker.io", "[::2]", "localhost.example"] {

@@ -33,10 +33,7 @@ async fn bearer_origin() -> Origin {
 }
 
 fn auths(o: &Origin) -> Vec<Option<String>> {
-    o.api_requests()
-        .into_iter()
-        .map(|s| s.authorization)
-        .collect()
+    o.api_requests().into_iter().map(|s| s.authorization).collect()
 }
 
 #[tokio::test]
@@ -50,10 +47,7 @@ async fn anonymous_bearer_token_is_fetched_once_and_reused() {
     assert_eq!(o.token_fetches(), 1);
     let t = &o.token_requests()[0];
     assert_eq!(t.authorization, None);
-    assert_eq!(
-        t.query,
-        "service=test-registry&scope=repository%3Alibrary%2Fapp%3Apull"
-    );
+    assert_eq!(t.query, "service=test-registry&scope=repository%3Alibrary%2Fapp%3Apull");
     // One 401, then the token; later requests send it up front.
     let bearer = Some("Bearer tok-1".to_owned());
     assert_eq!(auths(&o), [None, bearer.clone(), bearer.clone(), bearer]);
@@ -64,31 +58,16 @@ async fn bearer_with_credentials_uses_basic_at_the_token_server() {
     let o = bearer_origin().await;
     let basic = Credentials::basic("alice", "pw").basic_header().unwrap();
     *o.state.token_basic.lock().unwrap() = Some(basic.to_str().unwrap().to_owned());
-    let cfg = RegistryConfig {
-        username: Some("alice".into()),
-        password: Some("pw".into()),
-        ..fast_config()
-    };
-    o.client(cfg)
-        .get_manifest(&repo(), &tag(), &[], None)
-        .await
-        .unwrap();
+    let cfg = RegistryConfig { username: Some("alice".into()), password: Some("pw".into()), ..fast_config() };
+    o.client(cfg).get_manifest(&repo(), &tag(), &[], None).await.unwrap();
     let t = &o.token_requests()[0];
     assert_eq!(t.authorization.as_deref(), Some("Basic YWxpY2U6cHc="));
     assert!(t.query.ends_with("&account=alice"), "{}", t.query);
 
     // Anonymous against the same token server: refused, and said so.
-    let e = o
-        .client(fast_config())
-        .get_manifest(&repo(), &tag(), &[], None)
-        .await
-        .unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag(), &[], None).await.unwrap_err();
     match &e {
-        OriginError::Token {
-            status: Some(401),
-            detail,
-            ..
-        } => {
+        OriginError::Token { status: Some(401), detail, .. } => {
             assert!(detail.contains("anonymous access refused"), "{detail}")
         }
         other => panic!("{other}"),
@@ -132,21 +111,10 @@ async fn useless_tokens_end_in_unauthorized_after_one_refetch() {
     // From now on every token is refused: one refetch, then the 401 goes
     // back with its challenge.
     o.state.reject_tokens.store(true, Ordering::SeqCst);
-    let e = c
-        .get_manifest(&repo(), &tag(), &[], None)
-        .await
-        .unwrap_err();
+    let e = c.get_manifest(&repo(), &tag(), &[], None).await.unwrap_err();
     match &e {
-        OriginError::Unauthorized {
-            status: 401,
-            www_authenticate,
-            body,
-            ..
-        } => {
-            assert_eq!(
-                www_authenticate.as_deref(),
-                Some(bearer_challenge(&o.url, SCOPE).as_str())
-            );
+        OriginError::Unauthorized { status: 401, www_authenticate, body, .. } => {
+            assert_eq!(www_authenticate.as_deref(), Some(bearer_challenge(&o.url, SCOPE).as_str()));
             assert_eq!(&body[..], br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
         }
         other => panic!("{other}"),
@@ -177,11 +145,7 @@ async fn basic_challenge_is_answered_with_credentials() {
     let basic = Credentials::basic("bob", "pw").basic_header().unwrap();
     let o = Origin::start(AuthMode::Basic(basic.to_str().unwrap().to_owned())).await;
     o.add_manifest("library/app", "1.0", MT, b"{}");
-    let cfg = RegistryConfig {
-        username: Some("bob".into()),
-        password: Some("pw".into()),
-        ..fast_config()
-    };
+    let cfg = RegistryConfig { username: Some("bob".into()), password: Some("pw".into()), ..fast_config() };
     let c = o.client(cfg);
     c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
     c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
@@ -190,11 +154,7 @@ async fn basic_challenge_is_answered_with_credentials() {
     assert_eq!(o.token_fetches(), 0);
 
     // Without credentials the challenge comes back.
-    let e = o
-        .client(fast_config())
-        .get_manifest(&repo(), &tag(), &[], None)
-        .await
-        .unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag(), &[], None).await.unwrap_err();
     assert!(
         matches!(&e, OriginError::Unauthorized { status: 401, www_authenticate: Some(w), .. } if w == r#"Basic realm="test-registry""#),
         "{e}"
@@ -204,37 +164,20 @@ async fn basic_challenge_is_answered_with_credentials() {
 #[tokio::test]
 async fn client_authorization_is_forwarded_verbatim() {
     let o = bearer_origin().await;
-    o.state
-        .valid_tokens
-        .lock()
-        .unwrap()
-        .insert("from-containerd".into());
+    o.state.valid_tokens.lock().unwrap().insert("from-containerd".into());
     let c = o.client(fast_config());
     let good = HeaderValue::from_static("Bearer from-containerd");
-    c.get_manifest(&repo(), &tag(), &[], Some(&good))
-        .await
-        .unwrap();
+    c.get_manifest(&repo(), &tag(), &[], Some(&good)).await.unwrap();
     assert_eq!(auths(&o), [Some("Bearer from-containerd".to_owned())]);
 
     // A refused client token: the challenge goes back; the daemon does not
     // fetch a token of its own.
     let bad = HeaderValue::from_static("Bearer stale");
-    let e = c
-        .get_manifest(&repo(), &tag(), &[], Some(&bad))
-        .await
-        .unwrap_err();
+    let e = c.get_manifest(&repo(), &tag(), &[], Some(&bad)).await.unwrap_err();
     match &e {
-        OriginError::Unauthorized {
-            status,
-            www_authenticate,
-            body,
-            ..
-        } => {
+        OriginError::Unauthorized { status, www_authenticate, body, .. } => {
             assert_eq!(*status, 401);
-            assert_eq!(
-                www_authenticate.as_deref(),
-                Some(bearer_challenge(&o.url, SCOPE).as_str())
-            );
+            assert_eq!(www_authenticate.as_deref(), Some(bearer_challenge(&o.url, SCOPE).as_str()));
             assert_eq!(&body[..], br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
         }
         other => panic!("{other}"),
@@ -260,14 +203,8 @@ async fn identity_token_from_docker_config_uses_the_oauth2_flow() {
         format!(r#"{{"auths":{{"https://{key}":{{"username":"<token>","identitytoken":"refresh-me"}}}}}}"#),
     )
     .unwrap();
-    let mut cfg = shoal_origin::UpstreamsConfig {
-        docker_config: Some(path),
-        ..Default::default()
-    };
-    let rc = RegistryConfig {
-        url: Some(o.url.clone()),
-        ..fast_config()
-    };
+    let mut cfg = shoal_origin::UpstreamsConfig { docker_config: Some(path), ..Default::default() };
+    let rc = RegistryConfig { url: Some(o.url.clone()), ..fast_config() };
     cfg.registries.insert(key.clone(), rc);
     let up = shoal_origin::Upstreams::new(cfg).unwrap();
     let c: Arc<OriginClient> = up.resolve(Some(&key)).unwrap();
@@ -291,15 +228,8 @@ async fn basic_credentials_from_docker_config_are_used() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
     // carol:pw
-    std::fs::write(
-        &path,
-        format!(r#"{{"auths":{{"{}":{{"auth":"Y2Fyb2w6cHc="}}}}}}"#, o.addr),
-    )
-    .unwrap();
-    let cfg = shoal_origin::UpstreamsConfig {
-        docker_config: Some(path),
-        ..Default::default()
-    };
+    std::fs::write(&path, format!(r#"{{"auths":{{"{}":{{"auth":"Y2Fyb2w6cHc="}}}}}}"#, o.addr)).unwrap();
+    let cfg = shoal_origin::UpstreamsConfig { docker_config: Some(path), ..Default::default() };
     // Unlisted loopback registry: reached over http with default settings.
     let up = shoal_origin::Upstreams::new(cfg).unwrap();
     let c = up.resolve(Some(&o.addr.to_string())).unwrap();

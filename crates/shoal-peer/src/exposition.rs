@@ -57,7 +57,10 @@ mod tests {
     fn counters_gain_total_in_metadata() {
         let om = "# HELP a_bytes Bytes.\n# TYPE a_bytes counter\n# UNIT a_bytes bytes\na_bytes_total 3\n# HELP g Gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
         let text = to_prometheus_text(om);
-        assert_eq!(text, "# HELP a_bytes_total Bytes.\n# TYPE a_bytes_total counter\na_bytes_total 3\n# HELP g Gauge.\n# TYPE g gauge\ng 1\n");
+        assert_eq!(
+            text,
+            "# HELP a_bytes_total Bytes.\n# TYPE a_bytes_total counter\na_bytes_total 3\n# HELP g Gauge.\n# TYPE g gauge\ng 1\n"
+        );
     }
 
     #[test]

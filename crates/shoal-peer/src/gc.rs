@@ -22,7 +22,12 @@ pub async fn run(store: Store, metrics: Metrics, interval: Duration, stop: Cance
                 if !report.evicted.is_empty() {
                     metrics.store_evictions.inc_by(report.evicted.len() as u64);
                     metrics.store_evicted_bytes.inc_by(report.freed_bytes);
-                    tracing::info!(evicted = report.evicted.len(), freed = report.freed_bytes, used = report.used_after, "gc evicted blobs");
+                    tracing::info!(
+                        evicted = report.evicted.len(),
+                        freed = report.freed_bytes,
+                        used = report.used_after,
+                        "gc evicted blobs"
+                    );
                 }
                 metrics.store_bytes.set(i64::try_from(report.used_after).unwrap_or(i64::MAX));
             }

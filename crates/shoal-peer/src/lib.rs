@@ -96,7 +96,9 @@ pub async fn run(
 
     let drain = stop.clone();
     let mirror_srv = tokio::spawn(
-        axum::serve(mirror, mirror_state.router()).with_graceful_shutdown(async move { drain.cancelled().await }).into_future(),
+        axum::serve(mirror, mirror_state.router())
+            .with_graceful_shutdown(async move { drain.cancelled().await })
+            .into_future(),
     );
     let drain = stop.clone();
     let admin_srv = tokio::spawn(

@@ -163,7 +163,12 @@ impl Metrics {
             Unit::Seconds,
             m.origin_duration.clone(),
         );
-        r.register_with_unit("origin_received", "Body bytes received from origins", Unit::Bytes, m.origin_bytes.clone());
+        r.register_with_unit(
+            "origin_received",
+            "Body bytes received from origins",
+            Unit::Bytes,
+            m.origin_bytes.clone(),
+        );
         r.register("origin_retries", "Origin blob requests retried after a failure", m.origin_retries.clone());
         r.register("active_downloads", "Blob downloads in progress", m.active_downloads.clone());
         r.register_with_unit("store", "Bytes held by the piece store", Unit::Bytes, m.store_bytes.clone());

@@ -36,7 +36,10 @@ async fn cold_blob_streams_then_is_served_from_the_store() {
     let m = daemon.metrics().await;
     assert_eq!(sample(&m, "shoal_served_bytes_total{source=\"store\"}"), data.len() as f64);
     assert_eq!(sample(&m, "shoal_served_bytes_total{source=\"origin\"}"), data.len() as f64);
-    assert_eq!(sample(&m, "shoal_mirror_requests_total{kind=\"blob\",method=\"GET\",status=\"200\",result=\"hit\"}"), 1.0);
+    assert_eq!(
+        sample(&m, "shoal_mirror_requests_total{kind=\"blob\",method=\"GET\",status=\"200\",result=\"hit\"}"),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

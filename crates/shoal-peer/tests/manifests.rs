@@ -107,7 +107,12 @@ async fn errors_are_oci_bodies() {
     let cases = [
         ("PUT", "/v2/demo/app/manifests/v1", 405, "UNSUPPORTED"),
         ("POST", "/v2/demo/app/blobs/uploads/", 405, "UNSUPPORTED"),
-        ("DELETE", "/v2/demo/app/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 405, "UNSUPPORTED"),
+        (
+            "DELETE",
+            "/v2/demo/app/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            405,
+            "UNSUPPORTED",
+        ),
         ("GET", "/v2/_catalog", 405, "UNSUPPORTED"),
         ("GET", "/v2/Bad/manifests/v1", 400, "NAME_INVALID"),
         ("GET", "/v2/demo/app/blobs/sha256:1234", 400, "DIGEST_INVALID"),

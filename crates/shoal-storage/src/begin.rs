@@ -33,11 +33,7 @@ impl Store {
     /// [`StoreError::AlreadyComplete`] if the blob is complete,
     /// [`StoreError::WriterBusy`] if another writer for `d` is alive.
     pub fn begin_write(&self, d: &Digest, size: u64) -> Result<BlobWriter, StoreError> {
-        let lease = self
-            .inner
-            .leases
-            .write(d)
-            .ok_or_else(|| StoreError::WriterBusy { digest: d.clone() })?;
+        let lease = self.inner.leases.write(d).ok_or_else(|| StoreError::WriterBusy { digest: d.clone() })?;
         let now = to_ms(SystemTime::now());
         match self.inner.db.blob(d)? {
             Some(meta) if meta.complete => Err(StoreError::AlreadyComplete { digest: d.clone() }),
@@ -55,13 +51,7 @@ impl Store {
         }
     }
 
-    fn fresh(
-        &self,
-        d: &Digest,
-        size: u64,
-        lease: Lease,
-        now: u64,
-    ) -> Result<BlobWriter, StoreError> {
+    fn fresh(&self, d: &Digest, size: u64, lease: Lease, now: u64) -> Result<BlobWriter, StoreError> {
         let meta = BlobMeta::new_partial(size, now);
         self.inner.db.start_blob(d, &meta)?;
         let path = self.inner.paths.partial(d);
@@ -76,13 +66,7 @@ impl Store {
         Ok(self.writer(d, meta, file, Vec::new(), lease))
     }
 
-    fn resume(
-        &self,
-        d: &Digest,
-        mut meta: BlobMeta,
-        lease: Lease,
-        now: u64,
-    ) -> Result<BlobWriter, StoreError> {
+    fn resume(&self, d: &Digest, mut meta: BlobMeta, lease: Lease, now: u64) -> Result<BlobWriter, StoreError> {
         let path = self.inner.paths.partial(d);
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
@@ -92,21 +76,16 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io("open partial blob", &path)(e)),
         };
-        let len = file
-            .metadata()
-            .map_err(StoreError::io("inspect partial blob", &path))?
-            .len();
+        let len = file.metadata().map_err(StoreError::io("inspect partial blob", &path))?.len();
         if len != meta.size {
-            file.set_len(meta.size)
-                .map_err(StoreError::io("resize partial blob", &path))?;
+            file.set_len(meta.size).map_err(StoreError::io("resize partial blob", &path))?;
         }
         let layout = meta.layout();
         let mut kept = Vec::new();
         let mut forget = Vec::new();
         for (i, hash) in self.inner.db.pieces(d)? {
             let ok = i < layout.count()
-                && piece_matches(&file, &layout, i, &hash)
-                    .map_err(StoreError::io("re-read partial blob", &path))?;
+                && piece_matches(&file, &layout, i, &hash).map_err(StoreError::io("re-read partial blob", &path))?;
             if ok {
                 kept.push((i, hash));
             } else {
@@ -152,12 +131,7 @@ impl Store {
 
 /// Whether the bytes of piece `i` in `file` hash to `expected`; a piece cut
 /// short by the end of the file does not match.
-fn piece_matches(
-    file: &File,
-    layout: &PieceLayout,
-    i: PieceIndex,
-    expected: &[u8; 32],
-) -> io::Result<bool> {
+fn piece_matches(file: &File, layout: &PieceLayout, i: PieceIndex, expected: &[u8; 32]) -> io::Result<bool> {
     let range = layout.range(i);
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; VERIFY_CHUNK.min((range.end - range.start) as usize)];

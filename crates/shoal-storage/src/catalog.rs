@@ -12,12 +12,7 @@ use crate::store::{ACCESS_PERSIST_MS, Store};
 
 impl Store {
     /// Stores a manifest. The caller has checked `bytes` against `d`.
-    pub fn put_manifest(
-        &self,
-        d: &Digest,
-        media_type: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
+    pub fn put_manifest(&self, d: &Digest, media_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let now = to_ms(SystemTime::now());
         let meta = ManifestMeta {
             media_type: media_type.to_owned(),
@@ -51,29 +46,16 @@ impl Store {
         d: &Digest,
         media_type: &str,
     ) -> Result<(), StoreError> {
-        let meta = TagMeta {
-            digest: d.clone(),
-            media_type: media_type.to_owned(),
-            seen_ms: to_ms(SystemTime::now()),
-        };
+        let meta = TagMeta { digest: d.clone(), media_type: media_type.to_owned(), seen_ms: to_ms(SystemTime::now()) };
         self.inner.db.put_tag((registry, repo, tag), &meta)
     }
 
     /// The last digest recorded for `registry/repo:tag`.
-    pub fn get_tag(
-        &self,
-        registry: &str,
-        repo: &str,
-        tag: &str,
-    ) -> Result<Option<TagRecord>, StoreError> {
-        Ok(self
-            .inner
-            .db
-            .tag((registry, repo, tag))?
-            .map(|m| TagRecord {
-                digest: m.digest,
-                media_type: m.media_type,
-                seen_at: from_ms(m.seen_ms),
-            }))
+    pub fn get_tag(&self, registry: &str, repo: &str, tag: &str) -> Result<Option<TagRecord>, StoreError> {
+        Ok(self.inner.db.tag((registry, repo, tag))?.map(|m| TagRecord {
+            digest: m.digest,
+            media_type: m.media_type,
+            seen_at: from_ms(m.seen_ms),
+        }))
     }
 }

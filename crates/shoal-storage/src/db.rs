@@ -16,10 +16,7 @@ mod catalog;
 
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, DatabaseError, Durability, ReadTransaction, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, DatabaseError, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -59,42 +56,23 @@ macro_rules! tx_error_from {
         }
     )*};
 }
-tx_error_from!(
-    redb::Error,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+tx_error_from!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 impl MetaDb {
     /// Opens (creating if needed) the database at `path`, creating every
     /// table and checking the schema version so later read transactions
     /// never meet a missing table.
     pub(crate) fn open(path: PathBuf, root: &Path) -> Result<MetaDb, StoreError> {
-        let db = match Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-        {
+        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
             Ok(db) => db,
             Err(DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked {
-                    db: path,
-                    root: root.to_owned(),
-                });
+                return Err(StoreError::Locked { db: path, root: root.to_owned() });
             }
             Err(DatabaseError::Storage(redb::StorageError::Io(source))) => {
-                return Err(StoreError::NotWritable {
-                    root: root.to_owned(),
-                    source,
-                });
+                return Err(StoreError::NotWritable { root: root.to_owned(), source });
             }
             Err(e) => {
-                return Err(StoreError::Db {
-                    db: path,
-                    action: "open",
-                    source: Box::new(e.into()),
-                });
+                return Err(StoreError::Db { db: path, action: "open", source: Box::new(e.into()) });
             }
         };
         let meta = MetaDb { db, path };
@@ -112,11 +90,9 @@ impl MetaDb {
             Ok(found)
         })?;
         match found {
-            Some(found) if found != SCHEMA_VERSION => Err(StoreError::SchemaMismatch {
-                db: meta.path,
-                found,
-                expected: SCHEMA_VERSION,
-            }),
+            Some(found) if found != SCHEMA_VERSION => {
+                Err(StoreError::SchemaMismatch { db: meta.path, found, expected: SCHEMA_VERSION })
+            }
             _ => Ok(meta),
         }
     }
@@ -151,16 +127,8 @@ impl MetaDb {
 
     fn wrap(&self, action: &'static str, e: TxError) -> StoreError {
         match e {
-            TxError::Redb(source) => StoreError::Db {
-                db: self.path.clone(),
-                action,
-                source,
-            },
-            TxError::Corrupt { key, reason } => StoreError::CorruptRecord {
-                db: self.path.clone(),
-                key,
-                reason,
-            },
+            TxError::Redb(source) => StoreError::Db { db: self.path.clone(), action, source },
+            TxError::Corrupt { key, reason } => StoreError::CorruptRecord { db: self.path.clone(), key, reason },
         }
     }
 }
@@ -170,16 +138,9 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, TxError> {
-    serde_json::from_slice(bytes).map_err(|e| TxError::Corrupt {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(bytes).map_err(|e| TxError::Corrupt { key: key.to_owned(), reason: e.to_string() })
 }
 
 fn parse_digest(key: &str) -> Result<shoal_core::Digest, TxError> {
-    key.parse()
-        .map_err(|e: shoal_core::DigestError| TxError::Corrupt {
-            key: key.to_owned(),
-            reason: e.to_string(),
-        })
+    key.parse().map_err(|e: shoal_core::DigestError| TxError::Corrupt { key: key.to_owned(), reason: e.to_string() })
 }

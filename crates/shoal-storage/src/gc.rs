@@ -64,21 +64,12 @@ impl GcPolicy {
 ///
 /// `used` is the store's whole usage, which may include bytes that are not
 /// candidates (manifests); eviction subtracts each chosen blob's size.
-pub fn plan(
-    candidates: &[GcCandidate],
-    used: u64,
-    policy: &GcPolicy,
-    now: SystemTime,
-) -> Vec<Digest> {
+pub fn plan(candidates: &[GcCandidate], used: u64, policy: &GcPolicy, now: SystemTime) -> Vec<Digest> {
     let mut idle: Vec<&GcCandidate> = candidates.iter().filter(|c| !c.in_use).collect();
     idle.sort_by(|a, b| (a.last_access, &a.digest).cmp(&(b.last_access, &b.digest)));
 
-    let expired = |c: &GcCandidate| {
-        now.duration_since(c.last_access)
-            .is_ok_and(|age| age > policy.max_age)
-    };
-    let (old, fresh): (Vec<&GcCandidate>, Vec<&GcCandidate>) =
-        idle.into_iter().partition(|c| expired(c));
+    let expired = |c: &GcCandidate| now.duration_since(c.last_access).is_ok_and(|age| age > policy.max_age);
+    let (old, fresh): (Vec<&GcCandidate>, Vec<&GcCandidate>) = idle.into_iter().partition(|c| expired(c));
 
     let mut used = used;
     let mut out = Vec::with_capacity(old.len());

@@ -78,17 +78,11 @@ impl LeaseTable {
 
     /// Whether any reader or writer holds `d` now.
     pub(crate) fn in_use(&self, d: &Digest) -> bool {
-        self.lock()
-            .get(d)
-            .is_some_and(|e| e.readers > 0 || e.writer)
+        self.lock().get(d).is_some_and(|e| e.readers > 0 || e.writer)
     }
 
     fn lease(self: &Arc<Self>, d: &Digest, kind: Kind) -> Lease {
-        Lease {
-            table: Arc::clone(self),
-            digest: d.clone(),
-            kind,
-        }
+        Lease { table: Arc::clone(self), digest: d.clone(), kind }
     }
 }
 

@@ -49,17 +49,12 @@ impl Paths {
 
     /// Where the blob lives while being written.
     pub(crate) fn partial(&self, d: &Digest) -> PathBuf {
-        self.algo_dir(d.algorithm())
-            .join(format!("{}{PARTIAL_SUFFIX}", d.hex()))
+        self.algo_dir(d.algorithm()).join(format!("{}{PARTIAL_SUFFIX}", d.hex()))
     }
 
     /// The file for `d` in the given state.
     pub(crate) fn blob(&self, d: &Digest, complete: bool) -> PathBuf {
-        if complete {
-            self.complete(d)
-        } else {
-            self.partial(d)
-        }
+        if complete { self.complete(d) } else { self.partial(d) }
     }
 }
 
@@ -82,31 +77,10 @@ mod tests {
     fn names_round_trip() {
         let d = Digest::sha256_of(b"x");
         let p = Paths::new("/s");
-        assert_eq!(
-            p.complete(&d),
-            PathBuf::from(format!("/s/blobs/sha256/{}", d.hex()))
-        );
-        let name = p
-            .partial(&d)
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(
-            parse_blob_file(Algorithm::Sha256, &name),
-            Some(BlobFileName {
-                digest: d.clone(),
-                partial: true
-            })
-        );
-        assert_eq!(
-            parse_blob_file(Algorithm::Sha256, d.hex()),
-            Some(BlobFileName {
-                digest: d,
-                partial: false
-            })
-        );
+        assert_eq!(p.complete(&d), PathBuf::from(format!("/s/blobs/sha256/{}", d.hex())));
+        let name = p.partial(&d).file_name().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(parse_blob_file(Algorithm::Sha256, &name), Some(BlobFileName { digest: d.clone(), partial: true }));
+        assert_eq!(parse_blob_file(Algorithm::Sha256, d.hex()), Some(BlobFileName { digest: d, partial: false }));
         assert_eq!(parse_blob_file(Algorithm::Sha256, "junk.tmp"), None);
         assert_eq!(parse_blob_file(Algorithm::Sha512, &"a".repeat(64)), None);
     }

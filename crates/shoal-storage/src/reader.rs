@@ -28,14 +28,7 @@ struct Inner {
 
 impl BlobReader {
     pub(crate) fn new(digest: Digest, size: u64, file: Arc<File>, lease: Lease) -> Self {
-        BlobReader {
-            inner: Arc::new(Inner {
-                digest,
-                size,
-                file,
-                _lease: lease,
-            }),
-        }
+        BlobReader { inner: Arc::new(Inner { digest, size, file, _lease: lease }) }
     }
 
     /// The blob size in bytes.
@@ -64,9 +57,6 @@ impl BlobReader {
 
 impl fmt::Debug for BlobReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobReader")
-            .field("digest", &self.inner.digest)
-            .field("size", &self.inner.size)
-            .finish()
+        f.debug_struct("BlobReader").field("digest", &self.inner.digest).field("size", &self.inner.size).finish()
     }
 }

@@ -9,9 +9,7 @@ use shoal_core::{Digest, PieceLayout};
 
 /// Converts a time to stored milliseconds; times before the epoch clamp to 0.
 pub(crate) fn to_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 /// Converts stored milliseconds back to a time.

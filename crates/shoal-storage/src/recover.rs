@@ -49,11 +49,8 @@ pub(crate) fn reconcile(paths: &Paths, db: &MetaDb) -> Result<(), StoreError> {
     let mut dropped = Vec::new();
     for (d, meta) in &records {
         let present = files.get(d).copied().unwrap_or_default();
-        let (want, other) = if meta.complete {
-            (present.complete, present.partial)
-        } else {
-            (present.partial, present.complete)
-        };
+        let (want, other) =
+            if meta.complete { (present.complete, present.partial) } else { (present.partial, present.complete) };
         let want_path = paths.blob(d, meta.complete);
         let other_path = paths.blob(d, !meta.complete);
         match (want, other) {
@@ -67,8 +64,7 @@ pub(crate) fn reconcile(paths: &Paths, db: &MetaDb) -> Result<(), StoreError> {
                     from = %other_path.display(), to = %want_path.display(),
                     "finishing an interrupted rename of a blob file"
                 );
-                fs::rename(&other_path, &want_path)
-                    .map_err(StoreError::io("rename blob file", &other_path))?;
+                fs::rename(&other_path, &want_path).map_err(StoreError::io("rename blob file", &other_path))?;
             }
             (false, false) => {
                 tracing::warn!(digest = %d, path = %want_path.display(), "blob file is missing; forgetting the blob");
@@ -98,10 +94,7 @@ fn scan(paths: &Paths) -> Result<HashMap<Digest, Present>, StoreError> {
         let entries = fs::read_dir(&dir).map_err(StoreError::io("list blob directory", &dir))?;
         for entry in entries {
             let entry = entry.map_err(StoreError::io("list blob directory", &dir))?;
-            let is_file = entry
-                .file_type()
-                .map_err(StoreError::io("inspect", entry.path()))?
-                .is_file();
+            let is_file = entry.file_type().map_err(StoreError::io("inspect", entry.path()))?.is_file();
             if !is_file {
                 continue;
             }
@@ -129,16 +122,12 @@ fn scan(paths: &Paths) -> Result<HashMap<Digest, Present>, StoreError> {
 }
 
 fn file_len(path: &Path) -> Result<u64, StoreError> {
-    fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(StoreError::io("inspect blob file", path))
+    fs::metadata(path).map(|m| m.len()).map_err(StoreError::io("inspect blob file", path))
 }
 
 fn remove(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(StoreError::io("delete blob file", path)(e))
-        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("delete blob file", path)(e)),
         _ => Ok(()),
     }
 }

@@ -54,23 +54,13 @@ impl Store {
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         cfg.validate()?;
         let paths = Paths::new(cfg.root.clone());
-        let not_writable = |source| StoreError::NotWritable {
-            root: cfg.root.clone(),
-            source,
-        };
+        let not_writable = |source| StoreError::NotWritable { root: cfg.root.clone(), source };
         for algo in ALGORITHMS {
             fs::create_dir_all(paths.algo_dir(algo)).map_err(not_writable)?;
         }
         let db = MetaDb::open(paths.db(), paths.root())?;
         recover::reconcile(&paths, &db)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                cfg,
-                paths,
-                db,
-                leases: Arc::new(LeaseTable::default()),
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { cfg, paths, db, leases: Arc::new(LeaseTable::default()) }) })
     }
 
     /// The settings the store was opened with.
@@ -130,12 +120,7 @@ impl Store {
         if now.saturating_sub(meta.last_access_ms) >= ACCESS_PERSIST_MS {
             self.inner.db.touch_blob(d, now)?;
         }
-        Ok(Some(BlobReader::new(
-            d.clone(),
-            meta.size,
-            Arc::new(file),
-            lease,
-        )))
+        Ok(Some(BlobReader::new(d.clone(), meta.size, Arc::new(file), lease)))
     }
 
     /// Removes `d` (file and records). `Ok(false)` if the store did not have

@@ -17,10 +17,7 @@ impl Store {
     /// is skipped, so a live handle never loses its blob.
     pub fn gc(&self, now: SystemTime) -> Result<GcReport, StoreError> {
         let policy = self.inner.cfg.gc_policy();
-        let expired = |ms| {
-            now.duration_since(from_ms(ms))
-                .is_ok_and(|age| age > policy.max_age)
-        };
+        let expired = |ms| now.duration_since(from_ms(ms)).is_ok_and(|age| age > policy.max_age);
         let db = &self.inner.db;
         let mut report = GcReport::default();
 

@@ -70,9 +70,7 @@ impl BlobWriter {
     }
 
     fn indices(&self, recorded: bool) -> Vec<PieceIndex> {
-        (0..self.layout.count())
-            .filter(|&i| self.has_piece(i) == recorded)
-            .collect()
+        (0..self.layout.count()).filter(|&i| self.has_piece(i) == recorded).collect()
     }
 
     /// Writes `bytes` at `offset` without recording anything: until the
@@ -80,10 +78,7 @@ impl BlobWriter {
     /// re-hashes only recorded pieces and treats the rest as missing).
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let len = bytes.len() as u64;
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > self.layout.blob_size)
-        {
+        if offset.checked_add(len).is_none_or(|end| end > self.layout.blob_size) {
             return Err(StoreError::OutOfBounds {
                 digest: self.digest.clone(),
                 offset,
@@ -91,9 +86,7 @@ impl BlobWriter {
                 size: self.layout.blob_size,
             });
         }
-        self.file
-            .write_all_at(bytes, offset)
-            .map_err(StoreError::io("write partial blob", &self.path))
+        self.file.write_all_at(bytes, offset).map_err(StoreError::io("write partial blob", &self.path))
     }
 
     /// Records piece `i` as verified with hash `blake3`. The caller wrote
@@ -130,11 +123,7 @@ impl BlobWriter {
     fn slot(&self, i: PieceIndex) -> Result<usize, StoreError> {
         let count = self.layout.count();
         if i >= count {
-            return Err(StoreError::PieceOutOfRange {
-                digest: self.digest.clone(),
-                index: i,
-                count,
-            });
+            return Err(StoreError::PieceOutOfRange { digest: self.digest.clone(), index: i, count });
         }
         Ok(i as usize)
     }
@@ -144,12 +133,7 @@ impl BlobWriter {
     /// lease of its own, and keeps working after `complete`.
     pub fn reader(&self) -> BlobReader {
         let lease = self.lease.share_read();
-        BlobReader::new(
-            self.digest.clone(),
-            self.layout.blob_size,
-            Arc::clone(&self.file),
-            lease,
-        )
+        BlobReader::new(self.digest.clone(), self.layout.blob_size, Arc::clone(&self.file), lease)
     }
 
     /// Marks the blob complete, the caller having checked the whole-blob
@@ -158,10 +142,7 @@ impl BlobWriter {
     /// blob always has its bytes on disk.
     pub fn complete(self, verified: &Digest) -> Result<BlobReader, StoreError> {
         if verified != &self.digest {
-            return Err(StoreError::WrongDigest {
-                expected: self.digest.clone(),
-                got: verified.clone(),
-            });
+            return Err(StoreError::WrongDigest { expected: self.digest.clone(), got: verified.clone() });
         }
         let missing = self.pieces.iter().filter(|p| p.is_none()).count();
         if missing > 0 {
@@ -171,9 +152,7 @@ impl BlobWriter {
                 total: self.layout.count(),
             });
         }
-        self.file
-            .sync_data()
-            .map_err(StoreError::io("sync partial blob", &self.path))?;
+        self.file.sync_data().map_err(StoreError::io("sync partial blob", &self.path))?;
         let paths = &self.store.inner.paths;
         let done = paths.complete(&self.digest);
         fs::rename(&self.path, &done).map_err(StoreError::io("rename to complete", &done))?;
@@ -203,19 +182,14 @@ impl BlobWriter {
             }
             _ => {}
         }
-        self.store
-            .inner
-            .db
-            .remove_blobs(std::slice::from_ref(&self.digest))
+        self.store.inner.db.remove_blobs(std::slice::from_ref(&self.digest))
     }
 }
 
 /// Syncs the directory holding `path`, so a rename in it survives power loss.
 fn sync_dir(path: &std::path::Path) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(path);
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io("sync blob directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("sync blob directory", dir))
 }
 
 impl fmt::Debug for BlobWriter {

@@ -75,22 +75,11 @@ fn complete_is_refused_while_pieces_are_missing() {
     let bytes = data(2 * PIECE + 1, 1);
     let d = Digest::sha256_of(&bytes);
     let mut w = store.begin_write(&d, bytes.len() as u64).unwrap();
-    w.put_piece(1, &bytes[PIECE as usize..2 * PIECE as usize])
-        .unwrap();
+    w.put_piece(1, &bytes[PIECE as usize..2 * PIECE as usize]).unwrap();
     assert_eq!(w.verified_pieces(), vec![1]);
     assert_eq!(w.missing_pieces(), vec![0, 2]);
     let err = w.complete(&d).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Incomplete {
-                missing: 2,
-                total: 3,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::Incomplete { missing: 2, total: 3, .. }), "{err}");
     // The refused writer was dropped: the partial and its piece remain.
     let w = store.begin_write(&d, bytes.len() as u64).unwrap();
     assert_eq!(w.verified_pieces(), vec![1]);
@@ -140,37 +129,14 @@ fn writer_refusals_name_the_problem() {
 
     let oob = w.write_at(PIECE, &[0u8; 11]).unwrap_err();
     assert!(matches!(oob, StoreError::OutOfBounds { .. }), "{oob}");
-    assert!(
-        w.write_at(u64::MAX, &[0u8; 2]).is_err(),
-        "overflow is caught"
-    );
+    assert!(w.write_at(u64::MAX, &[0u8; 2]).is_err(), "overflow is caught");
     w.write_at(PIECE, &[0u8; 10]).unwrap();
 
     let range = w.put_piece(2, b"x").unwrap_err();
-    assert!(
-        matches!(
-            range,
-            StoreError::PieceOutOfRange {
-                index: 2,
-                count: 2,
-                ..
-            }
-        ),
-        "{range}"
-    );
+    assert!(matches!(range, StoreError::PieceOutOfRange { index: 2, count: 2, .. }), "{range}");
     assert!(w.record_piece(2, [0; 32]).is_err());
     let short = w.put_piece(1, b"short").unwrap_err();
-    assert!(
-        matches!(
-            short,
-            StoreError::PieceLength {
-                expected: 10,
-                got: 5,
-                ..
-            }
-        ),
-        "{short}"
-    );
+    assert!(matches!(short, StoreError::PieceLength { expected: 10, got: 5, .. }), "{short}");
 
     w.put_piece(0, &bytes[..PIECE as usize]).unwrap();
     w.put_piece(1, &bytes[PIECE as usize..]).unwrap();
@@ -204,18 +170,11 @@ fn writer_reader_sees_pieces_and_survives_complete() {
     let mut buf = vec![0u8; 100];
     early.read_at(PIECE, &mut buf).unwrap();
     assert_eq!(buf, bytes[PIECE as usize..PIECE as usize + 100]);
-    assert!(
-        store.open_blob(&d).unwrap().is_none(),
-        "partials are not served"
-    );
+    assert!(store.open_blob(&d).unwrap().is_none(), "partials are not served");
 
     w.put_piece(0, &bytes[..PIECE as usize]).unwrap();
     let done = w.complete(&d).unwrap();
-    assert_eq!(
-        read_all(&early),
-        bytes,
-        "a reader opened before completion keeps reading"
-    );
+    assert_eq!(read_all(&early), bytes, "a reader opened before completion keeps reading");
     assert_eq!(read_all(&done), bytes);
     assert!(!root.partial_path(&d).exists());
 }

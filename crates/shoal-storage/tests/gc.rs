@@ -24,9 +24,7 @@ fn usage_counts_blobs_partials_and_manifests() {
     write_blob(&store, &data(10, 1));
     let partial = Digest::sha256_of(b"p");
     let w = store.begin_write(&partial, PIECE + 5).unwrap();
-    store
-        .put_manifest(&Digest::sha256_of(b"m"), "t", b"manifest")
-        .unwrap();
+    store.put_manifest(&Digest::sha256_of(b"m"), "t", b"manifest").unwrap();
     let u = store.usage().unwrap();
     assert_eq!(u.used_bytes, 10 + PIECE + 5 + 8);
     assert_eq!(u.capacity, root.config().quota);
@@ -56,10 +54,7 @@ fn gc_never_evicts_leased_blobs() {
     assert!(matches!(err, StoreError::InUse { .. }), "{err}");
     let clone = reader.clone();
     drop(reader);
-    assert!(
-        store.remove_blob(&read).is_err(),
-        "a clone holds the lease too"
-    );
+    assert!(store.remove_blob(&read).is_err(), "a clone holds the lease too");
     drop(clone);
     drop(writer);
 
@@ -78,18 +73,9 @@ fn writer_reader_lease_outlives_the_writer() {
     let w = store.begin_write(&d, 1).unwrap();
     let r = w.reader();
     drop(w);
-    assert!(
-        store
-            .gc(SystemTime::now() + 30 * DAY)
-            .unwrap()
-            .evicted
-            .is_empty()
-    );
+    assert!(store.gc(SystemTime::now() + 30 * DAY).unwrap().evicted.is_empty());
     drop(r);
-    assert_eq!(
-        store.gc(SystemTime::now() + 30 * DAY).unwrap().evicted,
-        vec![d]
-    );
+    assert_eq!(store.gc(SystemTime::now() + 30 * DAY).unwrap().evicted, vec![d]);
 }
 
 #[test]
@@ -112,9 +98,7 @@ fn gc_below_high_with_nothing_expired_is_a_no_op() {
     let root = Root::new();
     let store = store_with_quota(&root, 1000);
     write_blob(&store, &data(500, 1));
-    store
-        .put_manifest(&Digest::sha256_of(b"m"), "t", b"m")
-        .unwrap();
+    store.put_manifest(&Digest::sha256_of(b"m"), "t", b"m").unwrap();
     let report = store.gc(SystemTime::now()).unwrap();
     assert!(report.evicted.is_empty() && report.expired_manifests.is_empty());
     assert_eq!(report.used_after, 501);

@@ -19,9 +19,7 @@ fn complete_blobs_manifests_and_tags_survive_reopen() {
     let d = {
         let store = root.open();
         store.put_manifest(&md, mt, manifest).unwrap();
-        store
-            .set_tag("docker.io", "library/nginx", "1.27", &md, mt)
-            .unwrap();
+        store.set_tag("docker.io", "library/nginx", "1.27", &md, mt).unwrap();
         write_blob(&store, &bytes)
     };
 
@@ -29,23 +27,10 @@ fn complete_blobs_manifests_and_tags_survive_reopen() {
     assert_eq!(read_all(&store.open_blob(&d).unwrap().unwrap()), bytes);
     let (got_mt, got) = store.get_manifest(&md).unwrap().unwrap();
     assert_eq!((got_mt.as_str(), got.as_slice()), (mt, &manifest[..]));
-    let tag = store
-        .get_tag("docker.io", "library/nginx", "1.27")
-        .unwrap()
-        .unwrap();
+    let tag = store.get_tag("docker.io", "library/nginx", "1.27").unwrap().unwrap();
     assert_eq!((tag.digest, tag.media_type.as_str()), (md, mt));
-    assert!(
-        store
-            .get_tag("docker.io", "library/nginx", "1.28")
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .get_tag("ghcr.io", "library/nginx", "1.27")
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.get_tag("docker.io", "library/nginx", "1.28").unwrap().is_none());
+    assert!(store.get_tag("ghcr.io", "library/nginx", "1.27").unwrap().is_none());
 }
 
 #[test]
@@ -64,10 +49,7 @@ fn orphan_files_and_missing_files_are_reconciled() {
     let root = Root::new();
     let (kept, lost) = {
         let store = root.open();
-        (
-            write_blob(&store, &data(10, 1)),
-            write_blob(&store, &data(20, 2)),
-        )
+        (write_blob(&store, &data(10, 1)), write_blob(&store, &data(20, 2)))
     };
     let dir = root.path().join("blobs/sha256");
     let orphan = Digest::sha256_of(b"orphan");
@@ -77,10 +59,8 @@ fn orphan_files_and_missing_files_are_reconciled() {
     fs::remove_file(root.complete_path(&lost)).unwrap();
 
     let store = root.open();
-    let names: Vec<String> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let names: Vec<String> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, vec![kept.hex().to_owned()]);
     assert!(store.blob_info(&lost).unwrap().is_none());
     assert!(store.open_blob(&kept).unwrap().is_some());

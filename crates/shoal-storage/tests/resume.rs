@@ -16,8 +16,7 @@ fn partial(root: &Root, bytes: &[u8], which: &[u32]) -> Digest {
     let mut w = store.begin_write(&d, bytes.len() as u64).unwrap();
     for &i in which {
         let r = w.layout().range(i);
-        w.put_piece(i, &bytes[r.start as usize..r.end as usize])
-            .unwrap();
+        w.put_piece(i, &bytes[r.start as usize..r.end as usize]).unwrap();
     }
     d
 }
@@ -39,8 +38,7 @@ fn dropped_writer_keeps_recorded_pieces_across_restart() {
     assert_eq!(w.missing_pieces(), vec![1, 3]);
     for i in w.missing_pieces() {
         let r = w.layout().range(i);
-        w.put_piece(i, &bytes[r.start as usize..r.end as usize])
-            .unwrap();
+        w.put_piece(i, &bytes[r.start as usize..r.end as usize]).unwrap();
     }
     let r = w.complete(&d).unwrap();
     assert_eq!(read_all(&r), bytes);
@@ -52,12 +50,8 @@ fn corrupted_piece_is_missing_after_reopen() {
     let bytes = data(3 * PIECE, 2);
     let d = partial(&root, &bytes, &[0, 1, 2]);
 
-    let f = OpenOptions::new()
-        .write(true)
-        .open(root.partial_path(&d))
-        .unwrap();
-    f.write_all_at(&[!bytes[PIECE as usize + 5]], PIECE + 5)
-        .unwrap();
+    let f = OpenOptions::new().write(true).open(root.partial_path(&d)).unwrap();
+    f.write_all_at(&[!bytes[PIECE as usize + 5]], PIECE + 5).unwrap();
     drop(f);
 
     let store = root.open();
@@ -77,10 +71,7 @@ fn truncated_partial_file_forgets_pieces_past_the_cut() {
     let root = Root::new();
     let bytes = data(2 * PIECE, 3);
     let d = partial(&root, &bytes, &[0, 1]);
-    let f = OpenOptions::new()
-        .write(true)
-        .open(root.partial_path(&d))
-        .unwrap();
+    let f = OpenOptions::new().write(true).open(root.partial_path(&d)).unwrap();
     f.set_len(PIECE + 1).unwrap();
     drop(f);
 
@@ -99,8 +90,7 @@ fn write_without_record_is_not_trusted() {
         let mut w = store.begin_write(&d, bytes.len() as u64).unwrap();
         w.write_at(0, &bytes).unwrap(); // all bytes, no record
         let r = w.layout().range(1);
-        w.record_piece(1, *blake3::hash(&bytes[r.start as usize..]).as_bytes())
-            .unwrap();
+        w.record_piece(1, *blake3::hash(&bytes[r.start as usize..]).as_bytes()).unwrap();
         d
     };
     let store = root.open();
@@ -121,10 +111,7 @@ fn partial_of_another_size_restarts() {
     drop(w);
     let info = store.blob_info(&d).unwrap().unwrap();
     assert_eq!((info.size, info.verified_pieces), (PIECE, 0));
-    assert_eq!(
-        std::fs::metadata(root.partial_path(&d)).unwrap().len(),
-        PIECE
-    );
+    assert_eq!(std::fs::metadata(root.partial_path(&d)).unwrap().len(), PIECE);
 }
 
 #[test]
@@ -154,27 +141,18 @@ fn recorded_pieces_survive_kill_9() {
         let mut w = store.begin_write(&d, bytes.len() as u64).unwrap();
         for i in [0u32, 2] {
             let r = w.layout().range(i);
-            w.put_piece(i, &bytes[r.start as usize..r.end as usize])
-                .unwrap();
+            w.put_piece(i, &bytes[r.start as usize..r.end as usize]).unwrap();
         }
-        w.write_at(PIECE, &bytes[PIECE as usize..2 * PIECE as usize])
-            .unwrap();
+        w.write_at(PIECE, &bytes[PIECE as usize..2 * PIECE as usize]).unwrap();
         let pid = std::process::id().to_string();
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap();
+        std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
         std::thread::sleep(std::time::Duration::from_secs(30));
         unreachable!("kill -9 did not stop the child");
     }
 
     let root = Root::new();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "recorded_pieces_survive_kill_9",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "recorded_pieces_survive_kill_9", "--test-threads=1"])
         .env(CRASH_CHILD, root.path())
         .stdout(std::process::Stdio::null())
         .status()
@@ -184,9 +162,5 @@ fn recorded_pieces_survive_kill_9() {
     let store = root.open();
     let w = store.begin_write(&d, bytes.len() as u64).unwrap();
     assert_eq!(w.verified_pieces(), vec![0, 2]);
-    assert_eq!(
-        w.missing_pieces(),
-        vec![1],
-        "unrecorded bytes are not trusted"
-    );
+    assert_eq!(w.missing_pieces(), vec![1], "unrecorded bytes are not trusted");
 }

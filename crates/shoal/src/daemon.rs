@@ -14,7 +14,8 @@ use crate::config;
 pub(crate) fn main(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = config::resolve(&args)?;
     crate::logging::init(cfg.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(run(cfg))
 }
 

@@ -71,7 +71,13 @@ mod tests {
     fn renders_progress() {
         let r = StatusReport {
             version: "0.1.0".into(),
-            store: StoreReport { used_bytes: 1 << 30, capacity_bytes: 4 << 30, complete_blobs: 3, partial_blobs: 1, manifests: 2 },
+            store: StoreReport {
+                used_bytes: 1 << 30,
+                capacity_bytes: 4 << 30,
+                complete_blobs: 3,
+                partial_blobs: 1,
+                manifests: 2,
+            },
             downloads: vec![DownloadReport {
                 digest: "sha256:ab".into(),
                 source: "docker.io/library/nginx".into(),

@@ -65,10 +65,7 @@ impl TokenCache {
             slots.get(key)?.clone()
         };
         let cached = slot.lock().await;
-        cached
-            .as_ref()
-            .filter(|c| c.valid_until > Instant::now())
-            .map(|c| c.token.clone())
+        cached.as_ref().filter(|c| c.valid_until > Instant::now()).map(|c| c.token.clone())
     }
 
     /// A valid token for `key` other than `stale` (one the origin just
@@ -96,10 +93,7 @@ impl TokenCache {
         *cached = None;
         let (token, lifetime) = fetch().await?;
         if !lifetime.is_zero() {
-            *cached = Some(Cached {
-                token: token.clone(),
-                valid_until: Instant::now() + lifetime,
-            });
+            *cached = Some(Cached { token: token.clone(), valid_until: Instant::now() + lifetime });
         }
         Ok(token)
     }
@@ -116,12 +110,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn key(scope: &str) -> TokenKey {
-        TokenKey {
-            realm: "r".into(),
-            service: "s".into(),
-            scope: scope.into(),
-            identity: "anonymous".into(),
-        }
+        TokenKey { realm: "r".into(), service: "s".into(), scope: scope.into(), identity: "anonymous".into() }
     }
 
     #[tokio::test(start_paused = true)]
@@ -132,57 +121,27 @@ mod tests {
             let i = n.fetch_add(1, Ordering::SeqCst);
             Ok((format!("t{i}"), Duration::from_secs(10)))
         };
-        assert_eq!(
-            cache.get_or_fetch(&key("a"), None, fetch).await.unwrap(),
-            "t0"
-        );
-        assert_eq!(
-            cache.get_or_fetch(&key("a"), None, fetch).await.unwrap(),
-            "t0"
-        );
+        assert_eq!(cache.get_or_fetch(&key("a"), None, fetch).await.unwrap(), "t0");
+        assert_eq!(cache.get_or_fetch(&key("a"), None, fetch).await.unwrap(), "t0");
         assert_eq!(cache.peek(&key("a")).await.as_deref(), Some("t0"));
         assert_eq!(cache.peek(&key("b")).await, None);
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(cache.peek(&key("a")).await, None);
-        assert_eq!(
-            cache.get_or_fetch(&key("a"), None, fetch).await.unwrap(),
-            "t1"
-        );
+        assert_eq!(cache.get_or_fetch(&key("a"), None, fetch).await.unwrap(), "t1");
         // A token the origin refused is replaced even though still valid.
-        assert_eq!(
-            cache
-                .get_or_fetch(&key("a"), Some("t1"), fetch)
-                .await
-                .unwrap(),
-            "t2"
-        );
+        assert_eq!(cache.get_or_fetch(&key("a"), Some("t1"), fetch).await.unwrap(), "t2");
         // ...but a refusal of an older token reuses the newer one.
-        assert_eq!(
-            cache
-                .get_or_fetch(&key("a"), Some("t1"), fetch)
-                .await
-                .unwrap(),
-            "t2"
-        );
+        assert_eq!(cache.get_or_fetch(&key("a"), Some("t1"), fetch).await.unwrap(), "t2");
         assert_eq!(n.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn zero_lifetime_is_not_cached_and_errors_leave_no_entry() {
         let cache = TokenCache::default();
-        let t = cache
-            .get_or_fetch(&key("a"), None, || async {
-                Ok(("z".into(), Duration::ZERO))
-            })
-            .await
-            .unwrap();
+        let t = cache.get_or_fetch(&key("a"), None, || async { Ok(("z".into(), Duration::ZERO)) }).await.unwrap();
         assert_eq!(t, "z");
         assert_eq!(cache.peek(&key("a")).await, None);
-        let e = cache
-            .get_or_fetch(&key("a"), None, || async {
-                Err(OriginError::UnknownRegistry("x".into()))
-            })
-            .await;
+        let e = cache.get_or_fetch(&key("a"), None, || async { Err(OriginError::UnknownRegistry("x".into())) }).await;
         assert!(e.is_err());
         assert_eq!(cache.peek(&key("a")).await, None);
     }
@@ -216,20 +175,10 @@ mod tests {
         let cache = TokenCache::default();
         for i in 0..SWEEP_ABOVE {
             let k = key(&i.to_string());
-            cache
-                .get_or_fetch(&k, None, || async {
-                    Ok(("t".into(), Duration::from_secs(1)))
-                })
-                .await
-                .unwrap();
+            cache.get_or_fetch(&k, None, || async { Ok(("t".into(), Duration::from_secs(1))) }).await.unwrap();
         }
         tokio::time::advance(Duration::from_secs(2)).await;
-        cache
-            .get_or_fetch(&key("new"), None, || async {
-                Ok(("t".into(), Duration::from_secs(1)))
-            })
-            .await
-            .unwrap();
+        cache.get_or_fetch(&key("new"), None, || async { Ok(("t".into(), Duration::from_secs(1))) }).await.unwrap();
         assert_eq!(cache.len(), 1);
     }
 }

@@ -23,10 +23,7 @@ pub struct Challenge {
 impl Challenge {
     /// The first parameter of that (case-insensitive) name.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Whether the scheme is `Bearer`.
@@ -58,10 +55,7 @@ impl fmt::Display for Challenge {
 
 /// Parse every challenge in a `WWW-Authenticate` value.
 pub fn parse(header: &str) -> Vec<Challenge> {
-    let mut p = Parser {
-        s: header.chars().collect(),
-        i: 0,
-    };
+    let mut p = Parser { s: header.chars().collect(), i: 0 };
     let mut out = Vec::new();
     loop {
         p.skip(|c| is_ws(c) || c == ',');
@@ -73,11 +67,7 @@ pub fn parse(header: &str) -> Vec<Challenge> {
             p.i += 1; // a stray character: skip it
             continue;
         }
-        let mut ch = Challenge {
-            scheme: scheme.to_ascii_lowercase(),
-            token68: None,
-            params: Vec::new(),
-        };
+        let mut ch = Challenge { scheme: scheme.to_ascii_lowercase(), token68: None, params: Vec::new() };
         p.params(&mut ch);
         out.push(ch);
     }
@@ -221,10 +211,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -241,16 +228,11 @@ mod tests {
 
     #[test]
     fn commas_and_escapes_inside_quotes() {
-        let c =
-            parse(r#"bearer Realm="a,b", scope="repository:a:pull,push", x="say \"hi\" \\ ok""#);
+        let c = parse(r#"bearer Realm="a,b", scope="repository:a:pull,push", x="say \"hi\" \\ ok""#);
         assert_eq!(c.len(), 1);
         assert_eq!(
             c[0].params,
-            params(&[
-                ("realm", "a,b"),
-                ("scope", "repository:a:pull,push"),
-                ("x", r#"say "hi" \ ok"#)
-            ])
+            params(&[("realm", "a,b"), ("scope", "repository:a:pull,push"), ("x", r#"say "hi" \ ok"#)])
         );
     }
 

@@ -48,11 +48,9 @@ impl DockerConfig {
 
     /// Parse the JSON text of a docker config.
     pub fn parse(json: &str) -> Result<DockerConfig, String> {
-        let root: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| format!("not JSON ({e}); expected {{\"auths\": {{...}}}}"))?;
-        let obj = root
-            .as_object()
-            .ok_or("not a JSON object; expected {\"auths\": {...}}")?;
+        let root: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not JSON ({e}); expected {{\"auths\": {{...}}}}"))?;
+        let obj = root.as_object().ok_or("not a JSON object; expected {\"auths\": {...}}")?;
         let map = match obj.get("auths") {
             Some(a) => a.as_object().ok_or("`auths` is not an object")?.clone(),
             // Legacy .dockercfg: registries at the top level.
@@ -67,8 +65,8 @@ impl DockerConfig {
         }
         let mut entries = BTreeMap::new();
         for (key, value) in map {
-            let entry: Entry = serde_json::from_value(value)
-                .map_err(|e| format!("entry {key:?} is malformed ({e})"))?;
+            let entry: Entry =
+                serde_json::from_value(value).map_err(|e| format!("entry {key:?} is malformed ({e})"))?;
             if let Some(c) = credentials(&key, entry)? {
                 entries.insert(normalize_key(&key), c);
             }
@@ -100,17 +98,13 @@ fn credentials(key: &str, e: Entry) -> Result<Option<Credentials>, String> {
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| format!("entry {key:?}: `auth` is not base64 of user:password"))?;
-        let (u, p) = decoded
-            .split_once(':')
-            .ok_or_else(|| format!("entry {key:?}: `auth` decodes to no user:password pair"))?;
+        let (u, p) =
+            decoded.split_once(':').ok_or_else(|| format!("entry {key:?}: `auth` decodes to no user:password pair"))?;
         user = Some(u.to_owned());
         pass = Some(p.to_owned());
     }
     if let Some(token) = e.identitytoken.filter(|t| !t.is_empty()) {
-        return Ok(Some(Credentials::IdentityToken {
-            username: user.unwrap_or_default(),
-            token,
-        }));
+        return Ok(Some(Credentials::IdentityToken { username: user.unwrap_or_default(), token }));
     }
     Ok(match (user, pass) {
         (Some(u), Some(p)) if !u.is_empty() => Some(Credentials::basic(u, p)),
@@ -125,9 +119,7 @@ pub(crate) fn normalize_key(key: &str) -> String {
     let k = k.split_once("://").map(|(_, rest)| rest).unwrap_or(k);
     let host = k.split('/').next().unwrap_or_default().to_ascii_lowercase();
     match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_owned()
-        }
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_owned(),
         _ => host,
     }
 }
@@ -168,18 +160,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.len(), 4);
-        assert_eq!(
-            c.credentials_for("docker.io"),
-            Some(&Credentials::basic("alice", "s3cr:t"))
-        );
-        assert_eq!(
-            c.credentials_for("ghcr.io"),
-            Some(&Credentials::basic("bob", "pw"))
-        );
-        assert_eq!(
-            c.credentials_for("127.0.0.1:5000"),
-            Some(&Credentials::basic("u", "p"))
-        );
+        assert_eq!(c.credentials_for("docker.io"), Some(&Credentials::basic("alice", "s3cr:t")));
+        assert_eq!(c.credentials_for("ghcr.io"), Some(&Credentials::basic("bob", "pw")));
+        assert_eq!(c.credentials_for("127.0.0.1:5000"), Some(&Credentials::basic("u", "p")));
         assert!(matches!(
             c.credentials_for("acr.example"),
             Some(Credentials::IdentityToken { token, .. }) if token == "rt"
@@ -191,10 +174,7 @@ mod tests {
     #[test]
     fn legacy_dockercfg_format() {
         let c = DockerConfig::parse(r#"{"quay.io": {"auth": "dTpw", "email": "x@y"}}"#).unwrap();
-        assert_eq!(
-            c.credentials_for("quay.io"),
-            Some(&Credentials::basic("u", "p"))
-        );
+        assert_eq!(c.credentials_for("quay.io"), Some(&Credentials::basic("u", "p")));
     }
 
     #[test]
@@ -213,10 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         let e = DockerConfig::load(&path).unwrap_err().to_string();
-        assert!(
-            e.contains("config.json") && e.contains("cannot read"),
-            "{e}"
-        );
+        assert!(e.contains("config.json") && e.contains("cannot read"), "{e}");
         std::fs::write(&path, "{oops").unwrap();
         let e = DockerConfig::load(&path).unwrap_err().to_string();
         assert!(e.contains("config.json") && e.contains("not JSON"), "{e}");

@@ -44,18 +44,14 @@ pub enum Credentials {
 impl Credentials {
     /// Basic credentials.
     pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials::Basic {
-            username: username.into(),
-            password: password.into(),
-        }
+        Credentials::Basic { username: username.into(), password: password.into() }
     }
 
     /// The `Authorization: Basic …` value, for Basic credentials.
     pub fn basic_header(&self) -> Option<HeaderValue> {
         match self {
             Credentials::Basic { username, password } => {
-                let b64 = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{password}"));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
                 let mut v = HeaderValue::from_str(&format!("Basic {b64}")).ok()?;
                 v.set_sensitive(true);
                 Some(v)
@@ -67,9 +63,7 @@ impl Credentials {
     /// The user name.
     pub fn username(&self) -> &str {
         match self {
-            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => {
-                username
-            }
+            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => username,
         }
     }
 
@@ -96,10 +90,7 @@ impl fmt::Debug for Credentials {
             Credentials::Basic { .. } => "Basic",
             Credentials::IdentityToken { .. } => "IdentityToken",
         };
-        f.debug_struct(kind)
-            .field("username", &self.username())
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct(kind).field("username", &self.username()).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -112,19 +103,10 @@ mod tests {
         let c = Credentials::basic("alice", "s3cret");
         assert_eq!(c.basic_header().unwrap(), "Basic YWxpY2U6czNjcmV0");
         assert!(!format!("{c:?}").contains("s3cret"));
-        let t = Credentials::IdentityToken {
-            username: "<token>".into(),
-            token: "rt".into(),
-        };
+        let t = Credentials::IdentityToken { username: "<token>".into(), token: "rt".into() };
         assert_eq!(t.basic_header(), None);
-        assert_ne!(
-            c.identity(),
-            Credentials::basic("alice", "other").identity()
-        );
-        assert_eq!(
-            c.identity(),
-            Credentials::basic("alice", "s3cret").identity()
-        );
+        assert_ne!(c.identity(), Credentials::basic("alice", "other").identity());
+        assert_eq!(c.identity(), Credentials::basic("alice", "s3cret").identity());
         assert!(!c.identity().contains("s3cret"));
     }
 }

@@ -29,16 +29,9 @@ pub(crate) struct TokenRequest {
 impl TokenRequest {
     /// From a `Bearer` challenge; `default_scope` is used when the challenge
     /// names none (e.g. `repository:<repo>:pull`).
-    pub(crate) fn from_challenge(
-        ch: &Challenge,
-        default_scope: Option<&str>,
-    ) -> Result<TokenRequest, String> {
-        let realm = ch
-            .param("realm")
-            .ok_or_else(|| format!("Bearer challenge without a realm: {ch}"))?;
-        let realm: Url = realm
-            .parse()
-            .map_err(|e| format!("Bearer challenge realm {realm:?} is not a URL ({e})"))?;
+    pub(crate) fn from_challenge(ch: &Challenge, default_scope: Option<&str>) -> Result<TokenRequest, String> {
+        let realm = ch.param("realm").ok_or_else(|| format!("Bearer challenge without a realm: {ch}"))?;
+        let realm: Url = realm.parse().map_err(|e| format!("Bearer challenge realm {realm:?} is not a URL ({e})"))?;
         if !matches!(realm.scheme(), "http" | "https") {
             return Err(format!("Bearer challenge realm {realm} is not http(s)"));
         }
@@ -46,11 +39,7 @@ impl TokenRequest {
             Some(s) => s.split_whitespace().map(str::to_owned).collect(),
             None => default_scope.into_iter().map(str::to_owned).collect(),
         };
-        Ok(TokenRequest {
-            realm,
-            service: ch.param("service").unwrap_or_default().to_owned(),
-            scopes,
-        })
+        Ok(TokenRequest { realm, service: ch.param("service").unwrap_or_default().to_owned(), scopes })
     }
 
     /// The scopes as one string, for cache keys.
@@ -108,8 +97,7 @@ struct Raw {
 
 /// Read a token server's JSON answer.
 pub(crate) fn parse_response(body: &[u8]) -> Result<TokenResponse, String> {
-    let raw: Raw =
-        serde_json::from_slice(body).map_err(|e| format!("answer is not token JSON ({e})"))?;
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("answer is not token JSON ({e})"))?;
     let token = [raw.token, raw.access_token]
         .into_iter()
         .flatten()
@@ -121,14 +109,8 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<TokenResponse, String> {
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(|s| Duration::from_secs_f64(s.min(1e9)))
         .unwrap_or(DEFAULT_EXPIRES_IN);
-    let issued_at = raw
-        .issued_at
-        .and_then(|s| humantime::parse_rfc3339_weak(&s).ok());
-    Ok(TokenResponse {
-        token,
-        expires_in,
-        issued_at,
-    })
+    let issued_at = raw.issued_at.and_then(|s| humantime::parse_rfc3339_weak(&s).ok());
+    Ok(TokenResponse { token, expires_in, issued_at })
 }
 
 /// How long a token received `now` may be cached.
@@ -137,15 +119,8 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<TokenResponse, String> {
 /// and ours plausibly agree (issued in the past, less than `expires_in` ago),
 /// else from now. The cache lets go of it a margin before that:
 /// [`EXPIRY_MARGIN`], or half the remaining life for short-lived tokens.
-pub(crate) fn cache_lifetime(
-    expires_in: Duration,
-    issued_at: Option<SystemTime>,
-    now: SystemTime,
-) -> Duration {
-    let age = issued_at
-        .and_then(|t| now.duration_since(t).ok())
-        .filter(|age| *age < expires_in)
-        .unwrap_or_default();
+pub(crate) fn cache_lifetime(expires_in: Duration, issued_at: Option<SystemTime>, now: SystemTime) -> Duration {
+    let age = issued_at.and_then(|t| now.duration_since(t).ok()).filter(|age| *age < expires_in).unwrap_or_default();
     let remaining = expires_in - age;
     remaining - EXPIRY_MARGIN.min(remaining / 2)
 }
@@ -173,10 +148,7 @@ mod tests {
         let ch = bearer(r#"Bearer realm="http://t/x?y=1""#);
         let r = TokenRequest::from_challenge(&ch, Some("repository:z:pull")).unwrap();
         assert_eq!(r.scopes, ["repository:z:pull"]);
-        assert_eq!(
-            r.get_url(None).as_str(),
-            "http://t/x?y=1&scope=repository%3Az%3Apull"
-        );
+        assert_eq!(r.get_url(None).as_str(), "http://t/x?y=1&scope=repository%3Az%3Apull");
         assert_eq!(
             r.refresh_form("rt"),
             vec![
@@ -191,23 +163,14 @@ mod tests {
 
     #[test]
     fn bad_realms() {
-        for h in [
-            "Bearer service=x",
-            "Bearer realm=\"not a url\"",
-            "Bearer realm=\"ftp://x/y\"",
-        ] {
-            assert!(
-                TokenRequest::from_challenge(&bearer(h), None).is_err(),
-                "{h}"
-            );
+        for h in ["Bearer service=x", "Bearer realm=\"not a url\"", "Bearer realm=\"ftp://x/y\""] {
+            assert!(TokenRequest::from_challenge(&bearer(h), None).is_err(), "{h}");
         }
     }
 
     #[test]
     fn responses() {
-        let r =
-            parse_response(br#"{"token":"t","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"}"#)
-                .unwrap();
+        let r = parse_response(br#"{"token":"t","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"}"#).unwrap();
         assert_eq!(r.token, "t");
         assert_eq!(r.expires_in, Duration::from_secs(300));
         assert!(r.issued_at.is_some());

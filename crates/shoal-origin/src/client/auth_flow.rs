@@ -52,12 +52,11 @@ impl Sent {
     }
 
     fn bearer(token: String, realm: &str) -> Result<Sent, OriginError> {
-        let mut header =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| OriginError::Token {
-                realm: realm.to_owned(),
-                status: None,
-                detail: "the token holds characters not allowed in a header".into(),
-            })?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| OriginError::Token {
+            realm: realm.to_owned(),
+            status: None,
+            detail: "the token holds characters not allowed in a header".into(),
+        })?;
         header.set_sensitive(true);
         Ok(Sent::Bearer { token, header })
     }
@@ -82,8 +81,7 @@ impl OriginClient {
         let mut fetched = false;
         loop {
             let resp = self.exchange(req, sent.header()).await?;
-            if resp.status() != StatusCode::UNAUTHORIZED || !same_origin(resp.url(), &self.base_url)
-            {
+            if resp.status() != StatusCode::UNAUTHORIZED || !same_origin(resp.url(), &self.base_url) {
                 return self.check_status(resp).await;
             }
             let challenges: Vec<Challenge> = resp
@@ -93,26 +91,20 @@ impl OriginClient {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(challenge::parse)
                 .collect();
-            let basic = self
-                .credentials
-                .as_ref()
-                .and_then(Credentials::basic_header);
+            let basic = self.credentials.as_ref().and_then(Credentials::basic_header);
             if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
                 if fetched {
                     return self.check_status(resp).await;
                 }
                 let realm = bearer.param("realm").unwrap_or("(none)").to_owned();
-                let tr = TokenRequest::from_challenge(bearer, req.scope.as_deref()).map_err(
-                    |detail| OriginError::Token {
+                let tr = TokenRequest::from_challenge(bearer, req.scope.as_deref()).map_err(|detail| {
+                    OriginError::Token {
                         realm: realm.clone(),
                         status: None,
                         detail: format!("registry {}: {detail}", self.registry),
-                    },
-                )?;
-                self.set_hint(AuthHint::Bearer {
-                    realm: tr.realm.to_string(),
-                    service: tr.service.clone(),
-                });
+                    }
+                })?;
+                self.set_hint(AuthHint::Bearer { realm: tr.realm.to_string(), service: tr.service.clone() });
                 let stale = match &sent {
                     Sent::Bearer { token, .. } => Some(token.as_str()),
                     _ => None,
@@ -140,11 +132,7 @@ impl OriginClient {
         let hint = self.hint.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match hint {
             AuthHint::None => Sent::Nothing,
-            AuthHint::Basic => match self
-                .credentials
-                .as_ref()
-                .and_then(Credentials::basic_header)
-            {
+            AuthHint::Basic => match self.credentials.as_ref().and_then(Credentials::basic_header) {
                 Some(h) => Sent::Basic(h),
                 None => Sent::Nothing,
             },
@@ -170,28 +158,15 @@ impl OriginClient {
             Some(c) => c.identity(),
             None => "anonymous".to_owned(),
         };
-        TokenKey {
-            realm,
-            service,
-            scope,
-            identity,
-        }
+        TokenKey { realm, service, scope, identity }
     }
 
     /// A token for `tr` other than `stale`, from the cache or the token
     /// server (one fetch at a time per key, retried on retryable failures).
-    async fn bearer_token(
-        &self,
-        tr: &TokenRequest,
-        stale: Option<&str>,
-    ) -> Result<String, OriginError> {
+    async fn bearer_token(&self, tr: &TokenRequest, stale: Option<&str>) -> Result<String, OriginError> {
         let key = self.token_key(tr.realm.to_string(), tr.service.clone(), tr.scope_key());
         let what = redact(&tr.realm);
-        self.tokens
-            .get_or_fetch(&key, stale, || {
-                self.retry.run(&what, || self.fetch_token(tr))
-            })
-            .await
+        self.tokens.get_or_fetch(&key, stale, || self.retry.run(&what, || self.fetch_token(tr))).await
     }
 
     /// One token request: an OAuth2 refresh-token POST for identity
@@ -199,12 +174,9 @@ impl OriginClient {
     async fn fetch_token(&self, tr: &TokenRequest) -> Result<(String, Duration), OriginError> {
         let realm = redact(&tr.realm);
         let (rb, url) = match &self.credentials {
-            Some(Credentials::IdentityToken { token, .. }) => (
-                self.http
-                    .post(tr.realm.clone())
-                    .form(&tr.refresh_form(token)),
-                tr.realm.clone(),
-            ),
+            Some(Credentials::IdentityToken { token, .. }) => {
+                (self.http.post(tr.realm.clone()).form(&tr.refresh_form(token)), tr.realm.clone())
+            }
             Some(c @ Credentials::Basic { username, .. }) => {
                 let url = tr.get_url(Some(username));
                 let mut rb = self.http.get(url.clone());
@@ -226,14 +198,8 @@ impl OriginClient {
             let excerpt = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
             let hint = if matches!(status.as_u16(), 401 | 403) {
                 match &self.credentials {
-                    Some(_) => format!(
-                        "the credentials for registry {} were refused; check them",
-                        self.registry
-                    ),
-                    None => format!(
-                        "anonymous access refused; configure credentials for registry {}",
-                        self.registry
-                    ),
+                    Some(_) => format!("the credentials for registry {} were refused; check them", self.registry),
+                    None => format!("anonymous access refused; configure credentials for registry {}", self.registry),
                 }
             } else {
                 format!("registry {}", self.registry)

@@ -27,11 +27,7 @@ pub(super) struct Buffered {
 impl OriginClient {
     /// Send `req` (with authentication) and read the body, at most `limit`
     /// bytes, retrying retryable failures per the policy.
-    pub(super) async fn buffered(
-        &self,
-        req: &Request<'_>,
-        limit: u64,
-    ) -> Result<Buffered, OriginError> {
+    pub(super) async fn buffered(&self, req: &Request<'_>, limit: u64) -> Result<Buffered, OriginError> {
         self.retry
             .run(&redact(&req.url), || async {
                 let resp = self.send(req).await?;
@@ -39,12 +35,7 @@ impl OriginClient {
                 let headers = resp.headers().clone();
                 let url = resp.url().clone();
                 let body = self.read_limited(resp, limit).await?;
-                Ok(Buffered {
-                    status,
-                    headers,
-                    url,
-                    body,
-                })
+                Ok(Buffered { status, headers, url, body })
             })
             .await
     }
@@ -56,10 +47,7 @@ impl OriginClient {
         req: &Request<'_>,
         authz: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, OriginError> {
-        let mut rb = self
-            .http
-            .request(req.method.clone(), req.url.clone())
-            .headers(req.headers.clone());
+        let mut rb = self.http.request(req.method.clone(), req.url.clone()).headers(req.headers.clone());
         if let Some(a) = authz {
             rb = rb.header(AUTHORIZATION, a.clone());
         }
@@ -74,11 +62,9 @@ impl OriginClient {
         url: &Url,
     ) -> Result<reqwest::Response, OriginError> {
         match tokio::time::timeout(self.timeout, rb.send()).await {
-            Err(_) => Err(OriginError::Timeout {
-                registry: self.registry.clone(),
-                url: redact(url),
-                after: self.timeout,
-            }),
+            Err(_) => {
+                Err(OriginError::Timeout { registry: self.registry.clone(), url: redact(url), after: self.timeout })
+            }
             Ok(Err(e)) => Err(self.map_reqwest(url, e)),
             Ok(Ok(r)) => Ok(r),
         }
@@ -90,68 +76,35 @@ impl OriginClient {
         let source = e.without_url();
         let registry = self.registry.clone();
         if source.is_timeout() {
-            OriginError::Timeout {
-                registry,
-                url,
-                after: self.timeout,
-            }
+            OriginError::Timeout { registry, url, after: self.timeout }
         } else if source.is_connect() {
-            OriginError::Connect {
-                registry,
-                url,
-                source,
-            }
+            OriginError::Connect { registry, url, source }
         } else {
-            OriginError::Transport {
-                registry,
-                url,
-                source,
-            }
+            OriginError::Transport { registry, url, source }
         }
     }
 
     /// Pass a 2xx response; turn anything else into the matching error. A
     /// 401/403 from another host (object storage after a redirect) is a
     /// plain `Status`: its challenge is not the registry's.
-    pub(super) async fn check_status(
-        &self,
-        resp: reqwest::Response,
-    ) -> Result<reqwest::Response, OriginError> {
+    pub(super) async fn check_status(&self, resp: reqwest::Response) -> Result<reqwest::Response, OriginError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let url = resp.url().clone();
-        let header = |name| {
-            resp.headers()
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name| resp.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
         let www_authenticate = header(WWW_AUTHENTICATE);
         let retry_after = header(RETRY_AFTER).as_deref().and_then(parse_retry_after);
         let body = self.error_body(resp).await;
         let registry = self.registry.clone();
         let status = status.as_u16();
         Err(match status {
-            401 | 403 if same_origin(&url, &self.base_url) => OriginError::Unauthorized {
-                registry,
-                status,
-                www_authenticate,
-                body,
-            },
-            404 => OriginError::NotFound {
-                registry,
-                url: redact(&url),
-                body,
-            },
-            _ => OriginError::Status {
-                registry,
-                url: redact(&url),
-                status,
-                retry_after,
-                body,
-            },
+            401 | 403 if same_origin(&url, &self.base_url) => {
+                OriginError::Unauthorized { registry, status, www_authenticate, body }
+            }
+            404 => OriginError::NotFound { registry, url: redact(&url), body },
+            _ => OriginError::Status { registry, url: redact(&url), status, retry_after, body },
         })
     }
 
@@ -161,9 +114,7 @@ impl OriginClient {
         let mut buf = BytesMut::new();
         while buf.len() < MAX_ERROR_BODY {
             match tokio::time::timeout(self.read_timeout, resp.chunk()).await {
-                Ok(Ok(Some(c))) => {
-                    buf.extend_from_slice(&c[..c.len().min(MAX_ERROR_BODY - buf.len())])
-                }
+                Ok(Ok(Some(c))) => buf.extend_from_slice(&c[..c.len().min(MAX_ERROR_BODY - buf.len())]),
                 _ => break,
             }
         }
@@ -172,16 +123,9 @@ impl OriginClient {
 
     /// The whole body, failing with `TooLarge` past `limit` bytes and with
     /// `Stalled` after `read_timeout` of silence.
-    pub(crate) async fn read_limited(
-        &self,
-        mut resp: reqwest::Response,
-        limit: u64,
-    ) -> Result<Bytes, OriginError> {
+    pub(crate) async fn read_limited(&self, mut resp: reqwest::Response, limit: u64) -> Result<Bytes, OriginError> {
         let url = resp.url().clone();
-        let too_large = || OriginError::TooLarge {
-            url: redact(&url),
-            limit,
-        };
+        let too_large = || OriginError::TooLarge { url: redact(&url), limit };
         // The body's own length: 0 for HEAD, whatever Content-Length says.
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(too_large());
@@ -210,9 +154,7 @@ impl OriginClient {
 
 /// Same scheme, host and port.
 pub(super) fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
+    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
 
 #[cfg(test)]
@@ -222,15 +164,9 @@ mod tests {
     #[test]
     fn origins() {
         let u = |s: &str| s.parse::<Url>().unwrap();
-        assert!(same_origin(
-            &u("https://r.io/v2/x"),
-            &u("https://r.io:443/")
-        ));
+        assert!(same_origin(&u("https://r.io/v2/x"), &u("https://r.io:443/")));
         assert!(!same_origin(&u("https://r.io/"), &u("https://s3.r.io/")));
         assert!(!same_origin(&u("http://r.io/"), &u("https://r.io/")));
-        assert!(!same_origin(
-            &u("http://127.0.0.1:1/"),
-            &u("http://127.0.0.1:2/")
-        ));
+        assert!(!same_origin(&u("http://127.0.0.1:1/"), &u("http://127.0.0.1:2/")));
     }
 }

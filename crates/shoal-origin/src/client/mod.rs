@@ -24,8 +24,8 @@ use crate::blob::BlobStream;
 use crate::config::RegistryConfig;
 use crate::error::{OriginError, redact};
 use crate::manifest::{
-    self, MAX_MANIFEST_SIZE, ManifestHead, ManifestResponse, RawResponse, header_digest,
-    header_length, media_type, media_type_from_body, verify_digest,
+    self, MAX_MANIFEST_SIZE, ManifestHead, ManifestResponse, RawResponse, header_digest, header_length, media_type,
+    media_type_from_body, verify_digest,
 };
 use crate::retry::RetryPolicy;
 
@@ -76,10 +76,7 @@ impl OriginClient {
                 detail: format!("{base_url} is not an http(s)://host[:port] URL"),
             });
         }
-        for (name, d) in [
-            ("timeout", config.timeout),
-            ("read_timeout", config.read_timeout),
-        ] {
+        for (name, d) in [("timeout", config.timeout), ("read_timeout", config.read_timeout)] {
             if d.0.is_zero() {
                 return Err(OriginError::Config {
                     what: format!("registries.\"{registry}\".{name}"),
@@ -171,16 +168,8 @@ impl OriginClient {
         }
         let media_type = media_type(r.headers.get(header::CONTENT_TYPE))
             .or_else(|| media_type_from_body(&r.body))
-            .ok_or_else(|| OriginError::BadHeader {
-                url,
-                header: "content-type".into(),
-                value: String::new(),
-            })?;
-        Ok(ManifestResponse {
-            media_type,
-            digest,
-            body: r.body,
-        })
+            .ok_or_else(|| OriginError::BadHeader { url, header: "content-type".into(), value: String::new() })?;
+        Ok(ManifestResponse { media_type, digest, body: r.body })
     }
 
     /// HEAD a manifest, retried on retryable failures.
@@ -194,12 +183,10 @@ impl OriginClient {
         let req = self.manifest_request(Method::HEAD, repo, reference, accept, auth)?;
         let r = self.buffered(&req, MAX_MANIFEST_SIZE).await?;
         let url = redact(&r.url);
-        let media_type = media_type(r.headers.get(header::CONTENT_TYPE)).ok_or_else(|| {
-            OriginError::BadHeader {
-                url: url.clone(),
-                header: "content-type".into(),
-                value: String::new(),
-            }
+        let media_type = media_type(r.headers.get(header::CONTENT_TYPE)).ok_or_else(|| OriginError::BadHeader {
+            url: url.clone(),
+            header: "content-type".into(),
+            value: String::new(),
         })?;
         Ok(ManifestHead {
             media_type,
@@ -258,14 +245,8 @@ impl OriginClient {
     /// GET a small pass-through resource such as `/v2/<name>/tags/list`
     /// (buffered, at most [`MAX_MANIFEST_SIZE`]), retried on retryable
     /// failures. Non-success statuses are errors, as for the other calls.
-    pub async fn get_raw(
-        &self,
-        path_and_query: &str,
-        auth: Option<&HeaderValue>,
-    ) -> Result<RawResponse, OriginError> {
-        let (path, _) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
+    pub async fn get_raw(&self, path_and_query: &str, auth: Option<&HeaderValue>) -> Result<RawResponse, OriginError> {
+        let (path, _) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let ok = path.starts_with("/v2/")
             && !path.split('/').any(|s| s == ".." || s == ".")
             && !path.contains("//")
@@ -273,40 +254,23 @@ impl OriginClient {
         if !ok {
             return Err(OriginError::BadPath(path_and_query.to_owned()));
         }
-        let url = self
-            .base_url
-            .join(&path_and_query[1..])
-            .map_err(|_| OriginError::BadPath(path_and_query.to_owned()))?;
+        let url =
+            self.base_url.join(&path_and_query[1..]).map_err(|_| OriginError::BadPath(path_and_query.to_owned()))?;
         let scope = match shoal_core::Route::parse(path) {
             Ok(shoal_core::Route::TagList(name)) => Some(pull_scope(&name)),
-            Ok(shoal_core::Route::Manifest(name, _)) | Ok(shoal_core::Route::Blob(name, _)) => {
-                Some(pull_scope(&name))
-            }
+            Ok(shoal_core::Route::Manifest(name, _)) | Ok(shoal_core::Route::Blob(name, _)) => Some(pull_scope(&name)),
             _ => None,
         };
-        let req = Request {
-            method: Method::GET,
-            url,
-            headers: HeaderMap::new(),
-            scope,
-            client_auth: auth,
-        };
+        let req = Request { method: Method::GET, url, headers: HeaderMap::new(), scope, client_auth: auth };
         let r = self.buffered(&req, MAX_MANIFEST_SIZE).await?;
         let mut headers = HeaderMap::new();
-        for name in [
-            header::CONTENT_TYPE,
-            header::LINK,
-            http::HeaderName::from_static(manifest::DOCKER_CONTENT_DIGEST),
-        ] {
+        for name in [header::CONTENT_TYPE, header::LINK, http::HeaderName::from_static(manifest::DOCKER_CONTENT_DIGEST)]
+        {
             for v in r.headers.get_all(&name) {
                 headers.append(name.clone(), v.clone());
             }
         }
-        Ok(RawResponse {
-            status: r.status,
-            headers,
-            body: r.body,
-        })
+        Ok(RawResponse { status: r.status, headers, body: r.body })
     }
 
     fn manifest_request<'a>(
@@ -319,17 +283,8 @@ impl OriginClient {
     ) -> Result<Request<'a>, OriginError> {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"))?;
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::ACCEPT,
-            manifest::accept_header(accept, url.as_str())?,
-        );
-        Ok(Request {
-            method,
-            url,
-            headers,
-            scope: Some(pull_scope(repo)),
-            client_auth: auth,
-        })
+        headers.insert(header::ACCEPT, manifest::accept_header(accept, url.as_str())?);
+        Ok(Request { method, url, headers, scope: Some(pull_scope(repo)), client_auth: auth })
     }
 
     fn blob_request<'a>(
@@ -349,9 +304,7 @@ impl OriginClient {
     }
 
     fn api_url(&self, relative: &str) -> Result<Url, OriginError> {
-        self.base_url
-            .join(relative)
-            .map_err(|_| OriginError::BadPath(relative.to_owned()))
+        self.base_url.join(relative).map_err(|_| OriginError::BadPath(relative.to_owned()))
     }
 }
 
@@ -361,18 +314,10 @@ fn pull_scope(repo: &RepoName) -> String {
 }
 
 /// The certificates of a PEM bundle; errors name the file.
-fn load_ca_bundle(
-    registry: &str,
-    path: &std::path::Path,
-) -> Result<Vec<reqwest::Certificate>, OriginError> {
-    let what = format!(
-        "CA bundle {} (registries.\"{registry}\".ca_bundle)",
-        path.display()
-    );
-    let pem = std::fs::read(path).map_err(|e| OriginError::Config {
-        what: what.clone(),
-        detail: format!("cannot read it ({e})"),
-    })?;
+fn load_ca_bundle(registry: &str, path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, OriginError> {
+    let what = format!("CA bundle {} (registries.\"{registry}\".ca_bundle)", path.display());
+    let pem = std::fs::read(path)
+        .map_err(|e| OriginError::Config { what: what.clone(), detail: format!("cannot read it ({e})") })?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| OriginError::Config {
         what: what.clone(),
         detail: format!("not a PEM certificate bundle ({e})"),

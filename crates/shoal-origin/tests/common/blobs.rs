@@ -71,11 +71,7 @@ pub(crate) async fn blob(s: &Shared, method: &Method, seen: &Seen, digest: &Dige
     let total = data.len();
     let mode = s.blob_mode.lock().unwrap().clone();
     if *method == Method::HEAD {
-        return respond(
-            StatusCode::OK,
-            &[("content-length", total.to_string())],
-            Body::empty(),
-        );
+        return respond(StatusCode::OK, &[("content-length", total.to_string())], Body::empty());
     }
     let start = seen
         .range
@@ -85,16 +81,9 @@ pub(crate) async fn blob(s: &Shared, method: &Method, seen: &Seen, digest: &Dige
         .map(|n| n.parse::<usize>().unwrap())
         .unwrap_or(0);
     let partial = |body: Body, extra: &[(&str, String)]| {
-        let mut hs = vec![(
-            "content-range",
-            format!("bytes {start}-{}/{total}", total - 1),
-        )];
+        let mut hs = vec![("content-range", format!("bytes {start}-{}/{total}", total - 1))];
         hs.extend(extra.iter().cloned());
-        let status = if seen.range.is_some() {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        };
+        let status = if seen.range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         respond(status, &hs, body)
     };
     match mode {
@@ -102,17 +91,11 @@ pub(crate) async fn blob(s: &Shared, method: &Method, seen: &Seen, digest: &Dige
         BlobMode::IgnoreRange => respond(StatusCode::OK, &[], Body::from(data)),
         BlobMode::CutAfter(n) => {
             let len = (total - start).to_string();
-            partial(
-                stream_body(vec![data.slice(start..start + n)], End::Abort),
-                &[("content-length", len)],
-            )
+            partial(stream_body(vec![data.slice(start..start + n)], End::Abort), &[("content-length", len)])
         }
         BlobMode::ChunkedShort(n) => respond(
             StatusCode::PARTIAL_CONTENT,
-            &[(
-                "content-range",
-                format!("bytes {start}-{}/{total}", total - 1),
-            )],
+            &[("content-range", format!("bytes {start}-{}/{total}", total - 1))],
             stream_body(vec![data.slice(start..total - n)], End::Clean),
         ),
         BlobMode::ChunkedLong(n) => {
@@ -121,16 +104,11 @@ pub(crate) async fn blob(s: &Shared, method: &Method, seen: &Seen, digest: &Dige
         }
         BlobMode::StallAfter(n) => {
             let len = (total - start).to_string();
-            partial(
-                stream_body(vec![data.slice(start..start + n)], End::Stall),
-                &[("content-length", len)],
-            )
+            partial(stream_body(vec![data.slice(start..start + n)], End::Stall), &[("content-length", len)])
         }
-        BlobMode::Status(code) => respond(
-            StatusCode::from_u16(code).unwrap(),
-            &[("retry-after", "1".into())],
-            Body::from("try later"),
-        ),
+        BlobMode::Status(code) => {
+            respond(StatusCode::from_u16(code).unwrap(), &[("retry-after", "1".into())], Body::from("try later"))
+        }
         BlobMode::Redirect(base) => respond(
             StatusCode::TEMPORARY_REDIRECT,
             &[("location", format!("{base}{digest}?sig=secret"))],
@@ -158,8 +136,7 @@ impl Storage {
             let rec = rec.clone();
             let data = data.clone();
             async move {
-                let h =
-                    |n: header::HeaderName| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                let h = |n: header::HeaderName| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
                 rec.lock().unwrap().push(Seen {
                     method,
                     path: uri.path().to_owned(),
@@ -173,9 +150,6 @@ impl Storage {
             }
         });
         let addr = serve(router).await;
-        Storage {
-            url: format!("http://{addr}/"),
-            seen,
-        }
+        Storage { url: format!("http://{addr}/"), seen }
     }
 }

@@ -44,23 +44,13 @@ pub(crate) async fn handle(
     if uri.path() == "/token" {
         return token(&s, &seen);
     }
-    if s.fail_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        return respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &[("retry-after", "0".into())],
-            Body::from("busy"),
-        );
+    if s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        return respond(StatusCode::SERVICE_UNAVAILABLE, &[("retry-after", "0".into())], Body::from("busy"));
     }
     let unauthorized = |challenge: String| {
         respond(
             StatusCode::UNAUTHORIZED,
-            &[
-                ("www-authenticate", challenge),
-                ("content-type", "application/json".into()),
-            ],
+            &[("www-authenticate", challenge), ("content-type", "application/json".into())],
             Body::from(r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#),
         )
     };
@@ -86,18 +76,9 @@ pub(crate) async fn handle(
     }
     match Route::parse(uri.path()) {
         Ok(Route::Manifest(name, reference)) => {
-            let m = s
-                .manifests
-                .lock()
-                .unwrap()
-                .get(&format!("{name}@{reference}"))
-                .cloned();
+            let m = s.manifests.lock().unwrap().get(&format!("{name}@{reference}")).cloned();
             let Some((mt, body)) = m else {
-                return respond(
-                    StatusCode::NOT_FOUND,
-                    &[],
-                    Body::from(r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
-                );
+                return respond(StatusCode::NOT_FOUND, &[], Body::from(r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#));
             };
             let digest = if *s.wrong_digest_header.lock().unwrap() {
                 Digest::sha256_of(b"something else")
@@ -106,10 +87,7 @@ pub(crate) async fn handle(
             };
             respond(
                 StatusCode::OK,
-                &[
-                    ("content-type", mt),
-                    ("docker-content-digest", digest.to_string()),
-                ],
+                &[("content-type", mt), ("docker-content-digest", digest.to_string())],
                 Body::from(body),
             )
         }
@@ -118,10 +96,7 @@ pub(crate) async fn handle(
             StatusCode::OK,
             &[
                 ("content-type", "application/json".into()),
-                (
-                    "link",
-                    format!(r#"</v2/{name}/tags/list?n=1&last=a>; rel="next""#),
-                ),
+                ("link", format!(r#"</v2/{name}/tags/list?n=1&last=a>; rel="next""#)),
             ],
             Body::from(format!(r#"{{"name":"{name}","tags":["a"]}}"#)),
         ),
@@ -134,28 +109,20 @@ fn token(s: &Shared, seen: &Seen) -> Response {
     let n = s.token_fetches.load(Ordering::SeqCst);
     let expires = s.expires_in.load(Ordering::SeqCst);
     if seen.method == Method::POST {
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&seen.body)
-            .into_owned()
-            .collect();
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&seen.body).into_owned().collect();
         let want = s.refresh_token.lock().unwrap().clone();
         if form.get("grant_type").map(String::as_str) != Some("refresh_token")
             || want.is_none()
             || form.get("refresh_token") != want.as_ref()
         {
-            return respond(
-                StatusCode::UNAUTHORIZED,
-                &[],
-                Body::from("bad refresh token"),
-            );
+            return respond(StatusCode::UNAUTHORIZED, &[], Body::from("bad refresh token"));
         }
         let t = format!("oauth-{n}");
         s.valid_tokens.lock().unwrap().insert(t.clone());
         return respond(
             StatusCode::OK,
             &[("content-type", "application/json".into())],
-            Body::from(format!(
-                r#"{{"access_token":"{t}","expires_in":{expires}}}"#
-            )),
+            Body::from(format!(r#"{{"access_token":"{t}","expires_in":{expires}}}"#)),
         );
     }
     if let Some(want) = s.token_basic.lock().unwrap().clone()
@@ -168,8 +135,6 @@ fn token(s: &Shared, seen: &Seen) -> Response {
     respond(
         StatusCode::OK,
         &[("content-type", "application/json".into())],
-        Body::from(format!(
-            r#"{{"token":"{t}","expires_in":{expires},"issued_at":"2000-01-01T00:00:00Z"}}"#
-        )),
+        Body::from(format!(r#"{{"token":"{t}","expires_in":{expires},"issued_at":"2000-01-01T00:00:00Z"}}"#)),
     )
 }

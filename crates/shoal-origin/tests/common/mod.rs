@@ -92,12 +92,7 @@ impl Origin {
             fail_next: AtomicU32::new(0),
             reject_tokens: AtomicBool::new(false),
         });
-        let addr = serve(
-            Router::new()
-                .fallback(handler::handle)
-                .with_state(state.clone()),
-        )
-        .await;
+        let addr = serve(Router::new().fallback(handler::handle).with_state(state.clone())).await;
         let url: Url = format!("http://{addr}/").parse().unwrap();
         Origin { addr, url, state }
     }
@@ -136,17 +131,11 @@ impl Origin {
 
     /// Requests other than to `/token`.
     pub fn api_requests(&self) -> Vec<Seen> {
-        self.seen()
-            .into_iter()
-            .filter(|s| s.path != "/token")
-            .collect()
+        self.seen().into_iter().filter(|s| s.path != "/token").collect()
     }
 
     pub fn token_requests(&self) -> Vec<Seen> {
-        self.seen()
-            .into_iter()
-            .filter(|s| s.path == "/token")
-            .collect()
+        self.seen().into_iter().filter(|s| s.path == "/token").collect()
     }
 
     pub fn token_fetches(&self) -> u32 {
@@ -165,18 +154,13 @@ pub async fn serve(router: Router) -> SocketAddr {
 }
 
 /// Read a blob stream to the end: the bytes, and the error that ended it.
-pub async fn drain(
-    mut s: shoal_origin::BlobStream,
-) -> (Vec<u8>, Option<shoal_origin::OriginError>) {
+pub async fn drain(mut s: shoal_origin::BlobStream) -> (Vec<u8>, Option<shoal_origin::OriginError>) {
     let mut out = Vec::new();
     while let Some(c) = s.next_chunk().await {
         match c {
             Ok(b) => out.extend_from_slice(&b),
             Err(e) => {
-                assert!(
-                    s.next_chunk().await.is_none(),
-                    "stream goes on after an error"
-                );
+                assert!(s.next_chunk().await.is_none(), "stream goes on after an error");
                 return (out, Some(e));
             }
         }

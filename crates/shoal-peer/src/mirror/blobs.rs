@@ -51,7 +51,13 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
     serve(m, ctx, &digest, reader, Some(task.subscribe()), Outcome::origin)
 }
 
-fn headers(status: StatusCode, digest: &Digest, len: u64, size: u64, range: Option<&std::ops::Range<u64>>) -> http::response::Builder {
+fn headers(
+    status: StatusCode,
+    digest: &Digest,
+    len: u64,
+    size: u64,
+    range: Option<&std::ops::Range<u64>>,
+) -> http::response::Builder {
     let mut b = http::Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, len)
@@ -102,6 +108,7 @@ fn serve(
     }
     ctx.log.respond(status.as_u16(), result);
     let source = if progress.is_some() { Source::origin } else { Source::store };
-    let body = BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log }.into_body();
+    let body =
+        BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log }.into_body();
     builder.body(body).expect("valid response")
 }

@@ -155,4 +155,3 @@ fn read_exact(reader: &BlobReader, at: u64, n: u64) -> std::io::Result<Bytes> {
     }
     Ok(Bytes::from(buf))
 }
-

@@ -72,13 +72,17 @@ pub fn origin_error(e: &OriginError, subject: Subject) -> Response {
             }
             r
         }
-        OriginError::NotFound { body, .. } => passthrough(StatusCode::NOT_FOUND, body, subject.unknown(), e.to_string()),
+        OriginError::NotFound { body, .. } => {
+            passthrough(StatusCode::NOT_FOUND, body, subject.unknown(), e.to_string())
+        }
         OriginError::Status { status, body, .. } if (400..500).contains(status) => {
             let st = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
             let code = if *status == 429 { ErrorCode::TooManyRequests } else { ErrorCode::Unknown };
             passthrough(st, body, code, e.to_string())
         }
-        OriginError::UnknownRegistry(_) => OciError::new(StatusCode::FORBIDDEN, ErrorCode::Denied, e.to_string()).into_response(),
+        OriginError::UnknownRegistry(_) => {
+            OciError::new(StatusCode::FORBIDDEN, ErrorCode::Denied, e.to_string()).into_response()
+        }
         _ => OciError::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, e.to_string()).into_response(),
     }
 }
@@ -106,7 +110,9 @@ pub fn start_error(e: &StartError) -> Response {
         StartError::Timeout(_) => {
             OciError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable, e.to_string()).into_response()
         }
-        StartError::Gone => OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, e.to_string()).into_response(),
+        StartError::Gone => {
+            OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, e.to_string()).into_response()
+        }
     }
 }
 

@@ -106,10 +106,10 @@ async fn by_tag(m: &Mirror, ctx: Ctx, repo: RepoName, tag: String) -> Response {
     match origin.get_manifest(&repo, &reference, &accept, auth.as_ref()).await {
         Ok(resp) => {
             let digest = Digest::sha256_of(&resp.body);
-            if let Some(announced) = resp.digest.as_ref().filter(|a| a.algorithm() == digest.algorithm()) {
-                if *announced != digest {
-                    return ctx.reply(mismatch(m, &registry, announced, &digest), Outcome::error);
-                }
+            if let Some(announced) = resp.digest.as_ref().filter(|a| a.algorithm() == digest.algorithm())
+                && *announced != digest
+            {
+                return ctx.reply(mismatch(m, &registry, announced, &digest), Outcome::error);
             }
             let tag_key = (registry.clone(), repo.to_string(), tag.clone());
             keep(m, &digest, &resp.media_type, &resp.body, Some(tag_key)).await;
@@ -175,13 +175,13 @@ async fn stale(m: &Mirror, ctx: Ctx, registry: &str, repo: &RepoName, tag: &str,
                 Ok(s.get_manifest(&rec.digest)?.map(|(mt, body)| (rec, mt, body)))
             })
             .await;
-        if let Ok(Some((rec, media_type, body))) = found {
-            if acceptable(&ctx.accept(), &media_type) {
-                m.metrics.stale_tags.inc();
-                tracing::warn!(%registry, %repo, %tag, digest = %rec.digest, error = %err, "origin unreachable; answering the tag from the last digest seen (stale)");
-                let head = ctx.head;
-                return ctx.reply(manifest_response(&rec.digest, &media_type, body.into(), head), Outcome::stale);
-            }
+        if let Ok(Some((rec, media_type, body))) = found
+            && acceptable(&ctx.accept(), &media_type)
+        {
+            m.metrics.stale_tags.inc();
+            tracing::warn!(%registry, %repo, %tag, digest = %rec.digest, error = %err, "origin unreachable; answering the tag from the last digest seen (stale)");
+            let head = ctx.head;
+            return ctx.reply(manifest_response(&rec.digest, &media_type, body.into(), head), Outcome::stale);
         }
     }
     ctx.reply(errors::origin_error(&err, Subject::Manifest), Outcome::error)
@@ -193,7 +193,8 @@ pub async fn tag_list(m: &Mirror, ctx: Ctx, repo: RepoName) -> Response {
         Ok(o) => o,
         Err(e) => return ctx.reply(errors::origin_error(&e, Subject::Other), Outcome::error),
     };
-    let query: Vec<&str> = ctx.query.as_deref().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("ns=")).collect();
+    let query: Vec<&str> =
+        ctx.query.as_deref().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("ns=")).collect();
     let mut path = format!("/v2/{repo}/tags/list");
     if !query.is_empty() {
         path.push('?');

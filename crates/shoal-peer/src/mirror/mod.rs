@@ -137,12 +137,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -152,7 +153,13 @@ fn percent_decode(s: &str) -> String {
 
 async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let log = RequestLog::new(m.metrics.clone(), method.clone(), uri.path());
-    let mut ctx = Ctx { head: method == Method::HEAD, ns: ns_of(uri.query()), query: uri.query().map(str::to_owned), headers, log };
+    let mut ctx = Ctx {
+        head: method == Method::HEAD,
+        ns: ns_of(uri.query()),
+        query: uri.query().map(str::to_owned),
+        headers,
+        log,
+    };
     let route = match Route::parse(uri.path()) {
         Ok(r) => r,
         Err(e) => return ctx.reply(errors::route_error(&e), Outcome::error),
@@ -168,7 +175,10 @@ async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: He
         let e = OciError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unsupported,
-            format!("{method} {} is not supported: shoal is a read-only pull-through mirror; push to the origin registry", uri.path()),
+            format!(
+                "{method} {} is not supported: shoal is a read-only pull-through mirror; push to the origin registry",
+                uri.path()
+            ),
         );
         let mut resp = e.into_response();
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

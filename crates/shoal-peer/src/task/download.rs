@@ -58,7 +58,9 @@ impl Download {
             _ = cancel.cancelled() => Err(TaskError::Cancelled(task.digest.clone())),
         };
         match result {
-            Ok(()) => tracing::info!(digest = %task.digest, repo = %task.repo, secs = started.elapsed().as_secs_f64(), "blob complete"),
+            Ok(()) => {
+                tracing::info!(digest = %task.digest, repo = %task.repo, secs = started.elapsed().as_secs_f64(), "blob complete")
+            }
             Err(e) => {
                 tracing::warn!(digest = %task.digest, repo = %task.repo, error = %e, "blob download failed");
                 progress.send_modify(|p| p.phase = Phase::Failed(Arc::new(e)));

@@ -46,7 +46,9 @@ pub enum TaskError {
         actual: Digest,
     },
     /// The origin announced a different size than the one recorded.
-    #[error("origin {registry} now announces {announced} bytes for {digest}, not {size}; the partial download was dropped")]
+    #[error(
+        "origin {registry} now announces {announced} bytes for {digest}, not {size}; the partial download was dropped"
+    )]
     SizeChanged {
         /// Registry name.
         registry: String,
@@ -204,13 +206,7 @@ impl TaskManager {
         });
         tasks.insert(digest.clone(), task.clone());
         drop(tasks);
-        let job = download::Download {
-            manager: self.clone(),
-            task: task.clone(),
-            origin,
-            auth,
-            progress: tx,
-        };
+        let job = download::Download { manager: self.clone(), task: task.clone(), origin, auth, progress: tx };
         tokio::spawn(job.run());
         task
     }

@@ -67,14 +67,8 @@ impl Sink {
     /// Consume messages until `Finish` (verify) or the channel closes (stop).
     pub fn run(mut self, mut rx: mpsc::Receiver<SinkMsg>) -> Result<SinkEnd, TaskError> {
         let layout = self.writer.layout();
-        let mut st = State {
-            layout,
-            whole: self.digest.hasher(),
-            hashed: 0,
-            piece: None,
-            cursor: u64::MAX,
-            run_start: 0,
-        };
+        let mut st =
+            State { layout, whole: self.digest.hasher(), hashed: 0, piece: None, cursor: u64::MAX, run_start: 0 };
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 SinkMsg::Chunks { offset, chunks } => self.write_all(&mut st, offset, &chunks)?,
@@ -101,7 +95,13 @@ impl Sink {
         Ok(())
     }
 
-    fn write(&mut self, st: &mut State, offset: u64, bytes: &[u8], recorded: &mut Vec<PieceIndex>) -> Result<(), TaskError> {
+    fn write(
+        &mut self,
+        st: &mut State,
+        offset: u64,
+        bytes: &[u8],
+        recorded: &mut Vec<PieceIndex>,
+    ) -> Result<(), TaskError> {
         if offset != st.cursor {
             // A new run always starts on a piece boundary.
             debug_assert_eq!(offset % st.layout.piece_size, 0, "run must start on a piece boundary");
@@ -141,7 +141,10 @@ impl Sink {
         let mut buf = vec![0u8; 1 << 20];
         while st.hashed < to {
             let n = ((to - st.hashed) as usize).min(buf.len());
-            let got = self.reader.read_at(st.hashed, &mut buf[..n]).map_err(|e| TaskError::Internal { digest: self.digest.clone(), detail: format!("reading back the partial file: {e}") })?;
+            let got = self.reader.read_at(st.hashed, &mut buf[..n]).map_err(|e| TaskError::Internal {
+                digest: self.digest.clone(),
+                detail: format!("reading back the partial file: {e}"),
+            })?;
             if got == 0 {
                 return Err(TaskError::Internal {
                     digest: self.digest.clone(),

@@ -56,9 +56,17 @@ impl Daemon {
         let mirror = format!("http://{}", mirror_l.local_addr().unwrap());
         let admin = format!("http://{}", admin_l.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
-        let job = tokio::spawn(shoal_peer::run(config, store, upstreams, PromRegistry::default(), mirror_l, admin_l, async move {
-            let _ = rx.await;
-        }));
+        let job = tokio::spawn(shoal_peer::run(
+            config,
+            store,
+            upstreams,
+            PromRegistry::default(),
+            mirror_l,
+            admin_l,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Daemon { mirror, admin, dir, stop: Some(tx), job: Some(job) }
     }
 

@@ -63,16 +63,10 @@ impl MetaDb {
     }
 
     /// Writes a blob's record, leaving its pieces alone.
-    pub(crate) fn put_blob(
-        &self,
-        d: &Digest,
-        meta: &BlobMeta,
-        durability: Durability,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn put_blob(&self, d: &Digest, meta: &BlobMeta, durability: Durability) -> Result<(), StoreError> {
         let key = d.to_string();
         self.write("write blob record", durability, |txn| {
-            txn.open_table(BLOBS)?
-                .insert(key.as_str(), encode(meta).as_slice())?;
+            txn.open_table(BLOBS)?.insert(key.as_str(), encode(meta).as_slice())?;
             Ok(())
         })
     }
@@ -82,8 +76,7 @@ impl MetaDb {
         let key = d.to_string();
         self.write("start blob record", Durability::Eventual, |txn| {
             drop_pieces(txn, &key, |_| true)?;
-            txn.open_table(BLOBS)?
-                .insert(key.as_str(), encode(meta).as_slice())?;
+            txn.open_table(BLOBS)?.insert(key.as_str(), encode(meta).as_slice())?;
             Ok(())
         })
     }
@@ -91,35 +84,23 @@ impl MetaDb {
     /// Records one verified piece. Eventual durability: atomic and kept
     /// across a process kill; a power loss may lose it, which only costs a
     /// re-fetch because pieces are re-hashed on resume anyway.
-    pub(crate) fn record_piece(
-        &self,
-        d: &Digest,
-        index: PieceIndex,
-        hash: [u8; 32],
-    ) -> Result<(), StoreError> {
+    pub(crate) fn record_piece(&self, d: &Digest, index: PieceIndex, hash: [u8; 32]) -> Result<(), StoreError> {
         let key = d.to_string();
         self.write("record piece", Durability::Eventual, |txn| {
-            txn.open_table(PIECES)?
-                .insert((key.as_str(), index), hash)?;
+            txn.open_table(PIECES)?.insert((key.as_str(), index), hash)?;
             Ok(())
         })
     }
 
     /// Forgets the given pieces and rewrites the blob record, in one
     /// transaction (used when resuming finds pieces whose bytes changed).
-    pub(crate) fn resume_blob(
-        &self,
-        d: &Digest,
-        forget: &[PieceIndex],
-        meta: &BlobMeta,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn resume_blob(&self, d: &Digest, forget: &[PieceIndex], meta: &BlobMeta) -> Result<(), StoreError> {
         let key = d.to_string();
         self.write("resume blob record", Durability::Eventual, |txn| {
             if !forget.is_empty() {
                 drop_pieces(txn, &key, |i| forget.contains(&i))?;
             }
-            txn.open_table(BLOBS)?
-                .insert(key.as_str(), encode(meta).as_slice())?;
+            txn.open_table(BLOBS)?.insert(key.as_str(), encode(meta).as_slice())?;
             Ok(())
         })
     }
@@ -129,9 +110,7 @@ impl MetaDb {
         let key = d.to_string();
         self.write("update blob access time", Durability::Eventual, |txn| {
             let mut t = txn.open_table(BLOBS)?;
-            let meta = t
-                .get(key.as_str())?
-                .map(|v| decode::<BlobMeta>(&key, v.value()));
+            let meta = t.get(key.as_str())?.map(|v| decode::<BlobMeta>(&key, v.value()));
             if let Some(mut meta) = meta.transpose()? {
                 meta.last_access_ms = now_ms;
                 t.insert(key.as_str(), encode(&meta).as_slice())?;
@@ -155,11 +134,7 @@ impl MetaDb {
 }
 
 /// Removes the pieces of blob `key` whose index `forget` selects.
-fn drop_pieces(
-    txn: &WriteTransaction,
-    key: &str,
-    forget: impl Fn(PieceIndex) -> bool,
-) -> Result<(), TxError> {
+fn drop_pieces(txn: &WriteTransaction, key: &str, forget: impl Fn(PieceIndex) -> bool) -> Result<(), TxError> {
     let mut t = txn.open_table(PIECES)?;
     t.retain_in((key, 0)..=(key, PieceIndex::MAX), |(_, i), _| !forget(i))?;
     Ok(())

@@ -10,25 +10,16 @@ use crate::error::StoreError;
 use crate::records::{ManifestMeta, TagMeta};
 
 impl MetaDb {
-    pub(crate) fn put_manifest(
-        &self,
-        d: &Digest,
-        meta: &ManifestMeta,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
+    pub(crate) fn put_manifest(&self, d: &Digest, meta: &ManifestMeta, bytes: &[u8]) -> Result<(), StoreError> {
         let key = d.to_string();
         self.write("store manifest", Durability::Eventual, |txn| {
             txn.open_table(MANIFESTS)?.insert(key.as_str(), bytes)?;
-            txn.open_table(MANIFEST_META)?
-                .insert(key.as_str(), encode(meta).as_slice())?;
+            txn.open_table(MANIFEST_META)?.insert(key.as_str(), encode(meta).as_slice())?;
             Ok(())
         })
     }
 
-    pub(crate) fn manifest(
-        &self,
-        d: &Digest,
-    ) -> Result<Option<(ManifestMeta, Vec<u8>)>, StoreError> {
+    pub(crate) fn manifest(&self, d: &Digest) -> Result<Option<(ManifestMeta, Vec<u8>)>, StoreError> {
         let key = d.to_string();
         self.read("read manifest", |txn| {
             let Some(meta) = txn.open_table(MANIFEST_META)?.get(key.as_str())? else {
@@ -58,9 +49,7 @@ impl MetaDb {
         let key = d.to_string();
         self.write("update manifest access time", Durability::Eventual, |txn| {
             let mut t = txn.open_table(MANIFEST_META)?;
-            let meta = t
-                .get(key.as_str())?
-                .map(|v| decode::<ManifestMeta>(&key, v.value()));
+            let meta = t.get(key.as_str())?.map(|v| decode::<ManifestMeta>(&key, v.value()));
             if let Some(mut meta) = meta.transpose()? {
                 meta.last_access_ms = now_ms;
                 t.insert(key.as_str(), encode(&meta).as_slice())?;
@@ -82,22 +71,14 @@ impl MetaDb {
         })
     }
 
-    pub(crate) fn put_tag(
-        &self,
-        (registry, repo, tag): (&str, &str, &str),
-        meta: &TagMeta,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn put_tag(&self, (registry, repo, tag): (&str, &str, &str), meta: &TagMeta) -> Result<(), StoreError> {
         self.write("record tag", Durability::Eventual, |txn| {
-            txn.open_table(TAGS)?
-                .insert((registry, repo, tag), encode(meta).as_slice())?;
+            txn.open_table(TAGS)?.insert((registry, repo, tag), encode(meta).as_slice())?;
             Ok(())
         })
     }
 
-    pub(crate) fn tag(
-        &self,
-        (registry, repo, tag): (&str, &str, &str),
-    ) -> Result<Option<TagMeta>, StoreError> {
+    pub(crate) fn tag(&self, (registry, repo, tag): (&str, &str, &str)) -> Result<Option<TagMeta>, StoreError> {
         self.read("read tag", |txn| {
             let t = txn.open_table(TAGS)?;
             let v = t.get((registry, repo, tag))?;

@@ -14,22 +14,11 @@ fn now() -> SystemTime {
 }
 
 fn policy(capacity: u64) -> GcPolicy {
-    GcPolicy {
-        capacity,
-        high_watermark: 0.9,
-        low_watermark: 0.8,
-        max_age: 7 * DAY,
-    }
+    GcPolicy { capacity, high_watermark: 0.9, low_watermark: 0.8, max_age: 7 * DAY }
 }
 
 fn blob(name: &str, size: u64, age: Duration, in_use: bool) -> GcCandidate {
-    GcCandidate {
-        digest: Digest::sha256_of(name.as_bytes()),
-        size,
-        last_access: now() - age,
-        complete: true,
-        in_use,
-    }
+    GcCandidate { digest: Digest::sha256_of(name.as_bytes()), size, last_access: now() - age, complete: true, in_use }
 }
 
 fn digests(c: &[&GcCandidate]) -> Vec<Digest> {
@@ -104,20 +93,18 @@ fn future_access_times_are_not_expired() {
 }
 
 fn candidates() -> impl Strategy<Value = Vec<GcCandidate>> {
-    prop::collection::vec((0u64..1000, 0u32..20, any::<bool>(), any::<bool>()), 0..30).prop_map(
-        |v| {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, (size, age_days, in_use, complete))| GcCandidate {
-                    digest: Digest::sha256_of(&i.to_le_bytes()),
-                    size,
-                    last_access: now() - age_days * DAY,
-                    complete,
-                    in_use,
-                })
-                .collect()
-        },
-    )
+    prop::collection::vec((0u64..1000, 0u32..20, any::<bool>(), any::<bool>()), 0..30).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (size, age_days, in_use, complete))| GcCandidate {
+                digest: Digest::sha256_of(&i.to_le_bytes()),
+                size,
+                last_access: now() - age_days * DAY,
+                complete,
+                in_use,
+            })
+            .collect()
+    })
 }
 
 proptest! {

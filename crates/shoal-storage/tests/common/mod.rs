@@ -17,9 +17,7 @@ pub struct Root {
 
 impl Root {
     pub fn new() -> Self {
-        Root {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Root { dir: tempfile::tempdir().unwrap() }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -35,9 +33,7 @@ impl Root {
     }
 
     pub fn partial_path(&self, d: &Digest) -> PathBuf {
-        self.path()
-            .join("blobs/sha256")
-            .join(format!("{}.partial", d.hex()))
+        self.path().join("blobs/sha256").join(format!("{}.partial", d.hex()))
     }
 
     pub fn complete_path(&self, d: &Digest) -> PathBuf {
@@ -47,9 +43,7 @@ impl Root {
 
 /// `len` bytes that differ per `seed` and per offset.
 pub fn data(len: u64, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) as u8) ^ seed)
-        .collect()
+    (0..len).map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) as u8) ^ seed).collect()
 }
 
 /// Writes `bytes` as whole pieces with `put_piece` and completes the blob.
@@ -59,8 +53,7 @@ pub fn write_blob(store: &Store, bytes: &[u8]) -> Digest {
     let layout = w.layout();
     for i in 0..layout.count() {
         let r = layout.range(i);
-        w.put_piece(i, &bytes[r.start as usize..r.end as usize])
-            .unwrap();
+        w.put_piece(i, &bytes[r.start as usize..r.end as usize]).unwrap();
     }
     w.complete(&d).unwrap();
     d

@@ -1,0 +1,151 @@
+//! Single-node pull benchmark on loopback, side by side in one run:
+//!
+//! - `direct`: a client GETs the blob straight from Debian's docker-registry
+//!   (page cache warm: the registry reads it from its own filesystem);
+//! - `cold`: the same client GETs it through a fresh shoal daemon (empty
+//!   store), which streams from the registry while it stores and verifies;
+//! - `warm`: again through shoal, now served from its store.
+//!
+//! Targets (issue 2): cold >= 0.9x direct, warm >= 1.5x direct, and the
+//! daemon's peak RSS during the cold pull of a 1 GiB blob under 64 MiB.
+//!
+//! Run: `cargo build --release -p shoal && cargo bench -p shoal-benches --bench pull`
+//! (`SHOAL_BENCH_MIB` sets the blob size, default 1024; `SHOAL_BENCH_RUNS`
+//! the repetitions, default 3; the median is reported.) Writes
+//! `target/bench/pull.json`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use shoal_testkit::{Registry, ShoalDaemon, random_bytes};
+
+struct Pull {
+    secs: f64,
+    ttfb_ms: f64,
+    bytes: u64,
+}
+
+async fn pull(client: &reqwest::Client, url: &str) -> Pull {
+    let t0 = Instant::now();
+    let resp = client.get(url).send().await.expect("GET");
+    assert!(resp.status().is_success(), "{url}: {}", resp.status());
+    let mut stream = resp.bytes_stream();
+    let mut bytes = 0u64;
+    let mut ttfb = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("body");
+        ttfb.get_or_insert_with(|| t0.elapsed());
+        bytes += chunk.len() as u64;
+    }
+    Pull { secs: t0.elapsed().as_secs_f64(), ttfb_ms: ttfb.unwrap_or_default().as_secs_f64() * 1000.0, bytes }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn release_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_BIN") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/shoal");
+    assert!(p.is_file(), "build the daemon first: cargo build --release -p shoal");
+    p
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` / `cargo test --benches` probes
+    }
+    let mib: usize = std::env::var("SHOAL_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let runs: usize = std::env::var("SHOAL_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let size = mib << 20;
+    let registry = Registry::start().await.expect("docker-registry");
+    let digest = {
+        let data = random_bytes(size, 42);
+        shoal_testkit::push_blob(&registry.url(), "bench/blob", data, None).await.expect("push")
+    };
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let direct_url = format!("{}/v2/bench/blob/blobs/{digest}", registry.url());
+    pull(&client, &direct_url).await; // warm the registry's page cache
+
+    let (mut direct, mut cold, mut warm, mut rss, mut cold_ttfb, mut direct_ttfb) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let d = pull(&client, &direct_url).await;
+        direct.push(d.bytes as f64 / d.secs);
+        direct_ttfb.push(d.ttfb_ms);
+
+        let shoal = ShoalDaemon::builder()
+            .bin(release_bin())
+            .default_registry(&registry.host())
+            .registry(&registry.host(), &registry.url())
+            .env("RUST_LOG", "warn")
+            .start()
+            .await
+            .expect("shoal daemon");
+        let url = format!("{}/v2/bench/blob/blobs/{digest}", shoal.mirror_url());
+        let c = pull(&client, &url).await;
+        assert_eq!(c.bytes, size as u64);
+        cold.push(c.bytes as f64 / c.secs);
+        cold_ttfb.push(c.ttfb_ms);
+        rss.push(peak_rss_kib(shoal.pid().expect("running")) as f64 / 1024.0);
+        // Let the download finish verifying before timing the warm pull.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for _ in 0..2 {
+            let w = pull(&client, &url).await;
+            assert_eq!(w.bytes, size as u64);
+            warm.push(w.bytes as f64 / w.secs);
+        }
+    }
+    let gbs = |v: f64| v / 1e9;
+    let (d, c, w) = (median(direct), median(cold), median(warm));
+    let peak = rss.iter().cloned().fold(0.0, f64::max);
+    let report = serde_json::json!({
+        "blob_mib": mib,
+        "runs": runs,
+        "direct_gbps": gbs(d),
+        "cold_gbps": gbs(c),
+        "warm_gbps": gbs(w),
+        "cold_over_direct": c / d,
+        "warm_over_direct": w / d,
+        "direct_ttfb_ms": median(direct_ttfb),
+        "cold_ttfb_ms": median(cold_ttfb),
+        "daemon_peak_rss_mib": peak,
+    });
+    println!("single-node pull, {mib} MiB blob, median of {runs} runs (GB/s = 1e9 bytes/s)");
+    println!("| path | throughput | ratio to direct | time to first byte |");
+    println!("|---|---|---|---|");
+    println!(
+        "| direct from docker-registry | {:.2} GB/s | 1.00x | {:.1} ms |",
+        gbs(d),
+        median_ref(&report, "direct_ttfb_ms")
+    );
+    println!(
+        "| cold through shoal | {:.2} GB/s | {:.2}x | {:.1} ms |",
+        gbs(c),
+        c / d,
+        median_ref(&report, "cold_ttfb_ms")
+    );
+    println!("| warm from shoal's store | {:.2} GB/s | {:.2}x | |", gbs(w), w / d);
+    println!("daemon peak RSS during the cold pulls: {peak:.1} MiB");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("pull.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+}
+
+fn median_ref(report: &serde_json::Value, key: &str) -> f64 {
+    report[key].as_f64().unwrap_or_default()
+}
