@@ -167,8 +167,11 @@ impl Sink {
             self.writer.discard()?;
             return Err(TaskError::DigestMismatch { registry: self.registry, expected: self.digest, actual });
         }
-        self.writer.complete(&self.digest)?;
+        // Verified: every byte may go to clients now. Making the blob durable
+        // (fdatasync of the whole file, then the record) is the store's
+        // business and must not hold the last byte of every response.
         self.progress.send_modify(|p| p.phase = Phase::Done);
+        self.writer.complete(&self.digest)?;
         Ok(SinkEnd::Complete)
     }
 }

@@ -1,0 +1,146 @@
+//! Small shared helpers: finding external programs on PATH, picking free
+//! loopback ports, a loopback-only HTTP client, and polling an HTTP endpoint
+//! until it answers (always with a deadline).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::process::ChildGuard;
+
+/// How to install each program the test kit drives.
+fn install_hint(name: &str) -> String {
+    let package = match name {
+        "docker-registry" => "docker-registry",
+        "containerd" | "ctr" => "containerd",
+        "skopeo" => "skopeo",
+        "umoci" => "umoci",
+        "promtool" => "prometheus",
+        "kill" => "procps",
+        _ => {
+            return format!(
+                "install the package that provides `{name}` (the test command .ci/run installs \
+                 everything the tests need)"
+            );
+        }
+    };
+    format!("install it with `apt-get install {package}` (the test command .ci/run does this)")
+}
+
+/// Finds `name` on PATH and returns its full path; a missing program is an
+/// error (never a silent skip) whose message says how to install it.
+pub fn require_tool(name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::ToolMissing { tool: name.to_string(), hint: install_hint(name) })
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port
+/// 0 and released). Starters retry on a bind race.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work");
+    listener.local_addr().expect("a bound listener has an address").port()
+}
+
+/// A reqwest client for test traffic: loopback only, so it never uses the
+/// environment's HTTP proxy, never follows redirects and never decompresses;
+/// connects within 5 s and gives up on a request after 120 s.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("building a plain reqwest client cannot fail")
+}
+
+/// Polls `url` until any HTTP response arrives; returns its status.
+pub async fn wait_http_ok(url: &str, deadline: Duration) -> Result<u16> {
+    wait_http_status(url, deadline, |_| true, None).await
+}
+
+/// Polls `url` (GET) until a response whose status satisfies `accept`
+/// arrives, or `deadline` passes. When `guard` is given, fails fast with the
+/// process log if that process exits while waiting.
+pub async fn wait_http_status(
+    url: &str,
+    deadline: Duration,
+    accept: impl Fn(u16) -> bool,
+    mut guard: Option<&mut ChildGuard>,
+) -> Result<u16> {
+    let client = http_client();
+    let start = Instant::now();
+    loop {
+        if let Some(g) = guard.as_deref_mut() {
+            g.ensure_running()?;
+        }
+        let attempt = client.get(url).timeout(Duration::from_secs(2)).send().await;
+        let last = match attempt {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                if accept(status) {
+                    return Ok(status);
+                }
+                format!("last status {status}")
+            }
+            Err(e) => format!("last error: {e}"),
+        };
+        if start.elapsed() >= deadline {
+            return Err(Error::NotReady {
+                what: format!("HTTP endpoint {url}"),
+                deadline,
+                detail: last,
+                log_tail: guard.map(|g| g.log_tail(4000)).unwrap_or_default(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Returns the last `max_bytes` bytes of `text` (cut at a char boundary).
+pub(crate) fn tail(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut start = text.len() - max_bytes;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tool_is_an_error_that_says_how_to_install() {
+        let err = require_tool("definitely-not-a-real-tool-xyz").unwrap_err();
+        assert!(err.to_string().contains("not found on PATH"), "{err}");
+        let hint = install_hint("docker-registry");
+        assert!(hint.contains("apt-get install docker-registry"), "{hint}");
+    }
+
+    #[test]
+    fn finds_sh_and_gives_distinct_ports() {
+        assert!(require_tool("sh").unwrap().is_absolute());
+        assert_ne!(free_port(), 0);
+    }
+
+    #[test]
+    fn tail_cuts_at_char_boundary() {
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("abc", 10), "abc");
+    }
+}
