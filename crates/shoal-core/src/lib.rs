@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`digest`]: OCI content digests (`sha256:…`, `sha512:…`) and the
 //!   streaming hasher that checks bytes against one.
+//! - [`host`]: [`HostId`], a node's name in the swarm (its certificate CN).
 //! - [`reference`]: repository names and references (tag or digest) as the
 //!   OCI distribution spec defines them.
 //! - [`route`]: the registry API paths (`/v2/<name>/blobs/<digest>` …) a
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod digest;
+pub mod host;
 pub mod piece;
 pub mod range;
 pub mod reference;
@@ -22,6 +24,7 @@ pub mod route;
 pub mod units;
 
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
+pub use host::{HostId, HostIdError};
 pub use piece::{PieceIndex, PieceLayout};
 pub use range::{ByteRange, RangeError, content_range};
 pub use reference::{Reference, ReferenceError, RepoName};

@@ -10,6 +10,7 @@
 //! - [`gc`]: the periodic store garbage collection loop.
 //! - [`metrics`]: the daemon's Prometheus metrics.
 //! - [`oci_error`]: OCI error bodies.
+//! - [`swarm`]: piece exchange with other peers.
 //!
 //! [`run`] wires them on listeners the caller binds, until a shutdown future
 //! the caller owns resolves; then it drains within a deadline.
@@ -21,6 +22,7 @@ pub mod gc;
 pub mod metrics;
 pub mod mirror;
 pub mod oci_error;
+pub mod swarm;
 pub mod task;
 
 use std::future::Future;

@@ -109,7 +109,7 @@ impl Sink {
             st.run_start = offset;
             st.cursor = offset;
         }
-        self.hash_from_disk(st, offset)?;
+        self.catch_up(st)?;
         self.writer.write_at(offset, bytes)?;
         let mut off = offset;
         let mut rest = bytes;
@@ -135,31 +135,47 @@ impl Sink {
         Ok(())
     }
 
-    /// Feed the whole-blob hasher with bytes already on disk up to `to`
-    /// (pieces recorded in an earlier run).
-    fn hash_from_disk(&self, st: &mut State, to: u64) -> Result<(), TaskError> {
-        let mut buf = vec![0u8; 1 << 20];
-        while st.hashed < to {
-            let n = ((to - st.hashed) as usize).min(buf.len());
-            let got = self.reader.read_at(st.hashed, &mut buf[..n]).map_err(|e| TaskError::Internal {
-                digest: self.digest.clone(),
-                detail: format!("reading back the partial file: {e}"),
-            })?;
-            if got == 0 {
-                return Err(TaskError::Internal {
-                    digest: self.digest.clone(),
-                    detail: format!("unexpected end of the partial file at {}", st.hashed),
-                });
+    /// Advance the whole-blob hasher over pieces already recorded on disk
+    /// (from an earlier run, or pieces that arrived out of order), stopping
+    /// at the first piece not yet recorded. Bytes are hashed strictly in
+    /// order, so only a prefix of recorded pieces can be hashed from disk.
+    fn catch_up(&self, st: &mut State) -> Result<(), TaskError> {
+        let size = st.layout.blob_size;
+        let mut buf = Vec::new();
+        while st.hashed < size {
+            let index = st.layout.index_of(st.hashed);
+            if !self.writer.has_piece(index) {
+                break;
             }
-            st.whole.update(&buf[..got]);
-            st.hashed += got as u64;
+            let end = st.layout.range(index).end;
+            buf.resize((end - st.hashed) as usize, 0);
+            let mut filled = 0;
+            while filled < buf.len() {
+                let got = self.reader.read_at(st.hashed + filled as u64, &mut buf[filled..]).map_err(|e| {
+                    TaskError::Internal { digest: self.digest.clone(), detail: format!("reading back piece {index}: {e}") }
+                })?;
+                if got == 0 {
+                    return Err(TaskError::Internal {
+                        digest: self.digest.clone(),
+                        detail: format!("the partial file ends inside recorded piece {index}"),
+                    });
+                }
+                filled += got;
+            }
+            st.whole.update(&buf);
+            st.hashed = end;
         }
         Ok(())
     }
 
     fn finish(self, mut st: State) -> Result<SinkEnd, TaskError> {
-        let size = st.layout.blob_size;
-        self.hash_from_disk(&mut st, size)?;
+        self.catch_up(&mut st)?;
+        if st.hashed != st.layout.blob_size {
+            return Err(TaskError::Internal {
+                digest: self.digest.clone(),
+                detail: format!("finished with only {} of {} bytes recorded", st.hashed, st.layout.blob_size),
+            });
+        }
         let actual = st.whole.clone().finish();
         if actual != self.digest {
             self.metrics.verification_failures.get_or_create(&VerifyLabels { kind: Verified::blob }).inc();

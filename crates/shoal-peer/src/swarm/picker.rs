@@ -1,0 +1,216 @@
+//! Piece picking: which missing piece to ask which parent for, as a pure
+//! function of what everyone holds and what is in flight.
+//!
+//! Two goals pull apart. The HTTP response streams from the client's read
+//! position, so the pieces just ahead of it come first, in order (the
+//! *window*). Beyond the window, the rarest pieces come first, so copies
+//! spread through the swarm and no piece hangs on one parent. A piece goes
+//! to the parent with the fewest requests in flight among those holding it,
+//! which spreads load across parents.
+
+use shoal_proto::Bitfield;
+
+/// What the picker knows about one parent.
+#[derive(Debug, Clone)]
+pub struct ParentView {
+    /// Pieces the parent holds.
+    pub have: Bitfield,
+    /// Requests to it in flight.
+    pub inflight: usize,
+    /// Most requests it should have in flight.
+    pub max_inflight: usize,
+    /// Excluded (failed a piece for this task, or refused as busy lately).
+    pub excluded: bool,
+}
+
+/// One decision: ask `parent` (index into the slice given) for `piece`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// Parent index.
+    pub parent: usize,
+    /// Piece index.
+    pub piece: u32,
+}
+
+/// The picker's state for one task.
+#[derive(Debug, Clone)]
+pub struct Picker {
+    pieces: u32,
+    have: Vec<bool>,
+    inflight: Vec<bool>,
+    /// Pieces ahead of the read position fetched in order.
+    pub window: u32,
+}
+
+impl Picker {
+    /// A picker over `pieces` pieces, `held` already stored.
+    pub fn new(pieces: u32, held: impl IntoIterator<Item = u32>) -> Picker {
+        let mut have = vec![false; pieces as usize];
+        for i in held {
+            if i < pieces {
+                have[i as usize] = true;
+            }
+        }
+        Picker { pieces, have, inflight: vec![false; pieces as usize], window: 4 }
+    }
+
+    /// A request for `piece` went out.
+    pub fn started(&mut self, piece: u32) {
+        self.inflight[piece as usize] = true;
+    }
+
+    /// The piece arrived and verified.
+    pub fn done(&mut self, piece: u32) {
+        self.inflight[piece as usize] = false;
+        self.have[piece as usize] = true;
+    }
+
+    /// The request failed; the piece is missing again.
+    pub fn failed(&mut self, piece: u32) {
+        self.inflight[piece as usize] = false;
+    }
+
+    /// Every piece is held.
+    pub fn complete(&self) -> bool {
+        self.have.iter().all(|&h| h)
+    }
+
+    /// Pieces neither held nor in flight.
+    pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.pieces).filter(|&i| !self.have[i as usize] && !self.inflight[i as usize])
+    }
+
+    /// Decide the next requests, given the parents and the piece the client
+    /// is reading (`read_piece`). Never assigns a piece twice, a piece a
+    /// parent lacks, or more than a parent's free slots.
+    pub fn pick(&self, parents: &[ParentView], read_piece: u32) -> Vec<Pick> {
+        let mut slots: Vec<usize> =
+            parents.iter().map(|p| if p.excluded { 0 } else { p.max_inflight.saturating_sub(p.inflight) }).collect();
+        let mut load: Vec<usize> = parents.iter().map(|p| p.inflight).collect();
+        if slots.iter().all(|&s| s == 0) {
+            return Vec::new();
+        }
+        let rarity = |i: u32| parents.iter().filter(|p| !p.excluded && p.have.get(i)).count();
+        let window_end = read_piece.saturating_add(self.window).min(self.pieces);
+        let mut order: Vec<u32> = (read_piece.min(self.pieces)..window_end).collect();
+        let mut rest: Vec<(usize, u32, u32)> = self
+            .missing()
+            .filter(|&i| i < read_piece || i >= window_end)
+            .map(|i| (rarity(i), i.wrapping_sub(read_piece), i))
+            .filter(|&(r, _, _)| r > 0)
+            .collect();
+        rest.sort_unstable();
+        order.extend(rest.into_iter().map(|(_, _, i)| i));
+
+        let mut picks = Vec::new();
+        for piece in order {
+            if self.have[piece as usize] || self.inflight[piece as usize] {
+                continue;
+            }
+            let best = (0..parents.len())
+                .filter(|&p| slots[p] > 0 && !parents[p].excluded && parents[p].have.get(piece))
+                .min_by_key(|&p| (load[p], p));
+            if let Some(p) = best {
+                slots[p] -= 1;
+                load[p] += 1;
+                picks.push(Pick { parent: p, piece });
+                if slots.iter().all(|&s| s == 0) {
+                    break;
+                }
+            }
+        }
+        picks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parent(pieces: u32, have: &[u32], max: usize) -> ParentView {
+        let mut b = Bitfield::new(pieces);
+        have.iter().for_each(|&i| b.set(i));
+        ParentView { have: b, inflight: 0, max_inflight: max, excluded: false }
+    }
+
+    #[test]
+    fn window_first_in_order() {
+        let p = Picker::new(10, []);
+        let parents = [parent(10, &(0..10).collect::<Vec<_>>(), 3)];
+        let picks = p.pick(&parents, 2);
+        assert_eq!(picks.iter().map(|x| x.piece).collect::<Vec<_>>(), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn rarest_first_beyond_the_window() {
+        let mut p = Picker::new(10, []);
+        p.window = 0;
+        // Piece 7 is held by parent 0 only; every other piece by both.
+        let all: Vec<u32> = (0..10).collect();
+        let parents = [parent(10, &all, 1), parent(10, &[0, 1, 2, 3, 4, 5, 6, 8, 9], 1)];
+        let picks = p.pick(&parents, 0);
+        assert_eq!(picks[0], Pick { parent: 0, piece: 7 }, "the rare piece goes first: {picks:?}");
+    }
+
+    #[test]
+    fn load_spreads_across_parents() {
+        let p = Picker::new(8, []);
+        let all: Vec<u32> = (0..8).collect();
+        let parents = [parent(8, &all, 4), parent(8, &all, 4)];
+        let picks = p.pick(&parents, 0);
+        assert_eq!(picks.len(), 8);
+        assert_eq!(picks.iter().filter(|x| x.parent == 0).count(), 4);
+        assert_eq!(picks.iter().filter(|x| x.parent == 1).count(), 4);
+    }
+
+    #[test]
+    fn excluded_and_busy_parents_get_nothing() {
+        let p = Picker::new(4, []);
+        let all: Vec<u32> = (0..4).collect();
+        let mut bad = parent(4, &all, 4);
+        bad.excluded = true;
+        let mut full = parent(4, &all, 2);
+        full.inflight = 2;
+        assert!(p.pick(&[bad, full], 0).is_empty());
+    }
+
+    #[test]
+    fn held_and_inflight_pieces_are_skipped() {
+        let mut p = Picker::new(4, [0]);
+        p.started(1);
+        let parents = [parent(4, &[0, 1, 2, 3], 4)];
+        let picks: Vec<u32> = p.pick(&parents, 0).into_iter().map(|x| x.piece).collect();
+        assert_eq!(picks, vec![2, 3]);
+        p.failed(1);
+        p.done(2);
+        let picks: Vec<u32> = p.pick(&parents, 0).into_iter().map(|x| x.piece).collect();
+        assert_eq!(picks, vec![1, 3]);
+    }
+
+    proptest! {
+        #[test]
+        fn picks_are_valid(
+            pieces in 1u32..40,
+            held in proptest::collection::vec(0u32..40, 0..20),
+            parents_have in proptest::collection::vec(proptest::collection::vec(0u32..40, 0..40), 1..5),
+            maxes in proptest::collection::vec(0usize..6, 5),
+            read in 0u32..45,
+        ) {
+            let p = Picker::new(pieces, held.iter().copied());
+            let parents: Vec<ParentView> = parents_have.iter().enumerate().map(|(i, h)| parent(pieces, h, maxes[i])).collect();
+            let picks = p.pick(&parents, read);
+            let mut seen = std::collections::HashSet::new();
+            let mut per_parent = vec![0usize; parents.len()];
+            for pk in &picks {
+                prop_assert!(seen.insert(pk.piece), "piece {} picked twice", pk.piece);
+                prop_assert!(parents[pk.parent].have.get(pk.piece));
+                prop_assert!(!held.contains(&pk.piece));
+                per_parent[pk.parent] += 1;
+            }
+            for (i, n) in per_parent.iter().enumerate() {
+                prop_assert!(*n <= parents[i].max_inflight);
+            }
+        }
+    }
+}

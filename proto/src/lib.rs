@@ -1,0 +1,31 @@
+//! Every message on shoal's wire, the framing that carries them, and the
+//! protocol version. The normative description is `PROTOCOL.md` beside this
+//! crate; this crate is its executable form.
+//!
+//! # Layout
+//! - [`frame`]: length-prefixed postcard frames, as a pure decoder and as
+//!   async read/write helpers.
+//! - [`hello`]: the version handshake every connection starts with.
+//! - [`bitfield`]: which pieces a peer holds.
+//! - [`scheduler`]: peer -> scheduler requests and their answers.
+//! - [`peer`]: peer <-> peer requests, piece headers and availability
+//!   events.
+#![warn(missing_docs)]
+
+pub mod bitfield;
+pub mod frame;
+pub mod hello;
+pub mod peer;
+pub mod scheduler;
+
+pub use bitfield::Bitfield;
+pub use frame::{FrameDecoder, FrameError, MAX_FRAME, encode, read_frame, write_frame};
+pub use hello::{Hello, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION, VersionMismatch};
+pub use peer::{PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply};
+pub use scheduler::{
+    FailureKind, HaveState, HostLabels, HostLoad, OriginGrant, ParentInfo, SchedError, SchedErrorCode,
+    SchedulerRequest, SchedulerResponse,
+};
+
+/// ALPN of every shoal QUIC connection (peer and scheduler alike).
+pub const ALPN: &[u8] = b"shoal/1";

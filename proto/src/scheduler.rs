@@ -1,0 +1,223 @@
+//! Peer -> scheduler messages. Each request travels on its own
+//! bidirectional QUIC stream (after the connection's [`crate::Hello`]) and
+//! gets exactly one [`SchedulerResponse`]; streams are cheap and this keeps
+//! a slow answer from blocking others.
+//!
+//! The scheduler holds soft state only: after it restarts, a peer's next
+//! request gets `SchedErrorCode::UnknownHost`, and the peer registers and
+//! re-joins its tasks.
+
+use std::net::SocketAddr;
+
+use shoal_core::{Digest, HostId};
+
+/// Where a host sits, for locality.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostLabels {
+    /// Kubernetes node name.
+    pub node: String,
+    /// Zone (`topology.kubernetes.io/zone`).
+    pub zone: Option<String>,
+    /// Rack, if known.
+    pub rack: Option<String>,
+}
+
+/// How loaded a host's uploads are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostLoad {
+    /// Uploads in progress.
+    pub uploads: u32,
+    /// Recent upload rate, bytes/s.
+    pub upload_bps: u64,
+    /// The host refuses new uploads (at its cap or limit).
+    pub busy: bool,
+}
+
+/// What a peer holds of a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HaveState {
+    /// Pieces verified and stored.
+    pub pieces_done: u32,
+    /// Total pieces, once the size is known.
+    pub pieces_total: Option<u32>,
+    /// The whole blob is verified and complete.
+    pub complete: bool,
+}
+
+/// Why a piece from a parent failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FailureKind {
+    /// The bytes did not match the piece's BLAKE3 hash.
+    Corrupt,
+    /// The parent did not answer or stalled past the deadline.
+    Timeout,
+    /// The connection failed or closed.
+    Unreachable,
+    /// The parent said it does not have the piece.
+    Missing,
+}
+
+/// A request to the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SchedulerRequest {
+    /// Announce (or re-announce) this host.
+    Register {
+        /// The host.
+        host: HostId,
+        /// Where other peers reach its QUIC endpoint.
+        addr: SocketAddr,
+        /// Locality labels.
+        labels: HostLabels,
+        /// Upload capacity, bytes/s.
+        upload_capacity: u64,
+        /// Most concurrent uploads it accepts.
+        max_uploads: u32,
+    },
+    /// Still alive; current load.
+    Heartbeat {
+        /// The host.
+        host: HostId,
+        /// Its load.
+        load: HostLoad,
+    },
+    /// Download a blob: who can give pieces, and may I go to the origin?
+    Join {
+        /// The host.
+        host: HostId,
+        /// The task (blob digest).
+        task: Digest,
+        /// What it holds already.
+        have: HaveState,
+    },
+    /// Progress on a task (sent every few pieces and on completion).
+    Progress {
+        /// The host.
+        host: HostId,
+        /// The task.
+        task: Digest,
+        /// What it holds now.
+        have: HaveState,
+    },
+    /// A parent gave a bad piece or failed.
+    PieceFailed {
+        /// The reporting host.
+        host: HostId,
+        /// The task.
+        task: Digest,
+        /// The parent that failed.
+        parent: HostId,
+        /// The piece.
+        piece: u32,
+        /// How.
+        kind: FailureKind,
+    },
+    /// The host stopped working on a task (done with it, or gave up).
+    Leave {
+        /// The host.
+        host: HostId,
+        /// The task.
+        task: Digest,
+    },
+}
+
+/// A parent offered to a joining peer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParentInfo {
+    /// Its host id (checked against its certificate on connect).
+    pub host: HostId,
+    /// Its QUIC endpoint.
+    pub addr: SocketAddr,
+    /// Pieces it had when last reported.
+    pub pieces_done: u32,
+    /// It holds the whole blob.
+    pub complete: bool,
+}
+
+/// May the joiner fetch from the origin?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OriginGrant {
+    /// Yes: it is one of the task's (bounded) back-to-source peers.
+    Granted,
+    /// Not now; ask again after this many milliseconds if the parents do
+    /// not suffice.
+    Wait {
+        /// Suggested delay.
+        retry_after_ms: u64,
+    },
+}
+
+/// Error codes a scheduler answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SchedErrorCode {
+    /// The host is not registered (scheduler restarted or host expired):
+    /// register and re-join.
+    UnknownHost,
+    /// The request is malformed or names another host than the
+    /// connection's certificate.
+    BadRequest,
+    /// Anything else.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("scheduler: {code:?}: {message}")]
+pub struct SchedError {
+    /// What kind.
+    pub code: SchedErrorCode,
+    /// Human detail.
+    pub message: String,
+}
+
+/// The scheduler's answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SchedulerResponse {
+    /// Registered; heartbeat at this interval.
+    Registered {
+        /// Heartbeat interval, ms.
+        heartbeat_ms: u64,
+    },
+    /// Done.
+    Ack,
+    /// Answer to `Join`.
+    Parents {
+        /// Parents, best first.
+        parents: Vec<ParentInfo>,
+        /// Origin grant.
+        origin: OriginGrant,
+    },
+    /// The request failed.
+    Error(SchedError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameDecoder, encode};
+
+    #[test]
+    fn round_trips() {
+        let task = Digest::sha256_of(b"t");
+        let host: HostId = "n1".parse().unwrap();
+        let reqs = vec![
+            SchedulerRequest::Register {
+                host: host.clone(),
+                addr: "127.0.0.1:4000".parse().unwrap(),
+                labels: HostLabels { node: "n1".into(), zone: Some("a".into()), rack: None },
+                upload_capacity: 125_000_000,
+                max_uploads: 16,
+            },
+            SchedulerRequest::Join { host: host.clone(), task: task.clone(), have: HaveState::default() },
+            SchedulerRequest::PieceFailed { host: host.clone(), task, parent: host, piece: 3, kind: FailureKind::Corrupt },
+        ];
+        for r in reqs {
+            let mut d = FrameDecoder::default();
+            d.push(&encode(&r).unwrap());
+            assert_eq!(d.next::<SchedulerRequest>().unwrap(), Some(r));
+        }
+        let resp = SchedulerResponse::Parents { parents: vec![], origin: OriginGrant::Wait { retry_after_ms: 200 } };
+        let mut d = FrameDecoder::default();
+        d.push(&encode(&resp).unwrap());
+        assert_eq!(d.next::<SchedulerResponse>().unwrap(), Some(resp));
+    }
+}
