@@ -17,7 +17,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use futures_util::StreamExt;
 use shoal_testkit::{Registry, ShoalDaemon, random_bytes};
 
 struct Pull {
@@ -26,19 +25,21 @@ struct Pull {
     bytes: u64,
 }
 
-async fn pull(client: &reqwest::Client, url: &str) -> Pull {
-    let t0 = Instant::now();
-    let resp = client.get(url).send().await.expect("GET");
-    assert!(resp.status().is_success(), "{url}: {}", resp.status());
-    let mut stream = resp.bytes_stream();
-    let mut bytes = 0u64;
-    let mut ttfb = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.expect("body");
-        ttfb.get_or_insert_with(|| t0.elapsed());
-        bytes += chunk.len() as u64;
-    }
-    Pull { secs: t0.elapsed().as_secs_f64(), ttfb_ms: ttfb.unwrap_or_default().as_secs_f64() * 1000.0, bytes }
+/// GET `url` with curl into /dev/null. curl is the client because it can
+/// take more than these servers give on loopback (a reqwest client topped
+/// out near 2 GB/s and hid the difference between warm shoal and the
+/// registry).
+async fn pull(curl: &std::path::Path, url: &str) -> Pull {
+    let out = tokio::process::Command::new(curl)
+        .args(["-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download} %{time_total} %{time_starttransfer}", url])
+        .output()
+        .await
+        .expect("run curl");
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.split_whitespace().map(|v| v.parse::<f64>().expect("curl -w number"));
+    let (bytes, secs, ttfb) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+    Pull { secs, ttfb_ms: ttfb * 1000.0, bytes: bytes as u64 }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -77,7 +78,7 @@ async fn main() {
         let data = random_bytes(size, 42);
         shoal_testkit::push_blob(&registry.url(), "bench/blob", data, None).await.expect("push")
     };
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = shoal_testkit::require_tool("curl").expect("curl");
     let direct_url = format!("{}/v2/bench/blob/blobs/{digest}", registry.url());
     pull(&client, &direct_url).await; // warm the registry's page cache
 
