@@ -15,7 +15,6 @@
 //! `target/bench/pull.json`.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use shoal_testkit::{Registry, ShoalDaemon, random_bytes};
 

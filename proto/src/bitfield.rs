@@ -63,7 +63,7 @@ impl Bitfield {
     pub fn is_valid_for(&self, pieces: u32) -> bool {
         self.len == pieces
             && self.bits.len() == (pieces as usize).div_ceil(8)
-            && (pieces % 8 == 0 || self.bits.last().is_none_or(|b| b & (0xFF >> (pieces % 8)) == 0))
+            && (pieces.is_multiple_of(8) || self.bits.last().is_none_or(|b| b & (0xFF >> (pieces % 8)) == 0))
     }
 }
 

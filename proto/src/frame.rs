@@ -57,6 +57,7 @@ impl FrameDecoder {
     }
 
     /// The next whole message, `Ok(None)` if more bytes are needed.
+    #[allow(clippy::should_implement_trait, reason = "generic over the message type, so it cannot be an Iterator")]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let Some(len) = self.check()? else { return Ok(None) };
         self.buf.advance(4);
@@ -152,7 +153,10 @@ mod tests {
         let writer = tokio::spawn(async move {
             write_frame(&mut a, &msg).await.unwrap();
         });
-        assert_eq!(read_frame::<_, PeerRequest>(&mut b).await.unwrap(), Some(PeerRequest::GetPiece { task: digest(), index: 3 }));
+        assert_eq!(
+            read_frame::<_, PeerRequest>(&mut b).await.unwrap(),
+            Some(PeerRequest::GetPiece { task: digest(), index: 3 })
+        );
         writer.await.unwrap();
         assert!(read_frame::<_, PeerRequest>(&mut b).await.unwrap().is_none());
     }

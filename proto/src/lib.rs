@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`frame`]: length-prefixed postcard frames, as a pure decoder and as
 //!   async read/write helpers.
-//! - [`hello`]: the version handshake every connection starts with.
+//! - [`hello`]: the version handshake every stream starts with, and
+//!   [`hello_client`]/[`hello_server`] to run it.
 //! - [`bitfield`]: which pieces a peer holds.
 //! - [`scheduler`]: peer -> scheduler requests and their answers.
 //! - [`peer`]: peer <-> peer requests, piece headers and availability
@@ -20,7 +21,9 @@ pub mod scheduler;
 
 pub use bitfield::Bitfield;
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME, encode, read_frame, write_frame};
-pub use hello::{Hello, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION, VersionMismatch};
+pub use hello::{
+    Hello, HelloError, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION, VersionMismatch, hello_client, hello_server,
+};
 pub use peer::{PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply};
 pub use scheduler::{
     FailureKind, HaveState, HostLabels, HostLoad, OriginGrant, ParentInfo, SchedError, SchedErrorCode,

@@ -208,7 +208,13 @@ mod tests {
                 max_uploads: 16,
             },
             SchedulerRequest::Join { host: host.clone(), task: task.clone(), have: HaveState::default() },
-            SchedulerRequest::PieceFailed { host: host.clone(), task, parent: host, piece: 3, kind: FailureKind::Corrupt },
+            SchedulerRequest::PieceFailed {
+                host: host.clone(),
+                task,
+                parent: host,
+                piece: 3,
+                kind: FailureKind::Corrupt,
+            },
         ];
         for r in reqs {
             let mut d = FrameDecoder::default();

@@ -65,10 +65,27 @@ impl Default for DaemonConfig {
     }
 }
 
+/// How the daemon joins a swarm (absent: a standalone mirror).
+pub struct SwarmSetup {
+    /// Swarm settings.
+    pub config: swarm::SwarmConfig,
+    /// The QUIC endpoint, already bound with the node's identity.
+    pub endpoint: shoal_transport::Endpoint,
+    /// The scheduler.
+    pub link: Arc<dyn swarm::SchedulerLink>,
+    /// Upload byte rate to peers (0 = unlimited).
+    pub upload_rate: u64,
+    /// Download byte rate from peers (0 = unlimited).
+    pub download_rate: u64,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+}
+
 /// Serve the mirror on `mirror` and the admin API on `admin` until
 /// `shutdown` resolves, then drain: stop accepting, let responses finish
 /// for up to `shutdown_grace`, stop downloads (their verified pieces stay
 /// for a resume) and return.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: DaemonConfig,
     store: Store,
@@ -76,15 +93,54 @@ pub async fn run(
     mut registry: Registry,
     mirror: TcpListener,
     admin: TcpListener,
+    swarm_setup: Option<SwarmSetup>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = Metrics::register(&mut registry);
     if let Ok(u) = store.usage() {
         admin::record_usage(&metrics, &u);
     }
-    let tasks = task::TaskManager::new(store.clone(), metrics.clone(), config.download.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
+    let swarm = swarm_setup.map(|s| {
+        let max_uploads = s.config.max_uploads as usize;
+        let limiter = |rate: u64| {
+            Arc::new(if rate == 0 {
+                shoal_transport::RateLimiter::unlimited()
+            } else {
+                shoal_transport::RateLimiter::per_second(rate)
+            })
+        };
+        let node = Arc::new(swarm::Swarm {
+            config: s.config,
+            endpoint: s.endpoint,
+            link: s.link,
+            download_limit: limiter(s.download_rate),
+            upload_limit: limiter(s.upload_rate),
+            slots: shoal_transport::UploadSlots::new(max_uploads),
+        });
+        (node, s.heartbeat)
+    });
+    let tasks = task::TaskManager::new(
+        store.clone(),
+        metrics.clone(),
+        config.download.clone(),
+        swarm.as_ref().map(|s| s.0.clone()),
+    );
+    let mut swarm_jobs = Vec::new();
+    if let Some((node, heartbeat)) = &swarm {
+        let server = swarm::server::PieceServer {
+            host: node.config.host.clone(),
+            tasks: tasks.clone(),
+            slots: node.slots.clone(),
+            limit: node.upload_limit.clone(),
+            deadline: node.config.fetch.piece_deadline,
+            metrics: metrics.clone(),
+        };
+        swarm_jobs.push(tokio::spawn(server.run(node.endpoint.clone(), stop.clone())));
+        swarm_jobs.push(tokio::spawn(node.clone().heartbeats(*heartbeat, stop.clone())));
+        tracing::info!(host = %node.config.host, quic = ?node.endpoint.local_addr().ok(), "joined the swarm");
+    }
 
     let mirror_state = mirror::Mirror {
         store: store.clone(),
@@ -130,6 +186,12 @@ pub async fn run(
     }
     admin_srv.abort();
     let _ = gc_job.await;
+    for job in swarm_jobs {
+        let _ = job.await;
+    }
+    if let Some((node, _)) = &swarm {
+        node.endpoint.close(Duration::from_millis(500)).await;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

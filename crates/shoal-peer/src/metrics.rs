@@ -128,6 +128,19 @@ pub struct Metrics {
     pub verification_failures: Family<VerifyLabels, Counter>,
     /// Tags answered from the last digest seen while the origin was down.
     pub stale_tags: Counter,
+    /// Bytes of verified pieces received from other peers.
+    pub peer_received_bytes: Counter,
+    /// Bytes of pieces uploaded to other peers.
+    pub uploaded_bytes: Counter,
+    /// Pieces from parents that failed, by kind.
+    pub piece_failures: Family<FailureLabels, Counter>,
+}
+
+/// Labels of the piece failure counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// corrupt, timeout, unreachable or missing.
+    pub kind: String,
 }
 
 impl Metrics {
@@ -147,6 +160,9 @@ impl Metrics {
             store_evicted_bytes: Counter::default(),
             verification_failures: Family::default(),
             stale_tags: Counter::default(),
+            peer_received_bytes: Counter::default(),
+            uploaded_bytes: Counter::default(),
+            piece_failures: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("shoal");
         r.register("mirror_requests", "Registry mirror requests answered", m.requests.clone());
@@ -189,6 +205,23 @@ impl Metrics {
             "stale_tag_resolutions",
             "Tags resolved from the last digest seen because the origin was unreachable",
             m.stale_tags.clone(),
+        );
+        r.register_with_unit(
+            "peer_received",
+            "Bytes of verified pieces received from other peers",
+            Unit::Bytes,
+            m.peer_received_bytes.clone(),
+        );
+        r.register_with_unit(
+            "peer_sent",
+            "Bytes of pieces uploaded to other peers",
+            Unit::Bytes,
+            m.uploaded_bytes.clone(),
+        );
+        r.register(
+            "piece_failures",
+            "Pieces from parents that failed verification or delivery",
+            m.piece_failures.clone(),
         );
         m
     }

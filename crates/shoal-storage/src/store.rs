@@ -77,6 +77,23 @@ impl Store {
         Ok(Some(blob_info(d, &meta, &pieces)))
     }
 
+    /// The recorded BLAKE3 hash of every piece of `d`, by index, as a
+    /// parent serves them (`None` for a piece not recorded). `None` when the
+    /// blob is unknown.
+    pub fn piece_hashes(&self, d: &Digest) -> Result<Option<Vec<Option<[u8; 32]>>>, StoreError> {
+        let Some(meta) = self.inner.db.blob(d)? else {
+            return Ok(None);
+        };
+        let count = shoal_core::PieceLayout::with_piece_size(meta.size, meta.piece_size).count();
+        let mut out = vec![None; count as usize];
+        for (i, h) in self.inner.db.pieces(d)? {
+            if let Some(slot) = out.get_mut(i as usize) {
+                *slot = Some(h);
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Every blob, in digest order.
     pub fn list_blobs(&self) -> Result<Vec<BlobInfo>, StoreError> {
         let pieces = self.inner.db.all_pieces()?;

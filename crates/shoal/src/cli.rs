@@ -23,6 +23,9 @@ pub(crate) enum Command {
     Daemon(Box<DaemonArgs>),
     /// Show what the local daemon holds and is downloading.
     Status(StatusArgs),
+    /// Make the cluster CA and node certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(crate::certs_cmd::CertsCommand),
 }
 
 /// Log output format.
@@ -71,6 +74,25 @@ pub(crate) struct DaemonArgs {
     /// Log format [default: human].
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum)]
     pub(crate) log_format: Option<LogFormat>,
+    /// Join the swarm (peer-to-peer piece exchange; needs certificates).
+    #[arg(long, env = "SHOAL_SWARM")]
+    pub(crate) swarm: bool,
+    /// Directory with ca.crt, tls.crt and tls.key (from `shoal certs`).
+    #[arg(long, env = "SHOAL_CERTS_DIR")]
+    pub(crate) certs_dir: Option<PathBuf>,
+    /// UDP address of the QUIC endpoint [default: 0.0.0.0:65003].
+    #[arg(long, env = "SHOAL_SWARM_LISTEN")]
+    pub(crate) swarm_listen: Option<SocketAddr>,
+    /// Address other peers dial [default: $POD_IP or the listen address].
+    #[arg(long, env = "SHOAL_SWARM_ADVERTISE")]
+    pub(crate) swarm_advertise: Option<SocketAddr>,
+    /// This node's host id [default: $NODE_NAME, else the host name].
+    #[arg(long, env = "SHOAL_HOST_ID")]
+    pub(crate) host_id: Option<String>,
+    /// Scheduler replica (host:port), repeatable or comma-separated; none:
+    /// an embedded scheduler.
+    #[arg(long = "scheduler", env = "SHOAL_SCHEDULERS", value_delimiter = ',')]
+    pub(crate) schedulers: Vec<String>,
 }
 
 /// `shoal status` flags.

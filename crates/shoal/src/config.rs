@@ -73,6 +73,36 @@ pub(crate) struct FileConfig {
     store: StoreSection,
     mirror: MirrorSection,
     download: DownloadSection,
+    swarm: SwarmSection,
+}
+
+/// `[swarm]`: peer-to-peer distribution. Off unless `enabled` (or a certs
+/// dir is given): a standalone mirror needs no certificates.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SwarmSection {
+    pub(crate) enabled: Option<bool>,
+    /// Host id; default `$NODE_NAME`, else the machine's host name.
+    pub(crate) host: Option<String>,
+    /// UDP address of the QUIC endpoint.
+    pub(crate) listen: Option<SocketAddr>,
+    /// Address other peers dial; default `$POD_IP` (or `listen` when it is
+    /// not a wildcard) with the listen port.
+    pub(crate) advertise: Option<SocketAddr>,
+    /// Directory with ca.crt, tls.crt, tls.key.
+    pub(crate) certs_dir: Option<PathBuf>,
+    /// Scheduler replicas (`host:port`, or a DNS name resolving to all of
+    /// them); empty: a scheduler embedded in this daemon.
+    pub(crate) schedulers: Vec<String>,
+    pub(crate) zone: Option<String>,
+    pub(crate) rack: Option<String>,
+    /// Upload and download byte rates to and from peers (0: unlimited).
+    pub(crate) upload_rate: Option<ByteSize>,
+    pub(crate) download_rate: Option<ByteSize>,
+    /// Concurrent uploads accepted.
+    pub(crate) max_uploads: Option<u32>,
+    /// Upload capacity announced to the scheduler (bytes/s).
+    pub(crate) upload_capacity: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -117,6 +147,8 @@ pub(crate) struct Resolved {
     pub(crate) daemon: DaemonConfig,
     /// The file that was read, if any.
     pub(crate) source: Option<PathBuf>,
+    /// Swarm settings as written (resolved when the daemon starts).
+    pub(crate) swarm: SwarmSection,
 }
 
 /// Read the file (if any) and apply flags/env over it.
@@ -211,7 +243,26 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
         daemon.shutdown_grace = g.0;
     }
     let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Human);
-    Ok(Resolved { listen, metrics_listen, log_format, store, upstreams, daemon, source })
+    let mut swarm = file.swarm;
+    if let Some(d) = args.certs_dir.clone() {
+        swarm.certs_dir = Some(d);
+    }
+    if let Some(l) = args.swarm_listen {
+        swarm.listen = Some(l);
+    }
+    if let Some(a) = args.swarm_advertise {
+        swarm.advertise = Some(a);
+    }
+    if let Some(h) = args.host_id.clone() {
+        swarm.host = Some(h);
+    }
+    if !args.schedulers.is_empty() {
+        swarm.schedulers = args.schedulers.clone();
+    }
+    if args.swarm {
+        swarm.enabled = Some(true);
+    }
+    Ok(Resolved { listen, metrics_listen, log_format, store, upstreams, daemon, source, swarm })
 }
 
 #[cfg(test)]

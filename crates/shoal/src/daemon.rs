@@ -43,7 +43,13 @@ async fn run(cfg: config::Resolved) -> anyhow::Result<()> {
         default_registry = %cfg.upstreams.default_registry,
         "starting shoal daemon"
     );
-    shoal_peer::run(cfg.daemon, store, upstreams, Registry::default(), mirror, admin, shutdown_signal()).await?;
+    let swarm = if crate::swarm_setup::enabled(&cfg.swarm) {
+        Some(crate::swarm_setup::build(&cfg.swarm).await.context("joining the swarm ([swarm] config)")?)
+    } else {
+        tracing::info!("swarm off: a standalone mirror (enable with --swarm and certificates from `shoal certs`)");
+        None
+    };
+    shoal_peer::run(cfg.daemon, store, upstreams, Registry::default(), mirror, admin, swarm, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -4,20 +4,36 @@
 //! - [`config`]: the TOML config file and how flags override it.
 //! - [`daemon`]: `shoal daemon`, wiring the store, upstreams and mirror.
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
+//! - [`certs_cmd`]: `shoal certs`, the cluster CA and node certificates.
 //! - [`logging`]: human or JSON logs.
+//! - [`swarm_setup`]: the `[swarm]` config made into a swarm membership.
 
+mod certs_cmd;
 mod cli;
 mod config;
 mod daemon;
 mod logging;
 mod status;
+mod swarm_setup;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain, whatever RUST_BACKTRACE says.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Daemon(args) => daemon::main(*args),
         cli::Command::Status(args) => status::main(args),
+        cli::Command::Certs(cmd) => certs_cmd::main(cmd),
     }
 }

@@ -1,5 +1,28 @@
 //! The node's side of the swarm: fetching pieces from other peers and
-//! serving pieces to them.
+//! serving pieces to them, under a scheduler.
 //!
+//! - [`config`]: the swarm settings.
+//! - [`node`]: [`Swarm`], registration, heartbeats and scheduler calls.
+//! - [`link`]: how the scheduler is reached (embedded or remote).
+//! - [`embedded`]: a scheduler in this process.
+//! - [`remote`]: scheduler replicas over QUIC.
+//! - [`fetch`]: fetching a task's pieces from parents.
 //! - [`picker`]: which piece to ask which parent for (pure).
+//! - [`server`]: serving availability and pieces to other peers.
+//! - [`wire`]: stream set-up (hello exchange).
+
+pub mod config;
+pub mod embedded;
+pub mod fetch;
+pub mod link;
+pub mod node;
 pub mod picker;
+pub mod remote;
+pub mod server;
+pub mod wire;
+
+pub use config::SwarmConfig;
+pub use embedded::EmbeddedScheduler;
+pub use link::{LinkError, SchedulerLink};
+pub use node::{Joined, Swarm};
+pub use remote::RemoteScheduler;

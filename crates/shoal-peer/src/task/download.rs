@@ -71,20 +71,23 @@ impl Download {
     }
 }
 
-struct Driver {
-    manager: Arc<TaskManager>,
-    task: Arc<Task>,
-    origin: Arc<OriginClient>,
-    auth: Option<HeaderValue>,
+pub(super) struct Driver {
+    pub(super) manager: Arc<TaskManager>,
+    pub(super) task: Arc<Task>,
+    pub(super) origin: Arc<OriginClient>,
+    pub(super) auth: Option<HeaderValue>,
 }
 
-enum Begin {
+pub(super) enum Begin {
     Write(BlobWriter),
     AlreadyComplete,
 }
 
 impl Driver {
     async fn drive(&self, progress: Arc<watch::Sender<Progress>>) -> Result<(), TaskError> {
+        if let Some(swarm) = self.manager.swarm.clone() {
+            return self.drive_swarm(&swarm, progress).await;
+        }
         let store = self.manager.store.clone();
         let digest = self.task.digest.clone();
         let info = self.blocking(move || store.blob_info(&digest)).await?;
@@ -106,7 +109,9 @@ impl Driver {
         let layout = writer.layout();
         let reader = writer.reader();
         let _ = self.task.reader.set(reader.clone());
-        progress.send_replace(Progress::running(layout, &writer.verified_pieces()));
+        let verified: Vec<_> =
+            writer.verified_pieces().into_iter().filter_map(|i| writer.piece_hash(i).map(|h| (i, h))).collect();
+        progress.send_replace(Progress::running(layout, &verified));
         let runs = runs_of(&writer.missing_pieces(), layout);
 
         let (tx, rx) = mpsc::channel(64);
@@ -135,7 +140,7 @@ impl Driver {
         }
     }
 
-    async fn feed(
+    pub(super) async fn feed(
         &self,
         runs: &[Range<u64>],
         mut first: Option<BlobStream>,
@@ -253,7 +258,7 @@ impl Driver {
     }
 
     /// Open a stream, retrying retryable failures with backoff.
-    async fn open_retrying(&self, start: u64) -> Result<BlobStream, TaskError> {
+    pub(super) async fn open_retrying(&self, start: u64) -> Result<BlobStream, TaskError> {
         let cfg = &self.manager.config;
         let mut failures = 0;
         loop {
@@ -281,7 +286,7 @@ impl Driver {
         Ok(r?)
     }
 
-    async fn begin(&self, size: u64) -> Result<Begin, TaskError> {
+    pub(super) async fn begin(&self, size: u64) -> Result<Begin, TaskError> {
         let store = self.manager.store.clone();
         let digest = self.task.digest.clone();
         match self.blocking(move || store.begin_write(&digest, size)).await {
@@ -291,7 +296,7 @@ impl Driver {
         }
     }
 
-    async fn already_complete(&self, progress: &watch::Sender<Progress>) -> Result<(), TaskError> {
+    pub(super) async fn already_complete(&self, progress: &watch::Sender<Progress>) -> Result<(), TaskError> {
         let store = self.manager.store.clone();
         let digest = self.task.digest.clone();
         let reader = self.blocking(move || store.open_blob(&digest)).await?;
@@ -304,7 +309,7 @@ impl Driver {
         Ok(())
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, TaskError> {
@@ -314,7 +319,7 @@ impl Driver {
         }
     }
 
-    fn internal(&self, detail: String) -> TaskError {
+    pub(super) fn internal(&self, detail: String) -> TaskError {
         TaskError::Internal { digest: self.task.digest.clone(), detail }
     }
 }
@@ -332,7 +337,7 @@ pub fn runs_of(missing: &[PieceIndex], layout: PieceLayout) -> Vec<Range<u64>> {
     runs
 }
 
-fn backoff(base: Duration, attempt: u32) -> Duration {
+pub(super) fn backoff(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(10);
     (base * factor).min(Duration::from_secs(5))
 }

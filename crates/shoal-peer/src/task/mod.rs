@@ -10,10 +10,12 @@
 //! - [`progress`]: what a download has made readable (pure data).
 //! - [`download`]: the async driver that talks to the origin, with retries.
 //! - [`sink`]: the blocking side that writes, hashes and records pieces.
+//! - `via_swarm`: the download path through the scheduler and parents.
 
 pub mod download;
 pub mod progress;
 pub mod sink;
+mod via_swarm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -168,17 +170,24 @@ pub struct TaskManager {
     metrics: Metrics,
     config: DownloadConfig,
     cancel: CancellationToken,
+    swarm: Option<Arc<crate::swarm::Swarm>>,
 }
 
 impl TaskManager {
     /// A manager writing into `store`.
-    pub fn new(store: Store, metrics: Metrics, config: DownloadConfig) -> Arc<TaskManager> {
+    pub fn new(
+        store: Store,
+        metrics: Metrics,
+        config: DownloadConfig,
+        swarm: Option<Arc<crate::swarm::Swarm>>,
+    ) -> Arc<TaskManager> {
         Arc::new(TaskManager {
             tasks: Mutex::new(HashMap::new()),
             store,
             metrics,
             config,
             cancel: CancellationToken::new(),
+            swarm,
         })
     }
 
@@ -209,6 +218,11 @@ impl TaskManager {
         let job = download::Download { manager: self.clone(), task: task.clone(), origin, auth, progress: tx };
         tokio::spawn(job.run());
         task
+    }
+
+    /// The store downloads write into.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The download of `digest`, if one is running.

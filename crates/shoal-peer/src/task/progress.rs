@@ -37,6 +37,9 @@ pub struct Progress {
     pub layout: Option<PieceLayout>,
     /// `pieces[i]` is true once piece `i` is written and recorded.
     pub pieces: Vec<bool>,
+    /// The recorded BLAKE3 of piece `i` (meaningful where `pieces[i]`), so
+    /// the piece can be served to other peers while the blob downloads.
+    pub hashes: Vec<[u8; 32]>,
     /// Bytes written by the run now streaming: `start..end`.
     pub frontier: std::ops::Range<u64>,
 }
@@ -44,16 +47,35 @@ pub struct Progress {
 impl Progress {
     /// The state before the origin answered.
     pub fn starting() -> Progress {
-        Progress { phase: Phase::Starting, layout: None, pieces: Vec::new(), frontier: 0..0 }
+        Progress { phase: Phase::Starting, layout: None, pieces: Vec::new(), hashes: Vec::new(), frontier: 0..0 }
     }
 
-    /// Running with a layout and the pieces already verified.
-    pub fn running(layout: PieceLayout, verified: &[PieceIndex]) -> Progress {
-        let mut pieces = vec![false; layout.count() as usize];
-        for &i in verified {
-            pieces[i as usize] = true;
+    /// Running with a layout and the pieces already recorded (with their
+    /// hashes).
+    pub fn running(layout: PieceLayout, verified: &[(PieceIndex, [u8; 32])]) -> Progress {
+        let n = layout.count() as usize;
+        let mut p = Progress {
+            phase: Phase::Running,
+            layout: Some(layout),
+            pieces: vec![false; n],
+            hashes: vec![[0; 32]; n],
+            frontier: 0..0,
+        };
+        for &(i, h) in verified {
+            p.record(i, h);
         }
-        Progress { phase: Phase::Running, layout: Some(layout), pieces, frontier: 0..0 }
+        p
+    }
+
+    /// Piece `i` is written and recorded with hash `h`.
+    pub fn record(&mut self, i: PieceIndex, h: [u8; 32]) {
+        self.pieces[i as usize] = true;
+        self.hashes[i as usize] = h;
+    }
+
+    /// Pieces recorded so far.
+    pub fn pieces_done(&self) -> u32 {
+        self.pieces.iter().filter(|&&p| p).count() as u32
     }
 
     /// Blob size, once known.
@@ -120,7 +142,7 @@ mod tests {
 
     #[test]
     fn frontier_and_pieces_chain() {
-        let mut p = Progress::running(layout(), &[0, 1]);
+        let mut p = Progress::running(layout(), &[(0, [0; 32]), (1, [0; 32])]);
         assert_eq!(p.readable_end(0), 20);
         assert_eq!(p.readable_end(5), 20);
         assert_eq!(p.readable_end(20), 20);
@@ -136,7 +158,7 @@ mod tests {
 
     #[test]
     fn last_byte_waits_for_verification() {
-        let all: Vec<PieceIndex> = (0..10).collect();
+        let all: Vec<(PieceIndex, [u8; 32])> = (0..10).map(|i| (i, [0; 32])).collect();
         let mut p = Progress::running(layout(), &all);
         assert_eq!(p.readable_end(0), 99);
         assert_eq!(p.readable_end(99), 99);
@@ -147,7 +169,7 @@ mod tests {
 
     #[test]
     fn holes_stop_reading() {
-        let p = Progress::running(layout(), &[0, 2]);
+        let p = Progress::running(layout(), &[(0, [0; 32]), (2, [0; 32])]);
         assert_eq!(p.readable_end(0), 10);
         assert_eq!(p.readable_end(10), 10);
         assert_eq!(p.readable_end(25), 30);

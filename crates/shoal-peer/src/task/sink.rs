@@ -26,6 +26,15 @@ pub enum SinkMsg {
         /// The bytes, in order.
         chunks: Vec<bytes::Bytes>,
     },
+    /// A whole piece from a peer, already checked against `hash`.
+    Piece {
+        /// The piece.
+        index: shoal_core::PieceIndex,
+        /// Its bytes.
+        bytes: bytes::Bytes,
+        /// Its BLAKE3.
+        hash: [u8; 32],
+    },
     /// Every missing byte was sent: verify and complete.
     Finish,
 }
@@ -72,6 +81,7 @@ impl Sink {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 SinkMsg::Chunks { offset, chunks } => self.write_all(&mut st, offset, &chunks)?,
+                SinkMsg::Piece { index, bytes, hash } => self.put_piece(&mut st, index, &bytes, hash)?,
                 SinkMsg::Finish => return self.finish(st),
             }
         }
@@ -80,15 +90,15 @@ impl Sink {
 
     fn write_all(&mut self, st: &mut State, offset: u64, chunks: &[bytes::Bytes]) -> Result<(), TaskError> {
         let mut at = offset;
-        let mut recorded = Vec::new();
+        let mut recorded: Vec<(PieceIndex, [u8; 32])> = Vec::new();
         for c in chunks {
             self.write(st, at, c, &mut recorded)?;
             at += c.len() as u64;
         }
         let run = st.run_start..st.cursor;
         self.progress.send_modify(|p| {
-            for i in recorded {
-                p.pieces[i as usize] = true;
+            for (i, h) in recorded {
+                p.record(i, h);
             }
             p.frontier = run;
         });
@@ -100,7 +110,7 @@ impl Sink {
         st: &mut State,
         offset: u64,
         bytes: &[u8],
-        recorded: &mut Vec<PieceIndex>,
+        recorded: &mut Vec<(PieceIndex, [u8; 32])>,
     ) -> Result<(), TaskError> {
         if offset != st.cursor {
             // A new run always starts on a piece boundary.
@@ -127,11 +137,30 @@ impl Sink {
             rest = &rest[take..];
             if off == range.end {
                 let (i, h) = st.piece.take().expect("piece hasher present");
-                self.writer.record_piece(i, *h.finalize().as_bytes())?;
-                recorded.push(i);
+                let hash = *h.finalize().as_bytes();
+                self.writer.record_piece(i, hash)?;
+                recorded.push((i, hash));
             }
         }
         st.cursor = off;
+        Ok(())
+    }
+
+    /// Store a whole piece that arrived from a peer (in any order).
+    fn put_piece(&mut self, st: &mut State, index: PieceIndex, bytes: &[u8], hash: [u8; 32]) -> Result<(), TaskError> {
+        if self.writer.has_piece(index) {
+            return Ok(());
+        }
+        let range = st.layout.range(index);
+        self.writer.write_at(range.start, bytes)?;
+        self.writer.record_piece(index, hash)?;
+        if st.hashed == range.start {
+            st.whole.update(bytes);
+            st.hashed = range.end;
+        }
+        self.catch_up(st)?;
+        self.metrics.peer_received_bytes.inc_by(bytes.len() as u64);
+        self.progress.send_modify(|p| p.record(index, hash));
         Ok(())
     }
 
@@ -152,7 +181,10 @@ impl Sink {
             let mut filled = 0;
             while filled < buf.len() {
                 let got = self.reader.read_at(st.hashed + filled as u64, &mut buf[filled..]).map_err(|e| {
-                    TaskError::Internal { digest: self.digest.clone(), detail: format!("reading back piece {index}: {e}") }
+                    TaskError::Internal {
+                        digest: self.digest.clone(),
+                        detail: format!("reading back piece {index}: {e}"),
+                    }
                 })?;
                 if got == 0 {
                     return Err(TaskError::Internal {

@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 pub struct Daemon {
     pub mirror: String,
     pub admin: String,
+    /// The QUIC endpoint, when the daemon is a swarm peer.
+    pub quic: Option<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     job: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -34,6 +36,21 @@ impl Daemon {
         dir: tempfile::TempDir,
         origin: &CountingFront,
         tweak: impl FnOnce(&mut DaemonConfig, &mut RegistryConfig),
+    ) -> Daemon {
+        Daemon::start_full(dir, origin, tweak, None).await
+    }
+
+    /// Start one that is a peer of a swarm.
+    pub async fn start_peer(origin: &CountingFront, peer: PeerSpec) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Daemon::start_full(dir, origin, |_, _| {}, Some(peer)).await
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        origin: &CountingFront,
+        tweak: impl FnOnce(&mut DaemonConfig, &mut RegistryConfig),
+        peer: Option<PeerSpec>,
     ) -> Daemon {
         let mut config = DaemonConfig::default();
         config.download.backoff = Duration::from_millis(20);
@@ -55,6 +72,8 @@ impl Daemon {
         let admin_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mirror = format!("http://{}", mirror_l.local_addr().unwrap());
         let admin = format!("http://{}", admin_l.local_addr().unwrap());
+        let swarm = peer.map(|p| p.setup());
+        let quic = swarm.as_ref().map(|s| s.config.advertise);
         let (tx, rx) = oneshot::channel();
         let job = tokio::spawn(shoal_peer::run(
             config,
@@ -63,11 +82,12 @@ impl Daemon {
             PromRegistry::default(),
             mirror_l,
             admin_l,
+            swarm,
             async move {
                 let _ = rx.await;
             },
         ));
-        Daemon { mirror, admin, dir, stop: Some(tx), job: Some(job) }
+        Daemon { mirror, admin, quic, dir, stop: Some(tx), job: Some(job) }
     }
 
     /// Shut down gracefully and hand back the store dir.
@@ -150,4 +170,85 @@ pub async fn get_all(url: &str, range: Option<&str>) -> Result<(u16, reqwest::he
     let headers = resp.headers().clone();
     let body = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
     Ok((status, headers, body.to_vec()))
+}
+
+/// A cluster CA for in-process swarms.
+pub struct Cluster {
+    pub ca: shoal_transport::CaBundle,
+    pub scheduler: shoal_peer::swarm::EmbeddedScheduler,
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        let config = shoal_scheduler::SchedulerConfig {
+            grant_stall: Duration::from_secs(3),
+            host_ttl: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let scheduler = shoal_peer::swarm::EmbeddedScheduler::new(config);
+        let ticker = scheduler.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                ticker.tick();
+            }
+        });
+        Cluster { ca: shoal_transport::new_ca("shoal test cluster").unwrap(), scheduler }
+    }
+
+    /// The identity of `host`, issued by this cluster's CA.
+    pub fn identity(&self, host: &str) -> shoal_transport::Identity {
+        let cert = shoal_transport::issue(&self.ca, host, &["127.0.0.1".to_string()]).unwrap();
+        shoal_transport::Identity::from_pem(&self.ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap()
+    }
+
+    /// A peer spec for `host` using the shared embedded scheduler.
+    pub fn peer(&self, host: &str) -> PeerSpec {
+        PeerSpec {
+            host: host.to_string(),
+            identity: self.identity(host),
+            link: std::sync::Arc::new(self.scheduler.clone()),
+        }
+    }
+}
+
+/// How a test daemon joins the swarm.
+pub struct PeerSpec {
+    pub host: String,
+    pub identity: shoal_transport::Identity,
+    pub link: std::sync::Arc<dyn shoal_peer::swarm::SchedulerLink>,
+}
+
+impl PeerSpec {
+    fn setup(self) -> shoal_peer::SwarmSetup {
+        let endpoint = shoal_transport::Endpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &self.identity,
+            &shoal_transport::TransportTuning::default(),
+        )
+        .unwrap();
+        let advertise = endpoint.local_addr().unwrap();
+        let config = shoal_peer::swarm::SwarmConfig {
+            host: self.host.parse().unwrap(),
+            advertise,
+            labels: shoal_proto::HostLabels { node: self.host.clone(), zone: None, rack: None },
+            upload_capacity: 1 << 30,
+            max_uploads: 16,
+            fetch: shoal_peer::swarm::fetch::FetchConfig {
+                per_parent: 4,
+                piece_deadline: Duration::from_secs(10),
+                idle: Duration::from_secs(3),
+            },
+            scheduler_deadline: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(60),
+        };
+        shoal_peer::SwarmSetup {
+            config,
+            endpoint,
+            link: self.link,
+            upload_rate: 0,
+            download_rate: 0,
+            heartbeat: Duration::from_secs(1),
+        }
+    }
 }

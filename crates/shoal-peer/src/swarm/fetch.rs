@@ -1,0 +1,296 @@
+//! Fetching a task's missing pieces from parents.
+//!
+//! One availability stream per parent feeds its bitfield and `Have`s into
+//! the [`Picker`]; the picker's choices become piece requests, each on its
+//! own stream. A piece reaches the sink only after its length matches the
+//! piece map and its bytes match the BLAKE3 in its header. A parent that
+//! sends a bad piece, times out or vanishes is excluded for this task and
+//! reported; the piece is asked of another parent. When no parent can make
+//! progress the fetch ends as [`FetchEnd::Stuck`] and the caller asks the
+//! scheduler again (new parents, or the origin).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_core::{Digest, HostId, PieceLayout};
+use shoal_proto::{
+    FailureKind, ParentInfo, PeerErrorCode, PeerEvent, PeerRequest, PieceReply, read_frame, write_frame,
+};
+use shoal_transport::{Endpoint, RateLimiter};
+use tokio::sync::mpsc;
+
+use super::picker::{ParentView, Picker};
+use super::wire;
+use crate::task::sink::SinkMsg;
+
+/// Tuning of piece fetching.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Requests in flight per parent.
+    pub per_parent: usize,
+    /// Deadline for one piece (request to last byte).
+    pub piece_deadline: Duration,
+    /// Give up on the parents when nothing happens for this long.
+    pub idle: Duration,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig { per_parent: 4, piece_deadline: Duration::from_secs(30), idle: Duration::from_secs(10) }
+    }
+}
+
+/// How a fetch round ended.
+#[derive(Debug)]
+pub enum FetchEnd {
+    /// Every piece is stored.
+    Complete,
+    /// No parent can make progress; ask the scheduler again.
+    Stuck(String),
+    /// The sink stopped (it failed or the task was cancelled).
+    SinkGone,
+}
+
+/// A failure to report to the scheduler.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The parent.
+    pub parent: HostId,
+    /// The piece.
+    pub piece: u32,
+    /// How.
+    pub kind: FailureKind,
+}
+
+enum Event {
+    Avail(usize, PeerEvent),
+    AvailEnded(usize),
+    Piece(usize, u32, Result<(bytes::Bytes, [u8; 32]), (FailureKind, String)>),
+}
+
+struct Parent {
+    info: ParentInfo,
+    view: ParentView,
+}
+
+/// What a fetch needs from the node.
+pub struct Fetcher<'a> {
+    /// Our host id.
+    pub me: &'a HostId,
+    /// Our QUIC endpoint.
+    pub endpoint: &'a Endpoint,
+    /// Download byte rate.
+    pub limit: &'a Arc<RateLimiter>,
+    /// Tuning.
+    pub config: &'a FetchConfig,
+}
+
+impl Fetcher<'_> {
+    /// Fetch what `picker` lacks from `parents` into `sink`. Returns how it
+    /// ended and the failures seen.
+    pub async fn run(
+        &self,
+        task: &Digest,
+        layout: PieceLayout,
+        picker: &mut Picker,
+        parents: Vec<ParentInfo>,
+        sink: &mpsc::Sender<SinkMsg>,
+    ) -> (FetchEnd, Vec<Failure>) {
+        let count = layout.count();
+        let mut ps: Vec<Parent> = parents
+            .into_iter()
+            .filter(|p| &p.host != self.me)
+            .map(|info| Parent {
+                info,
+                view: ParentView {
+                    have: shoal_proto::Bitfield::new(count),
+                    inflight: 0,
+                    max_inflight: self.config.per_parent,
+                    excluded: false,
+                },
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel::<Event>(256);
+        let mut watchers = Vec::new();
+        for (i, p) in ps.iter().enumerate() {
+            watchers.push(tokio::spawn(watch(
+                self.endpoint.clone(),
+                self.me.clone(),
+                p.info.clone(),
+                task.clone(),
+                i,
+                tx.clone(),
+            )));
+        }
+        let _abort = AbortOnDrop(watchers);
+        let mut failures = Vec::new();
+        let mut inflight = 0usize;
+        let end = loop {
+            if picker.complete() {
+                break FetchEnd::Complete;
+            }
+            let views: Vec<ParentView> = ps.iter().map(|p| p.view.clone()).collect();
+            let read = picker.missing().next().unwrap_or(0);
+            for pick in picker.pick(&views, read) {
+                picker.started(pick.piece);
+                ps[pick.parent].view.inflight += 1;
+                inflight += 1;
+                let job = get_piece(
+                    self.endpoint.clone(),
+                    self.me.clone(),
+                    ps[pick.parent].info.clone(),
+                    task.clone(),
+                    pick.piece,
+                    layout.len_of(pick.piece),
+                    self.config.piece_deadline,
+                    self.limit.clone(),
+                );
+                let tx = tx.clone();
+                let (parent, piece) = (pick.parent, pick.piece);
+                tokio::spawn(async move {
+                    let _ = tx.send(Event::Piece(parent, piece, job.await)).await;
+                });
+            }
+            if inflight == 0 && ps.iter().all(|p| p.view.excluded) {
+                break FetchEnd::Stuck("every parent failed or left".into());
+            }
+            let ev = match tokio::time::timeout(self.config.idle, rx.recv()).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break FetchEnd::Stuck("no parents".into()),
+                Err(_) if inflight == 0 => break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle)),
+                Err(_) => continue,
+            };
+            match ev {
+                Event::Avail(i, PeerEvent::Bitfield { size, piece_size, have }) => {
+                    if size == layout.blob_size && piece_size == layout.piece_size && have.is_valid_for(count) {
+                        ps[i].view.have = have;
+                    } else {
+                        tracing::warn!(parent = %ps[i].info.host, "parent announced another geometry; ignoring it");
+                        ps[i].view.excluded = true;
+                    }
+                }
+                Event::Avail(i, PeerEvent::Have { index }) => ps[i].view.have.set(index),
+                Event::Avail(_, PeerEvent::Complete) => {}
+                Event::Avail(i, PeerEvent::Gone) | Event::AvailEnded(i) => {
+                    // Keep using what it announced until a request fails.
+                    if ps[i].view.have.count() == 0 {
+                        ps[i].view.excluded = true;
+                    }
+                }
+                Event::Piece(i, piece, Ok((bytes, hash))) => {
+                    ps[i].view.inflight -= 1;
+                    inflight -= 1;
+                    if sink.send(SinkMsg::Piece { index: piece, bytes, hash }).await.is_err() {
+                        break FetchEnd::SinkGone;
+                    }
+                    picker.done(piece);
+                }
+                Event::Piece(i, piece, Err((kind, detail))) => {
+                    ps[i].view.inflight -= 1;
+                    inflight -= 1;
+                    picker.failed(piece);
+                    tracing::info!(parent = %ps[i].info.host, piece, ?kind, %detail, "piece from a parent failed");
+                    match kind {
+                        FailureKind::Missing => {
+                            let mut have = ps[i].view.have.clone();
+                            let mut fresh = shoal_proto::Bitfield::new(count);
+                            have.iter().filter(|&p| p != piece).for_each(|p| fresh.set(p));
+                            have = fresh;
+                            ps[i].view.have = have;
+                        }
+                        _ => ps[i].view.excluded = true,
+                    }
+                    if kind != FailureKind::Missing || detail != BUSY {
+                        failures.push(Failure { parent: ps[i].info.host.clone(), piece, kind });
+                    }
+                }
+            }
+        };
+        (end, failures)
+    }
+}
+
+const BUSY: &str = "busy";
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|h| h.abort());
+    }
+}
+
+/// Follow a parent's availability of `task`.
+async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: Digest, i: usize, tx: mpsc::Sender<Event>) {
+    let run = async {
+        let conn = endpoint.connect(parent.addr).await.map_err(|e| e.to_string())?;
+        let (mut send, mut recv, _) =
+            wire::open(&conn, &me, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, &PeerRequest::Interest { task }).await.map_err(|e| e.to_string())?;
+        while let Some(ev) = read_frame::<_, PeerEvent>(&mut recv).await.map_err(|e| e.to_string())? {
+            let last = matches!(ev, PeerEvent::Complete | PeerEvent::Gone);
+            if tx.send(Event::Avail(i, ev)).await.is_err() || last {
+                return Ok::<(), String>(());
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = run.await {
+        tracing::debug!(parent = %parent.host, error = %e, "availability stream ended");
+    }
+    let _ = tx.send(Event::AvailEnded(i)).await;
+}
+
+/// Fetch and verify one piece.
+#[allow(clippy::too_many_arguments)]
+async fn get_piece(
+    endpoint: Endpoint,
+    me: HostId,
+    parent: ParentInfo,
+    task: Digest,
+    index: u32,
+    len: u64,
+    deadline: Duration,
+    limit: Arc<RateLimiter>,
+) -> Result<(bytes::Bytes, [u8; 32]), (FailureKind, String)> {
+    let unreachable = |e: String| (FailureKind::Unreachable, e);
+    let work = async {
+        let conn = endpoint.connect(parent.addr).await.map_err(|e| unreachable(e.to_string()))?;
+        let (mut send, mut recv, _) = wire::open(&conn, &me, deadline).await.map_err(|e| unreachable(e.to_string()))?;
+        write_frame(&mut send, &PeerRequest::GetPiece { task, index }).await.map_err(|e| unreachable(e.to_string()))?;
+        let _ = send.finish();
+        let reply: PieceReply = read_frame(&mut recv)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .ok_or_else(|| unreachable("closed before answering".into()))?;
+        let header = match reply {
+            PieceReply::Piece(h) => h,
+            PieceReply::Error(e) => {
+                return Err(match e.code {
+                    PeerErrorCode::Busy => (FailureKind::Missing, BUSY.to_owned()),
+                    PeerErrorCode::Corrupt => (FailureKind::Corrupt, e.message),
+                    _ => (FailureKind::Missing, e.message),
+                });
+            }
+        };
+        if header.index != index || u64::from(header.len) != len {
+            return Err((
+                FailureKind::Corrupt,
+                format!("header for piece {} of {} bytes, wanted {index} of {len}", header.index, header.len),
+            ));
+        }
+        let bytes =
+            shoal_transport::recv_exact(&mut recv, len as usize, deadline, &limit).await.map_err(|e| match e {
+                shoal_transport::TransportError::Timeout { .. } => (FailureKind::Timeout, e.to_string()),
+                _ => unreachable(e.to_string()),
+            })?;
+        if *blake3::hash(&bytes).as_bytes() != header.blake3 {
+            return Err((FailureKind::Corrupt, format!("piece {index} does not match its BLAKE3")));
+        }
+        Ok((bytes, header.blake3))
+    };
+    match tokio::time::timeout(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => Err((FailureKind::Timeout, format!("piece {index} took longer than {deadline:?}"))),
+    }
+}

@@ -1,0 +1,146 @@
+//! [`Swarm`]: this node's membership in the swarm: identity, endpoint,
+//! scheduler link, limits; registration and heartbeats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_core::Digest;
+use shoal_proto::{HaveState, HostLoad, OriginGrant, ParentInfo, SchedErrorCode, SchedulerRequest, SchedulerResponse};
+use shoal_transport::{Endpoint, RateLimiter, UploadSlots};
+use tokio_util::sync::CancellationToken;
+
+use super::config::SwarmConfig;
+use super::link::{LinkError, SchedulerLink};
+
+/// The node's swarm membership.
+pub struct Swarm {
+    /// Settings.
+    pub config: SwarmConfig,
+    /// Our QUIC endpoint.
+    pub endpoint: Endpoint,
+    /// The scheduler.
+    pub link: Arc<dyn SchedulerLink>,
+    /// Download byte rate from peers.
+    pub download_limit: Arc<RateLimiter>,
+    /// Upload byte rate to peers.
+    pub upload_limit: Arc<RateLimiter>,
+    /// Concurrent upload cap.
+    pub slots: UploadSlots,
+}
+
+/// The scheduler's answer to a join.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// Parents, best first.
+    pub parents: Vec<ParentInfo>,
+    /// Origin grant.
+    pub origin: OriginGrant,
+}
+
+impl Swarm {
+    async fn call(&self, task: Option<&Digest>, req: SchedulerRequest) -> Result<SchedulerResponse, LinkError> {
+        let d = self.config.scheduler_deadline;
+        match tokio::time::timeout(d, self.link.call(task, req)).await {
+            Ok(r) => r,
+            Err(_) => Err(LinkError(format!("no answer within {d:?}"))),
+        }
+    }
+
+    fn register_request(&self) -> SchedulerRequest {
+        SchedulerRequest::Register {
+            host: self.config.host.clone(),
+            addr: self.config.advertise,
+            labels: self.config.labels.clone(),
+            upload_capacity: self.config.upload_capacity,
+            max_uploads: self.config.max_uploads,
+        }
+    }
+
+    /// Register (again).
+    pub async fn register(&self) -> Result<(), LinkError> {
+        match self.call(None, self.register_request()).await? {
+            SchedulerResponse::Registered { .. } | SchedulerResponse::Ack => Ok(()),
+            other => Err(LinkError(format!("unexpected answer to register: {other:?}"))),
+        }
+    }
+
+    /// Ask for parents (and maybe the origin grant) for `task`. Registers
+    /// first when the scheduler does not know us (it restarted).
+    pub async fn join(&self, task: &Digest, have: HaveState) -> Result<Joined, LinkError> {
+        for _ in 0..2 {
+            let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have };
+            match self.call(Some(task), req).await? {
+                SchedulerResponse::Parents { parents, origin } => return Ok(Joined { parents, origin }),
+                SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost => {
+                    self.call(Some(task), self.register_request()).await?;
+                }
+                other => return Err(LinkError(format!("unexpected answer to join: {other:?}"))),
+            }
+        }
+        Err(LinkError("the scheduler keeps forgetting this host".into()))
+    }
+
+    /// Report progress on `task` (errors are logged: progress is advisory).
+    pub async fn progress(&self, task: &Digest, have: HaveState) {
+        let req = SchedulerRequest::Progress { host: self.config.host.clone(), task: task.clone(), have };
+        match self.call(Some(task), req).await {
+            Ok(SchedulerResponse::Error(e)) if e.code == SchedErrorCode::UnknownHost => {
+                let _ = self.call(Some(task), self.register_request()).await;
+                let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have };
+                let _ = self.call(Some(task), req).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%task, error = %e, "progress report failed"),
+        }
+    }
+
+    /// Stop working on `task` (failed or cancelled).
+    pub async fn leave(&self, task: &Digest) {
+        let req = SchedulerRequest::Leave { host: self.config.host.clone(), task: task.clone() };
+        let _ = self.call(Some(task), req).await;
+    }
+
+    /// Report a parent's failure.
+    pub async fn piece_failed(&self, task: &Digest, f: &super::fetch::Failure) {
+        let req = SchedulerRequest::PieceFailed {
+            host: self.config.host.clone(),
+            task: task.clone(),
+            parent: f.parent.clone(),
+            piece: f.piece,
+            kind: f.kind,
+        };
+        if let Err(e) = self.call(Some(task), req).await {
+            tracing::debug!(%task, error = %e, "failure report failed");
+        }
+    }
+
+    /// Register, then heartbeat every `interval` until `stop`; re-register
+    /// whenever the scheduler has forgotten us.
+    pub async fn heartbeats(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+        let mut registered = false;
+        loop {
+            if !registered {
+                match self.register().await {
+                    Ok(()) => registered = true,
+                    Err(e) => tracing::warn!(error = %e, "could not register with the scheduler; retrying"),
+                }
+            } else {
+                let load = HostLoad {
+                    uploads: self.slots.in_use() as u32,
+                    upload_bps: 0,
+                    busy: self.slots.in_use() >= self.config.max_uploads as usize,
+                };
+                let req = SchedulerRequest::Heartbeat { host: self.config.host.clone(), load };
+                match self.call(None, req).await {
+                    Ok(SchedulerResponse::Error(e)) if e.code == SchedErrorCode::UnknownHost => registered = false,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(if registered { interval } else { Duration::from_millis(500) }) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}

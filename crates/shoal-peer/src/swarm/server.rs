@@ -1,0 +1,249 @@
+//! Serving pieces to other peers: availability (bitfield, then a `Have`
+//! per new piece) and piece bytes, from a download in flight or from the
+//! store. Every piece is checked against its recorded BLAKE3 before it
+//! leaves; a piece that fails is refused as `Corrupt` (and a complete blob
+//! with a rotten piece is dropped from the store so it is fetched again).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use shoal_core::{Digest, PieceLayout};
+use shoal_proto::{
+    Bitfield, PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply, read_frame, write_frame,
+};
+use shoal_storage::BlobReader;
+use shoal_transport::{Endpoint, PeerConnection, RateLimiter, UploadSlots};
+use tokio_util::sync::CancellationToken;
+
+use super::wire;
+use crate::task::TaskManager;
+use crate::task::progress::Phase;
+
+/// What the server needs.
+#[derive(Clone)]
+pub struct PieceServer {
+    /// Our identity on the wire.
+    pub host: shoal_core::HostId,
+    /// Downloads in flight (and the store behind them).
+    pub tasks: Arc<TaskManager>,
+    /// Cap on concurrent uploads.
+    pub slots: UploadSlots,
+    /// Upload byte rate.
+    pub limit: Arc<RateLimiter>,
+    /// Deadline for one request's set-up and for sending one piece.
+    pub deadline: Duration,
+    /// Counters.
+    pub metrics: crate::Metrics,
+}
+
+impl PieceServer {
+    /// Accept connections until `stop` fires.
+    pub async fn run(self, endpoint: Endpoint, stop: CancellationToken) {
+        loop {
+            let incoming = tokio::select! {
+                i = endpoint.accept() => match i { Some(i) => i, None => return },
+                _ = stop.cancelled() => return,
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                match incoming.handshake().await {
+                    Ok(conn) => me.connection(conn).await,
+                    Err(e) => tracing::info!(error = %e, "refused a peer connection"),
+                }
+            });
+        }
+    }
+
+    async fn connection(self, conn: PeerConnection) {
+        let peer = conn.host.clone().unwrap_or_else(|| conn.connection.remote_address().to_string());
+        while let Ok((send, recv)) = conn.connection.accept_bi().await {
+            let me = self.clone();
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.stream(send, recv, &peer).await {
+                    tracing::debug!(%peer, error = %e, "peer stream ended with an error");
+                }
+            });
+        }
+    }
+
+    async fn stream(&self, mut send: SendStream, mut recv: RecvStream, peer: &str) -> Result<(), wire::WireError> {
+        wire::accept(&mut send, &mut recv, &self.host, peer, self.deadline).await?;
+        let req: Option<PeerRequest> =
+            read_frame(&mut recv).await.map_err(|source| wire::WireError::Frame { peer: peer.to_owned(), source })?;
+        match req {
+            Some(PeerRequest::Interest { task }) => self.interest(send, &task).await,
+            Some(PeerRequest::GetPiece { task, index }) => self.piece(send, &task, index, peer).await,
+            None => Ok(()),
+        }
+        .map_err(|source| wire::WireError::Frame { peer: peer.to_owned(), source })
+    }
+
+    /// Send what we hold of `task`, then every new piece, until complete.
+    async fn interest(&self, mut send: SendStream, task: &Digest) -> Result<(), shoal_proto::FrameError> {
+        if let Some(t) = self.tasks.get(task) {
+            let mut rx = t.subscribe();
+            let _ = rx.wait_for(|p| !matches!(p.phase, Phase::Starting)).await;
+            let (size, piece_size, mut sent) = {
+                let p = rx.borrow_and_update();
+                let Some(layout) = p.layout else { return Ok(()) };
+                (layout.blob_size, layout.piece_size, p.pieces.clone())
+            };
+            let mut have = Bitfield::new(sent.len() as u32);
+            sent.iter().enumerate().filter(|(_, h)| **h).for_each(|(i, _)| have.set(i as u32));
+            write_frame(&mut send, &PeerEvent::Bitfield { size, piece_size, have }).await?;
+            loop {
+                let (new, phase) = {
+                    let p = rx.borrow_and_update();
+                    let new: Vec<u32> =
+                        (0..p.pieces.len()).filter(|&i| p.pieces[i] && !sent[i]).map(|i| i as u32).collect();
+                    (new, p.phase.clone())
+                };
+                for i in new {
+                    sent[i as usize] = true;
+                    write_frame(&mut send, &PeerEvent::Have { index: i }).await?;
+                }
+                match phase {
+                    Phase::Done => {
+                        write_frame(&mut send, &PeerEvent::Complete).await?;
+                        break;
+                    }
+                    Phase::Failed(_) => {
+                        write_frame(&mut send, &PeerEvent::Gone).await?;
+                        break;
+                    }
+                    _ => {}
+                }
+                if rx.changed().await.is_err() {
+                    // The task ended; its last state was sent above, or the
+                    // blob is complete in the store now.
+                    let done = self.complete_layout(task).await.is_some();
+                    write_frame(&mut send, &if done { PeerEvent::Complete } else { PeerEvent::Gone }).await?;
+                    break;
+                }
+            }
+        } else if let Some(layout) = self.complete_layout(task).await {
+            let have = Bitfield::full(layout.count());
+            write_frame(
+                &mut send,
+                &PeerEvent::Bitfield { size: layout.blob_size, piece_size: layout.piece_size, have },
+            )
+            .await?;
+            write_frame(&mut send, &PeerEvent::Complete).await?;
+        } else {
+            write_frame(&mut send, &PeerEvent::Gone).await?;
+        }
+        let _ = send.finish();
+        Ok(())
+    }
+
+    async fn complete_layout(&self, task: &Digest) -> Option<PieceLayout> {
+        let store = self.tasks.store().clone();
+        let d = task.clone();
+        let info = tokio::task::spawn_blocking(move || store.blob_info(&d)).await.ok()?.ok()??;
+        info.complete.then_some(info.layout)
+    }
+
+    /// Send piece `index` of `task`, checked against its recorded hash.
+    async fn piece(
+        &self,
+        mut send: SendStream,
+        task: &Digest,
+        index: u32,
+        peer: &str,
+    ) -> Result<(), shoal_proto::FrameError> {
+        let refuse = |code, message: String| PieceReply::Error(PeerError { code, message });
+        let Some(_permit) = self.slots.try_acquire() else {
+            write_frame(&mut send, &refuse(PeerErrorCode::Busy, "at the upload cap".into())).await?;
+            let _ = send.finish();
+            return Ok(());
+        };
+        let found = self.locate(task, index).await;
+        let reply = match found {
+            Ok((reader, layout, hash)) => {
+                let range = layout.range(index);
+                let r = reader.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    read_range(&r, range.start, (range.end - range.start) as usize)
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                match read {
+                    Ok(bytes) if *blake3::hash(&bytes).as_bytes() == hash => Ok((bytes, hash)),
+                    Ok(_) => {
+                        tracing::error!(%task, index, "a stored piece failed verification on the way out");
+                        self.drop_corrupt(task).await;
+                        Err(refuse(PeerErrorCode::Corrupt, format!("piece {index} failed verification here")))
+                    }
+                    Err(e) => Err(refuse(PeerErrorCode::NotFound, format!("reading piece {index}: {e}"))),
+                }
+            }
+            Err(msg) => Err(refuse(PeerErrorCode::NotFound, msg)),
+        };
+        match reply {
+            Ok((bytes, hash)) => {
+                let header = PieceHeader { index, len: bytes.len() as u32, blake3: hash };
+                write_frame(&mut send, &PieceReply::Piece(header)).await?;
+                let n = bytes.len() as u64;
+                shoal_transport::send_bytes(&mut send, [bytes], &self.limit, self.deadline)
+                    .await
+                    .map_err(|e| shoal_proto::FrameError::Io(std::io::Error::other(e)))?;
+                self.metrics.uploaded_bytes.inc_by(n);
+                tracing::debug!(%task, index, %peer, "piece uploaded");
+            }
+            Err(refusal) => write_frame(&mut send, &refusal).await?,
+        }
+        let _ = send.finish();
+        Ok(())
+    }
+
+    /// The reader, layout and recorded hash of a piece we hold.
+    async fn locate(&self, task: &Digest, index: u32) -> Result<(BlobReader, PieceLayout, [u8; 32]), String> {
+        if let Some(t) = self.tasks.get(task) {
+            let p = t.subscribe().borrow().clone();
+            if let (Some(layout), Some(reader)) = (p.layout, t.reader())
+                && p.pieces.get(index as usize).copied().unwrap_or(false)
+            {
+                return Ok((reader, layout, p.hashes[index as usize]));
+            }
+        }
+        let store = self.tasks.store().clone();
+        let d = task.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<_>, shoal_storage::StoreError> {
+            let Some(reader) = store.open_blob(&d)? else { return Ok(None) };
+            let hashes = store.piece_hashes(&d)?.unwrap_or_default();
+            Ok(Some((reader, hashes)))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let Some((reader, hashes)) = found else { return Err(format!("{task} is not here")) };
+        let layout = PieceLayout::for_blob(reader.size());
+        match hashes.get(index as usize).copied().flatten() {
+            Some(h) => Ok((reader, layout, h)),
+            None => Err(format!("piece {index} of {task} is not here")),
+        }
+    }
+
+    async fn drop_corrupt(&self, task: &Digest) {
+        let store = self.tasks.store().clone();
+        let d = task.clone();
+        let _ = tokio::task::spawn_blocking(move || store.remove_blob(&d)).await;
+    }
+}
+
+fn read_range(reader: &BlobReader, at: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let n = reader.read_at(at + filled as u64, &mut buf[filled..])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob file ends inside the piece"));
+        }
+        filled += n;
+    }
+    Ok(Bytes::from(buf))
+}

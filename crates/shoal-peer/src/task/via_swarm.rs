@@ -1,0 +1,202 @@
+//! The download path when the node is part of a swarm.
+//!
+//! 1. Ask the origin for the blob's size with the client's credentials
+//!    (a HEAD: no body). This is also the authorization check: the swarm
+//!    never hands a private blob to a client the origin would refuse.
+//! 2. Join the task at the scheduler. With the origin grant, fetch the
+//!    missing runs from the origin (this node is a seed). Otherwise fetch
+//!    pieces from the parents offered; when they cannot make progress, ask
+//!    again (new parents, or the grant once a seed died or stalled).
+//! 3. If the scheduler is unreachable, or the swarm has not delivered for
+//!    `give_up_after`, fetch the rest from the origin: a pull never fails
+//!    because the swarm did.
+//!
+//! Progress is reported to the scheduler as pieces land, so peers joining
+//! later get this node as a parent while it is still downloading.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_core::{Digest, PieceLayout};
+use shoal_proto::{FailureKind, HaveState, OriginGrant};
+use tokio::sync::{mpsc, watch};
+
+use super::TaskError;
+use super::download::{Begin, Driver, runs_of};
+use super::progress::{Phase, Progress};
+use super::sink::{Sink, SinkEnd, SinkMsg};
+use crate::metrics::FailureLabels;
+use crate::swarm::Swarm;
+use crate::swarm::fetch::{FetchEnd, Fetcher};
+use crate::swarm::picker::Picker;
+
+impl Driver {
+    pub(super) async fn drive_swarm(
+        &self,
+        sw: &Arc<Swarm>,
+        progress: Arc<watch::Sender<Progress>>,
+    ) -> Result<(), TaskError> {
+        let store = self.manager.store.clone();
+        let digest = self.task.digest.clone();
+        let info = self.blocking(move || store.blob_info(&digest)).await?;
+        let size = match &info {
+            Some(i) if i.complete => return self.already_complete(&progress).await,
+            Some(i) => i.size,
+            None => self.origin.head_blob(&self.task.repo, &self.task.digest, self.auth.as_ref()).await?,
+        };
+        let writer = match self.begin(size).await? {
+            Begin::Write(w) => w,
+            Begin::AlreadyComplete => return self.already_complete(&progress).await,
+        };
+        let layout = writer.layout();
+        let reader = writer.reader();
+        let _ = self.task.reader.set(reader.clone());
+        let verified: Vec<_> =
+            writer.verified_pieces().into_iter().filter_map(|i| writer.piece_hash(i).map(|h| (i, h))).collect();
+        let mut picker = Picker::new(layout.count(), verified.iter().map(|v| v.0));
+        progress.send_replace(Progress::running(layout, &verified));
+
+        let (tx, rx) = mpsc::channel(64);
+        let sink = Sink {
+            writer,
+            reader,
+            digest: self.task.digest.clone(),
+            registry: self.task.registry.clone(),
+            progress: progress.clone(),
+            metrics: self.manager.metrics.clone(),
+        };
+        let sink_job = tokio::task::spawn_blocking(move || sink.run(rx));
+        let reporter = tokio::spawn(report(sw.clone(), self.task.digest.clone(), progress.subscribe()));
+        let fed = self.swarm_loop(sw, layout, &mut picker, &tx).await;
+        if fed.is_ok() {
+            let _ = tx.send(SinkMsg::Finish).await;
+        }
+        drop(tx);
+        let sunk = sink_job.await.map_err(|e| self.internal(format!("writer thread: {e}")));
+        let _ = reporter.await;
+        match (fed, sunk) {
+            (Ok(()), Ok(Ok(SinkEnd::Complete))) => Ok(()),
+            (Ok(()), Ok(Ok(SinkEnd::Stopped))) => Err(self.internal("writer stopped before the end".into())),
+            (_, Ok(Err(e))) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e),
+        }
+    }
+
+    async fn swarm_loop(
+        &self,
+        sw: &Arc<Swarm>,
+        layout: PieceLayout,
+        picker: &mut Picker,
+        tx: &mpsc::Sender<SinkMsg>,
+    ) -> Result<(), TaskError> {
+        let started = Instant::now();
+        let digest = &self.task.digest;
+        loop {
+            if picker.complete() {
+                return Ok(());
+            }
+            let held = layout.count() - picker.missing().count() as u32;
+            let have = HaveState { pieces_done: held, pieces_total: Some(layout.count()), complete: false };
+            let joined = match sw.join(digest, have).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "scheduler unreachable; fetching the rest from the origin");
+                    return self.origin_rest(picker, layout, tx).await;
+                }
+            };
+            if joined.origin == OriginGrant::Granted {
+                tracing::debug!(%digest, "origin grant: this node seeds the task");
+                return self.origin_rest(picker, layout, tx).await;
+            }
+            if started.elapsed() > sw.config.give_up_after {
+                tracing::warn!(%digest, after = ?sw.config.give_up_after, "the swarm did not deliver in time; fetching the rest from the origin");
+                return self.origin_rest(picker, layout, tx).await;
+            }
+            if joined.parents.is_empty() {
+                let wait = match joined.origin {
+                    OriginGrant::Wait { retry_after_ms } => retry_after_ms.clamp(20, 2_000),
+                    OriginGrant::Granted => 0,
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                continue;
+            }
+            let fetcher = Fetcher {
+                me: &sw.config.host,
+                endpoint: &sw.endpoint,
+                limit: &sw.download_limit,
+                config: &sw.config.fetch,
+            };
+            let (end, failures) = fetcher.run(digest, layout, picker, joined.parents, tx).await;
+            for f in &failures {
+                let kind = match f.kind {
+                    FailureKind::Corrupt => "corrupt",
+                    FailureKind::Timeout => "timeout",
+                    FailureKind::Unreachable => "unreachable",
+                    FailureKind::Missing => "missing",
+                };
+                self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: kind.into() }).inc();
+                sw.piece_failed(digest, f).await;
+            }
+            match end {
+                FetchEnd::Complete => return Ok(()),
+                FetchEnd::SinkGone => return Err(self.internal("the writer thread stopped".into())),
+                FetchEnd::Stuck(why) => {
+                    tracing::info!(%digest, %why, "parents cannot finish the blob; asking the scheduler again")
+                }
+            }
+        }
+    }
+
+    /// Fetch every piece still missing from the origin.
+    async fn origin_rest(
+        &self,
+        picker: &mut Picker,
+        layout: PieceLayout,
+        tx: &mpsc::Sender<SinkMsg>,
+    ) -> Result<(), TaskError> {
+        let missing: Vec<u32> = picker.missing().collect();
+        let runs = runs_of(&missing, layout);
+        self.feed(&runs, None, layout.blob_size, tx).await?;
+        missing.into_iter().for_each(|i| picker.done(i));
+        Ok(())
+    }
+}
+
+/// Tell the scheduler about progress as pieces land (at most every 200 ms),
+/// and about completion.
+async fn report(sw: Arc<Swarm>, task: Digest, mut rx: watch::Receiver<Progress>) {
+    let mut last = None;
+    loop {
+        let (done, total, phase) = {
+            let p = rx.borrow_and_update();
+            (p.pieces_done(), p.pieces.len() as u32, p.phase.clone())
+        };
+        let complete = matches!(phase, Phase::Done);
+        if matches!(phase, Phase::Failed(_)) {
+            sw.leave(&task).await;
+            return;
+        }
+        if last != Some((done, complete)) && !matches!(phase, Phase::Starting) {
+            sw.progress(&task, HaveState { pieces_done: done, pieces_total: Some(total), complete }).await;
+            last = Some((done, complete));
+        }
+        if complete {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if rx.changed().await.is_err() {
+            let (done, total, phase) = {
+                let p = rx.borrow();
+                (p.pieces_done(), p.pieces.len() as u32, p.phase.clone())
+            };
+            match phase {
+                Phase::Done => {
+                    sw.progress(&task, HaveState { pieces_done: done, pieces_total: Some(total), complete: true }).await
+                }
+                _ => sw.leave(&task).await,
+            }
+            return;
+        }
+    }
+}

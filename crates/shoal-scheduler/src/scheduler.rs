@@ -1,0 +1,392 @@
+//! [`Scheduler`]: hosts and tasks, driven by events, answering with
+//! decisions. Its methods come in three kinds:
+//! - reports from a host (`register`, `heartbeat`, `join`, `progress`,
+//!   `piece_failed`, `leave`, `unregister`): each counts as a sign of life
+//!   and updates state; `join` also answers with a [`JoinDecision`];
+//! - `tick(now)`, called every second or so: expires hosts, moves stalled
+//!   or orphaned origin grants, and reports what it changed;
+//! - queries (`stats`, `holds_grant`, `grant_holders`, `heap_usage`).
+//!
+//! Origin grants (see `grants.rs` for the mechanics):
+//! - a joiner that is not complete and was not offered a complete parent
+//!   gets `Granted` if the task has fewer than `max_origin_grants` holders,
+//!   or if one holder is dead (past `host_ttl`) or stalled (no new pieces
+//!   for `grant_stall`): the joiner takes that grant over;
+//! - a holder that joins again keeps its grant; a complete peer never holds
+//!   one: completing frees it, as do leaving, expiring and unregistering;
+//! - at a tick, a stalled holder loses its grant if another incomplete peer
+//!   of the task can take it (or a complete peer exists); otherwise it keeps
+//!   it, since no one else would fetch;
+//! - at a tick, every task that lost a grant holder or a complete peer, and
+//!   has no complete peer, hands free grants to its most recently active
+//!   incomplete peers, so a swarm never waits on a dead seed.
+//!
+//! State is soft: a new `Scheduler` fed the hosts' registers and joins
+//! rebuilds an equivalent picture.
+
+use std::collections::HashMap;
+
+use shoal_core::{Digest, HostId};
+
+use crate::config::SchedulerConfig;
+use crate::select::{self, Limits, Pick};
+use crate::state::{
+    EntryIndex, FailureLog, Host, HostSlot, Interner, NO_LABEL, PeerEntry, Slab, Task, TaskSlot, entry_key, map_bytes,
+};
+use crate::time::{Millis, as_ms};
+use crate::types::{Expired, Have, HeapUsage, HostInfo, JoinDecision, Load, OriginGrant, Parent, SchedError, Stats};
+
+mod grants;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+/// The scheduler's decision core. See the module docs for the rules.
+pub struct Scheduler {
+    config: SchedulerConfig,
+    limits: Limits,
+    stall_ms: u64,
+    hosts: Slab<Host>,
+    host_ids: HashMap<HostId, HostSlot>,
+    tasks: Slab<Task>,
+    task_ids: HashMap<Digest, TaskSlot>,
+    index: EntryIndex,
+    labels: Interner,
+    /// Tasks to check for free grants at the next tick.
+    dirty: Vec<TaskSlot>,
+    /// Revocations made outside a tick, reported by the next one.
+    pending: Vec<Expired>,
+    grants: usize,
+    picks: Vec<Pick>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("config", &self.config).field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(config: SchedulerConfig) -> Self {
+        let limits = Limits {
+            ttl_ms: as_ms(config.host_ttl),
+            failure_ms: as_ms(config.failure_memory),
+            max_failures: config.max_failures.max(1),
+            parents: config.parents_per_join,
+            scan_limit: config.scan_limit.max(1),
+        };
+        Scheduler {
+            stall_ms: as_ms(config.grant_stall),
+            config,
+            limits,
+            hosts: Slab::default(),
+            host_ids: HashMap::new(),
+            tasks: Slab::default(),
+            task_ids: HashMap::new(),
+            index: EntryIndex::default(),
+            labels: Interner::default(),
+            dirty: Vec::new(),
+            pending: Vec::new(),
+            grants: 0,
+            picks: Vec::new(),
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Registers a host, or updates it if known (a restarted daemon
+    /// registers again; its tasks stay until it leaves them or expires).
+    /// Resets its load until the next heartbeat.
+    pub fn register(&mut self, now: Millis, info: HostInfo) {
+        let zone = info.labels.zone.as_deref().map_or(NO_LABEL, |z| self.labels.intern(z));
+        let rack = info.labels.rack.as_deref().map_or(NO_LABEL, |r| {
+            let key = format!("{}\0{r}", info.labels.zone.as_deref().unwrap_or(""));
+            self.labels.intern(&key)
+        });
+        if let Some(&h) = self.host_ids.get(&info.id) {
+            let host = &mut self.hosts[h];
+            host.info = info;
+            host.zone = zone;
+            host.rack = rack;
+            host.load = Load::default();
+            host.assigned = 0;
+            host.last_seen = now;
+            return;
+        }
+        let id = info.id.clone();
+        let host = Host { info, zone, rack, load: Load::default(), assigned: 0, last_seen: now, tasks: Vec::new() };
+        let h = self.hosts.insert(host);
+        self.host_ids.insert(id, h);
+    }
+
+    /// Records a host's load. `UnknownHost` tells it to register again.
+    pub fn heartbeat(&mut self, now: Millis, host: &HostId, load: Load) -> Result<(), SchedError> {
+        let h = self.touch(now, host)?;
+        let host = &mut self.hosts[h];
+        host.load = load;
+        host.assigned = 0;
+        Ok(())
+    }
+
+    /// A peer joins a task (or asks again): records what it has and answers
+    /// with up to `parents_per_join` parents, best first (rules in
+    /// [`crate::select`]), and/or an origin grant (rules in the module doc).
+    /// A complete joiner is recorded as a seed and gets neither. A `Wait`
+    /// with no parents carries `wait_retry` (ask again soon: the grant
+    /// holder will have pieces by then); with parents, `wait_retry_with_parents`.
+    pub fn join(&mut self, now: Millis, host: &HostId, task: &Digest, have: Have) -> Result<JoinDecision, SchedError> {
+        let h = self.touch(now, host)?;
+        let t = self.task_slot(task);
+        let idx = self.upsert(now, t, h, have);
+        if self.tasks[t].peers[idx].complete {
+            let retry_after = self.config.wait_retry_with_parents;
+            return Ok(JoinDecision { parents: Vec::new(), origin: OriginGrant::Wait { retry_after } });
+        }
+        let parents = self.choose_parents(now, t, h);
+        let granted = self.tasks[t].holds(h) || (!parents.iter().any(|p| p.complete) && self.try_grant(now, t, h));
+        let origin = if granted {
+            OriginGrant::Granted
+        } else if parents.is_empty() {
+            OriginGrant::Wait { retry_after: self.config.wait_retry }
+        } else {
+            OriginGrant::Wait { retry_after: self.config.wait_retry_with_parents }
+        };
+        Ok(JoinDecision { parents, origin })
+    }
+
+    /// Records what a peer holds of a task. A peer not yet in the task is
+    /// added (a re-announce after a scheduler restart needs no join).
+    pub fn progress(&mut self, now: Millis, host: &HostId, task: &Digest, have: Have) -> Result<(), SchedError> {
+        let h = self.touch(now, host)?;
+        let t = self.task_slot(task);
+        self.upsert(now, t, h, have);
+        Ok(())
+    }
+
+    /// `host` got a bad piece (or none) from `parent` on `task`. Counts
+    /// against `parent` for this task for `failure_memory`. A parent or task
+    /// the scheduler does not know is ignored (state is soft). `piece` is
+    /// not tracked: failures count per parent, not per piece.
+    pub fn piece_failed(
+        &mut self,
+        now: Millis,
+        host: &HostId,
+        task: &Digest,
+        parent: &HostId,
+        piece: u32,
+    ) -> Result<(), SchedError> {
+        let _ = piece;
+        self.touch(now, host)?;
+        let (Some(&t), Some(&p)) = (self.task_ids.get(task), self.host_ids.get(parent)) else {
+            return Ok(());
+        };
+        let Some(&i) = self.index.get(&entry_key(t, p)) else {
+            return Ok(());
+        };
+        let keep = self.limits.max_failures as usize;
+        let entry = &mut self.tasks[t].peers[i as usize];
+        entry.failures.get_or_insert_with(Box::<FailureLog>::default).record(now, keep);
+        Ok(())
+    }
+
+    /// The peer is done with the task (or gave up): it is no parent for it
+    /// any more and its grant, if any, is freed.
+    pub fn leave(&mut self, now: Millis, host: &HostId, task: &Digest) {
+        let Ok(h) = self.touch(now, host) else {
+            return;
+        };
+        let Some(&t) = self.task_ids.get(task) else {
+            return;
+        };
+        if let Some(&i) = self.index.get(&entry_key(t, h)) {
+            self.remove_entry(t, h, i as usize, true);
+        }
+    }
+
+    /// Forgets a host (it shut down cleanly): as if it had expired.
+    pub fn unregister(&mut self, host: &HostId) {
+        if let Some(&h) = self.host_ids.get(host) {
+            self.remove_host(h);
+        }
+    }
+
+    /// Counts, for metrics.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            hosts: self.host_ids.len(),
+            tasks: self.task_ids.len(),
+            peer_tasks: self.index.len(),
+            grants: self.grants,
+        }
+    }
+
+    /// Whether `host` holds an origin grant for `task`.
+    pub fn holds_grant(&self, host: &HostId, task: &Digest) -> bool {
+        match (self.host_ids.get(host), self.task_ids.get(task)) {
+            (Some(&h), Some(&t)) => self.tasks[t].holds(h),
+            _ => false,
+        }
+    }
+
+    /// The hosts holding an origin grant for `task`.
+    pub fn grant_holders(&self, task: &Digest) -> Vec<HostId> {
+        let Some(&t) = self.task_ids.get(task) else {
+            return Vec::new();
+        };
+        self.tasks[t].holders.iter().map(|x| self.hosts[x.host].info.id.clone()).collect()
+    }
+
+    /// Approximate heap bytes held, computed from capacities.
+    pub fn heap_usage(&self) -> HeapUsage {
+        let mut usage = HeapUsage {
+            hosts: self.hosts.heap_bytes() + map_bytes(&self.host_ids) + self.labels.heap_bytes(),
+            tasks: self.tasks.heap_bytes() + map_bytes(&self.task_ids),
+            peer_tasks: map_bytes(&self.index),
+        };
+        for (_, host) in self.hosts.iter() {
+            let labels = &host.info.labels;
+            let strings = labels.node.capacity()
+                + labels.zone.as_ref().map_or(0, String::capacity)
+                + labels.rack.as_ref().map_or(0, String::capacity);
+            // The id lives twice: in the record and as the index key.
+            usage.hosts += strings + 2 * host.info.id.as_str().len();
+            usage.peer_tasks += host.tasks.capacity() * size_of::<TaskSlot>();
+        }
+        for (_, task) in self.tasks.iter() {
+            // The digest lives twice too: in the record and as the index key.
+            usage.tasks += 2 * task.digest.hex().len() + task.holders.capacity() * size_of::<crate::state::Holder>();
+            usage.peer_tasks += task.peers.capacity() * size_of::<PeerEntry>();
+            usage.peer_tasks +=
+                task.peers.iter().filter_map(|p| p.failures.as_ref()).map(|f| f.heap_bytes()).sum::<usize>();
+        }
+        usage
+    }
+
+    /// Bytes of one (peer, task) entry record, not counting its index slot.
+    pub const PEER_ENTRY_BYTES: usize = size_of::<PeerEntry>();
+
+    /// Looks a host up and notes that it is alive.
+    fn touch(&mut self, now: Millis, id: &HostId) -> Result<HostSlot, SchedError> {
+        let &h = self.host_ids.get(id).ok_or_else(|| SchedError::UnknownHost(id.clone()))?;
+        let host = &mut self.hosts[h];
+        host.last_seen = host.last_seen.max(now);
+        Ok(h)
+    }
+
+    fn task_slot(&mut self, digest: &Digest) -> TaskSlot {
+        if let Some(&t) = self.task_ids.get(digest) {
+            return t;
+        }
+        let t = self.tasks.insert(Task::new(digest.clone()));
+        self.task_ids.insert(digest.clone(), t);
+        t
+    }
+
+    /// Adds or updates `h`'s entry in task `t`; returns its position.
+    fn upsert(&mut self, now: Millis, t: TaskSlot, h: HostSlot, have: Have) -> usize {
+        let task = &mut self.tasks[t];
+        if let Some(total) = have.pieces_total {
+            task.pieces_total = Some(total);
+        }
+        task.max_done = task.max_done.max(have.pieces_done);
+        let idx = match self.index.get(&entry_key(t, h)) {
+            None => {
+                let entry = PeerEntry {
+                    host: h,
+                    pieces_done: have.pieces_done,
+                    last_active: now,
+                    failures: None,
+                    complete: have.complete,
+                };
+                task.complete += usize::from(have.complete);
+                self.hosts[h].tasks.push(t);
+                task.push(t, &mut self.index, entry)
+            }
+            Some(&i) => {
+                let i = i as usize;
+                let entry = &mut task.peers[i];
+                let had = entry.has_pieces();
+                let was_complete = entry.complete;
+                let grew = have.pieces_done > entry.pieces_done || (have.complete && !was_complete);
+                entry.pieces_done = have.pieces_done;
+                entry.complete = have.complete;
+                entry.last_active = now;
+                if grew && let Some(holder) = task.holders.iter_mut().find(|x| x.host == h) {
+                    holder.progressed_at = now;
+                }
+                match (was_complete, have.complete) {
+                    (false, true) => task.complete += 1,
+                    (true, false) => task.complete -= 1,
+                    _ => {}
+                }
+                task.reposition(t, &mut self.index, i, had)
+            }
+        };
+        if have.complete {
+            self.release(t, h);
+        }
+        self.note(t);
+        idx
+    }
+
+    /// Removes `h`'s entry (at `i`) from task `t`, freeing its grant and
+    /// dropping the task once empty.
+    fn remove_entry(&mut self, t: TaskSlot, h: HostSlot, i: usize, unlink_host: bool) {
+        let task = &mut self.tasks[t];
+        let entry = task.remove(t, &mut self.index, i);
+        task.complete -= usize::from(entry.complete);
+        self.release(t, h);
+        if unlink_host {
+            let list = &mut self.hosts[h].tasks;
+            if let Some(p) = list.iter().position(|&x| x == t) {
+                list.swap_remove(p);
+            }
+        }
+        if self.tasks[t].peers.is_empty() {
+            let task = self.tasks.remove(t).expect("task exists");
+            self.task_ids.remove(&task.digest);
+        } else {
+            self.note(t);
+        }
+    }
+
+    /// Removes a host from every task and forgets it; returns its id.
+    fn remove_host(&mut self, h: HostSlot) -> HostId {
+        let tasks = std::mem::take(&mut self.hosts[h].tasks);
+        for t in tasks {
+            if let Some(&i) = self.index.get(&entry_key(t, h)) {
+                self.remove_entry(t, h, i as usize, false);
+            }
+        }
+        let host = self.hosts.remove(h).expect("host exists");
+        self.host_ids.remove(&host.info.id);
+        host.info.id
+    }
+
+    /// Picks parents for `child` in task `t` and counts the offers as
+    /// uploads until the parents' next heartbeats.
+    fn choose_parents(&mut self, now: Millis, t: TaskSlot, child: HostSlot) -> Vec<Parent> {
+        let task = &self.tasks[t];
+        select::select(now, &self.limits, task, &self.hosts, child, &mut self.picks);
+        let mut parents = Vec::with_capacity(self.picks.len());
+        for pick in &self.picks {
+            let peer = &task.peers[pick.idx];
+            let host = &mut self.hosts[peer.host];
+            host.assigned = host.assigned.saturating_add(1);
+            parents.push(Parent {
+                host: host.info.id.clone(),
+                addr: host.info.addr,
+                pieces_done: peer.pieces_done,
+                complete: peer.complete,
+            });
+        }
+        parents
+    }
+}

@@ -1,0 +1,367 @@
+//! [`SchedulerClient`]: how a peer reaches the scheduler replicas.
+//!
+//! Every call is one bidirectional stream on a pooled connection to one
+//! replica: hello each way, one request, one answer, each attempt under the
+//! call's deadline.
+//!
+//! Which replica:
+//! - A task's requests (`task = Some(digest)`) go to the replicas in
+//!   [`rendezvous`] order of (replica address, task digest), so every peer
+//!   of a task meets at the same replica while it is up. A replica that
+//!   fails is skipped for that call and marked down for a few seconds, so
+//!   later calls try the next one first; after that it is probed again.
+//!   Replicas marked down are still tried last, never skipped outright.
+//! - Host-level requests (`task = None`: register, heartbeat) go to every
+//!   replica at once (but those marked down, unless no other answers),
+//!   because every replica must know the host before it can answer that
+//!   host's joins for the tasks it owns. The answer
+//!   returned is `UnknownHost` if any replica gave it (so the peer
+//!   registers again, everywhere), else that of the first replica in
+//!   rendezvous order of the host id that answered.
+//!
+//! Replica lists: give addresses, or a name with a port
+//! ([`SchedulerClient::resolve`]). A Kubernetes headless Service's DNS name
+//! (`shoal-scheduler.shoal.svc:65004`, `clusterIP: None`) resolves to the
+//! addresses of all its ready pods, i.e. every replica. The name is
+//! resolved at construction and again whenever every known replica failed
+//! a call; [`SchedulerClient::refresh`] re-resolves on demand (run it
+//! periodically to follow scale-ups).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use shoal_core::{Digest, HostId};
+use shoal_proto::{
+    FrameError, HelloError, SchedErrorCode, SchedulerRequest, SchedulerResponse, hello_client, read_frame, write_frame,
+};
+use shoal_transport::{Endpoint, TransportError};
+use tokio::time::Instant;
+
+use crate::rendezvous::rendezvous;
+
+/// How long a failed replica is tried last, by default.
+pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(3);
+
+/// A call reached no replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The replica list is empty.
+    #[error(
+        "no scheduler replicas are known: give the scheduler as host:port, or a headless Service name with a port \
+         that resolves to its pods"
+    )]
+    NoReplicas,
+    /// The replicas' name could not be resolved.
+    #[error("could not resolve the scheduler address {name}: {source} (is the name right and DNS reachable?)")]
+    Resolve {
+        /// The name as given.
+        name: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every replica tried failed.
+    #[error("no scheduler replica answered: {}", list(.failures))]
+    AllFailed {
+        /// Each replica tried and how it failed, in the order tried.
+        failures: Vec<ReplicaFailure>,
+    },
+}
+
+/// One replica's failure within a call.
+#[derive(Debug, thiserror::Error)]
+#[error("{addr}: {error}")]
+pub struct ReplicaFailure {
+    /// The replica.
+    pub addr: SocketAddr,
+    /// What went wrong.
+    #[source]
+    pub error: AttemptError,
+}
+
+/// Why one attempt at one replica failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// No connection (unreachable, handshake refused, connect timeout).
+    #[error(transparent)]
+    Connect(#[from] TransportError),
+    /// The connection would not open a stream (it closed meanwhile).
+    #[error("opening a stream: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    /// The hello exchange failed.
+    #[error(transparent)]
+    Hello(#[from] HelloError),
+    /// Sending the request or reading the answer failed.
+    #[error("sending the request or reading the answer: {0}")]
+    Frame(#[from] FrameError),
+    /// The replica closed the stream without answering.
+    #[error("the replica closed the stream without answering")]
+    NoAnswer,
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+fn list(failures: &[ReplicaFailure]) -> String {
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// A peer's way to the scheduler replicas. Share it (`Arc`): the down
+/// marks and the connection pool are per client.
+#[derive(Debug)]
+pub struct SchedulerClient {
+    endpoint: Endpoint,
+    me: HostId,
+    deadline: Duration,
+    down_for: Duration,
+    /// Names (host:port) to resolve the replicas from; empty for fixed
+    /// addresses.
+    names: Vec<String>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    replicas: Vec<SocketAddr>,
+    /// Replicas that failed, with when they are probed first again.
+    down: HashMap<SocketAddr, Instant>,
+}
+
+impl SchedulerClient {
+    /// A client for fixed replica addresses. `deadline` bounds each
+    /// attempt at one replica (connect, hello, request, answer).
+    pub fn new(endpoint: Endpoint, me: HostId, replicas: Vec<SocketAddr>, deadline: Duration) -> Self {
+        let state = State { replicas: dedup(replicas), down: HashMap::new() };
+        let names = Vec::new();
+        SchedulerClient { endpoint, me, deadline, down_for: DEFAULT_DOWN_FOR, names, state: Mutex::new(state) }
+    }
+
+    /// A client for the replicas `name_with_port` resolves to (e.g. a
+    /// headless Service: `shoal-scheduler.shoal.svc:65004`), resolved now
+    /// and again when every known replica fails a call.
+    pub async fn resolve(
+        endpoint: Endpoint,
+        me: HostId,
+        name_with_port: impl Into<String>,
+        deadline: Duration,
+    ) -> Result<Self, ClientError> {
+        Self::resolve_all(endpoint, me, vec![name_with_port.into()], deadline).await
+    }
+
+    /// [`SchedulerClient::resolve`] for several names (or `ip:port`
+    /// strings): the replicas are all the addresses they resolve to.
+    pub async fn resolve_all(
+        endpoint: Endpoint,
+        me: HostId,
+        names_with_port: Vec<String>,
+        deadline: Duration,
+    ) -> Result<Self, ClientError> {
+        if names_with_port.is_empty() {
+            return Err(ClientError::NoReplicas);
+        }
+        let replicas = lookup(&names_with_port).await?;
+        let mut client = Self::new(endpoint, me, replicas, deadline);
+        client.names = names_with_port;
+        Ok(client)
+    }
+
+    /// Sets how long a failed replica is tried last (default
+    /// [`DEFAULT_DOWN_FOR`]).
+    pub fn with_down_for(mut self, down_for: Duration) -> Self {
+        self.down_for = down_for;
+        self
+    }
+
+    /// Re-resolves the names given to [`SchedulerClient::resolve`] and
+    /// returns the replicas now known (unchanged for fixed addresses).
+    pub async fn refresh(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        if !self.names.is_empty() {
+            let replicas = lookup(&self.names).await?;
+            let mut state = self.lock();
+            state.down.retain(|addr, _| replicas.contains(addr));
+            state.replicas = replicas;
+        }
+        Ok(self.replicas())
+    }
+
+    /// The replicas now known.
+    pub fn replicas(&self) -> Vec<SocketAddr> {
+        self.lock().replicas.clone()
+    }
+
+    /// The order a call about `task` tries the replicas in now: rendezvous
+    /// order, with replicas marked down moved to the end.
+    pub fn order(&self, task: Option<&Digest>) -> Vec<SocketAddr> {
+        let key = match task {
+            Some(task) => task.to_string().into_bytes(),
+            None => self.me.as_str().as_bytes().to_vec(),
+        };
+        let state = self.lock();
+        let now = Instant::now();
+        let (up, down): (Vec<_>, Vec<_>) = rendezvous(&state.replicas, &key)
+            .into_iter()
+            .partition(|addr| state.down.get(addr).is_none_or(|until| *until <= now));
+        up.into_iter().chain(down).collect()
+    }
+
+    /// Sends `req` and returns the answer (see the module docs for which
+    /// replicas are asked). An `Error` answer is an answer, not a failure.
+    pub async fn call(&self, task: Option<&Digest>, req: SchedulerRequest) -> Result<SchedulerResponse, ClientError> {
+        if self.lock().replicas.is_empty() && self.names.is_empty() {
+            return Err(ClientError::NoReplicas);
+        }
+        let mut failures = Vec::new();
+        let mut tried = HashSet::new();
+        let mut resolved = false;
+        loop {
+            let order: Vec<_> = self.order(task).into_iter().filter(|a| !tried.contains(a)).collect();
+            tried.extend(order.iter().copied());
+            let answer = match task {
+                Some(_) => self.failover(&order, &req, &mut failures).await,
+                None => self.broadcast(&order, &req, &mut failures).await,
+            };
+            if let Some(answer) = answer {
+                return Ok(answer);
+            }
+            // Every known replica failed: the set may have changed.
+            if resolved || self.names.is_empty() {
+                break;
+            }
+            resolved = true;
+            if let Err(e) = self.refresh().await {
+                tracing::debug!(error = %e, "re-resolving the scheduler replicas failed");
+                break;
+            }
+            if self.replicas().iter().all(|a| tried.contains(a)) {
+                break;
+            }
+        }
+        if failures.is_empty() {
+            return Err(ClientError::NoReplicas);
+        }
+        Err(ClientError::AllFailed { failures })
+    }
+
+    /// Tries `order` one at a time; the first answer wins.
+    async fn failover(
+        &self,
+        order: &[SocketAddr],
+        req: &SchedulerRequest,
+        failures: &mut Vec<ReplicaFailure>,
+    ) -> Option<SchedulerResponse> {
+        for &addr in order {
+            match self.attempt(addr, req).await {
+                Ok(answer) => {
+                    self.mark_up(addr);
+                    return Some(answer);
+                }
+                Err(error) => {
+                    tracing::debug!(%addr, %error, "scheduler replica failed; trying the next");
+                    self.mark_down(addr);
+                    failures.push(ReplicaFailure { addr, error });
+                }
+            }
+        }
+        None
+    }
+
+    /// Asks every replica in `order` that is not marked down at once (all
+    /// of them if all are down, or if none of the others answered), and
+    /// merges the answers. Skipping the replicas marked down keeps a
+    /// heartbeat from waiting a whole deadline on a dead one each time; they
+    /// are asked again once their mark runs out.
+    async fn broadcast(
+        &self,
+        order: &[SocketAddr],
+        req: &SchedulerRequest,
+        failures: &mut Vec<ReplicaFailure>,
+    ) -> Option<SchedulerResponse> {
+        let (up, down): (Vec<_>, Vec<_>) = order.iter().partition(|&&addr| !self.is_down(addr));
+        for group in [up, down] {
+            let results = futures_util::future::join_all(group.iter().map(|&addr| self.attempt(addr, req))).await;
+            let mut answers = Vec::new();
+            for (addr, result) in group.into_iter().zip(results) {
+                match result {
+                    Ok(answer) => {
+                        self.mark_up(addr);
+                        answers.push(answer);
+                    }
+                    Err(error) => {
+                        tracing::debug!(%addr, %error, "scheduler replica failed");
+                        self.mark_down(addr);
+                        failures.push(ReplicaFailure { addr, error });
+                    }
+                }
+            }
+            let unknown = answers
+                .iter()
+                .position(|a| matches!(a, SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost));
+            let answer = match unknown {
+                Some(i) => Some(answers.swap_remove(i)),
+                None => answers.into_iter().next(),
+            };
+            if answer.is_some() {
+                return answer;
+            }
+        }
+        None
+    }
+
+    /// One request to one replica, under the deadline.
+    async fn attempt(&self, addr: SocketAddr, req: &SchedulerRequest) -> Result<SchedulerResponse, AttemptError> {
+        let work = async {
+            let conn = self.endpoint.connect(addr).await?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            hello_client(&mut send, &mut recv, &self.me).await?;
+            write_frame(&mut send, req).await?;
+            // The answer is all we wait for; a finish that fails because the
+            // replica already reset the stream shows up in the read.
+            let _ = send.finish();
+            read_frame(&mut recv).await?.ok_or(AttemptError::NoAnswer)
+        };
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::Timeout(self.deadline)),
+        }
+    }
+
+    fn is_down(&self, addr: SocketAddr) -> bool {
+        self.lock().down.get(&addr).is_some_and(|until| *until > Instant::now())
+    }
+
+    fn mark_down(&self, addr: SocketAddr) {
+        let until = Instant::now() + self.down_for;
+        self.lock().down.insert(addr, until);
+    }
+
+    fn mark_up(&self, addr: SocketAddr) {
+        self.lock().down.remove(&addr);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Resolves each of `names` (host:port) to its addresses; all of them,
+/// sorted, without duplicates. Every name must resolve to something.
+async fn lookup(names: &[String]) -> Result<Vec<SocketAddr>, ClientError> {
+    let mut all = Vec::new();
+    for name in names {
+        let resolve = |source| ClientError::Resolve { name: name.clone(), source };
+        let before = all.len();
+        all.extend(tokio::net::lookup_host(name.as_str()).await.map_err(resolve)?);
+        if all.len() == before {
+            return Err(resolve(std::io::Error::other("it has no addresses (does the Service have ready pods?)")));
+        }
+    }
+    Ok(dedup(all))
+}
+
+fn dedup(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}

@@ -1,0 +1,15 @@
+//! The scheduler on the network, around the pure core: the async layer.
+//!
+//! - [`server`]: [`SchedulerService`], serving peers over QUIC and ticking
+//!   the core.
+//! - [`client`]: [`SchedulerClient`], a peer's way to the replicas
+//!   (rendezvous order per task, failover, DNS names).
+//! - [`metrics`]: [`SchedulerMetrics`], registered in the caller's registry.
+
+pub mod client;
+pub mod metrics;
+pub mod server;
+
+pub use client::{AttemptError, ClientError, ReplicaFailure, SchedulerClient};
+pub use metrics::SchedulerMetrics;
+pub use server::{SchedulerService, ServiceConfig};

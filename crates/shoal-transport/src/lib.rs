@@ -1,0 +1,43 @@
+//! shoal-transport: how peers reach each other. QUIC endpoints (quinn)
+//! under mutual TLS from a cluster CA, connection reuse, piece-body streams,
+//! and the limits a node puts on its peers. What travels on the streams
+//! (requests, piece headers, framing) belongs to `shoal-proto`.
+//!
+//! # Layout
+//! - [`certs`]: the cluster PKI: [`new_ca`], [`issue`] node certificates,
+//!   write them as files (a Kubernetes TLS Secret's layout or per host).
+//! - [`identity`]: [`Identity`] (CA roots, our chain and key) loaded from
+//!   PEM, the mutual-TLS rustls configs, and [`peer_host`].
+//! - [`tuning`]: [`TransportTuning`], windows, datagram sizes, socket
+//!   buffers and deadlines.
+//! - [`endpoint`]: [`Endpoint`], one socket that serves and dials;
+//!   [`Incoming`] handshakes into a [`PeerConnection`].
+//! - `pool`: one cached live connection per peer.
+//! - [`stream`]: [`send_bytes`] and [`recv_exact`], piece bodies with few
+//!   copies, a rate limit and a deadline.
+//! - [`limits`]: [`TokenBucket`] (pure), [`RateLimiter`], [`UploadSlots`].
+//! - [`error`]: [`CertError`], [`IdentityError`], [`TransportError`].
+//!
+//! Crypto is rustls with ring throughout (never aws-lc-rs).
+#![warn(missing_docs)]
+
+pub mod certs;
+pub mod endpoint;
+pub mod error;
+pub mod identity;
+pub mod limits;
+mod pool;
+pub mod stream;
+pub mod tuning;
+
+pub use certs::{CLUSTER_SERVER_NAME, CaBundle, NodeCert, NodeLayout, issue, new_ca, write_ca, write_node};
+pub use endpoint::{Endpoint, Incoming, PeerConnection};
+pub use error::{CertError, IdentityError, TransportError};
+pub use identity::{ALPN, Identity, IdentityFiles, peer_host};
+pub use limits::{RateLimiter, TokenBucket, UploadPermit, UploadSlots};
+pub use stream::{recv_exact, send_bytes};
+pub use tuning::{MAX_UDP_PAYLOAD, TransportTuning};
+
+/// quinn, re-exported so users name the same version's types
+/// (`Connection`, `SendStream`, `RecvStream`, `VarInt`).
+pub use quinn;

@@ -1,0 +1,188 @@
+//! [`TransportTuning`]: the knobs that decide QUIC throughput (flow-control
+//! windows, datagram sizes, socket buffers) and the deadlines of every wait,
+//! with defaults sized for bulk piece transfer inside a data centre.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
+
+use crate::error::TransportError;
+
+/// The largest UDP payload quinn accepts (IPv6's limit; IPv4's is 65507 and
+/// MTU discovery finds it).
+pub const MAX_UDP_PAYLOAD: u16 = 65527;
+
+/// The largest UDP payload over IPv4 loopback (65535 - 20 - 8).
+const LOOPBACK_IPV4_MTU: u16 = 65507;
+
+/// The largest `min_mtu` quinn can use: handshake packets are padded to
+/// it, and their 2-byte length field holds less than 16384 (quinn 0.11
+/// panics rather than refusing a larger value).
+pub const MAX_MIN_MTU: u16 = 16000;
+
+/// Transport settings for an [`crate::Endpoint`].
+///
+/// The defaults favour throughput: one 4 MiB piece fits 4 times over in a
+/// stream window, so a single stream never stalls on flow control at
+/// data-centre round trips, and 4-8 streams in flight fill the connection
+/// window. Datagrams start at QUIC's safe 1200 bytes and grow by MTU
+/// discovery up to [`MAX_UDP_PAYLOAD`], so a jumbo-frame or loopback path
+/// gets large datagrams (far fewer packets, ACKs and AEAD calls per byte)
+/// while a 1500-byte or VXLAN overlay path still works from the first packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportTuning {
+    /// Bytes a peer may send on one stream before we read them.
+    pub stream_receive_window: u64,
+    /// Bytes a peer may send on the whole connection before we read them.
+    pub receive_window: u64,
+    /// Bytes we buffer for sending across all streams of a connection.
+    pub send_window: u64,
+    /// Bidirectional streams a peer may have open at once (one per piece
+    /// request in flight).
+    pub max_concurrent_bidi_streams: u32,
+    /// Unidirectional streams a peer may have open at once.
+    pub max_concurrent_uni_streams: u32,
+    /// Ping interval that keeps an idle connection (and NAT mappings) alive.
+    pub keep_alive: Duration,
+    /// A connection that hears nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// First datagram size (UDP payload). 1200 is safe anywhere; raise it
+    /// only where the path MTU is known (e.g. 1452 on plain Ethernet).
+    pub initial_mtu: u16,
+    /// The datagram size the path is known to carry. quinn's black-hole
+    /// detection drops to this size after a few loss bursts of larger
+    /// datagrams, and it cannot tell a black hole from a receive-buffer
+    /// overflow: on loopback, where overflows happen under load, leaving
+    /// this at 1200 collapses the datagram size (and throughput) for the
+    /// one-minute cooldown. Initial datagrams are padded to it, so it is
+    /// capped at [`MAX_MIN_MTU`].
+    pub min_mtu: u16,
+    /// Upper bound for MTU discovery; `None` turns discovery off.
+    pub mtu_discovery_upper_bound: Option<u16>,
+    /// The largest UDP payload we accept (advertised to peers). Bounded by
+    /// [`MAX_UDP_PAYLOAD`].
+    pub max_udp_payload_size: u16,
+    /// UDP socket send buffer (SO_SNDBUF) in bytes; 0 keeps the OS default.
+    /// The kernel caps it at `net.core.wmem_max` unless we run as root.
+    pub socket_send_buffer: usize,
+    /// UDP socket receive buffer (SO_RCVBUF) in bytes; 0 keeps the OS default.
+    pub socket_recv_buffer: usize,
+    /// Deadline for dialling and handshaking one connection.
+    pub connect_timeout: Duration,
+    /// Round-robin among streams with data to send. Off lets one stream's
+    /// piece go out whole before the next (lower latency per piece, and
+    /// fewer frames per packet).
+    pub send_fairness: bool,
+}
+
+impl Default for TransportTuning {
+    fn default() -> Self {
+        Self {
+            stream_receive_window: 16 << 20,
+            receive_window: 64 << 20,
+            send_window: 64 << 20,
+            max_concurrent_bidi_streams: 1024,
+            max_concurrent_uni_streams: 1024,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            initial_mtu: 1200,
+            min_mtu: 1200,
+            mtu_discovery_upper_bound: Some(MAX_UDP_PAYLOAD),
+            max_udp_payload_size: MAX_UDP_PAYLOAD,
+            socket_send_buffer: 8 << 20,
+            socket_recv_buffer: 8 << 20,
+            connect_timeout: Duration::from_secs(10),
+            send_fairness: false,
+        }
+    }
+}
+
+impl TransportTuning {
+    /// Settings for loopback (tests, benchmarks, `shoal demo`): the path
+    /// MTU is 65536, so use IPv4's largest datagram (65507) from the start
+    /// and as the floor.
+    pub fn loopback() -> Self {
+        Self { initial_mtu: LOOPBACK_IPV4_MTU, min_mtu: MAX_MIN_MTU, ..Self::default() }
+    }
+
+    /// The quinn transport config these settings describe.
+    pub fn transport_config(&self) -> Result<Arc<TransportConfig>, TransportError> {
+        let varint = |name: &str, v: u64| {
+            VarInt::from_u64(v).map_err(|_| TransportError::Tuning(format!("{name} = {v} is too large for QUIC")))
+        };
+        let idle = IdleTimeout::try_from(self.idle_timeout)
+            .map_err(|_| TransportError::Tuning(format!("idle_timeout {:?} is too long", self.idle_timeout)))?;
+        if self.keep_alive >= self.idle_timeout {
+            return Err(TransportError::Tuning(format!(
+                "keep_alive {:?} must be shorter than idle_timeout {:?}, or idle connections drop",
+                self.keep_alive, self.idle_timeout
+            )));
+        }
+        if self.min_mtu > MAX_MIN_MTU {
+            return Err(TransportError::Tuning(format!(
+                "min_mtu {} is above {MAX_MIN_MTU}: QUIC handshake packets cannot be that large",
+                self.min_mtu
+            )));
+        }
+        let mut t = TransportConfig::default();
+        t.stream_receive_window(varint("stream_receive_window", self.stream_receive_window)?)
+            .receive_window(varint("receive_window", self.receive_window)?)
+            .send_window(self.send_window)
+            .max_concurrent_bidi_streams(self.max_concurrent_bidi_streams.into())
+            .max_concurrent_uni_streams(self.max_concurrent_uni_streams.into())
+            .keep_alive_interval(Some(self.keep_alive))
+            .max_idle_timeout(Some(idle))
+            .min_mtu(self.min_mtu.min(self.max_udp_payload_size))
+            .initial_mtu(self.initial_mtu.max(self.min_mtu).min(self.max_udp_payload_size))
+            .send_fairness(self.send_fairness);
+        // quinn's default initial congestion window (14720 bytes) is smaller
+        // than one large datagram, which stalls the handshake outright for
+        // an initial_mtu above it: use RFC 9002's formula for the real size.
+        let mtu = u64::from(self.initial_mtu.max(self.min_mtu).min(self.max_udp_payload_size).max(1200));
+        let mut cubic = quinn::congestion::CubicConfig::default();
+        cubic.initial_window((10 * mtu).min(14720.max(2 * mtu)));
+        t.congestion_controller_factory(Arc::new(cubic));
+        let discovery = self.mtu_discovery_upper_bound.map(|upper| {
+            let mut d = MtuDiscoveryConfig::default();
+            d.upper_bound(upper.min(self.max_udp_payload_size));
+            d
+        });
+        t.mtu_discovery_config(discovery);
+        Ok(Arc::new(t))
+    }
+
+    /// The quinn endpoint config (the datagram size we accept).
+    pub fn endpoint_config(&self) -> Result<quinn::EndpointConfig, TransportError> {
+        let mut c = quinn::EndpointConfig::default();
+        c.max_udp_payload_size(self.max_udp_payload_size).map_err(|_| {
+            TransportError::Tuning(format!(
+                "max_udp_payload_size {} must be within 1200..={MAX_UDP_PAYLOAD}",
+                self.max_udp_payload_size
+            ))
+        })?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_build() {
+        TransportTuning::default().transport_config().unwrap();
+        TransportTuning::default().endpoint_config().unwrap();
+        TransportTuning::loopback().transport_config().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let t = TransportTuning { keep_alive: Duration::from_secs(60), ..Default::default() };
+        assert!(t.transport_config().unwrap_err().to_string().contains("keep_alive"));
+        let t = TransportTuning { min_mtu: 20000, ..Default::default() };
+        assert!(t.transport_config().unwrap_err().to_string().contains("min_mtu"));
+        let t = TransportTuning { max_udp_payload_size: 100, ..Default::default() };
+        assert!(t.endpoint_config().unwrap_err().to_string().contains("max_udp_payload_size"));
+    }
+}

@@ -1,0 +1,110 @@
+//! Turning the `[swarm]` config into a running swarm membership: host id,
+//! identity, QUIC endpoint and scheduler link (remote replicas, or a
+//! scheduler embedded in this daemon).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shoal_peer::SwarmSetup;
+use shoal_peer::swarm::{EmbeddedScheduler, SchedulerLink, SwarmConfig};
+use shoal_transport::{Identity, IdentityFiles, TransportTuning};
+
+use crate::config::SwarmSection;
+
+/// Default UDP address of the QUIC endpoint.
+pub(crate) const DEFAULT_SWARM_LISTEN: &str = "0.0.0.0:65003";
+/// Default certificate directory.
+pub(crate) const DEFAULT_CERTS_DIR: &str = "/etc/shoal/certs";
+
+/// Is the swarm on?
+pub(crate) fn enabled(s: &SwarmSection) -> bool {
+    s.enabled.unwrap_or(s.certs_dir.is_some())
+}
+
+fn host_id(s: &SwarmSection) -> anyhow::Result<String> {
+    if let Some(h) = &s.host {
+        return Ok(h.clone());
+    }
+    if let Ok(n) = std::env::var("NODE_NAME")
+        && !n.is_empty()
+    {
+        return Ok(n);
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
+    Ok(name.trim().to_owned())
+}
+
+fn advertise(s: &SwarmSection, bound: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if let Some(a) = s.advertise {
+        return Ok(a);
+    }
+    if let Ok(ip) = std::env::var("POD_IP")
+        && let Ok(ip) = ip.parse()
+    {
+        return Ok(SocketAddr::new(ip, bound.port()));
+    }
+    if !bound.ip().is_unspecified() {
+        return Ok(bound);
+    }
+    bail!(
+        "the swarm listens on {bound}, a wildcard other peers cannot dial: set [swarm] advertise = \"<node ip>:{}\" (or POD_IP)",
+        bound.port()
+    )
+}
+
+/// Build the swarm setup (binds the QUIC endpoint: call inside the runtime).
+pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
+    let host = host_id(s)?;
+    let dir = s.certs_dir.clone().unwrap_or_else(|| DEFAULT_CERTS_DIR.into());
+    let files = IdentityFiles::kubernetes(&dir);
+    let identity = Identity::load_files(&files).with_context(|| {
+        format!(
+            "loading the node certificate from {} (make one with `shoal certs node --ca CA_DIR --host {host} --out {}`)",
+            dir.display(),
+            dir.display()
+        )
+    })?;
+    let listen = s.listen.unwrap_or_else(|| DEFAULT_SWARM_LISTEN.parse().expect("valid"));
+    let endpoint = shoal_transport::Endpoint::bind(listen, &identity, &TransportTuning::default())
+        .with_context(|| format!("binding the swarm's QUIC endpoint on {listen} (set [swarm] listen)"))?;
+    let bound = endpoint.local_addr()?;
+    let advertise = advertise(s, bound)?;
+    let link: Arc<dyn SchedulerLink> = if s.schedulers.is_empty() {
+        let embedded = EmbeddedScheduler::new(shoal_scheduler::SchedulerConfig::default());
+        let ticker = embedded.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                ticker.tick();
+            }
+        });
+        Arc::new(embedded)
+    } else {
+        Arc::new(
+            shoal_peer::swarm::RemoteScheduler::connect(endpoint.clone(), host.parse()?, &s.schedulers)
+                .await
+                .context("reaching the schedulers")?,
+        )
+    };
+    let labels = shoal_proto::HostLabels { node: host.clone(), zone: s.zone.clone(), rack: s.rack.clone() };
+    let config = SwarmConfig {
+        host: host.parse().with_context(|| format!("host id {host:?}"))?,
+        advertise,
+        labels,
+        upload_capacity: s.upload_capacity.map(|b| b.0).unwrap_or(1_250_000_000),
+        max_uploads: s.max_uploads.unwrap_or(32),
+        fetch: Default::default(),
+        scheduler_deadline: Duration::from_secs(5),
+        give_up_after: Duration::from_secs(120),
+    };
+    Ok(SwarmSetup {
+        config,
+        endpoint,
+        link,
+        upload_rate: s.upload_rate.map(|b| b.0).unwrap_or(0),
+        download_rate: s.download_rate.map(|b| b.0).unwrap_or(0),
+        heartbeat: Duration::from_secs(5),
+    })
+}
