@@ -21,8 +21,13 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the node daemon: a registry mirror containerd pulls through.
     Daemon(Box<DaemonArgs>),
+    /// Run a scheduler replica: it picks who fetches from whom.
+    Scheduler(crate::scheduler_cmd::SchedulerArgs),
     /// Show what the local daemon holds and is downloading.
     Status(StatusArgs),
+    /// A whole swarm in this process: an origin, a scheduler and peers
+    /// pulling one image at once; prints who got what from where.
+    Demo(crate::demo::DemoArgs),
     /// Make the cluster CA and node certificates for mutual TLS.
     #[command(subcommand)]
     Certs(crate::certs_cmd::CertsCommand),

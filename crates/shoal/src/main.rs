@@ -4,6 +4,8 @@
 //! - [`config`]: the TOML config file and how flags override it.
 //! - [`daemon`]: `shoal daemon`, wiring the store, upstreams and mirror.
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
+//! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
+//! - [`demo`]: `shoal demo`, a whole swarm in one process.
 //! - [`certs_cmd`]: `shoal certs`, the cluster CA and node certificates.
 //! - [`logging`]: human or JSON logs.
 //! - [`swarm_setup`]: the `[swarm]` config made into a swarm membership.
@@ -12,7 +14,9 @@ mod certs_cmd;
 mod cli;
 mod config;
 mod daemon;
+mod demo;
 mod logging;
+mod scheduler_cmd;
 mod status;
 mod swarm_setup;
 
@@ -35,5 +39,7 @@ fn run() -> anyhow::Result<()> {
         cli::Command::Daemon(args) => daemon::main(*args),
         cli::Command::Status(args) => status::main(args),
         cli::Command::Certs(cmd) => certs_cmd::main(cmd),
+        cli::Command::Demo(args) => demo::main(args),
+        cli::Command::Scheduler(args) => scheduler_cmd::main(args),
     }
 }

@@ -132,6 +132,12 @@ impl SchedulerService {
         response
     }
 
+    /// Refreshes the size gauges from the core (call before a scrape).
+    pub fn refresh_metrics(&self) {
+        let stats = self.lock().stats();
+        self.metrics.record_stats(stats);
+    }
+
     /// Runs one tick of the core now; returns what it changed.
     pub fn tick(&self) -> Vec<Expired> {
         let (changes, stats) = {
