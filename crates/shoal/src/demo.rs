@@ -195,8 +195,7 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
             heartbeat: Duration::from_secs(2),
         };
         let store = shoal_storage::Store::open(shoal_storage::StoreConfig::new(tmp.path().join(&host)))?;
-        let mut reg = shoal_origin::RegistryConfig::default();
-        reg.url = Some(format!("http://{origin}").parse()?);
+        let reg = shoal_origin::RegistryConfig { url: Some(format!("http://{origin}").parse()?), ..Default::default() };
         let upstreams = shoal_origin::Upstreams::new(shoal_origin::UpstreamsConfig {
             default_registry: "demo".into(),
             registries: [("demo".to_owned(), reg)].into_iter().collect(),

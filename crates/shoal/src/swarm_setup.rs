@@ -96,6 +96,7 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
         upload_capacity: s.upload_capacity.map(|b| b.0).unwrap_or(1_250_000_000),
         max_uploads: s.max_uploads.unwrap_or(32),
         fetch: Default::default(),
+        // Room for three replicas' attempts (remote::ATTEMPT each).
         scheduler_deadline: Duration::from_secs(5),
         give_up_after: Duration::from_secs(120),
     };

@@ -2,7 +2,6 @@
 //! task by rendezvous hashing, with fail-over to the next (see
 //! `shoal_scheduler::service::client`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -19,24 +18,20 @@ pub struct RemoteScheduler {
 }
 
 impl RemoteScheduler {
-    /// Resolve `replicas` (`host:port` each; a DNS name may stand for
-    /// several) and build the client.
+    /// Resolve `replicas` (`host:port` each; a DNS name such as a headless
+    /// Service may stand for several, and is resolved again whenever every
+    /// known replica fails). Each replica gets [`ATTEMPT`] before the next
+    /// is tried, so one hung replica cannot eat a caller's whole deadline.
     pub async fn connect(endpoint: Endpoint, me: HostId, replicas: &[String]) -> Result<RemoteScheduler, LinkError> {
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        for r in replicas {
-            let found = tokio::net::lookup_host(r.as_str())
-                .await
-                .map_err(|e| LinkError(format!("resolving scheduler {r:?}: {e} (write host:port)")))?;
-            addrs.extend(found);
-        }
-        addrs.sort();
-        addrs.dedup();
-        if addrs.is_empty() {
-            return Err(LinkError(format!("no scheduler address in {replicas:?}")));
-        }
-        Ok(RemoteScheduler { client: SchedulerClient::new(endpoint, me, addrs, Duration::from_secs(5)) })
+        let client = SchedulerClient::resolve_all(endpoint, me, replicas.to_vec(), ATTEMPT)
+            .await
+            .map_err(|e| LinkError(format!("resolving schedulers {replicas:?}: {e} (write host:port)")))?;
+        Ok(RemoteScheduler { client })
     }
 }
+
+/// Time given to one replica before failing over to the next.
+pub const ATTEMPT: Duration = Duration::from_millis(1500);
 
 impl SchedulerLink for RemoteScheduler {
     fn call<'a>(
