@@ -64,6 +64,9 @@ fn tuning() -> TransportTuning {
         t.initial_mtu = mtu;
         t.min_mtu = mtu.min(shoal_transport::tuning::MAX_MIN_MTU);
     }
+    if let Some(gso) = env("SHOAL_BENCH_GSO") {
+        t.segmentation_offload = gso;
+    }
     if let Some(mtu) = env("SHOAL_BENCH_MIN_MTU") {
         t.min_mtu = mtu;
     }

@@ -74,6 +74,9 @@ pub struct TransportTuning {
     /// piece go out whole before the next (lower latency per piece, and
     /// fewer frames per packet).
     pub send_fairness: bool,
+    /// Hand the kernel batches of datagrams in one `sendmsg` (Linux GSO):
+    /// fewer syscalls per byte.
+    pub segmentation_offload: bool,
 }
 
 impl Default for TransportTuning {
@@ -94,6 +97,7 @@ impl Default for TransportTuning {
             socket_recv_buffer: 8 << 20,
             connect_timeout: Duration::from_secs(10),
             send_fairness: false,
+            segmentation_offload: true,
         }
     }
 }
@@ -135,7 +139,8 @@ impl TransportTuning {
             .max_idle_timeout(Some(idle))
             .min_mtu(self.min_mtu.min(self.max_udp_payload_size))
             .initial_mtu(self.initial_mtu.max(self.min_mtu).min(self.max_udp_payload_size))
-            .send_fairness(self.send_fairness);
+            .send_fairness(self.send_fairness)
+            .enable_segmentation_offload(self.segmentation_offload);
         // quinn's default initial congestion window (14720 bytes) is smaller
         // than one large datagram, which stalls the handshake outright for
         // an initial_mtu above it: use RFC 9002's formula for the real size.
