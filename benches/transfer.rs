@@ -16,8 +16,11 @@
 //! `SHOAL_BENCH_PROFILE=untuned` (quinn's defaults, for comparison),
 //! `SHOAL_BENCH_MTU` (initial and minimum datagram size),
 //! `SHOAL_BENCH_MIN_MTU` (the floor alone), `SHOAL_BENCH_SOCKBUF`
-//! (socket buffers, bytes), `SHOAL_BENCH_THREADS` (tokio workers per
-//! process; 1 = current-thread). Writes `target/bench/transfer.json`.
+//! (socket buffers, bytes), `SHOAL_BENCH_GSO` (true/false),
+//! `SHOAL_BENCH_RECV=chunks` (receive with `recv_chunks`, no copy),
+//! `SHOAL_BENCH_THREADS` (tokio workers per process; 1 = current-thread).
+//! Besides GB/s it prints CPU seconds per GB of each process, which a busy
+//! machine disturbs less. Writes `target/bench/transfer.json`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use shoal_transport::{Endpoint, Identity, RateLimiter, TransportTuning, recv_exact, send_bytes};
+use shoal_transport::{Endpoint, Identity, RateLimiter, TransportTuning, recv_chunks, recv_exact, send_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PIECE: usize = 4 << 20;
@@ -185,6 +188,7 @@ impl Drop for Server {
 
 async fn fetch_quic(ep: &Endpoint, server: SocketAddr, pieces: u32, streams: usize) -> u64 {
     let conn = ep.connect(server).await.expect("connect");
+    let zero_copy = std::env::var("SHOAL_BENCH_RECV").as_deref() == Ok("chunks");
     let total = stream::iter(0..pieces)
         .map(|i| {
             let conn = conn.clone();
@@ -195,7 +199,12 @@ async fn fetch_quic(ep: &Endpoint, server: SocketAddr, pieces: u32, streams: usi
                 send.finish().unwrap();
                 let head = recv_exact(&mut recv, HEADER, LONG, &none).await.expect("header");
                 let len = u32::from_be_bytes(head[4..8].try_into().unwrap()) as usize;
-                recv_exact(&mut recv, len, LONG, &none).await.expect("body").len() as u64
+                if zero_copy {
+                    let chunks = recv_chunks(&mut recv, len, LONG, &none).await.expect("body");
+                    chunks.iter().map(|c| c.len() as u64).sum()
+                } else {
+                    recv_exact(&mut recv, len, LONG, &none).await.expect("body").len() as u64
+                }
             }
         })
         .buffer_unordered(streams)
@@ -257,6 +266,17 @@ async fn fetch_tcp(server: SocketAddr, pieces: u32, streams: usize) -> u64 {
     total
 }
 
+/// CPU seconds (user + system) process `pid` has used, from /proc (USER_HZ
+/// is 100 on Linux). Efficiency per byte survives a busy machine better
+/// than wall-clock speed does.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" that closes the command name: state is 3rd, utime 14th, stime 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -281,32 +301,43 @@ async fn run_client(quick: bool) {
 
     let quic_server = spawn_server("quic", certs.path());
     let ep = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &identity(certs.path(), "client"), &t).unwrap();
-    let mut quic = Vec::new();
+    let me = std::process::id();
+    let (mut quic, cpu0) = (Vec::new(), (cpu_secs(me), cpu_secs(quic_server.child.id())));
     for _ in 0..runs {
         let start = Instant::now();
         assert_eq!(fetch_quic(&ep, quic_server.addr, pieces, streams).await, bytes);
         quic.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
     }
+    let gb = (bytes * runs as u64) as f64 / 1e9;
+    let quic_cpu = ((cpu_secs(me) - cpu0.0) / gb, (cpu_secs(quic_server.child.id()) - cpu0.1) / gb);
     ep.close(Duration::from_secs(1)).await;
     drop(quic_server);
 
     let tcp_server = spawn_server("tcp", certs.path());
-    let mut tcp = Vec::new();
+    let (mut tcp, cpu0) = (Vec::new(), (cpu_secs(me), cpu_secs(tcp_server.child.id())));
     for _ in 0..runs {
         let start = Instant::now();
         assert_eq!(fetch_tcp(tcp_server.addr, pieces, streams).await, bytes);
         tcp.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
     }
+    let tcp_cpu = ((cpu_secs(me) - cpu0.0) / gb, (cpu_secs(tcp_server.child.id()) - cpu0.1) / gb);
     drop(tcp_server);
 
     let (q, t) = (median(quic.clone()), median(tcp.clone()));
-    println!("QUIC (mTLS): {q:.3} GB/s  runs {quic:.3?}");
-    println!("TCP (plain): {t:.3} GB/s  runs {tcp:.3?}");
-    println!("QUIC/TCP:    {:.2}", q / t);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "QUIC (mTLS): {q:.3} GB/s  runs {quic:.3?}  CPU s/GB: receiver {:.2}, sender {:.2}",
+        quic_cpu.0, quic_cpu.1
+    );
+    println!("TCP (plain): {t:.3} GB/s  runs {tcp:.3?}  CPU s/GB: receiver {:.2}, sender {:.2}", tcp_cpu.0, tcp_cpu.1);
+    println!("QUIC/TCP:    {:.2}   (load average {})", q / t, load.trim());
     let report = serde_json::json!({
         "bytes": bytes, "piece": PIECE, "streams": streams, "runs": runs,
         "quic_gbps": q, "tcp_gbps": t, "ratio": q / t,
         "quic_runs": quic, "tcp_runs": tcp,
+        "quic_cpu_s_per_gb": {"receiver": quic_cpu.0, "sender": quic_cpu.1},
+        "tcp_cpu_s_per_gb": {"receiver": tcp_cpu.0, "sender": tcp_cpu.1},
+        "gso": tuning().uses_gso(), "load_average": load.trim(),
         "profile": std::env::var("SHOAL_BENCH_PROFILE").unwrap_or_else(|_| "loopback".into()),
         "tuning": format!("{:?}", tuning()),
     });

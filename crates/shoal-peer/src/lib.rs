@@ -138,7 +138,7 @@ pub async fn run(
             metrics: metrics.clone(),
         };
         swarm_jobs.push(tokio::spawn(server.run(node.endpoint.clone(), stop.clone())));
-        swarm_jobs.push(tokio::spawn(node.clone().heartbeats(*heartbeat, stop.clone())));
+        swarm_jobs.push(tokio::spawn(node.clone().heartbeats(store.clone(), *heartbeat, stop.clone())));
         tracing::info!(host = %node.config.host, quic = ?node.endpoint.local_addr().ok(), "joined the swarm");
     }
 

@@ -184,3 +184,37 @@ async fn a_host_with_another_cas_certificate_gets_nothing() {
     };
     assert!(!refused.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_scheduler_restart_complete_blobs_are_offered_again() {
+    let o = Origin::start().await;
+    let data = random_bytes(12 * MIB, 8);
+    let d = o.blob("swarm/app", data.clone()).await;
+    let cluster = Cluster::new();
+    let a = Daemon::start_peer(&o.front, cluster.peer("node-a")).await;
+    let (status, _, _) = get_all(&a.blob_url("swarm/app", &d), None).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(o.front.blob_gets(&d), 1);
+
+    // Let A's completion report land before the restart, so only the
+    // re-announce can tell the new scheduler what A holds.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cluster.scheduler.stats().peer_tasks == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.scheduler.restart();
+    assert_eq!(cluster.scheduler.stats().peer_tasks, 0);
+    // A's next heartbeat (every second) finds itself forgotten, registers
+    // again and re-announces what it holds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b = Daemon::start_peer(&o.front, cluster.peer("node-b")).await;
+    let (status, _, body) = get_all(&b.blob_url("swarm/app", &d), None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert_eq!(o.front.blob_gets(&d), 1, "B got the blob from A, not from the origin");
+    assert_eq!(sample(&b.metrics().await, "shoal_peer_received_bytes_total"), data.len() as f64);
+}

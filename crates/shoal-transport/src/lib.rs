@@ -13,8 +13,8 @@
 //! - [`endpoint`]: [`Endpoint`], one socket that serves and dials;
 //!   [`Incoming`] handshakes into a [`PeerConnection`].
 //! - `pool`: one cached live connection per peer.
-//! - [`stream`]: [`send_bytes`] and [`recv_exact`], piece bodies with few
-//!   copies, a rate limit and a deadline.
+//! - [`stream`]: [`send_bytes`], [`recv_exact`] and [`recv_chunks`],
+//!   piece bodies with few copies, a rate limit and a deadline.
 //! - [`limits`]: [`TokenBucket`] (pure), [`RateLimiter`], [`UploadSlots`].
 //! - [`error`]: [`CertError`], [`IdentityError`], [`TransportError`].
 //!
@@ -35,8 +35,8 @@ pub use endpoint::{Endpoint, Incoming, PeerConnection};
 pub use error::{CertError, IdentityError, TransportError};
 pub use identity::{ALPN, Identity, IdentityFiles, peer_host};
 pub use limits::{RateLimiter, TokenBucket, UploadPermit, UploadSlots};
-pub use stream::{recv_exact, send_bytes};
-pub use tuning::{MAX_UDP_PAYLOAD, TransportTuning};
+pub use stream::{recv_chunks, recv_exact, send_bytes};
+pub use tuning::{GSO_MAX_MTU, MAX_MIN_MTU, MAX_UDP_PAYLOAD, TransportTuning};
 
 /// quinn, re-exported so users name the same version's types
 /// (`Connection`, `SendStream`, `RecvStream`, `VarInt`).

@@ -4,9 +4,9 @@
 //! Sending hands quinn the caller's [`Bytes`] as they are
 //! (`write_all_chunks`: quinn keeps the buffers, no copy). Receiving takes
 //! quinn's chunks (`read_chunk`: no copy out of quinn) and lays them into
-//! one buffer allocated at the piece's size: one copy, needed so the piece
-//! is contiguous for hashing and writing. A body that arrives as a single
-//! chunk is returned without any copy.
+//! one buffer allocated at the piece's size ([`recv_exact`]): one copy, for
+//! a caller that wants the piece contiguous. [`recv_chunks`] skips that
+//! copy for a caller that can hash and write chunk by chunk.
 
 use std::time::Duration;
 
@@ -65,23 +65,39 @@ pub async fn recv_exact(
     deadline: Duration,
     limiter: &RateLimiter,
 ) -> Result<Bytes, TransportError> {
+    let mut chunks = recv_chunks(recv, len, deadline, limiter).await?;
+    if chunks.len() == 1 {
+        return Ok(chunks.pop().unwrap_or_default());
+    }
+    let mut buf = BytesMut::with_capacity(len);
+    for chunk in chunks {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// [`recv_exact`] without the copy: the body as quinn's chunks, in order,
+/// `len` bytes in all. For a consumer that takes pieces chunk by chunk
+/// (an incremental hash, a vectored write).
+pub async fn recv_chunks(
+    recv: &mut RecvStream,
+    len: usize,
+    deadline: Duration,
+    limiter: &RateLimiter,
+) -> Result<Vec<Bytes>, TransportError> {
     let id = recv.id();
     let work = async {
-        let mut buf: Option<BytesMut> = None;
+        let mut chunks = Vec::new();
         let mut got = 0usize;
         while got < len {
             let Some(chunk) = recv.read_chunk(len - got, true).await? else {
                 return Err(TransportError::ShortRead { expected: len, got });
             };
-            let bytes = chunk.bytes;
-            limiter.acquire(bytes.len() as u64).await;
-            if got == 0 && bytes.len() == len {
-                return Ok(bytes);
-            }
-            got += bytes.len();
-            buf.get_or_insert_with(|| BytesMut::with_capacity(len)).extend_from_slice(&bytes);
+            limiter.acquire(chunk.bytes.len() as u64).await;
+            got += chunk.bytes.len();
+            chunks.push(chunk.bytes);
         }
-        Ok(buf.map(BytesMut::freeze).unwrap_or_default())
+        Ok(chunks)
     };
     with_deadline(work, deadline, || format!("receiving {len} bytes on stream {id}")).await
 }

@@ -25,6 +25,17 @@ impl EmbeddedScheduler {
         EmbeddedScheduler { core: Arc::new(Mutex::new(Scheduler::new(config))), epoch: Instant::now() }
     }
 
+    /// Forget everything, as a restarted scheduler would (soft state).
+    pub fn restart(&self) {
+        let config = self.core.lock().expect("scheduler poisoned").config().clone();
+        *self.core.lock().expect("scheduler poisoned") = Scheduler::new(config);
+    }
+
+    /// Hosts, tasks, peer-task entries and grants held now.
+    pub fn stats(&self) -> shoal_scheduler::types::Stats {
+        self.core.lock().expect("scheduler poisoned").stats()
+    }
+
     /// Expire silent hosts and stalled grants (call every second or so).
     pub fn tick(&self) {
         let now = Millis::from(self.epoch.elapsed());

@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use shoal_core::Digest;
 use shoal_proto::{HaveState, HostLoad, OriginGrant, ParentInfo, SchedErrorCode, SchedulerRequest, SchedulerResponse};
+use shoal_storage::Store;
 use shoal_transport::{Endpoint, RateLimiter, UploadSlots};
 use tokio_util::sync::CancellationToken;
 
 use super::config::SwarmConfig;
 use super::link::{LinkError, SchedulerLink};
+
+/// Most complete blobs announced after a (re-)registration.
+pub const ANNOUNCE_LIMIT: usize = 512;
 
 /// The node's swarm membership.
 pub struct Swarm {
@@ -114,14 +118,40 @@ impl Swarm {
         }
     }
 
+    /// Tell the scheduler about the complete blobs we hold (the most
+    /// recently used first, at most [`ANNOUNCE_LIMIT`]), so a scheduler that
+    /// restarted, or a node that restarted, offers them as parents again
+    /// instead of sending the next joiner to the origin.
+    pub async fn announce(&self, store: &Store) {
+        let s = store.clone();
+        let blobs = match tokio::task::spawn_blocking(move || s.list_blobs()).await {
+            Ok(Ok(b)) => b,
+            _ => return,
+        };
+        let mut complete: Vec<_> = blobs.into_iter().filter(|b| b.complete).collect();
+        complete.sort_by(|a, b| b.last_access.cmp(&a.last_access));
+        let n = complete.len().min(ANNOUNCE_LIMIT);
+        for b in complete.into_iter().take(ANNOUNCE_LIMIT) {
+            let pieces = b.layout.count();
+            self.progress(&b.digest, HaveState { pieces_done: pieces, pieces_total: Some(pieces), complete: true })
+                .await;
+        }
+        if n > 0 {
+            tracing::info!(blobs = n, "announced complete blobs to the scheduler");
+        }
+    }
+
     /// Register, then heartbeat every `interval` until `stop`; re-register
-    /// whenever the scheduler has forgotten us.
-    pub async fn heartbeats(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+    /// (and re-announce what we hold) whenever the scheduler has forgotten us.
+    pub async fn heartbeats(self: Arc<Self>, store: Store, interval: Duration, stop: CancellationToken) {
         let mut registered = false;
         loop {
             if !registered {
                 match self.register().await {
-                    Ok(()) => registered = true,
+                    Ok(()) => {
+                        registered = true;
+                        self.announce(&store).await;
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not register with the scheduler; retrying"),
                 }
             } else {
