@@ -129,7 +129,7 @@ impl Swarm {
             _ => return,
         };
         let mut complete: Vec<_> = blobs.into_iter().filter(|b| b.complete).collect();
-        complete.sort_by(|a, b| b.last_access.cmp(&a.last_access));
+        complete.sort_by_key(|b| std::cmp::Reverse(b.last_access));
         let n = complete.len().min(ANNOUNCE_LIMIT);
         for b in complete.into_iter().take(ANNOUNCE_LIMIT) {
             let pieces = b.layout.count();
