@@ -17,8 +17,11 @@
 //! `SHOAL_BENCH_MTU` (initial and minimum datagram size),
 //! `SHOAL_BENCH_MIN_MTU` (the floor alone), `SHOAL_BENCH_SOCKBUF`
 //! (socket buffers, bytes), `SHOAL_BENCH_GSO` (true/false),
-//! `SHOAL_BENCH_RECV=chunks` (receive with `recv_chunks`, no copy),
-//! `SHOAL_BENCH_THREADS` (tokio workers per process; 1 = current-thread).
+//! `SHOAL_BENCH_RECV=exact` (receive into one buffer with `recv_exact`
+//! instead of taking quinn's chunks with `recv_chunks`: one more copy),
+//! `SHOAL_BENCH_THREADS` (tokio workers per process; 1 = current-thread),
+//! `SHOAL_BENCH_ONLY=quic` (skip TCP), `SHOAL_BENCH_STATS=1` (print quinn's
+//! per-connection datagram, loss and MTU counters from both ends).
 //! Besides GB/s it prints CPU seconds per GB of each process, which a busy
 //! machine disturbs less. Writes `target/bench/transfer.json`.
 
@@ -188,7 +191,7 @@ impl Drop for Server {
 
 async fn fetch_quic(ep: &Endpoint, server: SocketAddr, pieces: u32, streams: usize) -> u64 {
     let conn = ep.connect(server).await.expect("connect");
-    let zero_copy = std::env::var("SHOAL_BENCH_RECV").as_deref() == Ok("chunks");
+    let zero_copy = std::env::var("SHOAL_BENCH_RECV").as_deref() != Ok("exact");
     let total = stream::iter(0..pieces)
         .map(|i| {
             let conn = conn.clone();
@@ -252,9 +255,13 @@ async fn fetch_tcp(server: SocketAddr, pieces: u32, streams: usize) -> u64 {
                 sock.write_all(&i.to_be_bytes()).await.unwrap();
                 sock.read_exact(&mut head).await.unwrap();
                 let len = u32::from_be_bytes(head[4..8].try_into().unwrap()) as usize;
-                // A fresh buffer per piece, as a piece fetcher would hand on.
-                let mut buf = vec![0u8; len];
-                sock.read_exact(&mut buf).await.unwrap();
+                // A fresh buffer per piece, as a piece fetcher would hand
+                // on; not zeroed first (one copy, from the kernel).
+                let mut buf = bytes::BytesMut::with_capacity(len);
+                let mut body = (&mut sock).take(len as u64);
+                while buf.len() < len {
+                    assert!(body.read_buf(&mut buf).await.unwrap() > 0, "tcp body cut short");
+                }
                 total += buf.len() as u64;
             }
         })
@@ -279,7 +286,7 @@ fn cpu_secs(pid: u32) -> f64 {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn run_client(quick: bool) {
@@ -315,7 +322,9 @@ async fn run_client(quick: bool) {
 
     let tcp_server = spawn_server("tcp", certs.path());
     let (mut tcp, cpu0) = (Vec::new(), (cpu_secs(me), cpu_secs(tcp_server.child.id())));
-    for _ in 0..runs {
+    // SHOAL_BENCH_ONLY=quic skips TCP (for profiling the QUIC path).
+    let tcp_runs = if std::env::var("SHOAL_BENCH_ONLY").as_deref() == Ok("quic") { 0 } else { runs };
+    for _ in 0..tcp_runs {
         let start = Instant::now();
         assert_eq!(fetch_tcp(tcp_server.addr, pieces, streams).await, bytes);
         tcp.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
@@ -341,6 +350,9 @@ async fn run_client(quick: bool) {
         "profile": std::env::var("SHOAL_BENCH_PROFILE").unwrap_or_else(|_| "loopback".into()),
         "tuning": format!("{:?}", tuning()),
     });
+    if quick {
+        return; // a smoke pass does not overwrite a real report
+    }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("transfer.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();

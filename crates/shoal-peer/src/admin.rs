@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 use prometheus_client::registry::Registry;
 use shoal_storage::{Store, StoreUsage};
 
@@ -117,19 +117,7 @@ async fn usage(a: &Admin) -> Result<StoreUsage, String> {
 
 async fn metrics_text(State(a): State<Admin>, headers: http::HeaderMap) -> Response {
     let _ = usage(&a).await;
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &a.registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response();
-    }
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (body, content_type) = if exposition::wants_openmetrics(accept) {
-        (out, exposition::OPENMETRICS)
-    } else {
-        (exposition::to_prometheus_text(&out), exposition::PROMETHEUS_TEXT)
-    };
-    let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
+    exposition::scrape(&a.registry, &headers)
 }
 
 async fn readyz(State(a): State<Admin>) -> Response {

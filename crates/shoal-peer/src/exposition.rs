@@ -18,6 +18,22 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.contains("application/openmetrics-text"))
 }
 
+/// Answer a `/metrics` scrape: encode `registry` in the format the
+/// scraper's `Accept` header prefers.
+pub fn scrape(registry: &prometheus_client::registry::Registry, headers: &http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        return (http::StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response();
+    }
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, content_type) =
+        if wants_openmetrics(accept) { (out, OPENMETRICS) } else { (to_prometheus_text(&out), PROMETHEUS_TEXT) };
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    resp
+}
+
 /// Convert OpenMetrics text (as prometheus-client writes it) to the
 /// classic Prometheus text format: counters' metadata gains `_total`,
 /// `# UNIT` and `# EOF` lines go.

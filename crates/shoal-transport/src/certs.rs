@@ -21,6 +21,11 @@
 //!   `kubectl create secret generic shoal-tls --from-file=DIR` and a volume
 //!   mount give the daemon `IdentityFiles::kubernetes(mount)`.
 //!
+//! A Secret shared by every pod of a DaemonSet gives every node the same
+//! CN, so [`crate::peer_host`] then names the cluster rather than the node;
+//! issue one certificate per node where per-node identity matters (logs,
+//! metrics, per-host policy).
+//!
 //! Keys are written with mode 0600.
 
 use std::io::Write;

@@ -98,7 +98,13 @@ impl Endpoint {
             if let Some(conn) = pool::live(&cached) {
                 return Ok(conn);
             }
-            let conn = self.dial(addr, server_name).await?;
+            let conn = match self.dial(addr, server_name).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.pool.forget(addr, server_name, &slot);
+                    return Err(e);
+                }
+            };
             *cached = Some(conn.clone());
             self.pool.watch(addr, server_name, conn.clone());
             Ok(conn)
@@ -183,8 +189,8 @@ fn udp_socket(addr: SocketAddr, tuning: &TransportTuning) -> Result<std::net::Ud
     Ok(socket.into())
 }
 
-/// Linux doubles the value asked for (bookkeeping) and caps it at the
-/// sysctl; warn when the cap bit.
+/// Linux caps the request at the sysctl and then doubles it (for its own
+/// bookkeeping); warn when what we got is less than we asked for.
 fn check_buffer(which: &str, sysctl: &str, wanted: usize, got: std::io::Result<usize>) {
     if let Ok(got) = got
         && got < wanted

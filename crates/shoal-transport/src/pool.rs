@@ -5,9 +5,9 @@
 //!
 //! Each key has a slot guarded by an async mutex: concurrent callers for
 //! the same peer wait for one dial instead of racing several. A dead
-//! connection (`close_reason()` is set) is replaced on the next request,
-//! and its slot is removed when it closes so the map does not grow with
-//! every peer ever met.
+//! connection (`close_reason()` is set) is replaced on the next request;
+//! a slot is removed when its connection closes or its dial fails, so the
+//! map does not grow with every peer ever met.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +27,16 @@ impl Pool {
     pub(crate) fn slot(&self, addr: SocketAddr, server_name: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry((addr, server_name.to_string())).or_default().clone()
+    }
+
+    /// Drops the slot for a peer we could not reach, so failed dials leave
+    /// nothing behind (callers already waiting on it still get an answer).
+    pub(crate) fn forget(&self, addr: SocketAddr, server_name: &str, slot: &Slot) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (addr, server_name.to_string());
+        if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(&key);
+        }
     }
 
     /// Forgets `conn` once it closes (unless the slot already holds a newer

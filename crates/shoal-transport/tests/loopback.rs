@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use shoal_transport::quinn;
 use shoal_transport::{
     CaBundle, Endpoint, Identity, PeerConnection, RateLimiter, TransportError, TransportTuning, issue, new_ca,
     recv_exact, send_bytes,
@@ -143,7 +144,9 @@ async fn connections_are_reused_until_closed() {
     server.abort();
 }
 
-/// A connected pair: (client endpoint, server endpoint's side of the connection, client connection).
+/// Two endpoints and one connection between them: (client endpoint, the
+/// server's side of the connection, the client's side, server endpoint).
+/// The endpoints are returned so they live as long as the test.
 async fn pair() -> (Endpoint, PeerConnection, quinn::Connection, Endpoint) {
     let ca = new_ca("cluster").unwrap();
     let (a, b) = (endpoint(&ca, "node-a"), endpoint(&ca, "node-b"));
@@ -151,8 +154,6 @@ async fn pair() -> (Endpoint, PeerConnection, quinn::Connection, Endpoint) {
     let (conn, peer) = tokio::join!(a.connect(b_addr), accept_one(&b));
     (a, peer.unwrap(), conn.unwrap(), b)
 }
-
-use shoal_transport::quinn;
 
 #[tokio::test]
 async fn stalled_stream_hits_the_deadline() {
@@ -209,4 +210,17 @@ async fn rate_limits_slow_both_directions() {
     let (_send, mut recv) = peer.connection.accept_bi().await.unwrap();
     recv_exact(&mut recv, LEN, LONG, &RateLimiter::new(4 << 20, 64 << 10)).await.unwrap();
     assert!(start.elapsed() >= floor, "download limit ignored: {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn silent_peer_hits_the_connect_deadline() {
+    let ca = new_ca("cluster").unwrap();
+    let quick = TransportTuning { connect_timeout: Duration::from_millis(300), ..TransportTuning::loopback() };
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &identity(&ca, "node-a"), &quick).unwrap();
+    // A socket that receives and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    let err = a.connect(silent.local_addr().unwrap()).await.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Args;
@@ -152,19 +152,7 @@ fn router(registry: Arc<Registry>, service: SchedulerService, ready: Arc<AtomicB
 
 async fn metrics_text(State(a): State<Admin>, headers: HeaderMap) -> Response {
     a.service.refresh_metrics();
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &a.registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response();
-    }
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (body, content_type) = if exposition::wants_openmetrics(accept) {
-        (out, exposition::OPENMETRICS)
-    } else {
-        (exposition::to_prometheus_text(&out), exposition::PROMETHEUS_TEXT)
-    };
-    let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
+    exposition::scrape(&a.registry, &headers)
 }
 
 async fn readyz(State(a): State<Admin>) -> Response {

@@ -24,6 +24,9 @@ use super::sink::{Sink, SinkEnd, SinkMsg};
 use super::{Task, TaskError, TaskManager};
 use crate::metrics::{Kind, KindLabels};
 
+/// The blocking sink's job handle.
+pub(super) type SinkJob = tokio::task::JoinHandle<Result<SinkEnd, TaskError>>;
+
 /// Progress made since the last failure that earns a fresh retry budget.
 const PROGRESS_RESETS_RETRIES: u64 = 1 << 20;
 /// Most bytes handed to the sink in one message.
@@ -106,14 +109,26 @@ impl Driver {
             Begin::Write(w) => w,
             Begin::AlreadyComplete => return self.already_complete(&progress).await,
         };
+        let runs = runs_of(&writer.missing_pieces(), writer.layout());
+        let (layout, _, tx, sink_job) = self.start_sink(writer, &progress);
+        let fed = self.feed(&runs, first, layout.blob_size, &tx).await;
+        self.finish_sink(fed, tx, sink_job).await
+    }
+
+    /// Publish the writer's state as running and start the blocking sink.
+    /// Returns the layout, the pieces already held, the sink's inbox and
+    /// its job.
+    pub(super) fn start_sink(
+        &self,
+        writer: BlobWriter,
+        progress: &Arc<watch::Sender<Progress>>,
+    ) -> (PieceLayout, Vec<PieceIndex>, mpsc::Sender<SinkMsg>, SinkJob) {
         let layout = writer.layout();
         let reader = writer.reader();
         let _ = self.task.reader.set(reader.clone());
         let verified: Vec<_> =
             writer.verified_pieces().into_iter().filter_map(|i| writer.piece_hash(i).map(|h| (i, h))).collect();
         progress.send_replace(Progress::running(layout, &verified));
-        let runs = runs_of(&writer.missing_pieces(), layout);
-
         let (tx, rx) = mpsc::channel(64);
         let sink = Sink {
             writer,
@@ -123,17 +138,27 @@ impl Driver {
             progress: progress.clone(),
             metrics: self.manager.metrics.clone(),
         };
-        let sink_job = tokio::task::spawn_blocking(move || sink.run(rx));
-        let fed = self.feed(&runs, first, layout.blob_size, &tx).await;
+        let job = tokio::task::spawn_blocking(move || sink.run(rx));
+        (layout, verified.into_iter().map(|v| v.0).collect(), tx, job)
+    }
+
+    /// Tell the sink to verify and complete (if feeding succeeded), wait for
+    /// it, and say how the download ended; the sink's own error explains a
+    /// feed that found it gone.
+    pub(super) async fn finish_sink(
+        &self,
+        fed: Result<(), TaskError>,
+        tx: mpsc::Sender<SinkMsg>,
+        job: SinkJob,
+    ) -> Result<(), TaskError> {
         if fed.is_ok() {
             let _ = tx.send(SinkMsg::Finish).await;
         }
         drop(tx);
-        let sunk = sink_job.await.map_err(|e| self.internal(format!("writer thread: {e}")));
+        let sunk = job.await.map_err(|e| self.internal(format!("writer thread: {e}")));
         match (fed, sunk) {
             (Ok(()), Ok(Ok(SinkEnd::Complete))) => Ok(()),
             (Ok(()), Ok(Ok(SinkEnd::Stopped))) => Err(self.internal("writer stopped before the end".into())),
-            // The sink's own error explains a feed that found it gone.
             (_, Ok(Err(e))) => Err(e),
             (Err(e), _) => Err(e),
             (Ok(()), Err(e)) => Err(e),

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use super::TaskError;
 use super::download::{Begin, Driver, runs_of};
 use super::progress::{Phase, Progress};
-use super::sink::{Sink, SinkEnd, SinkMsg};
+use super::sink::SinkMsg;
 use crate::metrics::FailureLabels;
 use crate::swarm::Swarm;
 use crate::swarm::fetch::{FetchEnd, Fetcher};
@@ -48,39 +48,13 @@ impl Driver {
             Begin::Write(w) => w,
             Begin::AlreadyComplete => return self.already_complete(&progress).await,
         };
-        let layout = writer.layout();
-        let reader = writer.reader();
-        let _ = self.task.reader.set(reader.clone());
-        let verified: Vec<_> =
-            writer.verified_pieces().into_iter().filter_map(|i| writer.piece_hash(i).map(|h| (i, h))).collect();
-        let mut picker = Picker::new(layout.count(), verified.iter().map(|v| v.0));
-        progress.send_replace(Progress::running(layout, &verified));
-
-        let (tx, rx) = mpsc::channel(64);
-        let sink = Sink {
-            writer,
-            reader,
-            digest: self.task.digest.clone(),
-            registry: self.task.registry.clone(),
-            progress: progress.clone(),
-            metrics: self.manager.metrics.clone(),
-        };
-        let sink_job = tokio::task::spawn_blocking(move || sink.run(rx));
+        let (layout, held, tx, sink_job) = self.start_sink(writer, &progress);
+        let mut picker = Picker::new(layout.count(), held);
         let reporter = tokio::spawn(report(sw.clone(), self.task.digest.clone(), progress.subscribe()));
         let fed = self.swarm_loop(sw, layout, &mut picker, &tx).await;
-        if fed.is_ok() {
-            let _ = tx.send(SinkMsg::Finish).await;
-        }
-        drop(tx);
-        let sunk = sink_job.await.map_err(|e| self.internal(format!("writer thread: {e}")));
+        let ended = self.finish_sink(fed, tx, sink_job).await;
         let _ = reporter.await;
-        match (fed, sunk) {
-            (Ok(()), Ok(Ok(SinkEnd::Complete))) => Ok(()),
-            (Ok(()), Ok(Ok(SinkEnd::Stopped))) => Err(self.internal("writer stopped before the end".into())),
-            (_, Ok(Err(e))) => Err(e),
-            (Err(e), _) => Err(e),
-            (Ok(()), Err(e)) => Err(e),
-        }
+        ended
     }
 
     async fn swarm_loop(

@@ -1,0 +1,672 @@
+#!/usr/bin/env python3
+"""Swarm benchmark (issue 4): N shaped hosts pull one image at once.
+
+Run it through `benches/swarm/run.sh` (root). Python 3 standard library only.
+
+Topology, all in network namespaces this script creates (nothing else is
+touched; addresses exist only inside them):
+
+    <p>-br      a bridge (br0) in its own namespace; one port per host
+    <p>-origin  10.77.0.1  docker-registry (the origin), shaped
+    <p>-sched   10.77.0.2  shoal scheduler (unshaped: control traffic only)
+    <p>-cache   10.77.0.3  docker-registry with proxy.remoteurl, shaped
+    <p>-nK      10.77.0.(10+K)  node K: shoal daemon + the pulling client
+
+Shaping: tbf on the host end of each veth (the host's upload) and on the
+bridge end (the host's download). Origin egress is the origin veth's
+tx_bytes (link level: Ethernet/IP/TCP headers included).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+SUBNET = "10.77.0"
+ORIGIN_IP = f"{SUBNET}.1"
+SCHED_IP = f"{SUBNET}.2"
+CACHE_IP = f"{SUBNET}.3"
+REPO = "bench/image"
+TAG = "v1"
+MANIFEST_ACCEPT = ",".join([
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+
+
+def node_ip(i):
+    return f"{SUBNET}.{10 + i}"
+
+
+def log(*a):
+    print(f"[swarm {time.strftime('%H:%M:%S')}]", *a, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# state: every namespace and pid we create, on disk so a trap can undo it
+# --------------------------------------------------------------------------
+class State:
+    def __init__(self, workdir):
+        self.path = os.path.join(workdir, "state.json")
+        self.namespaces = []
+        self.pids = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                d = json.load(f)
+            self.namespaces = d.get("namespaces", [])
+            self.pids = d.get("pids", [])
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"namespaces": self.namespaces, "pids": self.pids}, f)
+        os.replace(tmp, self.path)
+
+    def add_ns(self, ns):
+        self.namespaces.append(ns)
+        self.save()
+
+    def add_pid(self, pid):
+        self.pids.append(pid)
+        self.save()
+
+
+def run(cmd, timeout=120, check=True, capture=True, input=None):
+    r = subprocess.run(cmd, timeout=timeout, capture_output=capture, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
+    return r
+
+
+def nsx(ns, *args):
+    return ["ip", "netns", "exec", ns, *args]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_pids(pids, grace=10.0):
+    """SIGTERM each pid, wait (bounded), SIGKILL the rest. Only pids given."""
+    pids = [p for p in pids if p and p != os.getpid()]
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + grace
+    for _ in range(int(grace / 0.05) + 1):
+        reap()
+        if not any(pid_alive(p) for p in pids) or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    for p in pids:
+        if pid_alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for _ in range(40):
+        reap()
+        if not any(pid_alive(p) for p in pids):
+            break
+        time.sleep(0.05)
+
+
+def reap():
+    for _ in range(1000):
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def teardown(workdir):
+    """Stop every process we started and delete our namespaces (idempotent)."""
+    st = State(workdir)
+    stop_pids(list(st.pids))
+    # whatever still runs inside our namespaces (children of our processes)
+    for ns in st.namespaces:
+        r = run(["ip", "netns", "pids", ns], check=False, timeout=10)
+        left = [int(x) for x in r.stdout.split() if x.strip().isdigit()]
+        if left:
+            stop_pids(left, grace=3.0)
+    for ns in reversed(st.namespaces):
+        run(["ip", "netns", "del", ns], check=False, timeout=30)
+    st.namespaces, st.pids = [], []
+    st.save()
+
+
+# --------------------------------------------------------------------------
+# topology
+# --------------------------------------------------------------------------
+class Topo:
+    def __init__(self, args, st):
+        self.args = args
+        self.st = st
+        p = args.prefix
+        self.br = f"{p}-br"
+        self.origin = f"{p}-origin"
+        self.sched = f"{p}-sched"
+        self.cache = f"{p}-cache"
+        self.nodes = [f"{p}-n{i}" for i in range(args.nodes)]
+        self.port = 0
+
+    def add_ns(self, ns):
+        if ns in run(["ip", "netns", "list"]).stdout.split():
+            raise RuntimeError(f"namespace {ns} already exists (a stale run? tear it down first)")
+        run(["ip", "netns", "add", ns])
+        self.st.add_ns(ns)
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+    def add_host(self, ns, ip, up, down):
+        self.add_ns(ns)
+        port = f"p{self.port}"
+        self.port += 1
+        run(["ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        run(["ip", "-n", self.br, "link", "set", port, "master", "br0"])
+        run(["ip", "-n", self.br, "link", "set", port, "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"])
+        run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        b = self.args.burst
+        if up:  # host upload: egress of the host end
+            run(["tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "tbf",
+                 "rate", up, "burst", b, "latency", "50ms"])
+        if down:  # host download: egress of the bridge port toward the host
+            run(["tc", "-n", self.br, "qdisc", "add", "dev", port, "root", "tbf",
+                 "rate", down, "burst", b, "latency", "50ms"])
+
+    def build(self):
+        a = self.args
+        self.add_ns(self.br)
+        run(["ip", "-n", self.br, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", self.br, "link", "set", "br0", "up"])
+        self.add_host(self.origin, ORIGIN_IP, a.origin_rate, a.origin_rate)
+        self.add_host(self.sched, SCHED_IP, None, None)
+        self.add_host(self.cache, CACHE_IP, a.rate, a.rate)
+        for i, ns in enumerate(self.nodes):
+            self.add_host(ns, node_ip(i), a.rate, a.rate)
+        log(f"topology up: bridge + origin + scheduler + cache + {len(self.nodes)} nodes")
+
+
+def tx_bytes(ns, dev="eth0"):
+    r = run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev])
+    return int(json.loads(r.stdout)[0]["stats64"]["tx"]["bytes"])
+
+
+def wait_http(ns, url, what, timeout=60):
+    deadline = time.time() + timeout
+    for _ in range(int(timeout / 0.1) + 1):
+        r = run(nsx(ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2", url), check=False, timeout=10)
+        if r.stdout.strip() == "200":
+            return
+        if time.time() > deadline:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready at {url} within {timeout}s")
+
+
+def spawn(st, ns, args, logpath, env=None):
+    lf = open(logpath, "ab")
+    p = subprocess.Popen(nsx(ns, *args), stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
+                         env=env, start_new_session=True)
+    lf.close()
+    st.add_pid(p.pid)
+    return p
+
+
+# --------------------------------------------------------------------------
+# image
+# --------------------------------------------------------------------------
+def build_image(args, repo_root):
+    """An OCI layout with `layers` layers of random bytes (cached per size)."""
+    cache_dir = os.path.join(repo_root, "target", "bench", "swarm-image")
+    layout = os.path.join(cache_dir, f"oci-{args.size_mib}mib-{args.layers}l")
+    done = layout + ".done"
+    if os.path.exists(done) and not args.fresh_image:
+        log(f"image: reusing {layout}")
+        return layout
+    log(f"image: generating {args.size_mib} MiB in {args.layers} layers of /dev/urandom with umoci")
+    if os.path.exists(layout):
+        run(["rm", "-rf", "--one-file-system", layout])
+    if os.path.exists(done):
+        os.unlink(done)
+    os.makedirs(cache_dir, exist_ok=True)
+    run(["umoci", "init", "--layout", layout])
+    run(["umoci", "new", "--image", f"{layout}:{TAG}"])
+    per = args.size_mib * 1024 * 1024 // args.layers
+    for i in range(args.layers):
+        data = os.path.join(cache_dir, f"layer{i}.bin")
+        with open(data, "wb") as out:
+            subprocess.run(["head", "-c", str(per), "/dev/urandom"], stdout=out, check=True, timeout=300)
+        run(["umoci", "insert", "--image", f"{layout}:{TAG}", data, f"/layer{i}.bin"], timeout=600)
+        os.unlink(data)
+    open(done, "w").close()
+    return layout
+
+
+def origin_manifest(topo):
+    url = f"http://{ORIGIN_IP}:5000/v2/{REPO}/manifests/{TAG}"
+    r = run(nsx(topo.origin, "curl", "-sf", "-H", f"Accept: {MANIFEST_ACCEPT}", url))
+    raw = r.stdout.encode()
+    m = json.loads(raw)
+    blobs = [m["config"]] + m["layers"]
+    return {
+        "manifest_digest": "sha256:" + hashlib.sha256(raw).hexdigest(),
+        "manifest_bytes": len(raw),
+        "blobs": [{"digest": b["digest"], "size": b["size"]} for b in blobs],
+        "layers": [b["size"] for b in m["layers"]],
+    }
+
+
+# --------------------------------------------------------------------------
+# one method = fresh servers, N simultaneous pulls, measurements, teardown
+# --------------------------------------------------------------------------
+PULL_SCRIPT = r'''
+go="$1"; out="$2"; res="$3"; src="$4"; tmo="$5"
+i=0
+while [ ! -e "$go" ] && [ $i -lt 12000 ]; do sleep 0.005; i=$((i+1)); done
+s=$(date +%s.%N)
+timeout "$tmo" skopeo copy --insecure-policy --src-tls-verify=false "docker://$src" "dir:$out" >"$res.log" 2>&1
+rc=$?
+e=$(date +%s.%N)
+echo "$s $e $rc" > "$res"
+'''
+
+
+def cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v), idle
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for _ in range(1 << 30):
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return "sha256:" + h.hexdigest()
+
+
+def pull_all(args, topo, st, work, method, source_for):
+    """All nodes start at one instant; returns per-node results + CPU + egress."""
+    mdir = os.path.join(work, method)
+    os.makedirs(mdir, exist_ok=True)
+    go = os.path.join(mdir, "go")
+    script = os.path.join(work, "pull.sh")
+    with open(script, "w") as f:
+        f.write(PULL_SCRIPT)
+    procs = []
+    for i, ns in enumerate(topo.nodes):
+        out = os.path.join(mdir, f"out-{i}")
+        res = os.path.join(mdir, f"res-{i}")
+        procs.append(spawn(st, ns, ["bash", script, go, out, res, source_for(i), str(args.pull_timeout)],
+                           os.path.join(mdir, f"wrapper-{i}.log")))
+    time.sleep(1.0)  # every wrapper is polling for the go file
+    tx0 = tx_bytes(topo.origin)
+    c0 = cpu_times()
+    t0 = time.time()
+    open(go, "w").close()
+    deadline = t0 + args.pull_timeout + 30
+    peak_busy, last, samples, tx_series = 0.0, c0, [], []
+    for _ in range(int((args.pull_timeout + 30) / 0.5) + 1):
+        if all(p.poll() is not None for p in procs) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+        c = cpu_times()
+        try:
+            tx_series.append((round(time.time() - t0, 2), tx_bytes(topo.origin) - tx0))
+        except RuntimeError:
+            pass
+        dt, di = c[0] - last[0], c[1] - last[1]
+        if dt > 0:
+            busy = 1 - di / dt
+            peak_busy = max(peak_busy, busy)
+            samples.append(round(busy, 3))
+        last = c
+    c1 = cpu_times()
+    tx1 = tx_bytes(topo.origin)
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
+    for p in procs:
+        if p.poll() is None:
+            log(f"{method}: a pull wrapper outlived its deadline; stopping it")
+            stop_pids([p.pid], grace=2)
+    nodes = []
+    for i in range(len(topo.nodes)):
+        res = os.path.join(mdir, f"res-{i}")
+        try:
+            with open(res) as f:
+                s, e, rc = f.read().split()
+            nodes.append({"node": i, "start_skew_s": round(float(s) - t0, 3),
+                          "completion_s": round(float(e) - t0, 3), "rc": int(rc)})
+        except (OSError, ValueError):
+            nodes.append({"node": i, "completion_s": None, "rc": -1})
+    busy = 1 - (c1[1] - c0[1]) / max(1, c1[0] - c0[0])
+    return mdir, nodes, {
+        "origin_tx_bytes": tx1 - tx0,
+        "cpu_busy": round(busy, 3),
+        "cpu_busy_peak_0_5s": round(peak_busy, 3),
+        "cpu_busy_samples": samples,
+        "origin_tx_series": tx_series,
+        "loadavg_end": loadavg,
+        "wall_s": round(time.time() - t0, 3),
+    }
+
+
+def verify(mdir, nodes, image):
+    want = {b["digest"] for b in image["blobs"]}
+    for n in nodes:
+        out = os.path.join(mdir, f"out-{n['node']}")
+        ok, why = True, []
+        if n["rc"] != 0:
+            ok = False
+            why.append(f"client rc {n['rc']}")
+        for d in sorted(want):
+            p = os.path.join(out, d.split(":", 1)[1])
+            if not os.path.exists(p):
+                ok = False
+                why.append(f"missing {d[:19]}")
+            elif sha256_file(p) != d:
+                ok = False
+                why.append(f"bad digest {d[:19]}")
+        mp = os.path.join(out, "manifest.json")
+        n["manifest_matches_origin"] = os.path.exists(mp) and sha256_file(mp) == image["manifest_digest"]
+        n["digests_ok"] = ok
+        if why:
+            n["problems"] = why
+        if os.path.isdir(out):
+            run(["rm", "-rf", "--one-file-system", out])
+
+
+def write_certs(args, work, topo):
+    pki = os.path.join(work, "pki")
+    run([args.shoal, "certs", "ca", "--out", os.path.join(pki, "ca")])
+    run([args.shoal, "certs", "node", "--ca", os.path.join(pki, "ca"), "--host", "scheduler",
+         "--san", SCHED_IP, "--out", os.path.join(pki, "scheduler")])
+    for i in range(len(topo.nodes)):
+        run([args.shoal, "certs", "node", "--ca", os.path.join(pki, "ca"), "--host", f"node-{i}",
+             "--san", node_ip(i), "--out", os.path.join(pki, f"node-{i}")])
+    return pki
+
+
+def scrape_metrics(ns, url, path):
+    r = run(nsx(ns, "curl", "-s", "-m", "5", url), check=False, timeout=15)
+    with open(path, "w") as f:
+        f.write(r.stdout)
+    return r.stdout
+
+
+def method_shoal(args, topo, st, work, image):
+    mdir = os.path.join(work, "shoal")
+    os.makedirs(mdir, exist_ok=True)
+    pki = os.path.join(work, "pki")
+    env = dict(os.environ, RUST_LOG=args.rust_log)
+    procs = [spawn(st, topo.sched, [args.shoal, "scheduler", "--listen", f"{SCHED_IP}:65004",
+                                    "--metrics-listen", f"{SCHED_IP}:65005",
+                                    "--certs-dir", os.path.join(pki, "scheduler")],
+                   os.path.join(mdir, "scheduler.log"), env=env)]
+    wait_http(topo.sched, f"http://{SCHED_IP}:65005/readyz", "scheduler")
+    for i, ns in enumerate(topo.nodes):
+        cfg = os.path.join(mdir, f"node-{i}.toml")
+        with open(cfg, "w") as f:
+            f.write(f'''listen = "127.0.0.1:65001"
+metrics_listen = "0.0.0.0:65002"
+data_dir = "{os.path.join(mdir, f"store-{i}")}"
+default_registry = "{ORIGIN_IP}:5000"
+[registries."{ORIGIN_IP}:5000"]
+url = "http://{ORIGIN_IP}:5000"
+[swarm]
+enabled = true
+host = "node-{i}"
+listen = "{node_ip(i)}:65003"
+certs_dir = "{os.path.join(pki, f"node-{i}")}"
+schedulers = ["{SCHED_IP}:65004"]
+''')
+        procs.append(spawn(st, ns, [args.shoal, "daemon", "--config", cfg],
+                           os.path.join(mdir, f"daemon-{i}.log"), env=env))
+    for i, ns in enumerate(topo.nodes):
+        wait_http(ns, "http://127.0.0.1:65002/readyz", f"daemon {i}")
+    log(f"shoal: scheduler + {len(topo.nodes)} daemons ready")
+    try:
+        mdir, nodes, m = pull_all(args, topo, st, work, "shoal", lambda i: f"127.0.0.1:65001/{REPO}:{TAG}")
+        for i, ns in enumerate(topo.nodes):
+            text = scrape_metrics(ns, "http://127.0.0.1:65002/metrics", os.path.join(mdir, f"metrics-{i}.txt"))
+            counters = {}
+            for line in text.splitlines():
+                for key in ("shoal_origin_received_bytes_total", "shoal_peer_received_bytes_total",
+                            "shoal_peer_sent_bytes_total"):
+                    if line.startswith(key + " "):
+                        counters[key[len("shoal_"):-len("_total")]] = int(float(line.split()[1]))
+            nodes[i]["shoal"] = counters
+            scrape_metrics(ns, "http://127.0.0.1:65002/api/v1/status", os.path.join(mdir, f"status-{i}.json"))
+        scrape_metrics(topo.sched, f"http://{SCHED_IP}:65005/metrics", os.path.join(mdir, "metrics-scheduler.txt"))
+    finally:
+        stop_pids([p.pid for p in procs], grace=args.stop_grace)
+        run(["rm", "-rf", "--one-file-system"] + [os.path.join(mdir, f"store-{i}") for i in range(len(topo.nodes))])
+    return mdir, nodes, m
+
+
+def registry_config(path, addr, root, proxy=None):
+    c = {"version": "0.1", "log": {"level": "error"},
+         "storage": {"filesystem": {"rootdirectory": root}, "delete": {"enabled": True}},
+         "http": {"addr": addr}}
+    if proxy:
+        c["proxy"] = {"remoteurl": proxy}
+    with open(path, "w") as f:
+        json.dump(c, f)
+
+
+def method_direct(args, topo, st, work, image):
+    return pull_all(args, topo, st, work, "direct", lambda i: f"{ORIGIN_IP}:5000/{REPO}:{TAG}")
+
+
+def method_cache(args, topo, st, work, image):
+    mdir = os.path.join(work, "cache")
+    os.makedirs(mdir, exist_ok=True)
+    root = os.path.join(mdir, "registry")
+    cfg = os.path.join(mdir, "cache.json")
+    registry_config(cfg, f"{CACHE_IP}:5000", root, proxy=f"http://{ORIGIN_IP}:5000")
+    p = spawn(st, topo.cache, ["docker-registry", "serve", cfg], os.path.join(mdir, "cache.log"))
+    try:
+        wait_http(topo.cache, f"http://{CACHE_IP}:5000/v2/", "pull-through cache")
+        return pull_all(args, topo, st, work, "cache", lambda i: f"{CACHE_IP}:5000/{REPO}:{TAG}")
+    finally:
+        stop_pids([p.pid], grace=args.stop_grace)
+        run(["rm", "-rf", "--one-file-system", root])
+
+
+METHODS = {"shoal": method_shoal, "direct": method_direct, "cache": method_cache}
+
+
+def parse_rate(s):
+    s = s.strip().lower()
+    for suf, mul in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)):
+        if s.endswith(suf):
+            return float(s[: -len(suf)]) * mul
+    raise ValueError(f"rate {s!r}: use tc units like 100mbit")
+
+
+def table(result):
+    tstar = result["t_star_s"]
+    S = result["image_bytes"]
+    lines = [
+        f"N={result['nodes']}, node rate {result['rate']} up/down, origin {result['origin_rate']} up/down, "
+        f"image {result['image_bytes'] / 2**20:.1f} MiB ({result['layer_count']} layers), "
+        f"T* = {tstar:.2f} s",
+        "",
+        "| method | p50 (s) | p50 / T* | max (s) | max / T* | origin egress (MiB) | egress / S | digests | CPU busy (avg / peak) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in result["methods"].items():
+        if m.get("error"):
+            lines.append(f"| {name} | failed: {m['error'][:80]} | | | | | | | |")
+            continue
+        cpu = f"{m['cpu_busy'] * 100:.0f}% / {m['cpu_busy_peak_0_5s'] * 100:.0f}%"
+        if m["cpu_bound"]:
+            cpu += " **CPU-bound**"
+        ok = sum(1 for n in m["nodes"] if n.get("digests_ok"))
+        lines.append(
+            f"| {name} | {m['p50_s']:.2f} | {m['p50_over_t_star']:.2f}x | {m['max_s']:.2f} | "
+            f"{m['max_over_t_star']:.2f}x | {m['origin_tx_bytes'] / 2**20:.1f} | "
+            f"{m['origin_egress_over_s']:.3f}x | {ok}/{len(m['nodes'])} ok | {cpu} |")
+    lines.append("")
+    lines.append(f"Targets (shoal): p50 <= 1.15x T*, max <= 1.3x T*, origin egress <= 1.05x S. "
+                 f"Egress is link-level (headers included).")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cmd", nargs="?", default="bench", choices=["bench", "teardown"])
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--nodes", type=int, default=8)
+    ap.add_argument("--rate", default="100mbit", help="each node's and the cache's upload and download (tc units)")
+    ap.add_argument("--origin-rate", default=None, help="origin upload and download (default: --rate)")
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--methods", default="shoal,direct,cache")
+    ap.add_argument("--burst", default="256kb", help="tbf burst")
+    ap.add_argument("--pull-timeout", type=int, default=900, help="seconds per pull (each method)")
+    ap.add_argument("--stop-grace", type=float, default=10.0)
+    ap.add_argument("--prefix", default="shb")
+    ap.add_argument("--shoal", default=None)
+    ap.add_argument("--rust-log", default="info")
+    ap.add_argument("--fresh-image", action="store_true")
+    ap.add_argument("--out", default=None, help="JSON path (default target/bench/swarm-N.json)")
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    if args.cmd == "teardown":
+        teardown(args.workdir)
+        return 0
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, tc)", file=sys.stderr)
+        return 2
+    if not 1 <= args.nodes <= 200:
+        print("--nodes must be 1..200", file=sys.stderr)
+        return 2
+    repo_root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    args.shoal = os.path.abspath(args.shoal or os.path.join(repo_root, "target", "release", "shoal"))
+    args.origin_rate = args.origin_rate or args.rate
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            print(f"unknown method {m}", file=sys.stderr)
+            return 2
+
+    def on_signal(sig, _frame):
+        raise SystemExit(128 + sig)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    st = State(args.workdir)
+    work = args.workdir
+    try:
+        layout = build_image(args, repo_root)
+        topo = Topo(args, st)
+        topo.build()
+        root = os.path.join(work, "origin-storage")
+        cfg = os.path.join(work, "origin.json")
+        registry_config(cfg, f"{ORIGIN_IP}:5000", root)
+        spawn(st, topo.origin, ["docker-registry", "serve", cfg], os.path.join(work, "origin.log"))
+        wait_http(topo.origin, f"http://{ORIGIN_IP}:5000/v2/", "origin registry")
+        run(nsx(topo.origin, "skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false",
+                f"oci:{layout}:{TAG}", f"docker://{ORIGIN_IP}:5000/{REPO}:{TAG}"), timeout=600)
+        image = origin_manifest(topo)
+        S = image["manifest_bytes"] + sum(b["size"] for b in image["blobs"])
+        log(f"origin: {REPO}:{TAG} pushed, S = {S} bytes, {image['manifest_digest'][:19]}")
+        if "shoal" in methods:
+            write_certs(args, work, topo)
+        n = args.nodes
+        B_down = parse_rate(args.rate) / 8
+        B_up = B_down
+        B_origin = parse_rate(args.origin_rate) / 8
+        tstar = max(S / B_down, S / B_origin, n * S / (B_origin + n * B_up))
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+        result = {
+            "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst,
+            "size_mib": args.size_mib, "layer_count": args.layers, "image_bytes": S,
+            "image": image, "t_star_s": tstar,
+            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model, "kernel": os.uname().release},
+            "client": "skopeo copy docker:// -> dir:", "methods": {},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        for name in methods:
+            log(f"method {name}: {n} nodes pulling at once")
+            try:
+                mdir, nodes, m = METHODS[name](args, topo, st, work, image)
+                verify(mdir, nodes, image)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                log(f"method {name} failed: {e}")
+                result["methods"][name] = {"error": str(e)}
+                continue
+            times = [x["completion_s"] for x in nodes if x["completion_s"] is not None and x["rc"] == 0]
+            m["nodes"] = nodes
+            m["all_ok"] = len(times) == n and all(x.get("digests_ok") for x in nodes)
+            if times:
+                m["p50_s"] = statistics.median(times)
+                m["max_s"] = max(times)
+            else:
+                m["p50_s"] = m["max_s"] = float("nan")
+            if len(times) < n:
+                m["max_s"] = float("inf")
+            m["p50_over_t_star"] = m["p50_s"] / tstar
+            m["max_over_t_star"] = m["max_s"] / tstar
+            m["origin_egress_over_s"] = m["origin_tx_bytes"] / S
+            m["cpu_bound"] = m["cpu_busy"] >= 0.9
+            result["methods"][name] = m
+            log(f"method {name}: p50 {m['p50_s']:.2f}s max {m['max_s']:.2f}s egress {m['origin_egress_over_s']:.3f}x S "
+                f"cpu {m['cpu_busy']:.2f} ok={m['all_ok']}")
+            # keep the logs of this run next to the JSON
+            keep = os.path.join(repo_root, "target", "bench", f"swarm-{n}-logs", name)
+            run(["rm", "-rf", keep], check=False)
+            os.makedirs(keep, exist_ok=True)
+            for fn in os.listdir(mdir):
+                p = os.path.join(mdir, fn)
+                if os.path.isfile(p) and (fn.endswith(".log") or fn.endswith(".txt") or fn.endswith(".json")
+                                          or fn.startswith("res-") or fn.endswith(".toml")):
+                    run(["cp", p, keep], check=False)
+        result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        out = args.out or os.path.join(repo_root, "target", "bench", f"swarm-{n}.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        md = table(result)
+        result["table_md"] = md
+        with open(out, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+        with open(out[:-5] + ".md", "w") as f:
+            f.write(md + "\n")
+        print(md)
+        log(f"wrote {out}")
+        bad = [k for k, v in result["methods"].items() if v.get("error") or not v.get("all_ok")]
+        return 1 if bad else 0
+    finally:
+        log("teardown")
+        teardown(args.workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
