@@ -13,8 +13,10 @@
 //!
 //! Run: `cargo bench -p shoal-benches --bench transfer`. Knobs (both
 //! processes read them): `SHOAL_BENCH_RUNS` (3; the median is reported),
-//! `SHOAL_BENCH_PROFILE=untuned` (quinn's defaults, for comparison),
-//! `SHOAL_BENCH_MTU` (initial and minimum datagram size),
+//! `SHOAL_BENCH_PROFILE=untuned` (quinn's defaults, for comparison) or
+//! `default` (`TransportTuning::default()`, sized for 1500-byte networks;
+//! the bench's own default is `TransportTuning::loopback()`),
+//! `SHOAL_BENCH_MTU` (the datagram size: initial, floor and ceiling),
 //! `SHOAL_BENCH_MIN_MTU` (the floor alone), `SHOAL_BENCH_SOCKBUF`
 //! (socket buffers, bytes), `SHOAL_BENCH_GSO` (true/false),
 //! `SHOAL_BENCH_RECV=exact` (receive into one buffer with `recv_exact`
@@ -63,12 +65,15 @@ fn tuning() -> TransportTuning {
             send_fairness: true,
             ..TransportTuning::default()
         }
+    } else if std::env::var("SHOAL_BENCH_PROFILE").as_deref() == Ok("default") {
+        TransportTuning::default() // the 1500-byte-network settings
     } else {
         TransportTuning::loopback()
     };
     if let Some(mtu) = env("SHOAL_BENCH_MTU") {
         t.initial_mtu = mtu;
         t.min_mtu = mtu.min(shoal_transport::tuning::MAX_MIN_MTU);
+        t.mtu_discovery_upper_bound = Some(mtu);
     }
     if let Some(gso) = env("SHOAL_BENCH_GSO") {
         t.segmentation_offload = gso;

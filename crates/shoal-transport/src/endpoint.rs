@@ -112,6 +112,7 @@ impl Endpoint {
         match tokio::time::timeout(self.connect_timeout, work).await {
             Ok(result) => result,
             Err(_) => {
+                self.pool.forget(addr, server_name, &slot);
                 Err(TransportError::Timeout { what: format!("connecting to {addr}"), after: self.connect_timeout })
             }
         }
