@@ -23,6 +23,8 @@ pub(crate) enum Command {
     Daemon(Box<DaemonArgs>),
     /// Run a scheduler replica: it picks who fetches from whom.
     Scheduler(crate::scheduler_cmd::SchedulerArgs),
+    /// Fill this node's store with images before a rollout.
+    Prewarm(crate::prewarm::PrewarmArgs),
     /// Show what the local daemon holds and is downloading.
     Status(StatusArgs),
     /// A whole swarm in this process: an origin, a scheduler and peers

@@ -3,6 +3,7 @@
 //! - [`cli`]: the command line (clap), every flag also an `SHOAL_*` env var.
 //! - [`config`]: the TOML config file and how flags override it.
 //! - [`daemon`]: `shoal daemon`, wiring the store, upstreams and mirror.
+//! - [`prewarm`]: `shoal prewarm`, filling this node's store before a rollout.
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
 //! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
 //! - [`demo`]: `shoal demo`, a whole swarm in one process.
@@ -16,6 +17,7 @@ mod config;
 mod daemon;
 mod demo;
 mod logging;
+mod prewarm;
 mod scheduler_cmd;
 mod status;
 mod swarm_setup;
@@ -38,6 +40,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Daemon(args) => daemon::main(*args),
         cli::Command::Status(args) => status::main(args),
+        cli::Command::Prewarm(args) => prewarm::main(args),
         cli::Command::Certs(cmd) => certs_cmd::main(cmd),
         cli::Command::Demo(args) => demo::main(args),
         cli::Command::Scheduler(args) => scheduler_cmd::main(args),
