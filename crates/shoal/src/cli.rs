@@ -33,6 +33,10 @@ pub(crate) enum Command {
     /// Make the cluster CA and node certificates for mutual TLS.
     #[command(subcommand)]
     Certs(crate::certs_cmd::CertsCommand),
+    /// Point containerd at the local shoal mirror (hosts.toml per registry,
+    /// the origin as fallback).
+    #[command(subcommand)]
+    Containerd(crate::containerd_cmd::ContainerdCommand),
 }
 
 /// Log output format.

@@ -8,12 +8,14 @@
 //! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
 //! - [`demo`]: `shoal demo`, a whole swarm in one process.
 //! - [`certs_cmd`]: `shoal certs`, the cluster CA and node certificates.
+//! - [`containerd_cmd`]: `shoal containerd configure`, hosts.toml files for containerd.
 //! - [`logging`]: human or JSON logs.
 //! - [`swarm_setup`]: the `[swarm]` config made into a swarm membership.
 
 mod certs_cmd;
 mod cli;
 mod config;
+mod containerd_cmd;
 mod daemon;
 mod demo;
 mod logging;
@@ -44,5 +46,6 @@ fn run() -> anyhow::Result<()> {
         cli::Command::Certs(cmd) => certs_cmd::main(cmd),
         cli::Command::Demo(args) => demo::main(args),
         cli::Command::Scheduler(args) => scheduler_cmd::main(args),
+        cli::Command::Containerd(cmd) => containerd_cmd::main(cmd),
     }
 }
