@@ -6,8 +6,10 @@
 //! endpoint. Their subject CN is the node's host name (what
 //! [`crate::peer_host`] reports), and their SANs always include
 //! [`CLUSTER_SERVER_NAME`]: clients verify every server against that fixed
-//! name rather than its IP, so one certificate keeps working when a node's
-//! address changes, and one Kubernetes Secret can serve a whole DaemonSet.
+//! name rather than its IP, so a certificate keeps working when a node's
+//! address changes. Each node still needs its own certificate: the CN is
+//! the host id the scheduler holds it to (a peer can only speak for
+//! itself), so deploy/kubernetes issues one per node at start-up.
 //! Extra SANs (DNS names, IPs) are added for other tools' benefit.
 //!
 //! # Files on disk
