@@ -86,43 +86,24 @@ pub struct Fetcher<'a> {
 }
 
 impl Fetcher<'_> {
-    /// Fetch what `picker` lacks from `parents` into `sink`. Returns how it
-    /// ended and the failures seen.
+    /// Fetch what `picker` lacks from `parents` into `sink`, adding the
+    /// parents that arrive on `more` as the fetch goes (peers that started
+    /// after us, or that got pieces since: the swarm is not a tree).
+    /// Returns how it ended and the failures seen.
     pub async fn run(
         &self,
         task: &Digest,
         layout: PieceLayout,
         picker: &mut Picker,
         parents: Vec<ParentInfo>,
+        more: &mut mpsc::Receiver<Vec<ParentInfo>>,
         sink: &mpsc::Sender<SinkMsg>,
     ) -> (FetchEnd, Vec<Failure>) {
         let count = layout.count();
-        let mut ps: Vec<Parent> = parents
-            .into_iter()
-            .filter(|p| &p.host != self.me)
-            .map(|info| Parent {
-                info,
-                view: ParentView {
-                    have: shoal_proto::Bitfield::new(count),
-                    inflight: 0,
-                    max_inflight: self.config.per_parent,
-                    excluded: false,
-                },
-            })
-            .collect();
         let (tx, mut rx) = mpsc::channel::<Event>(256);
-        let mut watchers = Vec::new();
-        for (i, p) in ps.iter().enumerate() {
-            watchers.push(tokio::spawn(watch(
-                self.endpoint.clone(),
-                self.me.clone(),
-                p.info.clone(),
-                task.clone(),
-                i,
-                tx.clone(),
-            )));
-        }
-        let _abort = AbortOnDrop(watchers);
+        let mut ps: Vec<Parent> = Vec::new();
+        let mut watchers = AbortOnDrop(Vec::new());
+        self.add_parents(&mut ps, &mut watchers, parents, task, count, &tx);
         let mut failures = Vec::new();
         let mut inflight = 0usize;
         let end = loop {
@@ -154,7 +135,14 @@ impl Fetcher<'_> {
             if inflight == 0 && ps.iter().all(|p| p.view.excluded) {
                 break FetchEnd::Stuck("every parent failed or left".into());
             }
-            let ev = match tokio::time::timeout(self.config.idle, rx.recv()).await {
+            let waited = tokio::select! {
+                ev = tokio::time::timeout(self.config.idle, rx.recv()) => ev,
+                Some(new) = more.recv() => {
+                    self.add_parents(&mut ps, &mut watchers, new, task, count, &tx);
+                    continue;
+                }
+            };
+            let ev = match waited {
                 Ok(Some(ev)) => ev,
                 Ok(None) => break FetchEnd::Stuck("no parents".into()),
                 Err(_) if inflight == 0 => break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle)),
@@ -207,6 +195,37 @@ impl Fetcher<'_> {
             }
         };
         (end, failures)
+    }
+}
+
+impl Fetcher<'_> {
+    /// Start following the parents not followed yet.
+    fn add_parents(
+        &self,
+        ps: &mut Vec<Parent>,
+        watchers: &mut AbortOnDrop,
+        parents: Vec<ParentInfo>,
+        task: &Digest,
+        count: u32,
+        tx: &mpsc::Sender<Event>,
+    ) {
+        for info in parents {
+            if &info.host == self.me || ps.iter().any(|p| p.info.host == info.host) {
+                continue;
+            }
+            let i = ps.len();
+            let job = watch(self.endpoint.clone(), self.me.clone(), info.clone(), task.clone(), i, tx.clone());
+            watchers.0.push(tokio::spawn(job));
+            ps.push(Parent {
+                info,
+                view: ParentView {
+                    have: shoal_proto::Bitfield::new(count),
+                    inflight: 0,
+                    max_inflight: self.config.per_parent,
+                    excluded: false,
+                },
+            });
+        }
     }
 }
 

@@ -40,6 +40,18 @@ pub struct Picker {
     inflight: Vec<bool>,
     /// Pieces ahead of the read position fetched in order.
     pub window: u32,
+    /// Per-node salt for ordering equally rare pieces: nodes that start
+    /// together must want *different* pieces, or they have nothing to
+    /// trade and all wait on the seed.
+    pub salt: u64,
+}
+
+/// A cheap, well-mixed hash of (salt, piece) (SplitMix64 finaliser).
+fn spread(salt: u64, piece: u32) -> u64 {
+    let mut z = salt ^ (u64::from(piece).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Picker {
@@ -51,7 +63,7 @@ impl Picker {
                 have[i as usize] = true;
             }
         }
-        Picker { pieces, have, inflight: vec![false; pieces as usize], window: 4 }
+        Picker { pieces, have, inflight: vec![false; pieces as usize], window: 2, salt: 0 }
     }
 
     /// A request for `piece` went out.
@@ -93,10 +105,10 @@ impl Picker {
         let rarity = |i: u32| parents.iter().filter(|p| !p.excluded && p.have.get(i)).count();
         let window_end = read_piece.saturating_add(self.window).min(self.pieces);
         let mut order: Vec<u32> = (read_piece.min(self.pieces)..window_end).collect();
-        let mut rest: Vec<(usize, u32, u32)> = self
+        let mut rest: Vec<(usize, u64, u32)> = self
             .missing()
             .filter(|&i| i < read_piece || i >= window_end)
-            .map(|i| (rarity(i), i.wrapping_sub(read_piece), i))
+            .map(|i| (rarity(i), spread(self.salt, i), i))
             .filter(|&(r, _, _)| r > 0)
             .collect();
         rest.sort_unstable();
@@ -139,7 +151,12 @@ mod tests {
         let p = Picker::new(10, []);
         let parents = [parent(10, &(0..10).collect::<Vec<_>>(), 3)];
         let picks = p.pick(&parents, 2);
-        assert_eq!(picks.iter().map(|x| x.piece).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            picks.iter().take(2).map(|x| x.piece).collect::<Vec<_>>(),
+            vec![2, 3],
+            "the window comes first, in order"
+        );
+        assert_eq!(picks.len(), 3);
     }
 
     #[test]
@@ -151,6 +168,21 @@ mod tests {
         let parents = [parent(10, &all, 1), parent(10, &[0, 1, 2, 3, 4, 5, 6, 8, 9], 1)];
         let picks = p.pick(&parents, 0);
         assert_eq!(picks[0], Pick { parent: 0, piece: 7 }, "the rare piece goes first: {picks:?}");
+    }
+
+    #[test]
+    fn nodes_with_different_salts_want_different_pieces() {
+        let all: Vec<u32> = (0..64).collect();
+        let parents = [parent(64, &all, 8)];
+        let firsts: std::collections::HashSet<Vec<u32>> = (0..8u64)
+            .map(|salt| {
+                let mut p = Picker::new(64, []);
+                p.window = 0;
+                p.salt = salt;
+                p.pick(&parents, 0).into_iter().map(|x| x.piece).collect()
+            })
+            .collect();
+        assert_eq!(firsts.len(), 8, "eight nodes starting together must not all ask for the same pieces");
     }
 
     #[test]
@@ -180,12 +212,15 @@ mod tests {
         let mut p = Picker::new(4, [0]);
         p.started(1);
         let parents = [parent(4, &[0, 1, 2, 3], 4)];
-        let picks: Vec<u32> = p.pick(&parents, 0).into_iter().map(|x| x.piece).collect();
-        assert_eq!(picks, vec![2, 3]);
+        let sorted = |p: &Picker| {
+            let mut v: Vec<u32> = p.pick(&parents, 0).into_iter().map(|x| x.piece).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(sorted(&p), vec![2, 3]);
         p.failed(1);
         p.done(2);
-        let picks: Vec<u32> = p.pick(&parents, 0).into_iter().map(|x| x.piece).collect();
-        assert_eq!(picks, vec![1, 3]);
+        assert_eq!(sorted(&p), vec![1, 3]);
     }
 
     proptest! {

@@ -50,6 +50,7 @@ impl Driver {
         };
         let (layout, held, tx, sink_job) = self.start_sink(writer, &progress);
         let mut picker = Picker::new(layout.count(), held);
+        picker.salt = salt(sw.config.host.as_str());
         let reporter = tokio::spawn(report(sw.clone(), self.task.digest.clone(), progress.subscribe()));
         let fed = self.swarm_loop(sw, layout, &mut picker, &tx).await;
         let ended = self.finish_sink(fed, tx, sink_job).await;
@@ -101,7 +102,10 @@ impl Driver {
                 limit: &sw.download_limit,
                 config: &sw.config.fetch,
             };
-            let (end, failures) = fetcher.run(digest, layout, picker, joined.parents, tx).await;
+            let (more_tx, mut more) = mpsc::channel(4);
+            let refresher = tokio::spawn(refresh_parents(sw.clone(), digest.clone(), self.task.subscribe(), more_tx));
+            let (end, failures) = fetcher.run(digest, layout, picker, joined.parents, &mut more, tx).await;
+            refresher.abort();
             for f in &failures {
                 let kind = match f.kind {
                     FailureKind::Corrupt => "corrupt",
@@ -136,6 +140,39 @@ impl Driver {
         Ok(())
     }
 }
+
+/// A node's salt for the picker's tie-break (FNV-1a of its host id).
+fn salt(host: &str) -> u64 {
+    host.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// While a fetch runs, ask the scheduler again every [`REFRESH`] for
+/// parents: peers that joined after us, or gained pieces since, become
+/// parents too, so children trade with each other instead of all waiting
+/// on the seed's upload.
+async fn refresh_parents(
+    sw: Arc<Swarm>,
+    task: Digest,
+    progress: watch::Receiver<Progress>,
+    more: mpsc::Sender<Vec<shoal_proto::ParentInfo>>,
+) {
+    loop {
+        tokio::time::sleep(REFRESH).await;
+        let have = {
+            let p = progress.borrow();
+            HaveState { pieces_done: p.pieces_done(), pieces_total: Some(p.pieces.len() as u32), complete: false }
+        };
+        if let Ok(j) = sw.join(&task, have).await
+            && !j.parents.is_empty()
+            && more.send(j.parents).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// How often a running fetch asks for more parents.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Tell the scheduler about progress as pieces land (at most every 200 ms),
 /// and about completion.
