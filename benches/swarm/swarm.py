@@ -444,6 +444,9 @@ host = "node-{i}"
 listen = "{node_ip(i)}:65003"
 certs_dir = "{os.path.join(pki, f"node-{i}")}"
 schedulers = ["{SCHED_IP}:65004"]
+# Keep uploads just under the shaped uplink: a full tbf queue delays the
+# ACKs of this node's own origin download behind 50 ms of piece data.
+upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
 ''')
         procs.append(spawn(st, ns, [args.shoal, "daemon", "--config", cfg],
                            os.path.join(mdir, f"daemon-{i}.log"), env=env))
@@ -544,6 +547,8 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--nodes", type=int, default=8)
     ap.add_argument("--rate", default="100mbit", help="each node's and the cache's upload and download (tc units)")
+    ap.add_argument("--upload-share", type=float, default=0.9,
+                    help="shoal's upload_rate as a share of --rate (keeps the uplink queue short)")
     ap.add_argument("--origin-rate", default=None, help="origin upload and download (default: --rate)")
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)

@@ -150,7 +150,13 @@ impl Scheduler {
             return Ok(JoinDecision { parents: Vec::new(), origin: OriginGrant::Wait { retry_after } });
         }
         let parents = self.choose_parents(now, t, h);
-        let granted = self.tasks[t].holds(h) || (!parents.iter().any(|p| p.complete) && self.try_grant(now, t, h));
+        // A complete copy on a live host means "wait for it", even when that
+        // host is at its upload cap for the moment (and so not offered):
+        // granting here would send the blob from the origin a second time.
+        let (hosts, ttl) = (&self.hosts, self.limits.ttl_ms);
+        let live_complete =
+            self.tasks[t].peers.iter().any(|p| p.complete && p.host != h && hosts[p.host].alive(now, ttl));
+        let granted = self.tasks[t].holds(h) || (!live_complete && self.try_grant(now, t, h));
         let origin = if granted {
             OriginGrant::Granted
         } else if parents.is_empty() {

@@ -94,7 +94,9 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
         advertise,
         labels,
         upload_capacity: s.upload_capacity.map(|b| b.0).unwrap_or(1_250_000_000),
-        max_uploads: s.max_uploads.unwrap_or(32),
+        // Few uploads at a time finish pieces that can be traded on; many
+        // slow ones (a seed serving every child at once) finish late together.
+        max_uploads: s.max_uploads.unwrap_or(16),
         fetch: Default::default(),
         // Room for three replicas' attempts (remote::ATTEMPT each).
         scheduler_deadline: Duration::from_secs(5),

@@ -71,7 +71,12 @@ enum Event {
 struct Parent {
     info: ParentInfo,
     view: ParentView,
+    /// Answered "busy" lately: leave it alone until then.
+    cool_until: Option<tokio::time::Instant>,
 }
+
+/// How long a parent that answered "busy" is left alone.
+const BUSY_COOLDOWN: Duration = Duration::from_millis(300);
 
 /// What a fetch needs from the node.
 pub struct Fetcher<'a> {
@@ -110,7 +115,16 @@ impl Fetcher<'_> {
             if picker.complete() {
                 break FetchEnd::Complete;
             }
-            let views: Vec<ParentView> = ps.iter().map(|p| p.view.clone()).collect();
+            let now = tokio::time::Instant::now();
+            let views: Vec<ParentView> = ps
+                .iter()
+                .map(|p| {
+                    let mut v = p.view.clone();
+                    v.excluded |= p.cool_until.is_some_and(|t| t > now);
+                    v
+                })
+                .collect();
+            let cooling = ps.iter().filter_map(|p| p.cool_until.filter(|&t| t > now)).min();
             let read = picker.missing().next().unwrap_or(0);
             for pick in picker.pick(&views, read) {
                 picker.started(pick.piece);
@@ -135,8 +149,10 @@ impl Fetcher<'_> {
             if inflight == 0 && ps.iter().all(|p| p.view.excluded) {
                 break FetchEnd::Stuck("every parent failed or left".into());
             }
+            // Wake when a busy parent may be asked again, if that is sooner.
+            let wait = cooling.map_or(self.config.idle, |t| (t - now).min(self.config.idle));
             let waited = tokio::select! {
-                ev = tokio::time::timeout(self.config.idle, rx.recv()) => ev,
+                ev = tokio::time::timeout(wait, rx.recv()) => ev,
                 Some(new) = more.recv() => {
                     self.add_parents(&mut ps, &mut watchers, new, task, count, &tx);
                     continue;
@@ -145,6 +161,7 @@ impl Fetcher<'_> {
             let ev = match waited {
                 Ok(Some(ev)) => ev,
                 Ok(None) => break FetchEnd::Stuck("no parents".into()),
+                Err(_) if cooling.is_some() => continue,
                 Err(_) if inflight == 0 => break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle)),
                 Err(_) => continue,
             };
@@ -177,8 +194,17 @@ impl Fetcher<'_> {
                     ps[i].view.inflight -= 1;
                     inflight -= 1;
                     picker.failed(piece);
-                    tracing::info!(parent = %ps[i].info.host, piece, ?kind, %detail, "piece from a parent failed");
+                    if detail == BUSY {
+                        tracing::debug!(parent = %ps[i].info.host, piece, "parent busy; asking others for a moment");
+                    } else {
+                        tracing::info!(parent = %ps[i].info.host, piece, ?kind, %detail, "piece from a parent failed");
+                    }
                     match kind {
+                        // Busy: it has the piece but no upload slot; ask it
+                        // for less at a time rather than forgetting pieces.
+                        FailureKind::Missing if detail == BUSY => {
+                            ps[i].cool_until = Some(tokio::time::Instant::now() + BUSY_COOLDOWN);
+                        }
                         FailureKind::Missing => {
                             let mut have = ps[i].view.have.clone();
                             let mut fresh = shoal_proto::Bitfield::new(count);
@@ -216,9 +242,16 @@ impl Fetcher<'_> {
             let i = ps.len();
             let job = watch(self.endpoint.clone(), self.me.clone(), info.clone(), task.clone(), i, tx.clone());
             watchers.0.push(tokio::spawn(job));
+            let key = info
+                .host
+                .as_str()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
             ps.push(Parent {
                 info,
+                cool_until: None,
                 view: ParentView {
+                    key,
                     have: shoal_proto::Bitfield::new(count),
                     inflight: 0,
                     max_inflight: self.config.per_parent,

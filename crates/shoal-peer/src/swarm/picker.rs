@@ -13,6 +13,10 @@ use shoal_proto::Bitfield;
 /// What the picker knows about one parent.
 #[derive(Debug, Clone)]
 pub struct ParentView {
+    /// A stable id of the parent (e.g. a hash of its host id), for spreading
+    /// requests: every child breaking ties the same way (say, toward the
+    /// complete seed listed first) turns the swarm into a star.
+    pub key: u64,
     /// Pieces the parent holds.
     pub have: Bitfield,
     /// Requests to it in flight.
@@ -114,6 +118,10 @@ impl Picker {
         rest.sort_unstable();
         order.extend(rest.into_iter().map(|(_, _, i)| i));
 
+        // A parent holding everything (a seed) counts as a little busier:
+        // it should serve what nobody else has, while children hand each
+        // other the rest, or its one uplink carries the whole swarm.
+        let seed_penalty: Vec<usize> = parents.iter().map(|p| if p.have.is_full() { 2 } else { 0 }).collect();
         let mut picks = Vec::new();
         for piece in order {
             if self.have[piece as usize] || self.inflight[piece as usize] {
@@ -121,7 +129,7 @@ impl Picker {
             }
             let best = (0..parents.len())
                 .filter(|&p| slots[p] > 0 && !parents[p].excluded && parents[p].have.get(piece))
-                .min_by_key(|&p| (load[p], p));
+                .min_by_key(|&p| (load[p] + seed_penalty[p], spread(self.salt ^ parents[p].key, piece), p));
             if let Some(p) = best {
                 slots[p] -= 1;
                 load[p] += 1;
@@ -143,7 +151,7 @@ mod tests {
     fn parent(pieces: u32, have: &[u32], max: usize) -> ParentView {
         let mut b = Bitfield::new(pieces);
         have.iter().for_each(|&i| b.set(i));
-        ParentView { have: b, inflight: 0, max_inflight: max, excluded: false }
+        ParentView { key: 0, have: b, inflight: 0, max_inflight: max, excluded: false }
     }
 
     #[test]
@@ -194,6 +202,18 @@ mod tests {
         assert_eq!(picks.len(), 8);
         assert_eq!(picks.iter().filter(|x| x.parent == 0).count(), 4);
         assert_eq!(picks.iter().filter(|x| x.parent == 1).count(), 4);
+    }
+
+    #[test]
+    fn children_are_preferred_over_a_seed_for_pieces_both_hold() {
+        // Piece 0 is missing; the seed (everything) and a child both hold it.
+        let parents = [parent(2, &[0, 1], 4), parent(2, &[0], 4)];
+        for salt in 0..32 {
+            let mut p = Picker::new(2, [1]);
+            p.salt = salt;
+            let picks = p.pick(&parents, 0);
+            assert_eq!(picks, vec![Pick { parent: 1, piece: 0 }], "salt {salt}: the child, not the seed");
+        }
     }
 
     #[test]

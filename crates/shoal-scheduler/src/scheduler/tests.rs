@@ -137,14 +137,21 @@ fn completing_frees_the_grant_and_a_complete_peer_never_gets_one() {
 }
 
 #[test]
-fn a_joiner_without_a_usable_complete_parent_may_take_the_grant() {
+fn a_busy_complete_seed_is_waited_for_not_bypassed() {
     let mut s = sched(&["seed", "b", "c"]);
     let t = task(1);
     join(&mut s, T0, "seed", &t, Have::complete(10));
     s.heartbeat(T0, &id("seed"), Load { busy: true, ..Load::default() }).unwrap();
-    // The only complete peer is busy: the origin is the way.
+    // The only complete peer is at its upload cap: not offered, but the
+    // blob is in the swarm, so the origin is not asked for it again.
     let d = join(&mut s, T0, "b", &t, Have::NOTHING);
-    assert_eq!((d.parents.len(), d.origin), (0, OriginGrant::Granted));
+    assert_eq!(d.parents.len(), 0);
+    assert!(matches!(d.origin, OriginGrant::Wait { .. }), "{:?}", d.origin);
+    // Once the seed is gone (expired), the origin is the way.
+    s.heartbeat(at(20), &id("b"), Load::default()).unwrap();
+    s.tick(at(31));
+    let d = join(&mut s, at(31), "b", &t, Have::NOTHING);
+    assert_eq!(d.origin, OriginGrant::Granted);
 }
 
 #[test]
@@ -362,7 +369,10 @@ fn offers_count_as_uploads_until_the_next_heartbeat() {
     assert_eq!(parents(&join(&mut s, T0, "b", &t, Have::NOTHING)), ["p"]);
     let d = join(&mut s, T0, "c", &t, Have::NOTHING);
     assert!(d.parents.is_empty(), "p has two offers out and two slots");
-    assert_eq!(d.origin, OriginGrant::Granted, "no usable complete parent: c may fetch");
+    assert!(
+        matches!(d.origin, OriginGrant::Wait { .. }),
+        "a complete copy is in the swarm: c waits for a slot rather than asking the origin"
+    );
     s.heartbeat(at(1), &id("p"), Load { uploads: 1, ..Load::default() }).unwrap();
     assert_eq!(parents(&join(&mut s, at(1), "c", &t, Have::NOTHING)), ["p"]);
 }
