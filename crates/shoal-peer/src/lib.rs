@@ -136,6 +136,7 @@ pub async fn run(
             limit: node.upload_limit.clone(),
             deadline: node.config.fetch.piece_deadline,
             metrics: metrics.clone(),
+            swarm: node.clone(),
         };
         swarm_jobs.push(tokio::spawn(server.run(node.endpoint.clone(), stop.clone())));
         swarm_jobs.push(tokio::spawn(node.clone().heartbeats(store.clone(), *heartbeat, stop.clone())));

@@ -153,9 +153,13 @@ impl Scheduler {
         // A complete copy on a live host means "wait for it", even when that
         // host is at its upload cap for the moment (and so not offered):
         // granting here would send the blob from the origin a second time.
-        let (hosts, ttl) = (&self.hosts, self.limits.ttl_ms);
-        let live_complete =
-            self.tasks[t].peers.iter().any(|p| p.complete && p.host != h && hosts[p.host].alive(now, ttl));
+        // A copy with failures reported against it (a rotten piece, say) does
+        // not count: its holder may have dropped it.
+        let (hosts, ttl, memory) = (&self.hosts, self.limits.ttl_ms, self.limits.failure_ms);
+        let live_complete = self.tasks[t]
+            .peers
+            .iter()
+            .any(|p| p.complete && p.host != h && hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) == 0);
         let granted = self.tasks[t].holds(h) || (!live_complete && self.try_grant(now, t, h));
         let origin = if granted {
             OriginGrant::Granted

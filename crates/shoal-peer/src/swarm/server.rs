@@ -36,6 +36,8 @@ pub struct PieceServer {
     pub deadline: Duration,
     /// Counters.
     pub metrics: crate::Metrics,
+    /// Our swarm membership (to leave a task whose copy went bad).
+    pub swarm: Arc<super::Swarm>,
 }
 
 impl PieceServer {
@@ -228,10 +230,13 @@ impl PieceServer {
         }
     }
 
+    /// A stored piece failed its check: drop the blob (it is fetched again
+    /// when next asked for) and tell the scheduler we no longer hold it.
     async fn drop_corrupt(&self, task: &Digest) {
         let store = self.tasks.store().clone();
         let d = task.clone();
         let _ = tokio::task::spawn_blocking(move || store.remove_blob(&d)).await;
+        self.swarm.leave(task).await;
     }
 }
 

@@ -147,6 +147,11 @@ fn a_busy_complete_seed_is_waited_for_not_bypassed() {
     let d = join(&mut s, T0, "b", &t, Have::NOTHING);
     assert_eq!(d.parents.len(), 0);
     assert!(matches!(d.origin, OriginGrant::Wait { .. }), "{:?}", d.origin);
+    // A complete copy that failed a child is no reason to wait.
+    s.piece_failed(T0, &id("c"), &t, &id("seed"), 3).unwrap();
+    let d = join(&mut s, T0, "c", &t, Have::NOTHING);
+    assert_eq!(d.origin, OriginGrant::Granted, "the seed's copy is suspect: c may fetch");
+    s.leave(T0, &id("c"), &t);
     // Once the seed is gone (expired), the origin is the way.
     s.heartbeat(at(20), &id("b"), Load::default()).unwrap();
     s.tick(at(31));
