@@ -115,6 +115,15 @@ async fn a_corrupted_piece_on_one_peers_disk_is_never_passed_on() {
     let a = Daemon::start_peer(&o.front, cluster.peer("node-a")).await;
     let (status, _, body) = get_all(&a.blob_url("swarm/app", &d), None).await.unwrap();
     assert_eq!((status, body == data), (200, true));
+    // The blob is recorded complete (and renamed) right after its last byte
+    // is verified and sent: wait for that before touching the file.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while a.status().await["store"]["complete_blobs"] != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("A's store records the blob complete");
     // Rot one byte of piece 2 in A's store.
     let hex = d.strip_prefix("sha256:").unwrap();
     let file = a.dir.path().join("store/blobs/sha256").join(hex);
