@@ -124,7 +124,13 @@ async fn by_tag(m: &Mirror, ctx: Ctx, repo: RepoName, tag: String) -> Response {
 /// The origin could not be reached or failed on its side (not a refusal).
 fn unreachable(e: &OriginError) -> bool {
     match e {
-        OriginError::Connect { .. } | OriginError::Timeout { .. } | OriginError::Stalled { .. } => true,
+        // A pooled connection to an origin that just went away fails as
+        // `Transport` (or a cut body), not as a refused connect.
+        OriginError::Connect { .. }
+        | OriginError::Timeout { .. }
+        | OriginError::Stalled { .. }
+        | OriginError::Transport { .. }
+        | OriginError::BodyTooShort { .. } => true,
         OriginError::Status { status, .. } => *status >= 500,
         _ => false,
     }
