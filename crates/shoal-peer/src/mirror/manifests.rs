@@ -121,19 +121,11 @@ async fn by_tag(m: &Mirror, ctx: Ctx, repo: RepoName, tag: String) -> Response {
     }
 }
 
-/// The origin could not be reached or failed on its side (not a refusal).
+/// The origin could not answer now (down, cut off, overloaded), as opposed
+/// to refusing: the origin client's own classification of retryable
+/// failures, so the two never drift apart.
 fn unreachable(e: &OriginError) -> bool {
-    match e {
-        // A pooled connection to an origin that just went away fails as
-        // `Transport` (or a cut body), not as a refused connect.
-        OriginError::Connect { .. }
-        | OriginError::Timeout { .. }
-        | OriginError::Stalled { .. }
-        | OriginError::Transport { .. }
-        | OriginError::BodyTooShort { .. } => true,
-        OriginError::Status { status, .. } => *status >= 500,
-        _ => false,
-    }
+    e.is_retryable()
 }
 
 fn mismatch(m: &Mirror, registry: &str, expected: &Digest, actual: &Digest) -> Response {
