@@ -11,12 +11,14 @@
 //! - [`scheduler`]: peer -> scheduler requests and their answers.
 //! - [`peer`]: peer <-> peer requests, piece headers and availability
 //!   events.
+//! - [`prewarm`]: prewarm jobs the scheduler runs on chosen nodes.
 #![warn(missing_docs)]
 
 pub mod bitfield;
 pub mod frame;
 pub mod hello;
 pub mod peer;
+pub mod prewarm;
 pub mod scheduler;
 
 pub use bitfield::Bitfield;
@@ -25,6 +27,7 @@ pub use hello::{
     Hello, HelloError, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION, VersionMismatch, hello_client, hello_server,
 };
 pub use peer::{PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply};
+pub use prewarm::{ImageProgress, NodeJob, NodeJobState, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec};
 pub use scheduler::{
     FailureKind, HaveState, HostLabels, HostLoad, OriginGrant, ParentInfo, SchedError, SchedErrorCode,
     SchedulerRequest, SchedulerResponse,

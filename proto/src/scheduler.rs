@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 
 use shoal_core::{Digest, HostId};
 
+use crate::prewarm::{ImageProgress, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec};
+
 /// Where a host sits, for locality.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostLabels {
@@ -118,6 +120,41 @@ pub enum SchedulerRequest {
         /// The task.
         task: Digest,
     },
+    /// Run a prewarm job on the nodes `selector` picks (sent to the
+    /// replica that owns `job`, see [`crate::prewarm::job_route`]).
+    SubmitPrewarm {
+        /// The submitting host.
+        host: HostId,
+        /// A fresh job id, made by the submitter.
+        job: String,
+        /// What to warm.
+        spec: PrewarmSpec,
+        /// Where.
+        selector: NodeSelector,
+    },
+    /// Which prewarm jobs should this host run? (Sent to every replica.)
+    PollPrewarm {
+        /// The host.
+        host: HostId,
+    },
+    /// Progress of this host on a prewarm job.
+    ReportPrewarm {
+        /// The host.
+        host: HostId,
+        /// The job.
+        job: String,
+        /// Each image's progress.
+        images: Vec<ImageProgress>,
+        /// The host is done with the job (every image finished or failed).
+        finished: bool,
+    },
+    /// Where a prewarm job stands.
+    PrewarmStatus {
+        /// The asking host.
+        host: HostId,
+        /// The job.
+        job: String,
+    },
 }
 
 /// A parent offered to a joining peer.
@@ -157,6 +194,9 @@ pub enum SchedErrorCode {
     BadRequest,
     /// Anything else.
     Internal,
+    /// The named prewarm job is not known (never submitted, expired, or
+    /// its replica restarted).
+    NotFound,
 }
 
 /// An error answer.
@@ -188,6 +228,18 @@ pub enum SchedulerResponse {
     },
     /// The request failed.
     Error(SchedError),
+    /// Answer to `SubmitPrewarm`: the nodes picked.
+    PrewarmSubmitted {
+        /// The nodes that will run the job.
+        nodes: Vec<HostId>,
+    },
+    /// Answer to `PollPrewarm`.
+    PrewarmAssignments {
+        /// Jobs naming the host that it has not finished.
+        jobs: Vec<PrewarmAssignment>,
+    },
+    /// Answer to `PrewarmStatus`.
+    PrewarmJob(PrewarmJob),
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use shoal_proto::{
     SchedulerRequest, SchedulerResponse,
 };
 
+use crate::jobs::JobError;
 use crate::scheduler::Scheduler;
 use crate::time::{Millis, as_ms};
 use crate::types::{Have, HostInfo, JoinDecision, Labels, Load, OriginGrant, Parent, SchedError};
@@ -26,7 +27,8 @@ pub struct Handled {
     /// The answer to send.
     pub response: SchedulerResponse,
     /// The request kind (`register`, `heartbeat`, `join`, `progress`,
-    /// `piece_failed`, `leave`): a metrics label.
+    /// `piece_failed`, `leave`, `prewarm_submit`, `prewarm_poll`,
+    /// `prewarm_report`, `prewarm_status`): a metrics label.
     pub kind: &'static str,
     /// A join took an origin grant the host did not hold before.
     pub new_grant: bool,
@@ -86,9 +88,23 @@ pub fn handle_detailed(
             core.leave(now, &host, &task);
             Ok(ack())
         }
+        SchedulerRequest::SubmitPrewarm { host, job, spec, selector } => core
+            .submit_prewarm(now, &host, job, spec, &selector)
+            .map(|nodes| SchedulerResponse::PrewarmSubmitted { nodes }),
+        SchedulerRequest::PollPrewarm { host } => {
+            core.poll_prewarm(now, &host).map(|jobs| SchedulerResponse::PrewarmAssignments { jobs })
+        }
+        SchedulerRequest::ReportPrewarm { host, job, images, finished } => {
+            core.report_prewarm(now, &host, &job, images, finished).map(|()| ack())
+        }
+        SchedulerRequest::PrewarmStatus { host: _, job } => {
+            core.prewarm_status(now, &job).map(SchedulerResponse::PrewarmJob)
+        }
     };
     let response = result.unwrap_or_else(|e| match e {
         SchedError::UnknownHost(_) => error(SchedErrorCode::UnknownHost, e.to_string()),
+        SchedError::Job(JobError::NotFound(_)) => error(SchedErrorCode::NotFound, e.to_string()),
+        SchedError::Job(_) => error(SchedErrorCode::BadRequest, e.to_string()),
     });
     Handled { response, kind, new_grant }
 }
@@ -107,7 +123,11 @@ pub fn request_host(req: &SchedulerRequest) -> &HostId {
         | SchedulerRequest::Join { host, .. }
         | SchedulerRequest::Progress { host, .. }
         | SchedulerRequest::PieceFailed { host, .. }
-        | SchedulerRequest::Leave { host, .. } => host,
+        | SchedulerRequest::Leave { host, .. }
+        | SchedulerRequest::SubmitPrewarm { host, .. }
+        | SchedulerRequest::PollPrewarm { host }
+        | SchedulerRequest::ReportPrewarm { host, .. }
+        | SchedulerRequest::PrewarmStatus { host, .. } => host,
     }
 }
 
@@ -120,17 +140,22 @@ pub fn request_kind(req: &SchedulerRequest) -> &'static str {
         SchedulerRequest::Progress { .. } => "progress",
         SchedulerRequest::PieceFailed { .. } => "piece_failed",
         SchedulerRequest::Leave { .. } => "leave",
+        SchedulerRequest::SubmitPrewarm { .. } => "prewarm_submit",
+        SchedulerRequest::PollPrewarm { .. } => "prewarm_poll",
+        SchedulerRequest::ReportPrewarm { .. } => "prewarm_report",
+        SchedulerRequest::PrewarmStatus { .. } => "prewarm_status",
     }
 }
 
 /// The answer's outcome, as a metrics label: `ok`, `unknown_host`,
-/// `bad_request` or `internal`.
+/// `bad_request`, `not_found` or `internal`.
 pub fn response_result(resp: &SchedulerResponse) -> &'static str {
     match resp {
         SchedulerResponse::Error(e) => match e.code {
             SchedErrorCode::UnknownHost => "unknown_host",
             SchedErrorCode::BadRequest => "bad_request",
             SchedErrorCode::Internal => "internal",
+            SchedErrorCode::NotFound => "not_found",
         },
         _ => "ok",
     }

@@ -16,6 +16,7 @@
 //!   (peer, task)) and their indexes.
 //! - [`types`]: the values going in and out; [`config`]: the knobs;
 //!   [`time`]: [`Millis`], time as the caller passes it in.
+//! - [`jobs`]: prewarm jobs: node selection and each node's state.
 //! - [`handler`]: one `shoal_proto` request in, one answer out.
 //! - [`rendezvous`]: which replica owns a task.
 //! - [`service`]: [`SchedulerService`] (server), [`SchedulerClient`]
@@ -47,6 +48,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod jobs;
 pub mod rendezvous;
 pub mod scheduler;
 pub mod select;

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use shoal_core::{Digest, HostId};
 
 use crate::config::SchedulerConfig;
+use crate::jobs::{HostView, JobLimits, Jobs};
 use crate::select::{self, Limits, Pick};
 use crate::state::{
     EntryIndex, FailureLog, Host, HostSlot, Interner, NO_LABEL, PeerEntry, Slab, Task, TaskSlot, entry_key, map_bytes,
@@ -61,6 +62,7 @@ pub struct Scheduler {
     pending: Vec<Expired>,
     grants: usize,
     picks: Vec<Pick>,
+    jobs: Jobs,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -93,6 +95,7 @@ impl Scheduler {
             pending: Vec::new(),
             grants: 0,
             picks: Vec::new(),
+            jobs: Jobs::new(JobLimits::default()),
         }
     }
 
@@ -218,6 +221,61 @@ impl Scheduler {
         if let Some(&i) = self.index.get(&entry_key(t, h)) {
             self.remove_entry(t, h, i as usize, true);
         }
+    }
+
+    /// Starts prewarm job `job`, submitted by `host`, on the live hosts
+    /// `selector` picks (rules in [`crate::jobs`]); returns them.
+    pub fn submit_prewarm(
+        &mut self,
+        now: Millis,
+        host: &HostId,
+        job: String,
+        spec: shoal_proto::PrewarmSpec,
+        selector: &shoal_proto::NodeSelector,
+    ) -> Result<Vec<HostId>, SchedError> {
+        self.touch(now, host)?;
+        let ttl = self.limits.ttl_ms;
+        let live: Vec<HostView<'_>> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.alive(now, ttl))
+            .map(|(_, h)| HostView { id: &h.info.id, labels: &h.info.labels })
+            .collect();
+        Ok(self.jobs.submit(now, job, spec, selector, &live)?)
+    }
+
+    /// The prewarm jobs `host` should run now.
+    pub fn poll_prewarm(
+        &mut self,
+        now: Millis,
+        host: &HostId,
+    ) -> Result<Vec<shoal_proto::PrewarmAssignment>, SchedError> {
+        self.touch(now, host)?;
+        Ok(self.jobs.poll(host))
+    }
+
+    /// Records `host`'s progress on prewarm job `job`.
+    pub fn report_prewarm(
+        &mut self,
+        now: Millis,
+        host: &HostId,
+        job: &str,
+        images: Vec<shoal_proto::ImageProgress>,
+        finished: bool,
+    ) -> Result<(), SchedError> {
+        self.touch(now, host)?;
+        self.jobs.report(now, host, job, images, finished);
+        Ok(())
+    }
+
+    /// Where prewarm job `job` stands.
+    pub fn prewarm_status(&self, now: Millis, job: &str) -> Result<shoal_proto::PrewarmJob, SchedError> {
+        Ok(self.jobs.status(now, job)?)
+    }
+
+    /// Prewarm jobs held, and those not finished.
+    pub fn prewarm_jobs(&self) -> (usize, usize) {
+        (self.jobs.len(), self.jobs.active())
     }
 
     /// Forgets a host (it shut down cleanly): as if it had expired.

@@ -176,4 +176,7 @@ pub enum SchedError {
     /// expired): it should register and re-join its tasks.
     #[error("host {0} is not registered: register and re-join")]
     UnknownHost(HostId),
+    /// A prewarm job was refused or is not known.
+    #[error(transparent)]
+    Job(#[from] crate::jobs::JobError),
 }

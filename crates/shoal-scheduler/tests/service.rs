@@ -285,3 +285,48 @@ async fn replicas_can_be_given_as_names() {
     assert!(err.to_string().contains("scheduler address sched:"), "{err}");
     sched.kill().await;
 }
+
+#[tokio::test]
+async fn prewarm_jobs_live_on_their_owner_and_every_poll_sees_them() {
+    use shoal_proto::{NodeSelector, PrewarmSpec, prewarm::job_route};
+    let ca = new_ca("cluster").unwrap();
+    let one = Replica::start(&ca, "sched-1", SchedulerConfig::default(), ServiceConfig::default());
+    let two = Replica::start(&ca, "sched-2", SchedulerConfig::default(), ServiceConfig::default());
+    let replicas = vec![one.addr, two.addr];
+    let (a, a_addr) = peer(&ca, "node-a", replicas.clone());
+    a.call(None, register("node-a", a_addr)).await.unwrap();
+    // Jobs with ids owned by each replica.
+    let mut owned = [None, None];
+    for i in 0..64 {
+        let id = format!("pw-{i}");
+        let slot = usize::from(rendezvous(&replicas, job_route(&id).to_string().as_bytes())[0] != one.addr);
+        owned[slot].get_or_insert(id);
+    }
+    let [Some(first), Some(second)] = owned else { panic!("64 ids all hash to one replica") };
+    for id in [&first, &second] {
+        let req = SchedulerRequest::SubmitPrewarm {
+            host: host("node-a"),
+            job: id.clone(),
+            spec: PrewarmSpec { images: vec!["img:1".into()], platforms: vec![] },
+            selector: NodeSelector::All,
+        };
+        let resp = a.call(Some(&job_route(id)), req).await.unwrap();
+        assert_eq!(resp, SchedulerResponse::PrewarmSubmitted { nodes: vec![host("node-a")] });
+    }
+    assert_eq!(one.service.core().lock().unwrap().prewarm_jobs(), (1, 1));
+    assert_eq!(two.service.core().lock().unwrap().prewarm_jobs(), (1, 1));
+    // One poll, broadcast, returns both replicas' jobs.
+    let resp = a.call(None, SchedulerRequest::PollPrewarm { host: host("node-a") }).await.unwrap();
+    let SchedulerResponse::PrewarmAssignments { jobs } = resp else { panic!("{resp:?}") };
+    let mut got: Vec<&str> = jobs.iter().map(|j| j.job.as_str()).collect();
+    got.sort_unstable();
+    let mut want = vec![first.as_str(), second.as_str()];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    // Status goes to the owner.
+    let status = SchedulerRequest::PrewarmStatus { host: host("node-a"), job: first.clone() };
+    let resp = a.call(Some(&job_route(&first)), status).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::PrewarmJob(ref j) if j.job == first), "{resp:?}");
+    one.kill().await;
+    two.kill().await;
+}

@@ -195,3 +195,40 @@ fn the_heartbeat_interval_has_a_floor() {
     let c = Scheduler::new(SchedulerConfig { host_ttl: Duration::from_millis(600), ..SchedulerConfig::default() });
     assert_eq!(heartbeat_interval(&c), Duration::from_secs(1));
 }
+
+#[test]
+fn prewarm_jobs_round_trip_through_the_handler() {
+    use shoal_proto::{NodeJobState, NodeSelector, PrewarmSpec};
+    let mut c = core();
+    handle(&mut c, T0, register("a", 1), None);
+    handle(&mut c, T0, register("b", 2), None);
+    let spec = PrewarmSpec { images: vec!["nginx:1".into()], platforms: vec![] };
+    let submit = |selector| SchedulerRequest::SubmitPrewarm {
+        host: host("a"),
+        job: "pw-1".into(),
+        spec: spec.clone(),
+        selector,
+    };
+    let resp = handle(&mut c, T0, submit(NodeSelector::Labels(vec![("zone".into(), "z".into())])), None);
+    assert_eq!(code(&resp), Some(SchedErrorCode::BadRequest));
+    let resp = handle(&mut c, T0, submit(NodeSelector::All), None);
+    assert_eq!(resp, SchedulerResponse::PrewarmSubmitted { nodes: vec![host("a"), host("b")] });
+    let resp = handle(&mut c, T0, SchedulerRequest::PollPrewarm { host: host("b") }, Some(&host("b")));
+    let SchedulerResponse::PrewarmAssignments { jobs } = resp else { panic!("{resp:?}") };
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].job, "pw-1");
+    let report =
+        SchedulerRequest::ReportPrewarm { host: host("b"), job: "pw-1".into(), images: vec![], finished: true };
+    // A peer reports only for itself.
+    assert_eq!(code(&handle(&mut c, T0, report.clone(), Some(&host("a")))), Some(SchedErrorCode::BadRequest));
+    assert_eq!(handle(&mut c, T0, report, Some(&host("b"))), SchedulerResponse::Ack);
+    let status = SchedulerRequest::PrewarmStatus { host: host("a"), job: "pw-1".into() };
+    let SchedulerResponse::PrewarmJob(job) = handle(&mut c, T0, status, None) else { panic!() };
+    assert_eq!(job.nodes[1].state, NodeJobState::Done);
+    assert_eq!(job.nodes[0].state, NodeJobState::Queued);
+    let missing = SchedulerRequest::PrewarmStatus { host: host("a"), job: "nope".into() };
+    assert_eq!(code(&handle(&mut c, T0, missing, None)), Some(SchedErrorCode::NotFound));
+    // An unregistered host is told to register.
+    let poll = SchedulerRequest::PollPrewarm { host: host("zz") };
+    assert_eq!(code(&handle(&mut c, T0, poll, None)), Some(SchedErrorCode::UnknownHost));
+}

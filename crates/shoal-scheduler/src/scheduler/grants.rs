@@ -24,6 +24,8 @@ impl Scheduler {
         }
         self.revoke_stalled(now, &mut out);
         self.fill_grants(now, &mut out);
+        let host_ids = &self.host_ids;
+        self.jobs.tick(now, |h| host_ids.contains_key(h));
         out
     }
 

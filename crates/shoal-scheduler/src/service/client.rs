@@ -16,8 +16,9 @@
 //!   because every replica must know the host before it can answer that
 //!   host's joins for the tasks it owns. The answer
 //!   returned is `UnknownHost` if any replica gave it (so the peer
-//!   registers again, everywhere), else that of the first replica in
-//!   rendezvous order of the host id that answered.
+//!   registers again, everywhere), else, for a prewarm poll, every
+//!   replica's jobs together (each owns its own), else that of the first
+//!   replica in rendezvous order of the host id that answered.
 //!
 //! Replica lists: give addresses, or a name with a port
 //! ([`SchedulerClient::resolve`]). A Kubernetes headless Service's DNS name
@@ -300,7 +301,7 @@ impl SchedulerClient {
                 .position(|a| matches!(a, SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost));
             let answer = match unknown {
                 Some(i) => Some(answers.swap_remove(i)),
-                None => answers.into_iter().next(),
+                None => merge(answers),
             };
             if answer.is_some() {
                 return answer;
@@ -343,6 +344,26 @@ impl SchedulerClient {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// One answer from several replicas' answers to a host-level request: the
+/// prewarm jobs of all of them (each replica owns its own jobs), else the
+/// first.
+fn merge(answers: Vec<SchedulerResponse>) -> Option<SchedulerResponse> {
+    if answers.len() > 1 && answers.iter().all(|a| matches!(a, SchedulerResponse::PrewarmAssignments { .. })) {
+        let mut all = Vec::new();
+        for a in answers {
+            if let SchedulerResponse::PrewarmAssignments { jobs } = a {
+                for j in jobs {
+                    if !all.iter().any(|x: &shoal_proto::PrewarmAssignment| x.job == j.job) {
+                        all.push(j);
+                    }
+                }
+            }
+        }
+        return Some(SchedulerResponse::PrewarmAssignments { jobs: all });
+    }
+    answers.into_iter().next()
 }
 
 /// Resolves each of `names` (host:port) to its addresses; all of them,
