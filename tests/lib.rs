@@ -6,8 +6,12 @@
 //! The helpers here assemble those parts; each test file is one scenario.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use shoal_testkit::{Containerd, CountingFront, ImageSpec, PushedImage, Registry, ShoalDaemon, write_hosts_toml};
+use shoal_testkit::{
+    ChildGuard, Containerd, CountingFront, ImageSpec, PushedImage, Registry, ShoalDaemon, free_port, shoal_bin,
+    wait_http_status, write_hosts_toml,
+};
 
 /// An origin registry, a front counting its traffic, and a pushed image.
 pub struct Origin {
@@ -82,4 +86,88 @@ pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().expect("temp dir");
     let p = t.path().join("data");
     (t, p)
+}
+
+/// The cluster CA and a certificate directory per host.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    ca: shoal_transport::CaBundle,
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+impl Pki {
+    /// A fresh CA in a temp dir.
+    pub fn new() -> Pki {
+        Pki { dir: tempfile::tempdir().unwrap(), ca: shoal_transport::new_ca("e2e cluster").unwrap() }
+    }
+
+    /// Issue `host`'s certificate into its own directory.
+    pub fn certs(&self, host: &str) -> PathBuf {
+        let dir = self.dir.path().join(host);
+        let node = shoal_transport::issue(&self.ca, host, &[]).unwrap();
+        shoal_transport::write_node(&dir, host, &node, &self.ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
+            .unwrap();
+        dir
+    }
+}
+
+/// A `shoal scheduler` process on free loopback ports.
+pub struct SchedulerProcess {
+    /// The process.
+    pub child: ChildGuard,
+    /// Its QUIC address.
+    pub quic: String,
+    _logs: tempfile::TempDir,
+}
+
+impl SchedulerProcess {
+    /// Start one with `name`'s certificate.
+    pub async fn start(pki: &Pki, name: &str) -> SchedulerProcess {
+        let quic = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let logs = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(shoal_bin().unwrap());
+        cmd.args(["scheduler", "--listen", &quic, "--metrics-listen", &metrics, "--certs-dir"])
+            .arg(pki.certs(name))
+            .env("RUST_LOG", "info");
+        let mut child = ChildGuard::spawn(name, cmd, logs.path()).unwrap();
+        wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(20), |s| s == 200, Some(&mut child))
+            .await
+            .unwrap();
+        SchedulerProcess { child, quic, _logs: logs }
+    }
+}
+
+/// The `[swarm]` section of a daemon `host` that uses `schedulers`, with
+/// extra lines (`zone = "a"`).
+pub fn swarm_toml(pki: &Pki, host: &str, schedulers: &[&SchedulerProcess], swarm_extra: &str) -> String {
+    let list: Vec<String> = schedulers.iter().map(|s| format!("{:?}", s.quic)).collect();
+    format!(
+        "[swarm]\nenabled = true\nhost = {host:?}\nlisten = \"127.0.0.1:0\"\ncerts_dir = {:?}\nschedulers = [{}]\n{swarm_extra}\n",
+        pki.certs(host).display().to_string(),
+        list.join(", ")
+    )
+}
+
+/// A `shoal daemon --swarm` as `host`, pulling from `origin`, with extra
+/// lines for its `[swarm]` section (`zone = "a"`).
+pub async fn swarm_peer(
+    origin: &Origin,
+    pki: &Pki,
+    host: &str,
+    schedulers: &[&SchedulerProcess],
+    swarm_extra: &str,
+) -> ShoalDaemon {
+    ShoalDaemon::builder()
+        .default_registry(&origin.front.host())
+        .registry(&origin.front.host(), &origin.front.url())
+        .config_toml(&swarm_toml(pki, host, schedulers, swarm_extra))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("start {host}: {e}"))
 }

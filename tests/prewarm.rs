@@ -74,3 +74,27 @@ async fn failures_name_the_image_and_the_cause() {
     assert!(lines.iter().any(|l| l.contains(&private) && l.contains("refused the credentials")), "{stderr}");
     assert!(lines.iter().any(|l| l.contains(&missing)), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_nodes_need_a_swarm() {
+    let origin = Origin::start().await;
+    origin.push_image("e2e/solo:v1", &[1 << 20], None).await;
+    let shoal = shoal_for(&origin.front, None, "").await;
+    let reference = format!("{}/e2e/solo:v1", origin.front.host());
+    let out = tokio::process::Command::new(shoal_bin().unwrap())
+        .args(["prewarm", "--mirror", &shoal.mirror_url(), "--admin", &shoal.metrics_url(), "--all-nodes", &reference])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("this daemon is not in a swarm"), "{stderr}");
+    // --wait without a node option is a usage error.
+    let out = tokio::process::Command::new(shoal_bin().unwrap())
+        .args(["prewarm", "--mirror", &shoal.mirror_url(), "--wait", &reference])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--wait follows a job on other nodes"));
+}

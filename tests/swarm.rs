@@ -4,73 +4,12 @@
 //! bytes are measured at the origin. The scheduler is killed mid-pull, and
 //! one of two replicas dies: every pull still ends with the right bytes.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use shoal_e2e::Origin;
-use shoal_testkit::{ChildGuard, ShoalDaemon, free_port, random_bytes, sha256_digest, shoal_bin, wait_http_status};
+use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, swarm_peer};
+use shoal_testkit::{ShoalDaemon, random_bytes, sha256_digest};
 
 const MIB: usize = 1 << 20;
-
-/// The cluster CA and a certificate directory per host.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: shoal_transport::CaBundle,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        Pki { dir: tempfile::tempdir().unwrap(), ca: shoal_transport::new_ca("e2e cluster").unwrap() }
-    }
-
-    fn certs(&self, host: &str) -> PathBuf {
-        let dir = self.dir.path().join(host);
-        let node = shoal_transport::issue(&self.ca, host, &[]).unwrap();
-        shoal_transport::write_node(&dir, host, &node, &self.ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
-            .unwrap();
-        dir
-    }
-}
-
-/// A `shoal scheduler` process on free loopback ports.
-struct Scheduler {
-    child: ChildGuard,
-    quic: String,
-    _logs: tempfile::TempDir,
-}
-
-impl Scheduler {
-    async fn start(pki: &Pki, name: &str) -> Scheduler {
-        let quic = format!("127.0.0.1:{}", free_port());
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let logs = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new(shoal_bin().unwrap());
-        cmd.args(["scheduler", "--listen", &quic, "--metrics-listen", &metrics, "--certs-dir"])
-            .arg(pki.certs(name))
-            .env("RUST_LOG", "info");
-        let mut child = ChildGuard::spawn(name, cmd, logs.path()).unwrap();
-        wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(20), |s| s == 200, Some(&mut child))
-            .await
-            .unwrap();
-        Scheduler { child, quic, _logs: logs }
-    }
-}
-
-async fn peer(origin: &Origin, pki: &Pki, host: &str, schedulers: &[&Scheduler]) -> ShoalDaemon {
-    let list: Vec<String> = schedulers.iter().map(|s| format!("{:?}", s.quic)).collect();
-    let swarm = format!(
-        "[swarm]\nenabled = true\nhost = {host:?}\nlisten = \"127.0.0.1:0\"\ncerts_dir = {:?}\nschedulers = [{}]\n",
-        pki.certs(host).display().to_string(),
-        list.join(", ")
-    );
-    ShoalDaemon::builder()
-        .default_registry(&origin.front.host())
-        .registry(&origin.front.host(), &origin.front.url())
-        .config_toml(&swarm)
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("start {host}: {e}"))
-}
 
 async fn pull_all(peers: &[ShoalDaemon], digest: &str) -> Vec<Vec<u8>> {
     let jobs: Vec<_> = peers
@@ -120,7 +59,7 @@ async fn daemons_share_a_blob_through_a_scheduler_process() {
     let sched = Scheduler::start(&pki, "scheduler-0").await;
     let mut peers = Vec::new();
     for i in 0..3 {
-        peers.push(peer(&origin, &pki, &format!("node-{i}"), &[&sched]).await);
+        peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&sched], "").await);
     }
     let bodies = pull_all(&peers, &d).await;
     check(&bodies, &data, &d);
@@ -140,7 +79,7 @@ async fn killing_the_scheduler_mid_pull_still_ends_with_correct_blobs() {
     let mut sched = Scheduler::start(&pki, "scheduler-0").await;
     let mut peers = Vec::new();
     for i in 0..3 {
-        peers.push(peer(&origin, &pki, &format!("node-{i}"), &[&sched]).await);
+        peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&sched], "").await);
     }
     let pulls = tokio::spawn({
         let urls: Vec<String> = peers.iter().map(|p| format!("{}/v2/e2e/blob/blobs/{d}", p.mirror_url())).collect();
@@ -170,7 +109,7 @@ async fn one_of_two_scheduler_replicas_dies() {
     let mut b = Scheduler::start(&pki, "scheduler-b").await;
     let mut peers = Vec::new();
     for i in 0..3 {
-        peers.push(peer(&origin, &pki, &format!("node-{i}"), &[&a, &b]).await);
+        peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&a, &b], "").await);
     }
     b.child.kill_now().unwrap();
     let bodies = pull_all(&peers, &d).await;

@@ -5,7 +5,8 @@
 //! - [`mirror`]: the registry endpoint containerd pulls through.
 //! - [`task`]: blob downloads shared by every request for a digest, with
 //!   retries, piece hashing and whole-blob verification.
-//! - [`admin`]: `/metrics`, health and `/api/v1/status`.
+//! - [`admin`]: `/metrics`, health, `/api/v1/status` and `/api/v1/prewarm`.
+//! - [`prewarm_jobs`]: running the prewarm jobs the scheduler hands out.
 //! - [`exposition`]: OpenMetrics or classic Prometheus text for `/metrics`.
 //! - [`gc`]: the periodic store garbage collection loop.
 //! - [`metrics`]: the daemon's Prometheus metrics.
@@ -22,6 +23,7 @@ pub mod gc;
 pub mod metrics;
 pub mod mirror;
 pub mod oci_error;
+pub mod prewarm_jobs;
 pub mod swarm;
 pub mod task;
 
@@ -150,7 +152,18 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.mirror.clone(),
     };
-    let admin_router = admin::router(Arc::new(registry), store.clone(), tasks.clone(), metrics.clone(), ready.clone());
+    let admin_router = admin::router(
+        Arc::new(registry),
+        store.clone(),
+        tasks.clone(),
+        metrics.clone(),
+        ready.clone(),
+        swarm.as_ref().map(|s| s.0.clone()),
+    );
+    if let Some((node, _)) = &swarm {
+        let url = loopback_url(mirror.local_addr()?);
+        swarm_jobs.push(tokio::spawn(prewarm_jobs::run(node.clone(), url, stop.clone())));
+    }
     tracing::info!(mirror = %mirror.local_addr()?, admin = %admin.local_addr()?, "shoal daemon listening");
 
     let drain = stop.clone();
@@ -161,7 +174,9 @@ pub async fn run(
     );
     let drain = stop.clone();
     let admin_srv = tokio::spawn(
-        axum::serve(admin, admin_router).with_graceful_shutdown(async move { drain.cancelled().await }).into_future(),
+        axum::serve(admin, admin_router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move { drain.cancelled().await })
+            .into_future(),
     );
     let gc_job = tokio::spawn(gc::run(store.clone(), metrics.clone(), config.gc_interval, stop.clone()));
     ready.store(true, Ordering::SeqCst);
@@ -195,4 +210,15 @@ pub async fn run(
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// How this process reaches its own mirror: a wildcard listen address is
+/// dialled on loopback.
+fn loopback_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }

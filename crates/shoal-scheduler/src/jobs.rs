@@ -312,7 +312,7 @@ fn label_key(k: &str) -> Result<Key, JobError> {
     }
 }
 
-fn label<'a>(l: &'a Labels, k: Key) -> Option<&'a str> {
+fn label(l: &Labels, k: Key) -> Option<&str> {
     match k {
         Key::Zone => l.zone.as_deref(),
         Key::Rack => l.rack.as_deref(),

@@ -23,7 +23,7 @@ pub(crate) enum Command {
     Daemon(Box<DaemonArgs>),
     /// Run a scheduler replica: it picks who fetches from whom.
     Scheduler(crate::scheduler_cmd::SchedulerArgs),
-    /// Fill this node's store with images before a rollout.
+    /// Fill stores with images before a rollout (this node, or many through the scheduler).
     Prewarm(crate::prewarm::PrewarmArgs),
     /// Show what the local daemon holds and is downloading.
     Status(StatusArgs),

@@ -3,7 +3,8 @@
 //! - [`cli`]: the command line (clap), every flag also an `SHOAL_*` env var.
 //! - [`config`]: the TOML config file and how flags override it.
 //! - [`daemon`]: `shoal daemon`, wiring the store, upstreams and mirror.
-//! - [`prewarm`]: `shoal prewarm`, filling this node's store before a rollout.
+//! - [`prewarm`]: `shoal prewarm`, filling this node's store, or many nodes' through
+//!   the scheduler, before a rollout.
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
 //! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
 //! - [`demo`]: `shoal demo`, a whole swarm in one process.

@@ -9,6 +9,7 @@
 //! - [`fetch`]: fetching a task's pieces from parents.
 //! - [`picker`]: which piece to ask which parent for (pure).
 //! - [`server`]: serving availability and pieces to other peers.
+//! - [`prewarm`]: the scheduler calls behind prewarm jobs.
 //! - [`wire`]: stream set-up (hello exchange).
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod fetch;
 pub mod link;
 pub mod node;
 pub mod picker;
+pub mod prewarm;
 pub mod remote;
 pub mod server;
 pub mod wire;
@@ -25,4 +27,5 @@ pub use config::SwarmConfig;
 pub use embedded::EmbeddedScheduler;
 pub use link::{LinkError, SchedulerLink};
 pub use node::{Joined, Swarm};
+pub use prewarm::PrewarmCallError;
 pub use remote::RemoteScheduler;

@@ -60,6 +60,23 @@ impl Swarm {
         }
     }
 
+    /// `call`, registering first and asking again if the scheduler answers
+    /// `UnknownHost` (it restarted, or this node has not registered yet).
+    pub(crate) async fn call_registered(
+        &self,
+        route: Option<&Digest>,
+        req: SchedulerRequest,
+    ) -> Result<SchedulerResponse, LinkError> {
+        let answer = self.call(route, req.clone()).await?;
+        match answer {
+            SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost => {
+                self.register().await?;
+                self.call(route, req).await
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Register (again).
     pub async fn register(&self) -> Result<(), LinkError> {
         match self.call(None, self.register_request()).await? {

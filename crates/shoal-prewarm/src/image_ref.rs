@@ -2,18 +2,19 @@
 //! `ghcr.io/org/app@sha256:…`), split into registry, repository and
 //! reference with Docker's defaults (`docker.io`, `library/`, `latest`).
 
-use anyhow::{Context, bail};
 use shoal_core::{Reference, RepoName};
+
+use crate::PrewarmError;
 
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ImageRef {
+pub struct ImageRef {
     /// Registry as containerd sends it in `?ns=` (`docker.io`).
-    pub(crate) registry: String,
+    pub registry: String,
     /// Repository (`library/nginx`).
-    pub(crate) repo: RepoName,
+    pub repo: RepoName,
     /// Tag or digest.
-    pub(crate) reference: Reference,
+    pub reference: Reference,
 }
 
 impl std::fmt::Display for ImageRef {
@@ -24,7 +25,8 @@ impl std::fmt::Display for ImageRef {
 }
 
 /// Parse `image` the way Docker and containerd do.
-pub(crate) fn parse(image: &str) -> anyhow::Result<ImageRef> {
+pub fn parse(image: &str) -> Result<ImageRef, PrewarmError> {
+    let bad = |reason: String| PrewarmError::BadReference { image: image.to_owned(), reason };
     let (rest, digest) = match image.split_once('@') {
         Some((r, d)) => (r, Some(d)),
         None => (image, None),
@@ -40,13 +42,13 @@ pub(crate) fn parse(image: &str) -> anyhow::Result<ImageRef> {
         _ => (remainder, None),
     };
     if path.is_empty() {
-        bail!("image {image:?} has no repository");
+        return Err(bad("it has no repository".into()));
     }
     let path = if registry == "docker.io" && !path.contains('/') { format!("library/{path}") } else { path.to_owned() };
-    let repo: RepoName = path.parse().with_context(|| format!("image {image:?}"))?;
+    let repo: RepoName = path.parse().map_err(|e| bad(format!("{e}")))?;
     let reference: Reference = match (digest, tag) {
-        (Some(d), _) => d.parse().with_context(|| format!("image {image:?}"))?,
-        (None, Some(t)) => t.parse().with_context(|| format!("image {image:?}"))?,
+        (Some(d), _) => d.parse().map_err(|e| bad(format!("{e}")))?,
+        (None, Some(t)) => t.parse().map_err(|e| bad(format!("{e}")))?,
         (None, None) => Reference::Tag("latest".into()),
     };
     Ok(ImageRef { registry, repo, reference })
@@ -80,7 +82,7 @@ mod tests {
     #[test]
     fn bad_references_name_the_image() {
         let e = parse("Ghcr.io/Org/App:v1").unwrap_err();
-        assert!(format!("{e:#}").contains("Ghcr.io/Org/App:v1"), "{e:#}");
+        assert!(e.to_string().contains("Ghcr.io/Org/App:v1"), "{e}");
         assert!(parse("app@sha256:12").is_err());
         assert!(parse("app:-bad").is_err());
     }

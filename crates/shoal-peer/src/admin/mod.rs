@@ -1,5 +1,6 @@
 //! The admin endpoint: `/metrics` for Prometheus, `/healthz`, `/readyz`,
-//! and `/api/v1/status` (what `shoal status` prints).
+//! `/api/v1/status` (what `shoal status` prints) and `/api/v1/prewarm`
+//! (cluster prewarm jobs, in [`prewarm`]).
 //!
 //! It listens on its own address so the mirror can stay on loopback while
 //! Prometheus scrapes from the network.
@@ -10,13 +11,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::StatusCode;
 use prometheus_client::registry::Registry;
 use shoal_storage::{Store, StoreUsage};
 
 use crate::exposition;
 use crate::metrics::Metrics;
+use crate::swarm::Swarm;
+
+pub mod prewarm;
 use crate::task::{TaskManager, TaskSnapshot};
 
 /// What the status endpoint reports.
@@ -79,6 +83,7 @@ struct Admin {
     tasks: Arc<TaskManager>,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    swarm: Option<Arc<Swarm>>,
 }
 
 /// The admin router.
@@ -88,13 +93,16 @@ pub fn router(
     tasks: Arc<TaskManager>,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    swarm: Option<Arc<Swarm>>,
 ) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
-        .with_state(Admin { registry, store, tasks, metrics, ready })
+        .route("/api/v1/prewarm", post(prewarm::submit))
+        .route("/api/v1/prewarm/{job}", get(prewarm::status))
+        .with_state(Admin { registry, store, tasks, metrics, ready, swarm })
 }
 
 /// Refresh the store gauges from a usage reading.

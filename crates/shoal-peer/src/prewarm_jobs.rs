@@ -1,0 +1,159 @@
+//! Running the prewarm jobs the scheduler hands this node: poll for them,
+//! warm each job's images through this daemon's own mirror (so through the
+//! swarm, like a containerd pull), and report per-image progress every few
+//! seconds and once at the end.
+//!
+//! A job is run once per daemon process. Its final report is sent until the
+//! scheduler stops handing the job out (it has the report), so a lost report
+//! is re-sent at the next poll instead of the job being run again. A daemon
+//! that restarts mid-job runs it again: blobs already stored cost nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_prewarm::{Event, Platform};
+use shoal_proto::{ImageProgress, PrewarmAssignment};
+use tokio_util::sync::CancellationToken;
+
+use crate::swarm::Swarm;
+
+/// How often the scheduler is asked for jobs.
+pub const POLL_EVERY: Duration = Duration::from_secs(3);
+/// How often a running job reports progress.
+pub const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// One job's progress, shared between its runner and reporter.
+#[derive(Default)]
+struct JobState {
+    images: Vec<ImageProgress>,
+    finished: bool,
+}
+
+type Shared = Arc<Mutex<JobState>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, JobState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Polls for prewarm jobs until `stop` and runs them against the mirror
+/// at `mirror` (e.g. `http://127.0.0.1:65001`).
+pub async fn run(swarm: Arc<Swarm>, mirror: String, stop: CancellationToken) {
+    let client = shoal_prewarm::http_client();
+    let mut jobs: HashMap<String, Shared> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        let assigned = match swarm.poll_prewarm().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "polling for prewarm jobs failed");
+                continue;
+            }
+        };
+        // Finished jobs the scheduler no longer hands out have been recorded.
+        jobs.retain(|id, s| !lock(s).finished || assigned.iter().any(|a| &a.job == id));
+        for a in assigned {
+            match jobs.get(&a.job) {
+                Some(s) => {
+                    let (finished, images) = {
+                        let s = lock(s);
+                        (s.finished, s.images.clone())
+                    };
+                    if finished {
+                        // The final report was lost: send it again.
+                        if let Err(e) = swarm.report_prewarm(&a.job, images, true).await {
+                            tracing::debug!(job = %a.job, error = %e, "re-sending a prewarm report failed");
+                        }
+                    }
+                }
+                None => {
+                    let state = Shared::default();
+                    jobs.insert(a.job.clone(), state.clone());
+                    tokio::spawn(run_job(swarm.clone(), client.clone(), mirror.clone(), a, state, stop.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn run_job(
+    swarm: Arc<Swarm>,
+    client: reqwest::Client,
+    mirror: String,
+    job: PrewarmAssignment,
+    state: Shared,
+    stop: CancellationToken,
+) {
+    let id = job.job.clone();
+    tracing::info!(job = %id, images = ?job.spec.images, "prewarm job started");
+    lock(&state).images = job
+        .spec
+        .images
+        .iter()
+        .map(|image| ImageProgress { image: image.clone(), ..ImageProgress::default() })
+        .collect();
+    let work = warm_all(&client, &mirror, &job, &state);
+    let reporter = async {
+        loop {
+            tokio::time::sleep(REPORT_EVERY).await;
+            let images = lock(&state).images.clone();
+            if let Err(e) = swarm.report_prewarm(&id, images, false).await {
+                tracing::debug!(job = %id, error = %e, "prewarm progress report failed");
+            }
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = reporter => {}
+        _ = stop.cancelled() => return,
+    }
+    let images = {
+        let mut s = lock(&state);
+        s.finished = true;
+        s.images.clone()
+    };
+    let failed: Vec<&str> = images.iter().filter_map(|i| i.error.as_deref()).collect();
+    let bytes: u64 = images.iter().map(|i| i.bytes_done).sum();
+    if failed.is_empty() {
+        tracing::info!(job = %id, bytes, "prewarm job done");
+    } else {
+        tracing::warn!(job = %id, errors = %failed.join("; "), "prewarm job failed");
+    }
+    if let Err(e) = swarm.report_prewarm(&id, images, true).await {
+        tracing::debug!(job = %id, error = %e, "final prewarm report failed; re-sent at the next poll");
+    }
+}
+
+/// Warms each image in turn, recording progress in `state`.
+async fn warm_all(client: &reqwest::Client, mirror: &str, job: &PrewarmAssignment, state: &Shared) {
+    let platforms = match Platform::parse_all_or_host(&job.spec.platforms) {
+        Ok(p) => p,
+        Err(e) => {
+            for image in lock(state).images.iter_mut() {
+                image.error = Some(format!("{}: {e}", image.image));
+            }
+            return;
+        }
+    };
+    for (i, image) in job.spec.images.iter().enumerate() {
+        let update = |f: &mut dyn FnMut(&mut ImageProgress)| f(&mut lock(state).images[i]);
+        let result = shoal_prewarm::warm_image(client, mirror, image, &platforms, |event| {
+            update(&mut |p| match event {
+                Event::Resolved { blobs, bytes } => {
+                    p.blobs_total = blobs;
+                    p.bytes_total = bytes;
+                }
+                Event::Bytes(n) => p.bytes_done += n,
+                Event::BlobDone => p.blobs_done += 1,
+            })
+        })
+        .await;
+        update(&mut |p| match &result {
+            Ok(_) => p.finished = true,
+            Err(e) => p.error = Some(e.to_string()),
+        });
+    }
+}

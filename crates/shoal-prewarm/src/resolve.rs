@@ -1,0 +1,131 @@
+//! Resolving an image to the blobs to fetch: the manifest by tag or digest
+//! through the local mirror (so the daemon's credentials and upstream
+//! settings apply), down an index to the wanted platforms, to each
+//! platform's config and layers.
+
+use shoal_core::Digest;
+
+use crate::PrewarmError;
+use crate::image_ref::ImageRef;
+use crate::platform::Platform;
+
+const INDEX_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// The blobs of an image for some platforms.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Unique blobs (configs and layers) with their sizes.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Platforms resolved.
+    pub platforms: Vec<String>,
+}
+
+impl Plan {
+    /// Total bytes.
+    pub fn bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.1).sum()
+    }
+}
+
+/// The `message` of an OCI error body, else the body as text.
+pub(crate) fn error_detail(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
+}
+
+async fn get_manifest(
+    client: &reqwest::Client,
+    mirror: &str,
+    image: &ImageRef,
+    reference: &str,
+) -> Result<serde_json::Value, PrewarmError> {
+    let url = format!("{mirror}/v2/{}/manifests/{reference}?ns={}", image.repo, image.registry);
+    let unreachable = |source| PrewarmError::Unreachable { mirror: mirror.to_owned(), source };
+    let resp = client.get(&url).header("Accept", ACCEPT).send().await.map_err(unreachable)?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(unreachable)?;
+    let name = image.to_string();
+    if status.is_success() {
+        return serde_json::from_slice(&body)
+            .map_err(|e| PrewarmError::BadManifest { image: name, reason: format!("the manifest is not JSON: {e}") });
+    }
+    let detail = error_detail(&body);
+    let registry = image.registry.clone();
+    Err(match status.as_u16() {
+        404 => PrewarmError::NotFound { image: name, registry, detail },
+        401 | 403 => PrewarmError::Refused { image: name, registry, detail },
+        s => PrewarmError::Mirror { image: name, status: s, detail },
+    })
+}
+
+/// Resolve `image` for `platforms` through the mirror.
+pub async fn plan(
+    client: &reqwest::Client,
+    mirror: &str,
+    image: &ImageRef,
+    platforms: &[Platform],
+) -> Result<Plan, PrewarmError> {
+    let bad = |reason: &str| PrewarmError::BadManifest { image: image.to_string(), reason: reason.to_owned() };
+    let top = get_manifest(client, mirror, image, &image.reference.to_string()).await?;
+    let is_index = top["manifests"].is_array() || top["mediaType"].as_str().is_some_and(|m| INDEX_TYPES.contains(&m));
+    let mut manifests = Vec::new();
+    let mut resolved = Vec::new();
+    if is_index {
+        let entries = top["manifests"].as_array().cloned().unwrap_or_default();
+        for want in platforms {
+            let Some(entry) = entries.iter().find(|e| want.matches(&e["platform"])) else {
+                let have: Vec<String> = entries
+                    .iter()
+                    .filter_map(|e| {
+                        let p = &e["platform"];
+                        Some(format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?))
+                    })
+                    .collect();
+                return Err(PrewarmError::MissingPlatform {
+                    image: image.to_string(),
+                    want: want.to_string(),
+                    have: have.join(", "),
+                });
+            };
+            let digest = entry["digest"].as_str().ok_or_else(|| bad("an index entry has no digest"))?;
+            manifests.push(get_manifest(client, mirror, image, digest).await?);
+            resolved.push(want.to_string());
+        }
+    } else {
+        manifests.push(top);
+        resolved.push("(single-platform image)".into());
+    }
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
+    for m in &manifests {
+        let descs = std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
+        for d in descs {
+            let digest: Digest = d["digest"]
+                .as_str()
+                .ok_or_else(|| bad("a descriptor has no digest"))?
+                .parse()
+                .map_err(|e| bad(&format!("a descriptor has an invalid digest: {e}")))?;
+            let size = d["size"].as_u64().unwrap_or(0);
+            if !blobs.iter().any(|b| b.0 == digest) {
+                blobs.push((digest, size));
+            }
+        }
+    }
+    Ok(Plan { blobs, platforms: resolved })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_details_come_from_oci_bodies() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        assert_eq!(error_detail(body), "manifest unknown");
+        assert_eq!(error_detail(b"plain text\n"), "plain text");
+    }
+}
