@@ -78,6 +78,9 @@ pub enum PeerErrorCode {
     Corrupt,
     /// Malformed request.
     BadRequest,
+    /// It holds the piece but just handed it to another child: take another
+    /// piece from it, or this one from that child (super-seeding).
+    Elsewhere,
 }
 
 /// An error answer.

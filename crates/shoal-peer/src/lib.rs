@@ -139,6 +139,7 @@ pub async fn run(
             deadline: node.config.fetch.piece_deadline,
             metrics: metrics.clone(),
             swarm: node.clone(),
+            handouts: Default::default(),
         };
         swarm_jobs.push(tokio::spawn(server.run(node.endpoint.clone(), stop.clone())));
         swarm_jobs.push(tokio::spawn(node.clone().heartbeats(store.clone(), *heartbeat, stop.clone())));

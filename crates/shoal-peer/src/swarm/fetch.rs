@@ -73,10 +73,15 @@ struct Parent {
     view: ParentView,
     /// Answered "busy" lately: leave it alone until then.
     cool_until: Option<tokio::time::Instant>,
+    /// Pieces it answered "elsewhere" for, each until when it is not asked.
+    held_back: Vec<(u32, tokio::time::Instant)>,
 }
 
 /// How long a parent that answered "busy" is left alone.
 const BUSY_COOLDOWN: Duration = Duration::from_millis(300);
+/// How long a piece a parent just handed to another child is not asked of
+/// it (longer than its grace, `handout::GRACE`).
+const ELSEWHERE_WAIT: Duration = Duration::from_millis(1000);
 
 /// What a fetch needs from the node.
 pub struct Fetcher<'a> {
@@ -116,15 +121,23 @@ impl Fetcher<'_> {
                 break FetchEnd::Complete;
             }
             let now = tokio::time::Instant::now();
+            for p in ps.iter_mut() {
+                p.held_back.retain(|&(_, until)| until > now);
+            }
             let views: Vec<ParentView> = ps
                 .iter()
                 .map(|p| {
                     let mut v = p.view.clone();
                     v.excluded |= p.cool_until.is_some_and(|t| t > now);
+                    v.held_back = p.held_back.iter().map(|&(piece, _)| piece).collect();
                     v
                 })
                 .collect();
-            let cooling = ps.iter().filter_map(|p| p.cool_until.filter(|&t| t > now)).min();
+            let cooling = ps
+                .iter()
+                .filter_map(|p| p.cool_until.filter(|&t| t > now))
+                .chain(ps.iter().flat_map(|p| p.held_back.iter().map(|&(_, until)| until)))
+                .min();
             let read = picker.missing().next().unwrap_or(0);
             for pick in picker.pick(&views, read) {
                 picker.started(pick.piece);
@@ -194,8 +207,8 @@ impl Fetcher<'_> {
                     ps[i].view.inflight -= 1;
                     inflight -= 1;
                     picker.failed(piece);
-                    if detail == BUSY {
-                        tracing::debug!(parent = %ps[i].info.host, piece, "parent busy; asking others for a moment");
+                    if detail == BUSY || detail == ELSEWHERE {
+                        tracing::debug!(parent = %ps[i].info.host, piece, %detail, "parent declined; asking others");
                     } else {
                         tracing::info!(parent = %ps[i].info.host, piece, ?kind, %detail, "piece from a parent failed");
                     }
@@ -204,6 +217,11 @@ impl Fetcher<'_> {
                         // for less at a time rather than forgetting pieces.
                         FailureKind::Missing if detail == BUSY => {
                             ps[i].cool_until = Some(tokio::time::Instant::now() + BUSY_COOLDOWN);
+                        }
+                        // It just gave this piece to another child: take
+                        // others from it, this one from that child.
+                        FailureKind::Missing if detail == ELSEWHERE => {
+                            ps[i].held_back.push((piece, tokio::time::Instant::now() + ELSEWHERE_WAIT));
                         }
                         FailureKind::Missing => {
                             let mut have = ps[i].view.have.clone();
@@ -214,7 +232,7 @@ impl Fetcher<'_> {
                         }
                         _ => ps[i].view.excluded = true,
                     }
-                    if kind != FailureKind::Missing || detail != BUSY {
+                    if kind != FailureKind::Missing || (detail != BUSY && detail != ELSEWHERE) {
                         failures.push(Failure { parent: ps[i].info.host.clone(), piece, kind });
                     }
                 }
@@ -250,12 +268,14 @@ impl Fetcher<'_> {
             ps.push(Parent {
                 info,
                 cool_until: None,
+                held_back: Vec::new(),
                 view: ParentView {
                     key,
                     have: shoal_proto::Bitfield::new(count),
                     inflight: 0,
                     max_inflight: self.config.per_parent,
                     excluded: false,
+                    held_back: Vec::new(),
                 },
             });
         }
@@ -263,6 +283,7 @@ impl Fetcher<'_> {
 }
 
 const BUSY: &str = "busy";
+const ELSEWHERE: &str = "elsewhere";
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 
@@ -320,6 +341,7 @@ async fn get_piece(
             PieceReply::Error(e) => {
                 return Err(match e.code {
                     PeerErrorCode::Busy => (FailureKind::Missing, BUSY.to_owned()),
+                    PeerErrorCode::Elsewhere => (FailureKind::Missing, ELSEWHERE.to_owned()),
                     PeerErrorCode::Corrupt => (FailureKind::Corrupt, e.message),
                     _ => (FailureKind::Missing, e.message),
                 });

@@ -9,12 +9,14 @@
 //! - [`fetch`]: fetching a task's pieces from parents.
 //! - [`picker`]: which piece to ask which parent for (pure).
 //! - [`server`]: serving availability and pieces to other peers.
+//! - [`handout`]: one copy of a piece out at a time (super-seeding).
 //! - [`prewarm`]: the scheduler calls behind prewarm jobs.
 //! - [`wire`]: stream set-up (hello exchange).
 
 pub mod config;
 pub mod embedded;
 pub mod fetch;
+pub mod handout;
 pub mod link;
 pub mod node;
 pub mod picker;

@@ -25,6 +25,16 @@ pub struct ParentView {
     pub max_inflight: usize,
     /// Excluded (failed a piece for this task, or refused as busy lately).
     pub excluded: bool,
+    /// Pieces it holds but handed to another child just now (super-seeding):
+    /// not asked of it for a moment.
+    pub held_back: Vec<u32>,
+}
+
+impl ParentView {
+    /// It holds `piece` and would give it now.
+    pub fn offers(&self, piece: u32) -> bool {
+        !self.excluded && self.have.get(piece) && !self.held_back.contains(&piece)
+    }
 }
 
 /// One decision: ask `parent` (index into the slice given) for `piece`.
@@ -106,7 +116,7 @@ impl Picker {
         if slots.iter().all(|&s| s == 0) {
             return Vec::new();
         }
-        let rarity = |i: u32| parents.iter().filter(|p| !p.excluded && p.have.get(i)).count();
+        let rarity = |i: u32| parents.iter().filter(|p| p.offers(i)).count();
         let window_end = read_piece.saturating_add(self.window).min(self.pieces);
         let mut order: Vec<u32> = (read_piece.min(self.pieces)..window_end).collect();
         let mut rest: Vec<(usize, u64, u32)> = self
@@ -128,7 +138,7 @@ impl Picker {
                 continue;
             }
             let best = (0..parents.len())
-                .filter(|&p| slots[p] > 0 && !parents[p].excluded && parents[p].have.get(piece))
+                .filter(|&p| slots[p] > 0 && parents[p].offers(piece))
                 .min_by_key(|&p| (load[p] + seed_penalty[p], spread(self.salt ^ parents[p].key, piece), p));
             if let Some(p) = best {
                 slots[p] -= 1;
@@ -151,7 +161,7 @@ mod tests {
     fn parent(pieces: u32, have: &[u32], max: usize) -> ParentView {
         let mut b = Bitfield::new(pieces);
         have.iter().for_each(|&i| b.set(i));
-        ParentView { key: 0, have: b, inflight: 0, max_inflight: max, excluded: false }
+        ParentView { key: 0, have: b, inflight: 0, max_inflight: max, excluded: false, held_back: Vec::new() }
     }
 
     #[test]
@@ -165,6 +175,20 @@ mod tests {
             "the window comes first, in order"
         );
         assert_eq!(picks.len(), 3);
+    }
+
+    #[test]
+    fn a_held_back_piece_is_asked_of_another_holder_or_not_at_all() {
+        let p = Picker::new(4, []);
+        let mut seed = parent(4, &[0, 1, 2, 3], 4);
+        seed.held_back = vec![0];
+        let child = parent(4, &[0], 4);
+        let picks = p.pick(&[seed.clone(), child], 0);
+        assert!(picks.contains(&Pick { parent: 1, piece: 0 }), "{picks:?}");
+        assert!(!picks.contains(&Pick { parent: 0, piece: 0 }), "{picks:?}");
+        // With no other holder the piece waits; the seed's others still go.
+        let picks = p.pick(&[seed], 0);
+        assert!(picks.iter().all(|x| x.piece != 0) && picks.len() == 3, "{picks:?}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct PieceServer {
     pub metrics: crate::Metrics,
     /// Our swarm membership (to leave a task whose copy went bad).
     pub swarm: Arc<super::Swarm>,
+    /// Pieces handed out lately (one copy of a piece out at a time).
+    pub handouts: Arc<std::sync::Mutex<super::handout::Handouts>>,
 }
 
 impl PieceServer {
@@ -162,6 +164,12 @@ impl PieceServer {
             let _ = send.finish();
             return Ok(());
         };
+        let Some(_handout) = Handout::begin(&self.handouts, task, index, peer) else {
+            let msg = format!("piece {index} was just handed to another child");
+            write_frame(&mut send, &refuse(PeerErrorCode::Elsewhere, msg)).await?;
+            let _ = send.finish();
+            return Ok(());
+        };
         let found = self.locate(task, index).await;
         let reply = match found {
             Ok((reader, layout, hash)) => {
@@ -237,6 +245,35 @@ impl PieceServer {
         let d = task.clone();
         let _ = tokio::task::spawn_blocking(move || store.remove_blob(&d)).await;
         self.swarm.leave(task).await;
+    }
+}
+
+/// One upload allowed by [`super::handout::Handouts`]; ends when dropped.
+struct Handout<'a> {
+    handouts: &'a std::sync::Mutex<super::handout::Handouts>,
+    task: &'a Digest,
+    piece: u32,
+}
+
+impl<'a> Handout<'a> {
+    fn begin(
+        handouts: &'a std::sync::Mutex<super::handout::Handouts>,
+        task: &'a Digest,
+        piece: u32,
+        peer: &str,
+    ) -> Option<Handout<'a>> {
+        let allowed =
+            handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, std::time::Instant::now());
+        // Built only when allowed: a guard built and dropped here would
+        // record an upload that never happened.
+        allowed.then(|| Handout { handouts, task, piece })
+    }
+}
+
+impl Drop for Handout<'_> {
+    fn drop(&mut self) {
+        let mut h = self.handouts.lock().unwrap_or_else(|p| p.into_inner());
+        h.end(self.task, self.piece, std::time::Instant::now());
     }
 }
 

@@ -180,6 +180,9 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new() -> Cluster {
+        if let Ok(filter) = std::env::var("SHOAL_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let config = shoal_scheduler::SchedulerConfig {
             grant_stall: Duration::from_secs(3),
             host_ttl: Duration::from_secs(5),
