@@ -292,6 +292,8 @@ impl Scheduler {
             tasks: self.task_ids.len(),
             peer_tasks: self.index.len(),
             grants: self.grants,
+            prewarm_jobs: self.jobs.len(),
+            prewarm_active: self.jobs.active(),
         }
     }
 

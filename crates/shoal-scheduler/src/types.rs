@@ -147,6 +147,10 @@ pub struct Stats {
     pub peer_tasks: usize,
     /// Origin grants held.
     pub grants: usize,
+    /// Prewarm jobs held (finished ones for an hour).
+    pub prewarm_jobs: usize,
+    /// Prewarm jobs with a node still queued or running.
+    pub prewarm_active: usize,
 }
 
 /// Approximate heap bytes the scheduler holds, by what they are for.

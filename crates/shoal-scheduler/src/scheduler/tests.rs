@@ -460,7 +460,10 @@ fn leave_and_unregister_free_grants_and_drop_empty_tasks() {
     assert_eq!(join(&mut s, at(1), "b", &t, Have::NOTHING).origin, OriginGrant::Granted);
     s.unregister(&id("b"));
     assert_consistent(&s);
-    assert_eq!(s.stats(), crate::Stats { hosts: 1, tasks: 0, peer_tasks: 0, grants: 0 });
+    assert_eq!(
+        s.stats(),
+        crate::Stats { hosts: 1, tasks: 0, peer_tasks: 0, grants: 0, prewarm_jobs: 0, prewarm_active: 0 }
+    );
 }
 
 #[test]

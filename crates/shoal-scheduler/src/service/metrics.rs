@@ -42,6 +42,8 @@ pub struct SchedulerMetrics {
     tasks: Gauge,
     peer_tasks: Gauge,
     grants: Gauge,
+    prewarm_jobs: Gauge,
+    prewarm_active: Gauge,
     requests: Family<RequestLabels, Counter>,
     decision: Histogram,
     origin_grants: Counter,
@@ -58,6 +60,8 @@ impl SchedulerMetrics {
         r.register("tasks", "Tasks with at least one peer", m.tasks.clone());
         r.register("peer_tasks", "(peer, task) entries", m.peer_tasks.clone());
         r.register("grants", "Origin grants held", m.grants.clone());
+        r.register("prewarm_jobs", "Prewarm jobs held (finished ones for an hour)", m.prewarm_jobs.clone());
+        r.register("prewarm_jobs_active", "Prewarm jobs with a node still queued or running", m.prewarm_active.clone());
         r.register("requests", "Requests answered, by kind and result", m.requests.clone());
         r.register(
             "decision_duration_seconds",
@@ -77,6 +81,8 @@ impl SchedulerMetrics {
             tasks: Gauge::default(),
             peer_tasks: Gauge::default(),
             grants: Gauge::default(),
+            prewarm_jobs: Gauge::default(),
+            prewarm_active: Gauge::default(),
             requests: Family::default(),
             // 1 µs .. ~0.26 s: a decision takes microseconds; the tail shows
             // lock contention.
@@ -93,6 +99,8 @@ impl SchedulerMetrics {
         set(&self.tasks, s.tasks);
         set(&self.peer_tasks, s.peer_tasks);
         set(&self.grants, s.grants);
+        set(&self.prewarm_jobs, s.prewarm_jobs);
+        set(&self.prewarm_active, s.prewarm_active);
     }
 
     /// Counts one answered request.
@@ -134,7 +142,7 @@ mod tests {
     fn metrics_are_named_under_the_prefix() {
         let mut registry = Registry::default();
         let m = SchedulerMetrics::register(&mut registry);
-        m.record_stats(Stats { hosts: 3, tasks: 2, peer_tasks: 5, grants: 1 });
+        m.record_stats(Stats { hosts: 3, tasks: 2, peer_tasks: 5, grants: 1, prewarm_jobs: 2, prewarm_active: 1 });
         m.record_request("join", "ok");
         m.observe_decision(2e-6);
         m.record_grants(1);
@@ -148,6 +156,8 @@ mod tests {
             "shoal_scheduler_decision_duration_seconds_count 1",
             "shoal_scheduler_origin_grants_total 1",
             "shoal_scheduler_expired_hosts_total 2",
+            "shoal_scheduler_prewarm_jobs 2",
+            "shoal_scheduler_prewarm_jobs_active 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
