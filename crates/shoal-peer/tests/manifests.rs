@@ -181,3 +181,69 @@ async fn metrics_pass_promtool() {
     assert!(om.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     assert!(om.text().await.unwrap().ends_with("# EOF\n"));
 }
+
+/// The config and layer digests of `body`.
+fn blob_digests(body: &[u8]) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(body).unwrap();
+    std::iter::once(&m["config"])
+        .chain(m["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the store holds `n` complete blobs (10 s at most).
+async fn complete_blobs(daemon: &Daemon, n: u64) -> u64 {
+    let mut have = 0;
+    for _ in 0..200 {
+        have = daemon.status().await["store"]["complete_blobs"].as_u64().unwrap();
+        if have >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    have
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serving_an_image_manifest_starts_its_blobs() {
+    let o = Origin::start().await;
+    let (_, body) = push_manifest(&o, "demo/pre", "v1").await;
+    let blobs = blob_digests(&body);
+    let daemon = Daemon::start(&o.front, |_, _| {}).await;
+    let resp = get_manifest(&format!("{}/v2/demo/pre/manifests/v1", daemon.mirror)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // No blob was asked for, yet every one lands in the store, once.
+    assert_eq!(complete_blobs(&daemon, blobs.len() as u64).await, blobs.len() as u64);
+    for d in &blobs {
+        assert_eq!(o.front.blob_gets(d), 1, "{d}");
+    }
+    // The client's own requests are then served from the store.
+    for d in &blobs {
+        let (status, _, bytes) = get_all(&daemon.blob_url("demo/pre", d), None).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(&sha256_digest(&bytes), d);
+        assert_eq!(o.front.blob_gets(d), 1, "{d} fetched again");
+    }
+    // A HEAD starts nothing.
+    let daemon2 = Daemon::start(&o.front, |_, _| {}).await;
+    let head = reqwest::Client::new()
+        .head(format!("{}/v2/demo/pre/manifests/v1", daemon2.mirror))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(daemon2.status().await["store"]["complete_blobs"].as_u64(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prefetch_can_be_turned_off() {
+    let o = Origin::start().await;
+    push_manifest(&o, "demo/nopre", "v1").await;
+    let daemon = Daemon::start(&o.front, |c, _| c.mirror.prefetch = false).await;
+    let resp = get_manifest(&format!("{}/v2/demo/nopre/manifests/v1", daemon.mirror)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(o.front.total_blob_gets(), 0);
+}

@@ -23,6 +23,7 @@
 //! stale_tags = true
 //! origin_wait = "60s"
 //! body_stall = "2m"
+//! prefetch = true
 //!
 //! [download]
 //! retries = 4
@@ -121,6 +122,7 @@ struct MirrorSection {
     stale_tags: Option<bool>,
     origin_wait: Option<HumanDuration>,
     body_stall: Option<HumanDuration>,
+    prefetch: Option<bool>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -224,6 +226,9 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     if let Some(s) = args.stale_tags.or(file.mirror.stale_tags) {
         daemon.mirror.stale_tags = s;
     }
+    if let Some(p) = file.mirror.prefetch {
+        daemon.mirror.prefetch = p;
+    }
     if let Some(w) = file.mirror.origin_wait {
         daemon.mirror.origin_wait = w.0;
     }
@@ -281,6 +286,7 @@ mod tests {
         assert_eq!(r.upstreams.default_registry, "docker.io");
         assert_eq!(r.store.quota, 20 << 30);
         assert!(r.daemon.mirror.stale_tags);
+        assert!(r.daemon.mirror.prefetch);
     }
 
     #[test]
@@ -295,6 +301,7 @@ mod tests {
             max_age = "1d"
             [mirror]
             stale_tags = false
+            prefetch = false
             [registries."127.0.0.1:5000"]
             url = "http://127.0.0.1:5000"
             timeout = "5s"
@@ -312,6 +319,7 @@ mod tests {
         assert_eq!(r.store.quota, 5);
         assert_eq!(r.store.max_age.as_secs(), 86400);
         assert!(!r.daemon.mirror.stale_tags);
+        assert!(!r.daemon.mirror.prefetch);
         assert_eq!(r.upstreams.default_registry, "ghcr.io");
         assert_eq!(r.upstreams.registries["127.0.0.1:5000"].timeout.0.as_secs(), 5);
         assert_eq!(r.upstreams.registries["docker.io"].url.as_ref().unwrap().as_str(), "https://mirror.example/");

@@ -58,6 +58,9 @@ pub(crate) struct SchedulerArgs {
     /// Most peers per task fetching from the origin at once.
     #[arg(long, env = "SHOAL_MAX_ORIGIN_GRANTS", default_value_t = 1)]
     pub(crate) max_origin_grants: usize,
+    /// Most parents one join answer names.
+    #[arg(long, env = "SHOAL_PARENTS_PER_JOIN", default_value_t = 4)]
+    pub(crate) parents_per_join: usize,
     /// Log format.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
@@ -91,7 +94,14 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
 
     let mut registry = Registry::default();
     let metrics = SchedulerMetrics::register(&mut registry);
-    let config = SchedulerConfig { max_origin_grants: args.max_origin_grants, ..SchedulerConfig::default() };
+    if args.parents_per_join == 0 {
+        anyhow::bail!("--parents-per-join must be at least 1 (peers would get no parents)");
+    }
+    let config = SchedulerConfig {
+        max_origin_grants: args.max_origin_grants,
+        parents_per_join: args.parents_per_join,
+        ..SchedulerConfig::default()
+    };
     let service = SchedulerService::new(me.clone(), config, metrics);
     let stop = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(true));
@@ -192,6 +202,7 @@ mod tests {
         assert_eq!(args.metrics_listen, "0.0.0.0:65005".parse().unwrap());
         assert_eq!(args.certs_dir, PathBuf::from("/etc/shoal/certs"));
         assert_eq!(args.max_origin_grants, 1);
+        assert_eq!(args.parents_per_join, 4);
         let args = Cli::try_parse_from(["shoal", "--max-origin-grants", "3", "--log-format", "json"]).unwrap().args;
         assert_eq!((args.max_origin_grants, args.log_format), (3, LogFormat::Json));
     }
@@ -204,6 +215,7 @@ mod tests {
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
             certs_dir: dir.path().to_path_buf(),
             max_origin_grants: 1,
+            parents_per_join: 4,
             log_format: LogFormat::Human,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -234,6 +246,7 @@ mod tests {
             metrics_listen: free_port(false),
             certs_dir: dir.path().to_path_buf(),
             max_origin_grants: 1,
+            parents_per_join: 4,
             log_format: LogFormat::Human,
         };
         let (quic, http) = (args.listen, args.metrics_listen);

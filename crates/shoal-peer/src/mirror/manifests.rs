@@ -12,7 +12,7 @@ use shoal_core::{Digest, Reference, RepoName};
 use shoal_origin::OriginError;
 
 use super::errors::{self, Subject};
-use super::{Ctx, Mirror};
+use super::{Ctx, Mirror, prefetch};
 use crate::metrics::{Outcome, Verified, VerifyLabels};
 use crate::oci_error::{ErrorCode, OciError};
 
@@ -47,6 +47,9 @@ async fn by_digest(m: &Mirror, ctx: Ctx, repo: RepoName, d: Digest) -> Response 
     match m.blocking(move |s| s.get_manifest(&key)).await {
         Ok(Some((media_type, bytes))) => {
             let head = ctx.head;
+            if !head && let Ok(origin) = m.origin(&ctx) {
+                prefetch::start(m, origin, &repo, &media_type, &bytes, ctx.auth());
+            }
             return ctx.reply(manifest_response(&d, &media_type, bytes.into(), head), Outcome::hit);
         }
         Ok(None) => {}
@@ -65,6 +68,9 @@ async fn by_digest(m: &Mirror, ctx: Ctx, repo: RepoName, d: Digest) -> Response 
             }
             keep(m, &d, &resp.media_type, &resp.body, None).await;
             let head = ctx.head;
+            if !head {
+                prefetch::start(m, origin.clone(), &repo, &resp.media_type, &resp.body, ctx.auth());
+            }
             ctx.reply(manifest_response(&d, &resp.media_type, resp.body, head), Outcome::origin)
         }
         Err(e) => ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error),
@@ -114,6 +120,9 @@ async fn by_tag(m: &Mirror, ctx: Ctx, repo: RepoName, tag: String) -> Response {
             let tag_key = (registry.clone(), repo.to_string(), tag.clone());
             keep(m, &digest, &resp.media_type, &resp.body, Some(tag_key)).await;
             let head = ctx.head;
+            if !head {
+                prefetch::start(m, origin.clone(), &repo, &resp.media_type, &resp.body, auth.clone());
+            }
             ctx.reply(manifest_response(&digest, &resp.media_type, resp.body, head), Outcome::origin)
         }
         Err(e) if unreachable(&e) => stale(m, ctx, &registry, &repo, &tag, e).await,

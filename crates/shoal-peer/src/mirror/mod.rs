@@ -4,6 +4,7 @@
 //! - [`mod@self`]: routing, request context, method checks.
 //! - [`blobs`]: blob GET/HEAD from the store or a shared download.
 //! - [`manifests`]: tags resolved at the origin, digests from the store.
+//! - [`prefetch`]: starting an image's blobs when its manifest is served.
 //! - [`body`]: streaming blob bodies that follow a download.
 //! - [`errors`]: mapping failures to OCI error answers.
 //! - [`log`]: one outcome record per request.
@@ -13,6 +14,7 @@ pub mod body;
 pub mod errors;
 pub mod log;
 pub mod manifests;
+pub mod prefetch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,11 +42,19 @@ pub struct MirrorConfig {
     pub origin_wait: Duration,
     /// How long a streaming response waits for new bytes before it is cut.
     pub body_stall: Duration,
+    /// Start every blob of an image manifest when it is served (see
+    /// [`prefetch`]).
+    pub prefetch: bool,
 }
 
 impl Default for MirrorConfig {
     fn default() -> Self {
-        MirrorConfig { stale_tags: true, origin_wait: Duration::from_secs(60), body_stall: Duration::from_secs(120) }
+        MirrorConfig {
+            stale_tags: true,
+            origin_wait: Duration::from_secs(60),
+            body_stall: Duration::from_secs(120),
+            prefetch: true,
+        }
     }
 }
 

@@ -1,0 +1,109 @@
+//! Prefetching an image's blobs when its manifest is served.
+//!
+//! A client that asked for an image manifest (not an index) asks for its
+//! config and layers next; containerd fetches several at once, skopeo and
+//! some others one after another. Starting every missing blob's download as
+//! soon as the manifest goes out means each layer's swarm starts at once on
+//! every node pulling the image, instead of layer by layer behind the
+//! slowest client, and the client's later requests join downloads already
+//! under way (one download per blob, as always). The downloads use the
+//! client's credentials, exactly as its own blob requests would.
+//!
+//! Off with `[mirror] prefetch = false` (for mirrors whose clients read
+//! manifests without pulling, such as scanners).
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use shoal_core::{Digest, RepoName};
+use shoal_origin::OriginClient;
+
+use super::Mirror;
+
+/// Most blobs one manifest starts.
+pub const MAX_BLOBS: usize = 128;
+
+const IMAGE_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
+
+/// The config and layer digests of an image manifest, in order, without
+/// repeats; nothing for an index, a list or anything unparsable.
+pub fn blobs_of(media_type: &str, body: &[u8]) -> Vec<Digest> {
+    if !IMAGE_TYPES.contains(&media_type) {
+        return Vec::new();
+    }
+    let Ok(m) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let descs = std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
+    let mut out: Vec<Digest> = Vec::new();
+    for d in descs.filter_map(|d| d["digest"].as_str()?.parse::<Digest>().ok()) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out.truncate(MAX_BLOBS);
+    out
+}
+
+/// Starts, in the background, the download of every blob of the manifest
+/// (`media_type`, `body`) that the store does not hold complete.
+pub fn start(
+    m: &Mirror,
+    origin: Arc<OriginClient>,
+    repo: &RepoName,
+    media_type: &str,
+    body: &[u8],
+    auth: Option<HeaderValue>,
+) {
+    if !m.config.prefetch {
+        return;
+    }
+    let blobs = blobs_of(media_type, body);
+    if blobs.is_empty() {
+        return;
+    }
+    let (m, repo) = (m.clone(), repo.clone());
+    tokio::spawn(async move {
+        let mut started = 0;
+        for d in blobs {
+            if m.tasks.get(&d).is_some() {
+                continue;
+            }
+            let key = d.clone();
+            match m.blocking(move |s| s.blob_info(&key)).await {
+                Ok(Some(info)) if info.complete => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(digest = %d, error = %e, "prefetch: store lookup failed");
+                    continue;
+                }
+            }
+            m.tasks.get_or_start(origin.clone(), &repo, &d, auth.clone());
+            started += 1;
+        }
+        if started > 0 {
+            tracing::info!(%repo, blobs = started, "prefetching the image's blobs");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_manifests_name_their_config_and_layers_once() {
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"digest": a.to_string(), "size": 1},
+            "layers": [{"digest": b.to_string(), "size": 2}, {"digest": b.to_string(), "size": 2}],
+        })
+        .to_string();
+        assert_eq!(blobs_of(IMAGE_TYPES[0], body.as_bytes()), vec![a.clone(), b.clone()]);
+        assert_eq!(blobs_of(IMAGE_TYPES[1], body.as_bytes()), vec![a, b]);
+        assert!(blobs_of("application/vnd.oci.image.index.v1+json", body.as_bytes()).is_empty());
+        assert!(blobs_of(IMAGE_TYPES[0], b"not json").is_empty());
+    }
+}
