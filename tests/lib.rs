@@ -171,3 +171,15 @@ pub async fn swarm_peer(
         .await
         .unwrap_or_else(|e| panic!("start {host}: {e}"))
 }
+
+/// Blob bytes the daemon at `metrics_url` has served, from downloads in
+/// flight and from its store together (prefetch may finish a blob before a
+/// client asks, so which source served it depends on timing).
+pub async fn served_bytes(metrics_url: &str) -> f64 {
+    let metrics = reqwest::get(format!("{metrics_url}/metrics")).await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("shoal_served_bytes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -8,7 +8,6 @@ use shoal_e2e::{Origin, data_dir, shoal_for};
 use shoal_testkit::{random_bytes, sha256_digest};
 
 const MIB: u64 = 1 << 20;
-const PIECE: u64 = 4 * MIB;
 
 async fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
@@ -22,6 +21,7 @@ async fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool
 async fn killed_mid_blob_resumes_from_verified_pieces() {
     let origin = Origin::start().await;
     let size = 24 * MIB;
+    let piece = shoal_core::PieceLayout::for_blob(size).piece_size;
     let data = random_bytes(size as usize, 11);
     let d = shoal_testkit::push_blob(&origin.registry.url(), "e2e/big", data.clone(), None).await.unwrap();
     origin.front.set_rate_limit(Some(8 * MIB));
@@ -56,13 +56,13 @@ async fn killed_mid_blob_resumes_from_verified_pieces() {
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the resume must be a Range request, got {:?}", gets[1].range));
-    assert_eq!(resumed_at % PIECE, 0, "resume starts on a piece boundary");
+    assert_eq!(resumed_at % piece, 0, "resume starts on a piece boundary");
     assert!(
         resumed_at >= 4 * MIB,
         "verified pieces were kept (resumed at {resumed_at}, {sent_before_kill} sent before the kill)"
     );
     let total = origin.front.blob_bytes(&d);
-    assert!(total <= size + PIECE, "the origin sent {total} bytes for a {size}-byte blob (limit: size + one piece)");
+    assert!(total <= size + piece, "the origin sent {total} bytes for a {size}-byte blob (limit: size + one piece)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

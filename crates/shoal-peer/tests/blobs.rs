@@ -106,7 +106,7 @@ async fn ranges_cold_and_warm() {
 async fn piece_boundary_sizes() {
     let o = Origin::start().await;
     let daemon = Daemon::start(&o.front, |_, _| {}).await;
-    let piece = 4 * MIB;
+    let piece = shoal_core::piece::MIN_PIECE_SIZE as usize;
     for (i, size) in [0, 1, piece - 1, piece, piece + 1, 2 * piece + 3].into_iter().enumerate() {
         let data = random_bytes(size, 10 + i as u64);
         let d = o.blob("sizes/x", data.clone()).await;
