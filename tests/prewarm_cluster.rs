@@ -127,11 +127,17 @@ async fn selectors_pick_nodes_and_failures_name_the_node_and_the_cause() {
     let reference = format!("{}/e2e/zoned:v1", origin.front.host());
     let blobs = image.blob_digests().len() as u64;
 
-    // --nodes 1 takes one node; zone a sorts first.
-    let run = prewarm(&a0, &[&reference, "--nodes", "1", "--wait", "--output", "json"]).await;
+    // --nodes 1 takes one node; zone a sorts first. Submitted from node-a1,
+    // which checks the image but must not fetch it itself.
+    let run = prewarm(&a1, &[&reference, "--nodes", "1", "--wait", "--output", "json"]).await;
     assert!(run.ok, "{}", run.stderr);
     let job: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(states(&job), pairs(&[("node-a0", "done")]));
+    assert_eq!(complete_blobs(&a0, blobs).await, blobs);
+    let status: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/status", a1.metrics_url())).await.unwrap().json().await.unwrap();
+    assert_eq!(status["store"]["complete_blobs"], 0, "the submitting node fetched the image: {status}");
+    assert_eq!(status["store"]["partial_blobs"], 0, "the submitting node fetched the image: {status}");
 
     // A selector takes exactly the matching nodes.
     let run = prewarm(&a0, &[&reference, "--selector", "zone=a", "--wait", "--output", "json"]).await;

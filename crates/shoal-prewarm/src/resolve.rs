@@ -38,29 +38,98 @@ pub(crate) fn error_detail(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
 }
 
+fn manifest_url(mirror: &str, image: &ImageRef, reference: &str) -> String {
+    format!("{mirror}/v2/{}/manifests/{reference}?ns={}", image.repo, image.registry)
+}
+
+/// The error for a non-2xx manifest answer.
+fn status_error(image: &ImageRef, status: reqwest::StatusCode, detail: String) -> PrewarmError {
+    let (name, registry) = (image.to_string(), image.registry.clone());
+    match status.as_u16() {
+        404 => PrewarmError::NotFound { image: name, registry, detail },
+        401 | 403 => PrewarmError::Refused { image: name, registry, detail },
+        s => PrewarmError::Mirror { image: name, status: s, detail },
+    }
+}
+
 async fn get_manifest(
     client: &reqwest::Client,
     mirror: &str,
     image: &ImageRef,
     reference: &str,
 ) -> Result<serde_json::Value, PrewarmError> {
-    let url = format!("{mirror}/v2/{}/manifests/{reference}?ns={}", image.repo, image.registry);
     let unreachable = |source| PrewarmError::Unreachable { mirror: mirror.to_owned(), source };
-    let resp = client.get(&url).header("Accept", ACCEPT).send().await.map_err(unreachable)?;
+    let resp = client
+        .get(manifest_url(mirror, image, reference))
+        .header("Accept", ACCEPT)
+        .send()
+        .await
+        .map_err(unreachable)?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(unreachable)?;
-    let name = image.to_string();
     if status.is_success() {
-        return serde_json::from_slice(&body)
-            .map_err(|e| PrewarmError::BadManifest { image: name, reason: format!("the manifest is not JSON: {e}") });
+        return serde_json::from_slice(&body).map_err(|e| PrewarmError::BadManifest {
+            image: image.to_string(),
+            reason: format!("the manifest is not JSON: {e}"),
+        });
     }
-    let detail = error_detail(&body);
-    let registry = image.registry.clone();
-    Err(match status.as_u16() {
-        404 => PrewarmError::NotFound { image: name, registry, detail },
-        401 | 403 => PrewarmError::Refused { image: name, registry, detail },
-        s => PrewarmError::Mirror { image: name, status: s, detail },
+    Err(status_error(image, status, error_detail(&body)))
+}
+
+/// The index entry for `want`, or the error naming the platforms there are.
+fn find_platform<'a>(
+    entries: &'a [serde_json::Value],
+    want: &Platform,
+    image: &ImageRef,
+) -> Result<&'a serde_json::Value, PrewarmError> {
+    entries.iter().find(|e| want.matches(&e["platform"])).ok_or_else(|| {
+        let have: Vec<String> = entries
+            .iter()
+            .filter_map(|e| {
+                let p = &e["platform"];
+                Some(format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?))
+            })
+            .collect();
+        PrewarmError::MissingPlatform { image: image.to_string(), want: want.to_string(), have: have.join(", ") }
     })
+}
+
+fn is_index(manifest: &serde_json::Value) -> bool {
+    manifest["manifests"].is_array() || manifest["mediaType"].as_str().is_some_and(|m| INDEX_TYPES.contains(&m))
+}
+
+/// Checks that `image` resolves, with the daemon's credentials, and has
+/// `platforms`, without fetching an image manifest's body: serving one
+/// makes the daemon prefetch the image's blobs, which a check for another
+/// node's sake must not do. A HEAD, then (for an index only) the index.
+pub async fn check(
+    client: &reqwest::Client,
+    mirror: &str,
+    image: &ImageRef,
+    platforms: &[Platform],
+) -> Result<(), PrewarmError> {
+    let reference = image.reference.to_string();
+    let resp = client
+        .head(manifest_url(mirror, image, &reference))
+        .header("Accept", ACCEPT)
+        .send()
+        .await
+        .map_err(|source| PrewarmError::Unreachable { mirror: mirror.to_owned(), source })?;
+    let status = resp.status();
+    if !status.is_success() {
+        let detail = status.canonical_reason().unwrap_or("no detail").to_lowercase();
+        return Err(status_error(image, status, detail));
+    }
+    let media_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !INDEX_TYPES.contains(&media_type) {
+        return Ok(());
+    }
+    let index = get_manifest(client, mirror, image, &reference).await?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    for want in platforms {
+        find_platform(&entries, want, image)?;
+    }
+    Ok(())
 }
 
 /// Resolve `image` for `platforms` through the mirror.
@@ -72,26 +141,12 @@ pub async fn plan(
 ) -> Result<Plan, PrewarmError> {
     let bad = |reason: &str| PrewarmError::BadManifest { image: image.to_string(), reason: reason.to_owned() };
     let top = get_manifest(client, mirror, image, &image.reference.to_string()).await?;
-    let is_index = top["manifests"].is_array() || top["mediaType"].as_str().is_some_and(|m| INDEX_TYPES.contains(&m));
     let mut manifests = Vec::new();
     let mut resolved = Vec::new();
-    if is_index {
+    if is_index(&top) {
         let entries = top["manifests"].as_array().cloned().unwrap_or_default();
         for want in platforms {
-            let Some(entry) = entries.iter().find(|e| want.matches(&e["platform"])) else {
-                let have: Vec<String> = entries
-                    .iter()
-                    .filter_map(|e| {
-                        let p = &e["platform"];
-                        Some(format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?))
-                    })
-                    .collect();
-                return Err(PrewarmError::MissingPlatform {
-                    image: image.to_string(),
-                    want: want.to_string(),
-                    have: have.join(", "),
-                });
-            };
+            let entry = find_platform(&entries, want, image)?;
             let digest = entry["digest"].as_str().ok_or_else(|| bad("an index entry has no digest"))?;
             manifests.push(get_manifest(client, mirror, image, digest).await?);
             resolved.push(want.to_string());

@@ -3,9 +3,11 @@
 //! follows it (`GET /api/v1/prewarm/{job}` each second) with a bar per
 //! image summed over the nodes, until every node finished or `--timeout`.
 //!
-//! Each image is resolved through the local mirror first, so a typo, a
-//! missing platform or refused credentials fail at once with the same
-//! one-line error as a local prewarm, before any node is bothered.
+//! Each image is checked through the local mirror first (a HEAD, and the
+//! index for a multi-platform image: nothing that would make this node
+//! prefetch the image), so a typo, a missing platform or refused
+//! credentials fail at once with a one-line error, before any node is
+//! bothered.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -90,11 +92,9 @@ pub(super) async fn run(args: PrewarmArgs, selector: NodeSelector) -> anyhow::Re
     let platforms = Platform::parse_all_or_host(&args.platforms)?;
     let mirror = args.mirror.trim_end_matches('/').to_owned();
     let client = shoal_prewarm::http_client();
-    let mut estimates = BTreeMap::new();
     for image in &args.images {
         let r = shoal_prewarm::image_ref::parse(image)?;
-        let plan = shoal_prewarm::resolve::plan(&client, &mirror, &r, &platforms).await?;
-        estimates.insert(image.clone(), plan.bytes());
+        shoal_prewarm::resolve::check(&client, &mirror, &r, &platforms).await?;
     }
     let api = Api::new(&args.admin);
     let spec = PrewarmSpec { images: args.images.clone(), platforms: args.platforms.clone() };
@@ -111,7 +111,7 @@ pub(super) async fn run(args: PrewarmArgs, selector: NodeSelector) -> anyhow::Re
         }
         return Ok(());
     }
-    let job = follow(&api, &submitted.job, &args, &estimates).await?;
+    let job = follow(&api, &submitted.job, &args).await?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     }
@@ -146,11 +146,18 @@ pub(super) async fn run(args: PrewarmArgs, selector: NodeSelector) -> anyhow::Re
 }
 
 /// Per image: (bytes done, bytes total, nodes finished) over all nodes.
-/// A node that has not resolved an image yet counts `estimate` bytes.
-fn tally(job: &PrewarmJob, estimates: &BTreeMap<String, u64>) -> BTreeMap<String, (u64, u64, usize)> {
+/// A node that has not resolved an image yet counts as many bytes as the
+/// nodes that have, on average (0 before any has).
+fn tally(job: &PrewarmJob) -> BTreeMap<String, (u64, u64, usize)> {
     let mut out = BTreeMap::new();
     for image in &job.spec.images {
-        let estimate = estimates.get(image).copied().unwrap_or(0);
+        let known: Vec<u64> = job
+            .nodes
+            .iter()
+            .filter_map(|n| n.images.iter().find(|p| &p.image == image && p.bytes_total > 0))
+            .map(|p| p.bytes_total)
+            .collect();
+        let estimate = if known.is_empty() { 0 } else { known.iter().sum::<u64>() / known.len() as u64 };
         let mut t = (0, 0, 0);
         for node in &job.nodes {
             match node.images.iter().find(|p| &p.image == image) {
@@ -171,12 +178,7 @@ fn tally(job: &PrewarmJob, estimates: &BTreeMap<String, u64>) -> BTreeMap<String
 }
 
 /// Polls the job until every node finished, rendering progress.
-async fn follow(
-    api: &Api,
-    id: &str,
-    args: &PrewarmArgs,
-    estimates: &BTreeMap<String, u64>,
-) -> anyhow::Result<PrewarmJob> {
+async fn follow(api: &Api, id: &str, args: &PrewarmArgs) -> anyhow::Result<PrewarmJob> {
     let started = Instant::now();
     let terminal = args.output == Output::Text && std::io::stderr().is_terminal();
     let bars = indicatif::MultiProgress::new();
@@ -202,7 +204,7 @@ async fn follow(
             }
         };
         let nodes = job.nodes.len();
-        for (image, (done, total, finished)) in tally(&job, estimates) {
+        for (image, (done, total, finished)) in tally(&job) {
             let label = format!("{image} ({finished}/{nodes} nodes)");
             if terminal {
                 let bar = image_bars.entry(image.clone()).or_insert_with(|| bars.add(super::local::bar(&label, total)));
@@ -261,7 +263,7 @@ mod tests {
                 node("c", NodeJobState::Queued, vec![]),
             ],
         };
-        let estimates = BTreeMap::from([("img".to_owned(), 90u64)]);
-        assert_eq!(tally(&job, &estimates)["img"], (140, 290, 1));
+        // c has not resolved the image yet: it counts as the average, 100.
+        assert_eq!(tally(&job)["img"], (140, 300, 1));
     }
 }
