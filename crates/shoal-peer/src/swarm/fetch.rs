@@ -183,8 +183,17 @@ impl Fetcher<'_> {
                     if size == layout.blob_size && piece_size == layout.piece_size && have.is_valid_for(count) {
                         ps[i].view.have = have;
                     } else {
+                        // Another piece size (say, a blob stored by an older
+                        // daemon): its pieces are not ours. Reported, so the
+                        // scheduler stops counting it as a usable copy and
+                        // grants the origin instead of telling us to wait.
                         tracing::warn!(parent = %ps[i].info.host, "parent announced another geometry; ignoring it");
                         ps[i].view.excluded = true;
+                        failures.push(Failure {
+                            parent: ps[i].info.host.clone(),
+                            piece: 0,
+                            kind: FailureKind::Missing,
+                        });
                     }
                 }
                 Event::Avail(i, PeerEvent::Have { index }) => ps[i].view.have.set(index),
