@@ -153,14 +153,14 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.mirror.clone(),
     };
-    let admin_router = admin::router(
-        Arc::new(registry),
-        store.clone(),
-        tasks.clone(),
-        metrics.clone(),
-        ready.clone(),
-        swarm.as_ref().map(|s| s.0.clone()),
-    );
+    let admin_router = admin::router(admin::Admin {
+        registry: Arc::new(registry),
+        store: store.clone(),
+        tasks: tasks.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        swarm: swarm.as_ref().map(|s| s.0.clone()),
+    });
     if let Some((node, _)) = &swarm {
         let url = loopback_url(mirror.local_addr()?);
         swarm_jobs.push(tokio::spawn(prewarm_jobs::run(node.clone(), url, stop.clone())));

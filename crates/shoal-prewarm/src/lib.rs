@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`image_ref`]: references as users type them, with Docker's defaults.
 //! - [`platform`]: `os/arch[/variant]` and this machine's.
+//! - [`manifest`]: media types and an image manifest's blobs.
 //! - [`resolve`]: manifest, index and platform resolution to a [`Plan`].
 //! - [`warm`]: fetching a plan's blobs, with progress events.
 //! - [`error`]: [`PrewarmError`], one line naming the image and the cause.
@@ -17,6 +18,7 @@
 
 pub mod error;
 pub mod image_ref;
+pub mod manifest;
 pub mod platform;
 pub mod resolve;
 pub mod warm;

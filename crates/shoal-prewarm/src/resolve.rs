@@ -7,12 +7,8 @@ use shoal_core::Digest;
 
 use crate::PrewarmError;
 use crate::image_ref::ImageRef;
+use crate::manifest::{self, ACCEPT, INDEX_TYPES};
 use crate::platform::Platform;
-
-const INDEX_TYPES: [&str; 2] =
-    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// The blobs of an image for some platforms.
 #[derive(Debug, Clone)]
@@ -94,10 +90,6 @@ fn find_platform<'a>(
     })
 }
 
-fn is_index(manifest: &serde_json::Value) -> bool {
-    manifest["manifests"].is_array() || manifest["mediaType"].as_str().is_some_and(|m| INDEX_TYPES.contains(&m))
-}
-
 /// Checks that `image` resolves, with the daemon's credentials, and has
 /// `platforms`, without fetching an image manifest's body: serving one
 /// makes the daemon prefetch the image's blobs, which a check for another
@@ -143,7 +135,7 @@ pub async fn plan(
     let top = get_manifest(client, mirror, image, &image.reference.to_string()).await?;
     let mut manifests = Vec::new();
     let mut resolved = Vec::new();
-    if is_index(&top) {
+    if manifest::is_index(&top) {
         let entries = top["manifests"].as_array().cloned().unwrap_or_default();
         for want in platforms {
             let entry = find_platform(&entries, want, image)?;
@@ -157,16 +149,9 @@ pub async fn plan(
     }
     let mut blobs: Vec<(Digest, u64)> = Vec::new();
     for m in &manifests {
-        let descs = std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
-        for d in descs {
-            let digest: Digest = d["digest"]
-                .as_str()
-                .ok_or_else(|| bad("a descriptor has no digest"))?
-                .parse()
-                .map_err(|e| bad(&format!("a descriptor has an invalid digest: {e}")))?;
-            let size = d["size"].as_u64().unwrap_or(0);
-            if !blobs.iter().any(|b| b.0 == digest) {
-                blobs.push((digest, size));
+        for b in manifest::blobs(m).map_err(|reason| bad(&reason))? {
+            if !blobs.iter().any(|x| x.0 == b.0) {
+                blobs.push(b);
             }
         }
     }

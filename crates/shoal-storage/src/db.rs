@@ -125,6 +125,28 @@ impl MetaDb {
         run().map_err(|e| self.wrap(action, e))
     }
 
+    /// Changes the record at `d` in `table` with `change`, if it still
+    /// exists (committed with eventual durability: access times and the
+    /// like, which a crash may lose).
+    fn update<M: Serialize + DeserializeOwned>(
+        &self,
+        action: &'static str,
+        table: TableDefinition<&str, &[u8]>,
+        d: &shoal_core::Digest,
+        change: impl FnOnce(&mut M),
+    ) -> Result<(), StoreError> {
+        let key = d.to_string();
+        self.write(action, Durability::Eventual, |txn| {
+            let mut t = txn.open_table(table)?;
+            let meta = t.get(key.as_str())?.map(|v| decode::<M>(&key, v.value()));
+            if let Some(mut meta) = meta.transpose()? {
+                change(&mut meta);
+                t.insert(key.as_str(), encode(&meta).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     fn wrap(&self, action: &'static str, e: TxError) -> StoreError {
         match e {
             TxError::Redb(source) => StoreError::Db { db: self.path.clone(), action, source },

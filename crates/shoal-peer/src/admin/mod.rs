@@ -76,25 +76,25 @@ impl From<TaskSnapshot> for DownloadReport {
     }
 }
 
+/// What the admin endpoints read.
 #[derive(Clone)]
-struct Admin {
-    registry: Arc<Registry>,
-    store: Store,
-    tasks: Arc<TaskManager>,
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-    swarm: Option<Arc<Swarm>>,
+pub struct Admin {
+    /// The metrics registry `/metrics` encodes.
+    pub registry: Arc<Registry>,
+    /// The store (usage for `/metrics` and the status report).
+    pub store: Store,
+    /// Downloads in progress.
+    pub tasks: Arc<TaskManager>,
+    /// The daemon's metrics (store gauges are refreshed on scrape).
+    pub metrics: Metrics,
+    /// Cleared while starting and draining (`/readyz`).
+    pub ready: Arc<AtomicBool>,
+    /// The swarm membership, if any (prewarm jobs).
+    pub swarm: Option<Arc<Swarm>>,
 }
 
 /// The admin router.
-pub fn router(
-    registry: Arc<Registry>,
-    store: Store,
-    tasks: Arc<TaskManager>,
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-    swarm: Option<Arc<Swarm>>,
-) -> Router {
+pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -102,7 +102,7 @@ pub fn router(
         .route("/api/v1/status", get(status))
         .route("/api/v1/prewarm", post(prewarm::submit))
         .route("/api/v1/prewarm/{job}", get(prewarm::status))
-        .with_state(Admin { registry, store, tasks, metrics, ready, swarm })
+        .with_state(admin)
 }
 
 /// Refresh the store gauges from a usage reading.

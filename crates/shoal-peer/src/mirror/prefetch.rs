@@ -17,14 +17,12 @@ use std::sync::Arc;
 use http::HeaderValue;
 use shoal_core::{Digest, RepoName};
 use shoal_origin::OriginClient;
+use shoal_prewarm::manifest::{self, IMAGE_TYPES};
 
 use super::Mirror;
 
 /// Most blobs one manifest starts.
 pub const MAX_BLOBS: usize = 128;
-
-const IMAGE_TYPES: [&str; 2] =
-    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
 /// The config and layer digests of an image manifest, in order, without
 /// repeats; nothing for an index, a list or anything unparsable.
@@ -32,18 +30,8 @@ pub fn blobs_of(media_type: &str, body: &[u8]) -> Vec<Digest> {
     if !IMAGE_TYPES.contains(&media_type) {
         return Vec::new();
     }
-    let Ok(m) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let descs = std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
-    let mut out: Vec<Digest> = Vec::new();
-    for d in descs.filter_map(|d| d["digest"].as_str()?.parse::<Digest>().ok()) {
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    out.truncate(MAX_BLOBS);
-    out
+    let blobs = serde_json::from_slice(body).ok().and_then(|m| manifest::blobs(&m).ok()).unwrap_or_default();
+    blobs.into_iter().map(|(d, _)| d).take(MAX_BLOBS).collect()
 }
 
 /// Starts, in the background, the download of every blob of the manifest

@@ -33,6 +33,13 @@ struct Entry {
     last_end: Option<Instant>,
 }
 
+impl Entry {
+    /// Uploading, or uploaded within `grace` of `now`.
+    fn busy(&self, now: Instant, grace: Duration) -> bool {
+        self.active > 0 || self.last_end.is_some_and(|t| now.saturating_duration_since(t) < grace)
+    }
+}
+
 /// Recent uploads per (task, piece).
 #[derive(Debug)]
 pub struct Handouts {
@@ -52,22 +59,17 @@ impl Handouts {
         Handouts { grace, entries: HashMap::new() }
     }
 
-    fn busy(&self, e: &Entry, now: Instant) -> bool {
-        e.active > 0 || e.last_end.is_some_and(|t| now.saturating_duration_since(t) < self.grace)
-    }
-
     /// May `piece` of `task` go to `peer` now? If so, the upload is
     /// recorded as started; call [`Handouts::end`] when it ends.
     pub fn begin(&mut self, task: &Digest, piece: u32, peer: &str, now: Instant) -> bool {
+        let grace = self.grace;
         if self.entries.len() >= SWEEP_AT {
-            let grace = self.grace;
-            self.entries
-                .retain(|_, e| e.active > 0 || e.last_end.is_some_and(|t| now.saturating_duration_since(t) < grace));
+            self.entries.retain(|_, e| e.busy(now, grace));
         }
         let key = (task.clone(), piece);
         if let Some(e) = self.entries.get(&key)
             && e.peer != peer
-            && self.busy(e, now)
+            && e.busy(now, grace)
         {
             return false;
         }

@@ -88,17 +88,14 @@ impl Swarm {
     /// Ask for parents (and maybe the origin grant) for `task`. Registers
     /// first when the scheduler does not know us (it restarted).
     pub async fn join(&self, task: &Digest, have: HaveState) -> Result<Joined, LinkError> {
-        for _ in 0..2 {
-            let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have };
-            match self.call(Some(task), req).await? {
-                SchedulerResponse::Parents { parents, origin } => return Ok(Joined { parents, origin }),
-                SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost => {
-                    self.call(Some(task), self.register_request()).await?;
-                }
-                other => return Err(LinkError(format!("unexpected answer to join: {other:?}"))),
+        let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have };
+        match self.call_registered(Some(task), req).await? {
+            SchedulerResponse::Parents { parents, origin } => Ok(Joined { parents, origin }),
+            SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost => {
+                Err(LinkError("the scheduler keeps forgetting this host".into()))
             }
+            other => Err(LinkError(format!("unexpected answer to join: {other:?}"))),
         }
-        Err(LinkError("the scheduler keeps forgetting this host".into()))
     }
 
     /// Report progress on `task` (errors are logged: progress is advisory).

@@ -107,16 +107,7 @@ impl MetaDb {
 
     /// Sets a blob's last access time, if the blob still exists.
     pub(crate) fn touch_blob(&self, d: &Digest, now_ms: u64) -> Result<(), StoreError> {
-        let key = d.to_string();
-        self.write("update blob access time", Durability::Eventual, |txn| {
-            let mut t = txn.open_table(BLOBS)?;
-            let meta = t.get(key.as_str())?.map(|v| decode::<BlobMeta>(&key, v.value()));
-            if let Some(mut meta) = meta.transpose()? {
-                meta.last_access_ms = now_ms;
-                t.insert(key.as_str(), encode(&meta).as_slice())?;
-            }
-            Ok(())
-        })
+        self.update::<BlobMeta>("update blob access time", BLOBS, d, |m| m.last_access_ms = now_ms)
     }
 
     /// Removes the records and piece hashes of every digest given.

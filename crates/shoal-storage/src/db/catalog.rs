@@ -46,16 +46,7 @@ impl MetaDb {
     }
 
     pub(crate) fn touch_manifest(&self, d: &Digest, now_ms: u64) -> Result<(), StoreError> {
-        let key = d.to_string();
-        self.write("update manifest access time", Durability::Eventual, |txn| {
-            let mut t = txn.open_table(MANIFEST_META)?;
-            let meta = t.get(key.as_str())?.map(|v| decode::<ManifestMeta>(&key, v.value()));
-            if let Some(mut meta) = meta.transpose()? {
-                meta.last_access_ms = now_ms;
-                t.insert(key.as_str(), encode(&meta).as_slice())?;
-            }
-            Ok(())
-        })
+        self.update::<ManifestMeta>("update manifest access time", MANIFEST_META, d, |m| m.last_access_ms = now_ms)
     }
 
     pub(crate) fn remove_manifests(&self, digests: &[Digest]) -> Result<(), StoreError> {
