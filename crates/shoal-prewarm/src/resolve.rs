@@ -107,16 +107,16 @@ pub async fn check(
         .send()
         .await
         .map_err(|source| PrewarmError::Unreachable { mirror: mirror.to_owned(), source })?;
-    let status = resp.status();
-    if !status.is_success() {
-        let detail = status.canonical_reason().unwrap_or("no detail").to_lowercase();
-        return Err(status_error(image, status, detail));
-    }
     let media_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !INDEX_TYPES.contains(&media_type) {
+    if resp.status().is_success() && !INDEX_TYPES.contains(&media_type) {
         return Ok(());
     }
+    // An index, or a failure: a HEAD answer has no body to say why, so ask
+    // again with a GET (a failed one starts no prefetch).
     let index = get_manifest(client, mirror, image, &reference).await?;
+    if !manifest::is_index(&index) {
+        return Ok(());
+    }
     let entries = index["manifests"].as_array().cloned().unwrap_or_default();
     for want in platforms {
         find_platform(&entries, want, image)?;
