@@ -212,6 +212,16 @@ def tx_bytes(ns, dev="eth0"):
     return int(json.loads(r.stdout)[0]["stats64"]["tx"]["bytes"])
 
 
+def port_bytes(topo):
+    """Bytes each node has downloaded and uploaded, read at its bridge port
+    (one `ip` call for all ports): [(down, up)] in node order."""
+    r = run(["ip", "-n", topo.br, "-s", "-j", "link", "show"])
+    stats = {l["ifname"]: l["stats64"] for l in json.loads(r.stdout)}
+    first = 3  # p0 origin, p1 scheduler, p2 cache, then the nodes
+    return [(stats[f"p{first + i}"]["tx"]["bytes"], stats[f"p{first + i}"]["rx"]["bytes"])
+            for i in range(len(topo.nodes))]
+
+
 def wait_http(ns, url, what, timeout=60):
     deadline = time.time() + timeout
     for _ in range(int(timeout / 0.1) + 1):
@@ -285,7 +295,7 @@ go="$1"; out="$2"; res="$3"; src="$4"; tmo="$5"
 i=0
 while [ ! -e "$go" ] && [ $i -lt 12000 ]; do sleep 0.005; i=$((i+1)); done
 s=$(date +%s.%N)
-timeout "$tmo" skopeo copy --insecure-policy --src-tls-verify=false "docker://$src" "dir:$out" >"$res.log" 2>&1
+timeout "$tmo" skopeo copy --insecure-policy --src-tls-verify=false "docker://$src" "oci:$out:pulled" >"$res.log" 2>&1
 rc=$?
 e=$(date +%s.%N)
 echo "$s $e $rc" > "$res"
@@ -326,19 +336,22 @@ def pull_all(args, topo, st, work, method, source_for):
                            os.path.join(mdir, f"wrapper-{i}.log")))
     time.sleep(1.0)  # every wrapper is polling for the go file
     tx0 = tx_bytes(topo.origin)
+    ports0 = port_bytes(topo)
     c0 = cpu_times()
     t0 = time.time()
     open(go, "w").close()
     deadline = t0 + args.pull_timeout + 30
-    peak_busy, last, samples, tx_series = 0.0, c0, [], []
+    peak_busy, last, samples, tx_series, node_series = 0.0, c0, [], [], []
     for _ in range(int((args.pull_timeout + 30) / 0.5) + 1):
         if all(p.poll() is not None for p in procs) or time.time() > deadline:
             break
         time.sleep(0.5)
         c = cpu_times()
         try:
-            tx_series.append((round(time.time() - t0, 2), tx_bytes(topo.origin) - tx0))
-        except RuntimeError:
+            now = round(time.time() - t0, 2)
+            tx_series.append((now, tx_bytes(topo.origin) - tx0))
+            node_series.append([now] + [[d - d0, u - u0] for (d, u), (d0, u0) in zip(port_bytes(topo), ports0)])
+        except (RuntimeError, KeyError, ValueError):
             pass
         dt, di = c[0] - last[0], c[1] - last[1]
         if dt > 0:
@@ -371,6 +384,8 @@ def pull_all(args, topo, st, work, method, source_for):
         "cpu_busy_peak_0_5s": round(peak_busy, 3),
         "cpu_busy_samples": samples,
         "origin_tx_series": tx_series,
+        # [t, [down, up] per node], bytes since the start, at the bridge ports
+        "node_series": node_series,
         "loadavg_end": loadavg,
         "wall_s": round(time.time() - t0, 3),
     }
@@ -385,14 +400,14 @@ def verify(mdir, nodes, image):
             ok = False
             why.append(f"client rc {n['rc']}")
         for d in sorted(want):
-            p = os.path.join(out, d.split(":", 1)[1])
+            p = os.path.join(out, "blobs", "sha256", d.split(":", 1)[1])
             if not os.path.exists(p):
                 ok = False
                 why.append(f"missing {d[:19]}")
             elif sha256_file(p) != d:
                 ok = False
                 why.append(f"bad digest {d[:19]}")
-        mp = os.path.join(out, "manifest.json")
+        mp = os.path.join(out, "blobs", "sha256", image["manifest_digest"].split(":", 1)[1])
         n["manifest_matches_origin"] = os.path.exists(mp) and sha256_file(mp) == image["manifest_digest"]
         n["digests_ok"] = ok
         if why:
@@ -447,7 +462,7 @@ schedulers = ["{SCHED_IP}:65004"]
 # Keep uploads just under the shaped uplink: a full tbf queue delays the
 # ACKs of this node's own origin download behind 50 ms of piece data.
 upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
-''')
+''' + "".join(line + "\n" for line in args.swarm_set))
         procs.append(spawn(st, ns, [args.shoal, "daemon", "--config", cfg],
                            os.path.join(mdir, f"daemon-{i}.log"), env=env))
     for i, ns in enumerate(topo.nodes):
@@ -549,6 +564,8 @@ def main():
     ap.add_argument("--rate", default="100mbit", help="each node's and the cache's upload and download (tc units)")
     ap.add_argument("--upload-share", type=float, default=0.9,
                     help="shoal's upload_rate as a share of --rate (keeps the uplink queue short)")
+    ap.add_argument("--swarm-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra line for each daemon's [swarm] section, e.g. max_uploads=4 (repeatable)")
     ap.add_argument("--origin-rate", default=None, help="origin upload and download (default: --rate)")
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
@@ -614,10 +631,11 @@ def main():
             cpu_model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
         result = {
             "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst,
+            "swarm_set": args.swarm_set,
             "size_mib": args.size_mib, "layer_count": args.layers, "image_bytes": S,
             "image": image, "t_star_s": tstar,
             "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model, "kernel": os.uname().release},
-            "client": "skopeo copy docker:// -> dir:", "methods": {},
+            "client": "skopeo copy docker:// -> oci: (layers in parallel)", "methods": {},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         for name in methods:
