@@ -11,6 +11,13 @@
 //! fraction of the link rate. With one copy out at a time the uplink
 //! carries distinct pieces and the children spread them among themselves.
 //!
+//! Only sources hand out one copy at a time: a node fetching the blob from
+//! the origin, or holding it complete. A node still downloading the blob
+//! from peers serves a piece to every child that asks at once: its fresh
+//! pieces are what the other children lack, and refusing all but one of
+//! them left relays' uplinks half idle (p50 of the 8-node benchmark,
+//! BENCHMARKS.md).
+//!
 //! Pure: time is passed in; the piece server calls [`Handouts::begin`]
 //! before an upload and [`Handouts::end`] after it.
 

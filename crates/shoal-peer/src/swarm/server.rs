@@ -164,12 +164,17 @@ impl PieceServer {
             let _ = send.finish();
             return Ok(());
         };
-        let Some(_handout) = Handout::begin(&self.handouts, task, index, peer) else {
+        // One copy at a time only at a source: a node fetching the blob
+        // from the origin, or holding it complete (see `handout`). A node
+        // still downloading it from peers relays to every child that asks.
+        let seeding = self.tasks.get(task).is_none_or(|t| t.seeding());
+        let handout = if seeding { Handout::begin(&self.handouts, task, index, peer) } else { None };
+        if seeding && handout.is_none() {
             let msg = format!("piece {index} was just handed to another child");
             write_frame(&mut send, &refuse(PeerErrorCode::Elsewhere, msg)).await?;
             let _ = send.finish();
             return Ok(());
-        };
+        }
         let found = self.locate(task, index).await;
         let reply = match found {
             Ok((reader, layout, hash)) => {

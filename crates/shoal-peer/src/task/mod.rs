@@ -18,6 +18,7 @@ pub mod sink;
 mod via_swarm;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -104,9 +105,18 @@ pub struct Task {
     pub started: SystemTime,
     progress: watch::Receiver<Progress>,
     reader: OnceLock<BlobReader>,
+    /// This node fetches (part of) the blob from the origin: its pieces
+    /// enter the swarm here.
+    seeding: AtomicBool,
 }
 
 impl Task {
+    /// Whether this node fetches (part of) the blob from the origin, so its
+    /// fresh pieces exist nowhere else in the swarm yet.
+    pub fn seeding(&self) -> bool {
+        self.seeding.load(Ordering::Relaxed)
+    }
+
     /// A receiver of this task's progress.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
@@ -212,6 +222,7 @@ impl TaskManager {
             started: SystemTime::now(),
             progress: rx,
             reader: OnceLock::new(),
+            seeding: AtomicBool::new(false),
         });
         tasks.insert(digest.clone(), task.clone());
         drop(tasks);

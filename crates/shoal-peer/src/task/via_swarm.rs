@@ -133,6 +133,7 @@ impl Driver {
         layout: PieceLayout,
         tx: &mpsc::Sender<SinkMsg>,
     ) -> Result<(), TaskError> {
+        self.task.seeding.store(true, std::sync::atomic::Ordering::Relaxed);
         let missing: Vec<u32> = picker.missing().collect();
         let runs = runs_of(&missing, layout);
         self.feed(&runs, None, layout.blob_size, tx).await?;
