@@ -15,11 +15,15 @@ use url::Url;
 
 use crate::error::{OriginError, redact};
 
-/// A blob body from `start` to the end.
+/// A blob body from `start` to the end of the blob, or of the range asked
+/// for.
 #[derive(Debug)]
 pub struct BlobStream {
     /// The whole blob's size (not the size of this response).
     pub total_size: u64,
+    /// The offset after the last byte this stream yields: `total_size`,
+    /// or the end of a bounded range the origin honoured.
+    pub end: u64,
     /// The offset of the first byte this stream yields.
     pub start: u64,
     resp: reqwest::Response,
@@ -50,14 +54,16 @@ impl BlobStream {
             header: header.to_owned(),
             value: value.to_owned(),
         };
-        let (total_size, skip) = if resp.status() == StatusCode::PARTIAL_CONTENT {
+        let (total_size, end, skip) = if resp.status() == StatusCode::PARTIAL_CONTENT {
             let raw = resp
                 .headers()
                 .get(http::header::CONTENT_RANGE)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_default();
             match parse_content_range(&raw) {
-                Some((first, _, Some(total))) if first == start => (total, 0),
+                // A range bounded short of the blob's end ends the body at
+                // `last`; the stream ends there too.
+                Some((first, last, Some(total))) if first == start => (total, last.saturating_add(1).min(total), 0),
                 _ => return Err(bad("content-range", &raw)),
             }
         } else {
@@ -65,10 +71,11 @@ impl BlobStream {
             if start > total {
                 return Err(OriginError::BodyTooShort { url: redact(&url), expected: start, got: total });
             }
-            (total, start)
+            (total, total, start)
         };
         Ok(BlobStream {
             total_size,
+            end,
             start,
             resp,
             registry: registry.to_owned(),
@@ -117,7 +124,7 @@ impl BlobStream {
                 Ok(Ok(next)) => next,
             };
             let Some(mut chunk) = next else {
-                if self.pos < self.total_size {
+                if self.pos < self.end {
                     return Some(Err(self.too_short()));
                 }
                 return None;
@@ -128,8 +135,8 @@ impl BlobStream {
             if chunk.is_empty() {
                 continue;
             }
-            if self.pos + chunk.len() as u64 > self.total_size {
-                return Some(Err(OriginError::BodyTooLong { url: redact(&self.url), expected: self.total_size }));
+            if self.pos + chunk.len() as u64 > self.end {
+                return Some(Err(OriginError::BodyTooLong { url: redact(&self.url), expected: self.end }));
             }
             self.pos += chunk.len() as u64;
             return Some(Ok(chunk));
@@ -137,7 +144,7 @@ impl BlobStream {
     }
 
     fn too_short(&self) -> OriginError {
-        OriginError::BodyTooShort { url: redact(&self.url), expected: self.total_size, got: self.pos - self.skip }
+        OriginError::BodyTooShort { url: redact(&self.url), expected: self.end, got: self.pos - self.skip }
     }
 
     /// The same as a [`Stream`].

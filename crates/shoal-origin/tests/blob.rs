@@ -47,6 +47,35 @@ async fn from_an_offset_with_206() {
 }
 
 #[tokio::test]
+async fn a_bounded_range_ends_the_stream_at_its_end() {
+    let o = Origin::start(AuthMode::None).await;
+    let d = o.add_blob(&data());
+    let s = o.client(fast_config()).get_blob_range(&repo(), &d, 1_000, Some(5_000), None).await.unwrap();
+    assert_eq!((s.total_size, s.start, s.end), (100_000, 1_000, 5_000));
+    let (bytes, err) = drain(s).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(bytes, &data()[1_000..5_000]);
+    assert_eq!(o.api_requests()[0].range.as_deref(), Some("bytes=1000-4999"));
+    // From 0 with a bound still asks for a range; to the end asks for none.
+    o.client(fast_config()).get_blob_range(&repo(), &d, 0, Some(10), None).await.unwrap();
+    o.client(fast_config()).get_blob_range(&repo(), &d, 0, None, None).await.unwrap();
+    let seen: Vec<_> = o.api_requests().into_iter().map(|r| r.range).collect();
+    assert_eq!(seen[1..], [Some("bytes=0-9".to_owned()), None]);
+}
+
+#[tokio::test]
+async fn an_origin_ignoring_a_bounded_range_sends_the_rest_of_the_blob() {
+    let o = Origin::start(AuthMode::None).await;
+    let d = o.add_blob(&data());
+    o.set_blob_mode(BlobMode::IgnoreRange);
+    let s = o.client(fast_config()).get_blob_range(&repo(), &d, 1_000, Some(5_000), None).await.unwrap();
+    assert_eq!((s.total_size, s.end), (100_000, 100_000), "the caller stops reading at its bound");
+    let (bytes, err) = drain(s).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(bytes, &data()[1_000..]);
+}
+
+#[tokio::test]
 async fn origin_ignoring_range_has_its_head_dropped() {
     let o = Origin::start(AuthMode::None).await;
     let d = o.add_blob(&data());

@@ -224,10 +224,28 @@ impl OriginClient {
         start: u64,
         auth: Option<&HeaderValue>,
     ) -> Result<BlobStream, OriginError> {
+        self.get_blob_range(repo, digest, start, None, auth).await
+    }
+
+    /// GET bytes `start..end` of a blob (`end` `None`: to its end), as
+    /// [`OriginClient::get_blob`]. An origin that ignores the bounded range
+    /// sends more; the stream yields it and the caller stops reading.
+    pub async fn get_blob_range(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+        auth: Option<&HeaderValue>,
+    ) -> Result<BlobStream, OriginError> {
         let mut req = self.blob_request(Method::GET, repo, digest, auth)?;
-        if start > 0 {
-            let range = HeaderValue::from_str(&format!("bytes={start}-")).expect("ascii");
-            req.headers.insert(header::RANGE, range);
+        let range = match end {
+            Some(end) if end > start => Some(format!("bytes={start}-{}", end - 1)),
+            _ if start > 0 => Some(format!("bytes={start}-")),
+            _ => None,
+        };
+        if let Some(range) = range {
+            req.headers.insert(header::RANGE, HeaderValue::from_str(&range).expect("ascii"));
         }
         let resp = self.send(&req).await?;
         let url = redact(resp.url());

@@ -18,7 +18,7 @@ use super::{Seen, Shared, serve};
 /// How blob GETs are answered.
 #[derive(Clone, Debug)]
 pub enum BlobMode {
-    /// Honour `Range: bytes=N-` with a 206.
+    /// Honour `Range: bytes=N-` and `bytes=N-M` with a 206.
     Normal,
     /// Always a 200 with the whole blob.
     IgnoreRange,
@@ -73,21 +73,22 @@ pub(crate) async fn blob(s: &Shared, method: &Method, seen: &Seen, digest: &Dige
     if *method == Method::HEAD {
         return respond(StatusCode::OK, &[("content-length", total.to_string())], Body::empty());
     }
-    let start = seen
+    // `bytes=N-` or `bytes=N-M` (inclusive M).
+    let (start, end) = seen
         .range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .map(|n| n.parse::<usize>().unwrap())
-        .unwrap_or(0);
+        .and_then(|r| r.split_once('-'))
+        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().map_or(total, |m| (m + 1).min(total))))
+        .unwrap_or((0, total));
     let partial = |body: Body, extra: &[(&str, String)]| {
-        let mut hs = vec![("content-range", format!("bytes {start}-{}/{total}", total - 1))];
+        let mut hs = vec![("content-range", format!("bytes {start}-{}/{total}", end - 1))];
         hs.extend(extra.iter().cloned());
         let status = if seen.range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         respond(status, &hs, body)
     };
     match mode {
-        BlobMode::Normal => partial(Body::from(data.slice(start..)), &[]),
+        BlobMode::Normal => partial(Body::from(data.slice(start..end)), &[]),
         BlobMode::IgnoreRange => respond(StatusCode::OK, &[], Body::from(data)),
         BlobMode::CutAfter(n) => {
             let len = (total - start).to_string();

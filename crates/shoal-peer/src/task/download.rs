@@ -181,7 +181,9 @@ impl Driver {
             while pos < run.end {
                 let step = match stream.take() {
                     Some(s) => Ok(s),
-                    None => self.open(pos).await,
+                    // A run short of the blob's end asks for just that
+                    // range: a seed's segments must not overlap.
+                    None => self.open(pos, (run.end < size).then_some(run.end)).await,
                 };
                 let result = match step {
                     Ok(mut s) => {
@@ -287,7 +289,7 @@ impl Driver {
         let cfg = &self.manager.config;
         let mut failures = 0;
         loop {
-            match self.open(start).await {
+            match self.open(start, None).await {
                 Err(TaskError::Origin(e)) if e.is_retryable() && failures < cfg.retries => {
                     failures += 1;
                     self.manager.metrics.origin_retries.inc();
@@ -300,9 +302,9 @@ impl Driver {
         }
     }
 
-    async fn open(&self, start: u64) -> Result<BlobStream, TaskError> {
+    async fn open(&self, start: u64, end: Option<u64>) -> Result<BlobStream, TaskError> {
         let t0 = Instant::now();
-        let r = self.origin.get_blob(&self.task.repo, &self.task.digest, start, self.auth.as_ref()).await;
+        let r = self.origin.get_blob_range(&self.task.repo, &self.task.digest, start, end, self.auth.as_ref()).await;
         self.manager
             .metrics
             .origin_duration
