@@ -17,6 +17,7 @@ use shoal_storage::BlobReader;
 use shoal_transport::{Endpoint, PeerConnection, RateLimiter, UploadSlots};
 use tokio_util::sync::CancellationToken;
 
+use super::handout::Verdict;
 use super::wire;
 use crate::task::TaskManager;
 use crate::task::progress::Phase;
@@ -168,13 +169,19 @@ impl PieceServer {
         // from the origin, or holding it complete (see `handout`). A node
         // still downloading it from peers relays to every child that asks.
         let seeding = self.tasks.get(task).is_none_or(|t| t.seeding());
-        let handout = if seeding { Handout::begin(&self.handouts, task, index, peer) } else { None };
-        if seeding && handout.is_none() {
-            let msg = format!("piece {index} was just handed to another child");
-            write_frame(&mut send, &refuse(PeerErrorCode::Elsewhere, msg)).await?;
-            let _ = send.finish();
-            return Ok(());
-        }
+        let _handout = match seeding.then(|| Handout::begin(&self.handouts, task, index, peer)) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(verdict)) => {
+                let refusal = match verdict {
+                    Verdict::ChildBusy => refuse(PeerErrorCode::Busy, "at the upload cap for this child".into()),
+                    _ => refuse(PeerErrorCode::Elsewhere, format!("piece {index} was just handed to another child")),
+                };
+                write_frame(&mut send, &refusal).await?;
+                let _ = send.finish();
+                return Ok(());
+            }
+        };
         let found = self.locate(task, index).await;
         let reply = match found {
             Ok((reader, layout, hash)) => {
@@ -258,6 +265,7 @@ struct Handout<'a> {
     handouts: &'a std::sync::Mutex<super::handout::Handouts>,
     task: &'a Digest,
     piece: u32,
+    peer: &'a str,
 }
 
 impl<'a> Handout<'a> {
@@ -265,20 +273,23 @@ impl<'a> Handout<'a> {
         handouts: &'a std::sync::Mutex<super::handout::Handouts>,
         task: &'a Digest,
         piece: u32,
-        peer: &str,
-    ) -> Option<Handout<'a>> {
-        let allowed =
+        peer: &'a str,
+    ) -> Result<Handout<'a>, Verdict> {
+        let verdict =
             handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, std::time::Instant::now());
         // Built only when allowed: a guard built and dropped here would
         // record an upload that never happened.
-        allowed.then(|| Handout { handouts, task, piece })
+        match verdict {
+            Verdict::Go => Ok(Handout { handouts, task, piece, peer }),
+            refused => Err(refused),
+        }
     }
 }
 
 impl Drop for Handout<'_> {
     fn drop(&mut self) {
         let mut h = self.handouts.lock().unwrap_or_else(|p| p.into_inner());
-        h.end(self.task, self.piece, std::time::Instant::now());
+        h.end(self.task, self.piece, self.peer, std::time::Instant::now());
     }
 }
 
