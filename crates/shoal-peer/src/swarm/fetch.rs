@@ -116,6 +116,12 @@ impl Fetcher<'_> {
         self.add_parents(&mut ps, &mut watchers, parents, task, count, &tx);
         let mut failures = Vec::new();
         let mut inflight = 0usize;
+        // When the last piece arrived. Only pieces count: parent lists on
+        // `more`, "busy" answers and announcements do not, or a scheduler
+        // that keeps naming a parent with nothing to give would keep the
+        // fetch alive forever (it used to: the refresh every 2 s restarted
+        // the idle wait).
+        let mut progress_at = tokio::time::Instant::now();
         let end = loop {
             if picker.complete() {
                 break FetchEnd::Complete;
@@ -162,8 +168,12 @@ impl Fetcher<'_> {
             if inflight == 0 && ps.iter().all(|p| p.view.excluded) {
                 break FetchEnd::Stuck("every parent failed or left".into());
             }
+            let idle_left = (progress_at + self.config.idle).saturating_duration_since(now);
+            if inflight == 0 && idle_left.is_zero() {
+                break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle));
+            }
             // Wake when a busy parent may be asked again, if that is sooner.
-            let wait = cooling.map_or(self.config.idle, |t| (t - now).min(self.config.idle));
+            let wait = cooling.map_or(idle_left, |t| (t - now).min(idle_left));
             let waited = tokio::select! {
                 ev = tokio::time::timeout(wait, rx.recv()) => ev,
                 Some(new) = more.recv() => {
@@ -174,8 +184,6 @@ impl Fetcher<'_> {
             let ev = match waited {
                 Ok(Some(ev)) => ev,
                 Ok(None) => break FetchEnd::Stuck("no parents".into()),
-                Err(_) if cooling.is_some() => continue,
-                Err(_) if inflight == 0 => break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle)),
                 Err(_) => continue,
             };
             match ev {
@@ -207,6 +215,10 @@ impl Fetcher<'_> {
                 Event::Piece(i, piece, Ok((bytes, hash))) => {
                     ps[i].view.inflight -= 1;
                     inflight -= 1;
+                    progress_at = tokio::time::Instant::now();
+                    // Probe back toward the full pipeline after a "busy".
+                    let v = &mut ps[i].view;
+                    v.max_inflight = (v.max_inflight + 1).min(self.config.per_parent);
                     if sink.send(SinkMsg::Piece { index: piece, bytes, hash }).await.is_err() {
                         break FetchEnd::SinkGone;
                     }
@@ -222,10 +234,18 @@ impl Fetcher<'_> {
                         tracing::info!(parent = %ps[i].info.host, piece, ?kind, %detail, "piece from a parent failed");
                     }
                     match kind {
-                        // Busy: it has the piece but no upload slot; ask it
-                        // for less at a time rather than forgetting pieces.
+                        // Busy: it has the piece but no upload slot for us.
+                        // With requests of ours still in flight there, that
+                        // is as many as it gives us (a source's per-child
+                        // cap): keep to it. With none, leave it alone a
+                        // moment. Either way its pieces are not forgotten.
                         FailureKind::Missing if detail == BUSY => {
-                            ps[i].cool_until = Some(tokio::time::Instant::now() + BUSY_COOLDOWN);
+                            let v = &mut ps[i].view;
+                            if v.inflight > 0 {
+                                v.max_inflight = v.inflight;
+                            } else {
+                                ps[i].cool_until = Some(tokio::time::Instant::now() + BUSY_COOLDOWN);
+                            }
                         }
                         // It just gave this piece to another child: take
                         // others from it, this one from that child.
