@@ -168,8 +168,8 @@ impl PieceServer {
         // One copy at a time only at a source: a node fetching the blob
         // from the origin, or holding it complete (see `handout`). A node
         // still downloading it from peers relays to every child that asks.
-        let seeding = self.tasks.get(task).is_none_or(|t| t.seeding());
-        let _handout = match seeding.then(|| Handout::begin(&self.handouts, task, index, peer)) {
+        let source = self.tasks.get(task).is_none_or(|t| t.seeding());
+        let _handout = match source.then(|| Handout::begin(&self.handouts, task, index, peer)) {
             None => None,
             Some(Ok(h)) => Some(h),
             Some(Err(verdict)) => {

@@ -182,7 +182,7 @@ impl Driver {
                 let step = match stream.take() {
                     Some(s) => Ok(s),
                     // A run short of the blob's end asks for just that
-                    // range: a seed's segments must not overlap.
+                    // range, so the origin stops sending where it ends.
                     None => self.open(pos, (run.end < size).then_some(run.end)).await,
                 };
                 let result = match step {
