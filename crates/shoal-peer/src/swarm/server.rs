@@ -165,16 +165,29 @@ impl PieceServer {
             let _ = send.finish();
             return Ok(());
         };
-        // One copy at a time only at a source: a node fetching the blob
-        // from the origin, or holding it complete (see `handout`). A node
-        // still downloading it from peers relays to every child that asks.
+        let (reader, layout, hash, held) = match self.locate(task, index).await {
+            Ok(found) => found,
+            Err(msg) => {
+                write_frame(&mut send, &refuse(PeerErrorCode::NotFound, msg)).await?;
+                let _ = send.finish();
+                return Ok(());
+            }
+        };
+        // One copy at a time, fresh pieces first, only at a source: a node
+        // fetching the blob from the origin, or holding it complete (see
+        // `handout`). A node still downloading it from peers relays to
+        // every child that asks.
         let source = self.tasks.get(task).is_none_or(|t| t.seeding());
-        let _handout = match source.then(|| Handout::begin(&self.handouts, task, index, peer)) {
+        let _handout = match source.then(|| Handout::begin(&self.handouts, task, index, peer, held)) {
             None => None,
             Some(Ok(h)) => Some(h),
             Some(Err(verdict)) => {
                 let refusal = match verdict {
                     Verdict::ChildBusy => refuse(PeerErrorCode::Busy, "at the upload cap for this child".into()),
+                    Verdict::Fresh => refuse(
+                        PeerErrorCode::Elsewhere,
+                        format!("piece {index} went out already; pieces that have not go first"),
+                    ),
                     _ => refuse(PeerErrorCode::Elsewhere, format!("piece {index} was just handed to another child")),
                 };
                 write_frame(&mut send, &refusal).await?;
@@ -182,28 +195,20 @@ impl PieceServer {
                 return Ok(());
             }
         };
-        let found = self.locate(task, index).await;
-        let reply = match found {
-            Ok((reader, layout, hash)) => {
-                let range = layout.range(index);
-                let r = reader.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    read_range(&r, range.start, (range.end - range.start) as usize)
-                })
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
-                match read {
-                    Ok(bytes) if *blake3::hash(&bytes).as_bytes() == hash => Ok((bytes, hash)),
-                    Ok(_) => {
-                        tracing::error!(%task, index, "a stored piece failed verification on the way out");
-                        self.drop_corrupt(task).await;
-                        Err(refuse(PeerErrorCode::Corrupt, format!("piece {index} failed verification here")))
-                    }
-                    Err(e) => Err(refuse(PeerErrorCode::NotFound, format!("reading piece {index}: {e}"))),
-                }
+        let range = layout.range(index);
+        let r = reader.clone();
+        let read = tokio::task::spawn_blocking(move || read_range(&r, range.start, (range.end - range.start) as usize))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let reply = match read {
+            Ok(bytes) if *blake3::hash(&bytes).as_bytes() == hash => Ok((bytes, hash)),
+            Ok(_) => {
+                tracing::error!(%task, index, "a stored piece failed verification on the way out");
+                self.drop_corrupt(task).await;
+                Err(refuse(PeerErrorCode::Corrupt, format!("piece {index} failed verification here")))
             }
-            Err(msg) => Err(refuse(PeerErrorCode::NotFound, msg)),
+            Err(e) => Err(refuse(PeerErrorCode::NotFound, format!("reading piece {index}: {e}"))),
         };
         match reply {
             Ok((bytes, hash)) => {
@@ -222,14 +227,15 @@ impl PieceServer {
         Ok(())
     }
 
-    /// The reader, layout and recorded hash of a piece we hold.
-    async fn locate(&self, task: &Digest, index: u32) -> Result<(BlobReader, PieceLayout, [u8; 32]), String> {
+    /// The reader, layout and recorded hash of a piece we hold, and how many
+    /// pieces of the blob we hold.
+    async fn locate(&self, task: &Digest, index: u32) -> Result<(BlobReader, PieceLayout, [u8; 32], u32), String> {
         if let Some(t) = self.tasks.get(task) {
             let p = t.subscribe().borrow().clone();
             if let (Some(layout), Some(reader)) = (p.layout, t.reader())
                 && p.pieces.get(index as usize).copied().unwrap_or(false)
             {
-                return Ok((reader, layout, p.hashes[index as usize]));
+                return Ok((reader, layout, p.hashes[index as usize], p.pieces_done()));
             }
         }
         let store = self.tasks.store().clone();
@@ -245,7 +251,7 @@ impl PieceServer {
         let Some((reader, hashes)) = found else { return Err(format!("{task} is not here")) };
         let layout = PieceLayout::for_blob(reader.size());
         match hashes.get(index as usize).copied().flatten() {
-            Some(h) => Ok((reader, layout, h)),
+            Some(h) => Ok((reader, layout, h, layout.count())),
             None => Err(format!("piece {index} of {task} is not here")),
         }
     }
@@ -274,9 +280,10 @@ impl<'a> Handout<'a> {
         task: &'a Digest,
         piece: u32,
         peer: &'a str,
+        held: u32,
     ) -> Result<Handout<'a>, Verdict> {
-        let verdict =
-            handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        let verdict = handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, held, now);
         // Built only when allowed: a guard built and dropped here would
         // record an upload that never happened.
         match verdict {
