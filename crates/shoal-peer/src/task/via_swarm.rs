@@ -147,18 +147,26 @@ fn salt(host: &str) -> u64 {
     host.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// While a fetch runs, ask the scheduler again every [`REFRESH`] for
-/// parents: peers that joined after us, or gained pieces since, become
-/// parents too, so children trade with each other instead of all waiting
-/// on the seed's upload.
+/// While a fetch runs, ask the scheduler again for parents, first after
+/// [`FIRST_REFRESH`], then at doubling intervals up to every [`REFRESH`]:
+/// peers that joined after us, or gained pieces since, become parents too,
+/// so children trade with each other instead of all waiting on the seed's
+/// upload. The first answers come early because at the start of a swarm
+/// the seed hands each piece to one child only: until a child knows the
+/// other children it gets a seventh of the seed's uplink (8 nodes). With a
+/// flat 2 s interval the children of the 8-node benchmark held 0.02 of the
+/// image 2 s in, when the origin had sent 0.09 (0.03-0.05 with these
+/// early asks; BENCHMARKS.md).
 async fn refresh_parents(
     sw: Arc<Swarm>,
     task: Digest,
     progress: watch::Receiver<Progress>,
     more: mpsc::Sender<Vec<shoal_proto::ParentInfo>>,
 ) {
+    let mut wait = FIRST_REFRESH;
     loop {
-        tokio::time::sleep(REFRESH).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(REFRESH);
         let have = {
             let p = progress.borrow();
             HaveState { pieces_done: p.pieces_done(), pieces_total: Some(p.pieces.len() as u32), complete: false }
@@ -172,8 +180,10 @@ async fn refresh_parents(
     }
 }
 
-/// How often a running fetch asks for more parents.
+/// How often a running fetch asks for more parents, once past the start.
 const REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+/// When a running fetch first asks for more parents.
+const FIRST_REFRESH: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Tell the scheduler about progress as pieces land (at most every 200 ms),
 /// and about completion.
