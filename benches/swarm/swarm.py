@@ -186,13 +186,36 @@ class Topo:
         run(["ip", "-n", self.br, "link", "set", port, "up"])
         run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        b = self.args.burst
         if up:  # host upload: egress of the host end
-            run(["tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "tbf",
-                 "rate", up, "burst", b, "latency", "50ms"])
+            self.shape(["-n", ns], "eth0", up)
         if down:  # host download: egress of the bridge port toward the host
-            run(["tc", "-n", self.br, "qdisc", "add", "dev", port, "root", "tbf",
-                 "rate", down, "burst", b, "latency", "50ms"])
+            self.shape(["-n", self.br], port, down)
+
+    def shape(self, where, dev, rate):
+        """Limit `dev`'s egress to `rate`. `fifo`: one tbf, so a host's
+        own ACKs wait behind up to 50 ms of its bulk data. `ackprio`: htb
+        with small packets (IP length < 128: TCP and QUIC ACKs) ahead of
+        the rest, as a host's fq_codel or fq keeps sparse flows ahead of
+        bulk ones (this kernel has neither); bulk gets the same 50 ms of
+        queue as tbf."""
+        b = self.args.burst
+        tc = ["tc", *where]
+        if self.args.queue == "fifo":
+            run([*tc, "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", b, "latency", "50ms"])
+            return
+        queue = str(int(parse_rate(rate) / 8 * 0.05))
+        run([*tc, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "20"])
+        run([*tc, "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+             "rate", rate, "burst", b, "cburst", b])
+        run([*tc, "class", "add", "dev", dev, "parent", "1:1", "classid", "1:10", "htb",
+             "rate", f"{int(parse_rate(rate) / 10)}bit", "ceil", rate, "burst", b, "cburst", b, "prio", "0"])
+        run([*tc, "class", "add", "dev", dev, "parent", "1:1", "classid", "1:20", "htb",
+             "rate", f"{int(parse_rate(rate) * 0.9)}bit", "ceil", rate, "burst", b, "cburst", b, "prio", "1"])
+        run([*tc, "qdisc", "add", "dev", dev, "parent", "1:10", "handle", "10:", "pfifo", "limit", "1000"])
+        run([*tc, "qdisc", "add", "dev", dev, "parent", "1:20", "handle", "20:", "bfifo", "limit", queue])
+        # IPv4 total length (bytes 2-3) below 128.
+        run([*tc, "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+             "match", "u16", "0x0000", "0xff80", "at", "2", "flowid", "1:10"])
 
     def build(self):
         a = self.args
@@ -570,7 +593,9 @@ def main():
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--methods", default="shoal,direct,cache")
-    ap.add_argument("--burst", default="256kb", help="tbf burst")
+    ap.add_argument("--burst", default="256kb", help="tbf/htb burst")
+    ap.add_argument("--queue", default="fifo", choices=["fifo", "ackprio"],
+                    help="each shaped link's queue: one FIFO (tbf), or ACK-sized packets first (htb)")
     ap.add_argument("--pull-timeout", type=int, default=900, help="seconds per pull (each method)")
     ap.add_argument("--stop-grace", type=float, default=10.0)
     ap.add_argument("--prefix", default="shb")
@@ -630,7 +655,7 @@ def main():
         with open("/proc/cpuinfo") as f:
             cpu_model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
         result = {
-            "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst,
+            "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst, "queue": args.queue,
             "swarm_set": args.swarm_set,
             "size_mib": args.size_mib, "layer_count": args.layers, "image_bytes": S,
             "image": image, "t_star_s": tstar,
