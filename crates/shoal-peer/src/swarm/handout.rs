@@ -41,6 +41,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use shoal_core::Digest;
+use shoal_proto::Bitfield;
 
 /// How long after an upload of a piece ends it is still refused to other
 /// children: time for the recipient to announce it.
@@ -76,31 +77,8 @@ impl Entry {
 /// The pieces of one task a source has handed out at least once.
 #[derive(Debug)]
 struct Sent {
-    bits: Vec<u64>,
-    count: u32,
+    pieces: Bitfield,
     last: Instant,
-}
-
-impl Sent {
-    fn new(now: Instant) -> Sent {
-        Sent { bits: Vec::new(), count: 0, last: now }
-    }
-
-    fn has(&self, piece: u32) -> bool {
-        self.bits.get(piece as usize / 64).is_some_and(|w| w & (1 << (piece % 64)) != 0)
-    }
-
-    fn add(&mut self, piece: u32, now: Instant) {
-        let (word, bit) = (piece as usize / 64, 1u64 << (piece % 64));
-        if self.bits.len() <= word {
-            self.bits.resize(word + 1, 0);
-        }
-        if self.bits[word] & bit == 0 {
-            self.bits[word] |= bit;
-            self.count += 1;
-        }
-        self.last = now;
-    }
 }
 
 /// What [`Handouts::begin`] decided.
@@ -139,10 +117,10 @@ impl Handouts {
         Handouts { grace, entries: HashMap::new(), sent: HashMap::new(), per_child: HashMap::new() }
     }
 
-    /// May `piece` of `task` go to `peer` now? `held` is how many pieces of
-    /// the task we hold. If so ([`Verdict::Go`]), the upload is recorded as
-    /// started; call [`Handouts::end`] when it ends.
-    pub fn begin(&mut self, task: &Digest, piece: u32, peer: &str, held: u32, now: Instant) -> Verdict {
+    /// May `piece` of `task` (a blob of `pieces` pieces, of which we hold
+    /// `held`) go to `peer` now? If so ([`Verdict::Go`]), the upload is
+    /// recorded as started; call [`Handouts::end`] when it ends.
+    pub fn begin(&mut self, task: &Digest, piece: u32, peer: &str, held: u32, pieces: u32, now: Instant) -> Verdict {
         let grace = self.grace;
         if self.entries.len() >= SWEEP_AT {
             self.entries.retain(|_, e| e.busy(now, grace));
@@ -156,12 +134,11 @@ impl Handouts {
         if entry.is_some_and(|e| e.peer != peer && e.busy(now, grace)) {
             return Verdict::Elsewhere;
         }
-        if let Some(s) = self.sent.get_mut(task)
-            && now.saturating_duration_since(s.last) >= SENT_TTL
-        {
-            *s = Sent::new(now);
+        let sent = self.sent.entry(task.clone()).or_insert_with(|| Sent { pieces: Bitfield::new(pieces), last: now });
+        if now.saturating_duration_since(sent.last) >= SENT_TTL || sent.pieces.len() != pieces {
+            *sent = Sent { pieces: Bitfield::new(pieces), last: now };
         }
-        if !first_recipient && self.sent.get(task).is_some_and(|s| s.has(piece) && s.count < held) {
+        if !first_recipient && sent.pieces.get(piece) && sent.pieces.count() < held {
             return Verdict::Fresh;
         }
         let child = self.per_child.entry(peer.to_owned()).or_insert(0);
@@ -169,7 +146,10 @@ impl Handouts {
             return Verdict::ChildBusy;
         }
         *child += 1;
-        self.sent.entry(task.clone()).or_insert_with(|| Sent::new(now)).add(piece, now);
+        if let Some(sent) = self.sent.get_mut(task) {
+            sent.pieces.set(piece);
+            sent.last = now;
+        }
         let e = self.entries.entry(key).or_insert_with(|| Entry { peer: peer.to_owned(), active: 0, last_end: None });
         e.peer = peer.to_owned();
         e.active += 1;
@@ -208,6 +188,8 @@ mod tests {
     /// What the grace and per-child tests pass as `held`: no piece is
     /// fresh, so only the rule under test applies.
     const HELD: u32 = 0;
+    /// The test blobs' piece count.
+    const PIECES: u32 = 8192;
 
     #[test]
     fn one_copy_at_a_time_then_a_grace() {
@@ -215,21 +197,21 @@ mod tests {
         let task = Digest::sha256_of(b"t");
         let mut h = Handouts::new(Duration::from_millis(500));
         let t0 = Instant::now();
-        assert_eq!(h.begin(&task, 3, "a", HELD, t0), Go);
+        assert_eq!(h.begin(&task, 3, "a", HELD, PIECES, t0), Go);
         // Another child is refused while a's copy is in flight...
-        assert_eq!(h.begin(&task, 3, "b", HELD, t0), Elsewhere);
+        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, t0), Elsewhere);
         // ...but gets other pieces, and a may ask again (a retry).
-        assert_eq!(h.begin(&task, 4, "b", HELD, t0), Go);
-        assert_eq!(h.begin(&task, 3, "a", HELD, t0), Go);
+        assert_eq!(h.begin(&task, 4, "b", HELD, PIECES, t0), Go);
+        assert_eq!(h.begin(&task, 3, "a", HELD, PIECES, t0), Go);
         h.end(&task, 3, "a", t0);
         h.end(&task, 3, "a", t0 + Duration::from_millis(100));
         // Within the grace after the last copy ended: still a's.
-        assert_eq!(h.begin(&task, 3, "b", HELD, t0 + Duration::from_millis(599)), Elsewhere);
+        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, t0 + Duration::from_millis(599)), Elsewhere);
         // After it: b's turn (b's second upload in flight).
-        assert_eq!(h.begin(&task, 3, "b", HELD, t0 + Duration::from_millis(600)), Go);
-        assert_eq!(h.begin(&task, 3, "c", HELD, t0 + Duration::from_millis(600)), Elsewhere);
+        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, t0 + Duration::from_millis(600)), Go);
+        assert_eq!(h.begin(&task, 3, "c", HELD, PIECES, t0 + Duration::from_millis(600)), Elsewhere);
         // Other tasks are independent.
-        assert_eq!(h.begin(&Digest::sha256_of(b"u"), 3, "c", HELD, t0), Go);
+        assert_eq!(h.begin(&Digest::sha256_of(b"u"), 3, "c", HELD, PIECES, t0), Go);
     }
 
     #[test]
@@ -239,18 +221,18 @@ mod tests {
         let mut h = Handouts::new(Duration::from_millis(500));
         let t0 = Instant::now();
         for i in 0..PER_CHILD {
-            assert_eq!(h.begin(&t, i, "a", HELD, t0), Go);
+            assert_eq!(h.begin(&t, i, "a", HELD, PIECES, t0), Go);
         }
         // The cap holds across tasks, and for other children not at all.
-        assert_eq!(h.begin(&u, 0, "a", HELD, t0), ChildBusy);
-        assert_eq!(h.begin(&u, 0, "b", HELD, t0), Go);
+        assert_eq!(h.begin(&u, 0, "a", HELD, PIECES, t0), ChildBusy);
+        assert_eq!(h.begin(&u, 0, "b", HELD, PIECES, t0), Go);
         // A refused piece is not recorded as handed out: c may have it.
-        assert_eq!(h.begin(&t, 99, "a", HELD, t0), ChildBusy);
-        assert_eq!(h.begin(&t, 99, "c", HELD, t0), Go);
+        assert_eq!(h.begin(&t, 99, "a", HELD, PIECES, t0), ChildBusy);
+        assert_eq!(h.begin(&t, 99, "c", HELD, PIECES, t0), Go);
         // One upload ends: a may have one more.
         h.end(&t, 0, "a", t0);
-        assert_eq!(h.begin(&u, 1, "a", HELD, t0), Go);
-        assert_eq!(h.begin(&u, 2, "a", HELD, t0), ChildBusy);
+        assert_eq!(h.begin(&u, 1, "a", HELD, PIECES, t0), Go);
+        assert_eq!(h.begin(&u, 2, "a", HELD, PIECES, t0), ChildBusy);
     }
 
     #[test]
@@ -259,12 +241,21 @@ mod tests {
         let mut h = Handouts::new(Duration::from_millis(10));
         let t0 = Instant::now();
         for i in 0..SWEEP_AT as u32 {
-            assert_eq!(h.begin(&task, i, "a", HELD, t0), Verdict::Go);
+            assert_eq!(h.begin(&task, i, "a", HELD, PIECES, t0), Verdict::Go);
             h.end(&task, i, "a", t0);
         }
         assert_eq!(h.len(), SWEEP_AT);
-        assert_eq!(h.begin(&task, 0, "b", HELD, t0 + Duration::from_secs(1)), Verdict::Go);
+        assert_eq!(h.begin(&task, 0, "b", HELD, PIECES, t0 + Duration::from_secs(1)), Verdict::Go);
         assert_eq!(h.len(), 1);
+    }
+
+    /// Asks for `piece` for `peer`; if it may go, the upload also ends at `at`.
+    fn ask(h: &mut Handouts, task: &Digest, piece: u32, peer: &str, held: u32, at: Instant) -> Verdict {
+        let v = h.begin(task, piece, peer, held, PIECES, at);
+        if v == Verdict::Go {
+            h.end(task, piece, peer, at);
+        }
+        v
     }
 
     #[test]
@@ -275,34 +266,26 @@ mod tests {
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(10);
         // We hold 3 pieces; piece 0 goes to a.
-        assert_eq!(h.begin(&task, 0, "a", 3, t0), Go);
-        h.end(&task, 0, "a", t0);
+        assert_eq!(ask(&mut h, &task, 0, "a", 3, t0), Go);
         // Long after the grace, nobody else gets 0 while 1 and 2 never went...
-        assert_eq!(h.begin(&task, 0, "b", 3, later), Fresh);
+        assert_eq!(ask(&mut h, &task, 0, "b", 3, later), Fresh);
         // ...except a, its first recipient (a retry).
-        assert_eq!(h.begin(&task, 0, "a", 3, later), Go);
-        h.end(&task, 0, "a", later);
-        assert_eq!(h.begin(&task, 1, "b", 3, later), Go);
-        h.end(&task, 1, "b", later);
-        assert_eq!(h.begin(&task, 2, "c", 3, later), Go);
-        h.end(&task, 2, "c", later);
+        assert_eq!(ask(&mut h, &task, 0, "a", 3, later), Go);
+        assert_eq!(ask(&mut h, &task, 1, "b", 3, later), Go);
+        assert_eq!(ask(&mut h, &task, 2, "c", 3, later), Go);
         // Every piece held went out once: second copies are allowed (after
         // the grace).
         let after = later + Duration::from_secs(1);
-        assert_eq!(h.begin(&task, 0, "c", 3, after), Go);
-        h.end(&task, 0, "c", after);
+        assert_eq!(ask(&mut h, &task, 0, "c", 3, after), Go);
         // A new piece (from the origin) is fresh again.
-        assert_eq!(h.begin(&task, 1, "d", 4, after), Fresh);
-        assert_eq!(h.begin(&task, 3, "d", 4, after), Go);
-        h.end(&task, 3, "d", after);
+        assert_eq!(ask(&mut h, &task, 1, "d", 4, after), Fresh);
+        assert_eq!(ask(&mut h, &task, 3, "d", 4, after), Go);
         // Other tasks keep their own record.
-        assert_eq!(h.begin(&Digest::sha256_of(b"u"), 1, "d", 4, after), Go);
+        assert_eq!(ask(&mut h, &Digest::sha256_of(b"u"), 1, "d", 4, after), Go);
         // A record idle for SENT_TTL is forgotten: a later swarm starts afresh.
         let much_later = after + SENT_TTL;
-        assert_eq!(h.begin(&task, 1, "e", 5, much_later), Go);
-        assert_eq!(h.begin(&task, 2, "e", 5, much_later), Go);
-        h.end(&task, 1, "e", much_later);
-        h.end(&task, 2, "e", much_later);
-        assert_eq!(h.begin(&task, 1, "f", 5, much_later + Duration::from_secs(1)), Fresh);
+        assert_eq!(ask(&mut h, &task, 1, "e", 5, much_later), Go);
+        assert_eq!(ask(&mut h, &task, 2, "e", 5, much_later), Go);
+        assert_eq!(ask(&mut h, &task, 1, "f", 5, much_later + Duration::from_secs(1)), Fresh);
     }
 }

@@ -178,7 +178,7 @@ impl PieceServer {
         // `handout`). A node still downloading it from peers relays to
         // every child that asks.
         let source = self.tasks.get(task).is_none_or(|t| t.seeding());
-        let _handout = match source.then(|| Handout::begin(&self.handouts, task, index, peer, held)) {
+        let _handout = match source.then(|| Handout::begin(&self.handouts, task, index, peer, (held, layout.count()))) {
             None => None,
             Some(Ok(h)) => Some(h),
             Some(Err(verdict)) => {
@@ -280,10 +280,10 @@ impl<'a> Handout<'a> {
         task: &'a Digest,
         piece: u32,
         peer: &'a str,
-        held: u32,
+        (held, pieces): (u32, u32),
     ) -> Result<Handout<'a>, Verdict> {
         let now = std::time::Instant::now();
-        let verdict = handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, held, now);
+        let verdict = handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, held, pieces, now);
         // Built only when allowed: a guard built and dropped here would
         // record an upload that never happened.
         match verdict {
