@@ -120,6 +120,7 @@ pub async fn run(
             download_limit: limiter(s.download_rate),
             upload_limit: limiter(s.upload_rate),
             slots: shoal_transport::UploadSlots::new(max_uploads),
+            downlink: Default::default(),
         });
         (node, s.heartbeat)
     });

@@ -19,6 +19,7 @@ use shoal_proto::{
 use shoal_transport::{Endpoint, RateLimiter};
 use tokio::sync::mpsc;
 
+use super::downlink::Downlink;
 use super::picker::{ParentView, Picker};
 use super::wire;
 use crate::task::sink::SinkMsg;
@@ -91,6 +92,8 @@ pub struct Fetcher<'a> {
     pub endpoint: &'a Endpoint,
     /// Download byte rate.
     pub limit: &'a Arc<RateLimiter>,
+    /// The node's downlink: paces requests while origin bytes are owed.
+    pub downlink: &'a Arc<Downlink>,
     /// Tuning.
     pub config: &'a FetchConfig,
 }
@@ -116,6 +119,8 @@ impl Fetcher<'_> {
         self.add_parents(&mut ps, &mut watchers, parents, task, count, &tx);
         let mut failures = Vec::new();
         let mut inflight = 0usize;
+        let missing: u64 = picker.missing().map(|i| layout.len_of(i)).sum();
+        let mut owed = self.downlink.owe_peers(missing);
         // When the last piece arrived. Only pieces count: parent lists on
         // `more`, "busy" answers and announcements do not, or a scheduler
         // that keeps naming a parent with nothing to give would keep the
@@ -145,7 +150,14 @@ impl Fetcher<'_> {
                 .chain(ps.iter().flat_map(|p| p.held_back.iter().map(|&(_, until)| until)))
                 .min();
             let read = picker.missing().next().unwrap_or(0);
+            // When the downlink pace allows the next request, if it is
+            // holding requests back.
+            let mut paced = None;
             for pick in picker.pick(&views, read) {
+                if let Err(wait) = self.downlink.try_take(layout.len_of(pick.piece)) {
+                    paced = Some(now + wait);
+                    break;
+                }
                 picker.started(pick.piece);
                 ps[pick.parent].view.inflight += 1;
                 inflight += 1;
@@ -169,11 +181,18 @@ impl Fetcher<'_> {
                 break FetchEnd::Stuck("every parent failed or left".into());
             }
             let idle_left = (progress_at + self.config.idle).saturating_duration_since(now);
-            if inflight == 0 && idle_left.is_zero() {
+            // Held back by the pace is not idle.
+            if inflight == 0 && idle_left.is_zero() && paced.is_none() {
                 break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle));
             }
-            // Wake when a busy parent may be asked again, if that is sooner.
-            let wait = cooling.map_or(idle_left, |t| (t - now).min(idle_left));
+            // Wake when a busy parent may be asked again, or the pace allows
+            // the next request, if that is sooner.
+            // Past the idle limit (with requests in flight, or held back by
+            // the pace) there is no idle deadline left to wake for: wait for
+            // an event; each request ends by its own deadline.
+            let wake = cooling.into_iter().chain(paced).min();
+            let idle_wait = if idle_left.is_zero() { self.config.piece_deadline } else { idle_left };
+            let wait = wake.map_or(idle_wait, |t| t.saturating_duration_since(now).min(idle_wait));
             let waited = tokio::select! {
                 ev = tokio::time::timeout(wait, rx.recv()) => ev,
                 Some(new) = more.recv() => {
@@ -223,6 +242,7 @@ impl Fetcher<'_> {
                         break FetchEnd::SinkGone;
                     }
                     picker.done(piece);
+                    owed.arrived(layout.len_of(piece));
                 }
                 Event::Piece(i, piece, Err((kind, detail))) => {
                     ps[i].view.inflight -= 1;

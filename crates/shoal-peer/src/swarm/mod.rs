@@ -7,6 +7,7 @@
 //! - [`embedded`]: a scheduler in this process.
 //! - [`remote`]: scheduler replicas over QUIC.
 //! - [`fetch`]: fetching a task's pieces from parents.
+//! - [`downlink`]: pacing peer fetches so a seed's origin stream keeps its share.
 //! - [`picker`]: which piece to ask which parent for (pure).
 //! - [`server`]: serving availability and pieces to other peers.
 //! - [`handout`]: one copy of a piece out at a time (super-seeding).
@@ -14,6 +15,7 @@
 //! - [`wire`]: stream set-up (hello exchange).
 
 pub mod config;
+pub mod downlink;
 pub mod embedded;
 pub mod fetch;
 pub mod handout;

@@ -30,6 +30,8 @@ pub struct Swarm {
     pub upload_limit: Arc<RateLimiter>,
     /// Concurrent upload cap.
     pub slots: UploadSlots,
+    /// What this node still expects from the origin and from peers.
+    pub downlink: Arc<super::downlink::Downlink>,
 }
 
 /// The scheduler's answer to a join.

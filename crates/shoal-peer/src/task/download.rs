@@ -23,6 +23,7 @@ use super::progress::{Phase, Progress};
 use super::sink::{Sink, SinkEnd, SinkMsg};
 use super::{Task, TaskError, TaskManager};
 use crate::metrics::{Kind, KindLabels};
+use crate::swarm::downlink::Owed;
 
 /// The blocking sink's job handle.
 pub(super) type SinkJob = tokio::task::JoinHandle<Result<SinkEnd, TaskError>>;
@@ -173,6 +174,10 @@ impl Driver {
         tx: &mpsc::Sender<SinkMsg>,
     ) -> Result<(), TaskError> {
         let cfg = &self.manager.config;
+        // Counted in the swarm's downlink share (peer fetches pace
+        // themselves against it).
+        let total: u64 = runs.iter().map(|r| r.end - r.start).sum();
+        let mut owed = self.manager.swarm.as_ref().map(|s| s.downlink.owe_origin(total));
         for run in runs {
             let mut pos = run.start;
             let mut failures = 0u32;
@@ -195,7 +200,7 @@ impl Driver {
                                 announced: s.total_size,
                             });
                         }
-                        self.pump(&mut s, &mut pos, run.end, &mut since_failure, tx).await
+                        self.pump(&mut s, &mut pos, run.end, &mut since_failure, &mut owed, tx).await
                     }
                     Err(e) => Err(e),
                 };
@@ -232,6 +237,7 @@ impl Driver {
         pos: &mut u64,
         end: u64,
         since_failure: &mut u64,
+        owed: &mut Option<Owed>,
         tx: &mpsc::Sender<SinkMsg>,
     ) -> Result<(), TaskError> {
         while *pos < end {
@@ -277,6 +283,9 @@ impl Driver {
             }
             *pos += n;
             *since_failure += n;
+            if let Some(o) = owed.as_mut() {
+                o.arrived(n);
+            }
             if let Some(e) = deferred {
                 return Err(e.into());
             }

@@ -100,6 +100,7 @@ impl Driver {
                 me: &sw.config.host,
                 endpoint: &sw.endpoint,
                 limit: &sw.download_limit,
+                downlink: &sw.downlink,
                 config: &sw.config.fetch,
             };
             let (more_tx, mut more) = mpsc::channel(4);
