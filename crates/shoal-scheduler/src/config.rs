@@ -19,6 +19,10 @@ pub struct SchedulerConfig {
     /// it got the grant or last grew) is stalled: it loses the grant to a
     /// joiner or, at a tick, to another peer of the task that can take it.
     pub grant_stall: Duration,
+    /// For this long after a task's first join, a joiner that already
+    /// holds an origin grant on another task leaves this task's grant to
+    /// the next joiner (see the scheduler's module doc). 0 turns it off.
+    pub grant_spread: Duration,
     /// How long a reported piece failure counts against a parent.
     pub failure_memory: Duration,
     /// A parent with this many failures within `failure_memory` on a task
@@ -42,6 +46,7 @@ impl Default for SchedulerConfig {
             parents_per_join: 4,
             host_ttl: Duration::from_secs(30),
             grant_stall: Duration::from_secs(20),
+            grant_spread: Duration::from_millis(150),
             failure_memory: Duration::from_secs(300),
             max_failures: 3,
             wait_retry: Duration::from_millis(200),

@@ -12,6 +12,14 @@
 //!   gets `Granted` if the task has fewer than `max_origin_grants` holders,
 //!   or if one holder is dead (past `host_ttl`) or stalled (no new pieces
 //!   for `grant_stall`): the joiner takes that grant over;
+//! - spreading: during `grant_spread` after a task's first join, a joiner
+//!   that already holds a grant on another task waits (unless it is the
+//!   only host), so the next joiner, likely another node pulling the same
+//!   image, takes it: each seed then uploads only its own layer's fresh
+//!   pieces, and the origin's stream is split over several downlinks
+//!   (`grants.rs`). Scheduler replicas see only the grants they hold;
+//!   rendezvous routing puts an image's layers on different replicas, so
+//!   the rule works per replica;
 //! - a holder that joins again keeps its grant; a complete peer never holds
 //!   one: completing frees it, as do leaving, expiring and unregistering;
 //! - at a tick, a stalled holder loses its grant if another incomplete peer
@@ -146,7 +154,7 @@ impl Scheduler {
     /// holder will have pieces by then); with parents, `wait_retry_with_parents`.
     pub fn join(&mut self, now: Millis, host: &HostId, task: &Digest, have: Have) -> Result<JoinDecision, SchedError> {
         let h = self.touch(now, host)?;
-        let t = self.task_slot(task);
+        let t = self.task_slot(now, task);
         let idx = self.upsert(now, t, h, have);
         if self.tasks[t].peers[idx].complete {
             let retry_after = self.config.wait_retry_with_parents;
@@ -163,9 +171,13 @@ impl Scheduler {
             .peers
             .iter()
             .any(|p| p.complete && p.host != h && hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) == 0);
-        let granted = self.tasks[t].holds(h) || (!live_complete && self.try_grant(now, t, h));
+        let held = self.tasks[t].holds(h);
+        let spread = if held || live_complete { None } else { self.spread_wait(now, t, h) };
+        let granted = held || (!live_complete && spread.is_none() && self.try_grant(now, t, h));
         let origin = if granted {
             OriginGrant::Granted
+        } else if let Some(retry_after) = spread {
+            OriginGrant::Wait { retry_after }
         } else if parents.is_empty() {
             OriginGrant::Wait { retry_after: self.config.wait_retry }
         } else {
@@ -178,7 +190,7 @@ impl Scheduler {
     /// added (a re-announce after a scheduler restart needs no join).
     pub fn progress(&mut self, now: Millis, host: &HostId, task: &Digest, have: Have) -> Result<(), SchedError> {
         let h = self.touch(now, host)?;
-        let t = self.task_slot(task);
+        let t = self.task_slot(now, task);
         self.upsert(now, t, h, have);
         Ok(())
     }
@@ -350,11 +362,11 @@ impl Scheduler {
         Ok(h)
     }
 
-    fn task_slot(&mut self, digest: &Digest) -> TaskSlot {
+    fn task_slot(&mut self, now: Millis, digest: &Digest) -> TaskSlot {
         if let Some(&t) = self.task_ids.get(digest) {
             return t;
         }
-        let t = self.tasks.insert(Task::new(digest.clone()));
+        let t = self.tasks.insert(Task::new(digest.clone(), now));
         self.task_ids.insert(digest.clone(), t);
         t
     }

@@ -273,10 +273,12 @@ pub(crate) struct Task {
     pub(crate) holders: Vec<Holder>,
     /// Queued for a grant check at the next tick.
     pub(crate) dirty: bool,
+    /// When the first peer joined.
+    pub(crate) created: Millis,
 }
 
 impl Task {
-    pub(crate) fn new(digest: Digest) -> Task {
+    pub(crate) fn new(digest: Digest, created: Millis) -> Task {
         let seed = fnv1a(digest.to_string().as_bytes());
         Task {
             digest,
@@ -288,6 +290,7 @@ impl Task {
             complete: 0,
             holders: Vec::new(),
             dirty: false,
+            created,
         }
     }
 

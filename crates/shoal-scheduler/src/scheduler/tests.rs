@@ -78,6 +78,44 @@ fn first_joiner_gets_the_grant_and_the_next_waits_briefly() {
 }
 
 #[test]
+fn a_seed_of_one_layer_leaves_the_next_layer_to_another_joiner() {
+    let ms = |n| T0 + Duration::from_millis(n);
+    let mut s = sched(&["a", "b", "c"]);
+    let (l1, l2, l3) = (task(1), task(2), task(3));
+    assert_eq!(join(&mut s, T0, "a", &l1, Have::NOTHING).origin, OriginGrant::Granted);
+    // "a" seeds layer 1: layer 2's grant waits for another joiner, and "a"
+    // is told to ask again when the window ends.
+    let d = join(&mut s, ms(10), "a", &l2, Have::NOTHING);
+    assert_eq!(d.origin, OriginGrant::Wait { retry_after: Duration::from_millis(150) });
+    assert_eq!(join(&mut s, ms(20), "b", &l2, Have::NOTHING).origin, OriginGrant::Granted);
+    assert_eq!(s.grant_holders(&l2), vec![id("b")]);
+    // Nobody else comes for layer 3: "a" gets it once the window is over.
+    assert_eq!(
+        join(&mut s, ms(30), "a", &l3, Have::NOTHING).origin,
+        OriginGrant::Wait { retry_after: Duration::from_millis(150) }
+    );
+    assert_eq!(
+        join(&mut s, ms(100), "a", &l3, Have::NOTHING).origin,
+        OriginGrant::Wait { retry_after: Duration::from_millis(80) }
+    );
+    assert_eq!(join(&mut s, ms(180), "a", &l3, Have::NOTHING).origin, OriginGrant::Granted);
+    assert_eq!(s.grant_holders(&l3), vec![id("a")]);
+}
+
+#[test]
+fn a_lone_host_or_a_zero_window_is_never_held_back() {
+    let mut s = sched(&["a"]);
+    for n in 1..=3 {
+        assert_eq!(join(&mut s, T0, "a", &task(n), Have::NOTHING).origin, OriginGrant::Granted);
+    }
+    let config = SchedulerConfig { grant_spread: Duration::ZERO, ..SchedulerConfig::default() };
+    let mut s = sched_with(config, &["a", "b"]);
+    for n in 1..=3 {
+        assert_eq!(join(&mut s, T0, "a", &task(n), Have::NOTHING).origin, OriginGrant::Granted);
+    }
+}
+
+#[test]
 fn grant_limit_two_admits_two_holders() {
     let config = SchedulerConfig { max_origin_grants: 2, ..SchedulerConfig::default() };
     let mut s = sched_with(config, &["a", "b", "c"]);
