@@ -176,6 +176,8 @@ class Topo:
         run(["ip", "netns", "add", ns])
         self.st.add_ns(ns)
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        if self.args.tcp_cc:
+            run(nsx(ns, "sysctl", "-q", "-w", f"net.ipv4.tcp_congestion_control={self.args.tcp_cc}"))
 
     def add_host(self, ns, ip, up, down):
         self.add_ns(ns)
@@ -596,6 +598,8 @@ def main():
     ap.add_argument("--burst", default="256kb", help="tbf/htb burst")
     ap.add_argument("--queue", default="fifo", choices=["fifo", "ackprio"],
                     help="each shaped link's queue: one FIFO (tbf), or ACK-sized packets first (htb)")
+    ap.add_argument("--tcp-cc", default=None,
+                    help="TCP congestion control in every namespace (default: inherit the host's)")
     ap.add_argument("--pull-timeout", type=int, default=900, help="seconds per pull (each method)")
     ap.add_argument("--stop-grace", type=float, default=10.0)
     ap.add_argument("--prefix", default="shb")
@@ -614,6 +618,14 @@ def main():
     if not 1 <= args.nodes <= 200:
         print("--nodes must be 1..200", file=sys.stderr)
         return 2
+    if args.tcp_cc:
+        allowed = open("/proc/sys/net/ipv4/tcp_allowed_congestion_control").read().split()
+        if args.tcp_cc not in allowed:
+            print(f"--tcp-cc {args.tcp_cc}: namespaces may only pick from the host's "
+                  f"net.ipv4.tcp_allowed_congestion_control ({' '.join(allowed)}); add it there "
+                  f"(sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{' '.join(allowed + [args.tcp_cc])}\")",
+                  file=sys.stderr)
+            return 2
     repo_root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     args.shoal = os.path.abspath(args.shoal or os.path.join(repo_root, "target", "release", "shoal"))
     args.origin_rate = args.origin_rate or args.rate
@@ -657,6 +669,7 @@ def main():
         result = {
             "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst, "queue": args.queue,
             "swarm_set": args.swarm_set,
+            "tcp_cc": args.tcp_cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip(),
             "size_mib": args.size_mib, "layer_count": args.layers, "image_bytes": S,
             "image": image, "t_star_s": tstar,
             "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model, "kernel": os.uname().release},
