@@ -17,9 +17,9 @@
 //!   only host), so the next joiner, likely another node pulling the same
 //!   image, takes it: each seed then uploads only its own layer's fresh
 //!   pieces, and the origin's stream is split over several downlinks
-//!   (`grants.rs`). Scheduler replicas see only the grants they hold;
-//!   rendezvous routing puts an image's layers on different replicas, so
-//!   the rule works per replica;
+//!   (`grants.rs`). A replica sees only the grants it holds, and tasks are
+//!   routed to replicas by digest, so with several replicas the rule only
+//!   spreads the layers that land on the same one;
 //! - a holder that joins again keeps its grant; a complete peer never holds
 //!   one: completing frees it, as do leaving, expiring and unregistering;
 //! - at a tick, a stalled holder loses its grant if another incomplete peer

@@ -53,6 +53,30 @@ impl TokenBucket {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// Takes `n` bytes at `now` only if the bucket is not in debt; if it
+    /// is, takes nothing and returns how long until it is not. For callers
+    /// that decide whether to start something now (a piece request) rather
+    /// than wait before using bytes already granted.
+    pub fn try_take(&mut self, now: Instant, n: u64) -> Result<(), Duration> {
+        if self.rate == 0 {
+            return Ok(());
+        }
+        self.refill(now);
+        if self.level < 0 {
+            let nanos = self.level.unsigned_abs().div_ceil(u128::from(self.rate));
+            return Err(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)));
+        }
+        self.level -= i128::from(n) * NANOS_PER_SEC as i128;
+        Ok(())
+    }
+
+    /// Changes the rate from `now` on (what accrued until `now` was at the
+    /// old rate).
+    pub fn set_rate(&mut self, now: Instant, rate: u64) {
+        self.refill(now);
+        self.rate = rate;
+    }
+
     fn refill(&mut self, now: Instant) {
         let cap = i128::from(self.burst) * NANOS_PER_SEC as i128;
         if let Some(last) = self.last {
@@ -165,6 +189,21 @@ mod tests {
         // After a long pause the bucket is full again, never fuller.
         assert_eq!(b.take(t0 + Duration::from_secs(60), 500), Duration::ZERO);
         assert_eq!(b.take(t0 + Duration::from_secs(60), 1), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn try_take_starts_only_out_of_debt_and_follows_rate_changes() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000, 0);
+        // Not in debt: granted, into debt by 500 bytes.
+        assert_eq!(b.try_take(t0, 500), Ok(()));
+        // In debt: nothing taken, told when the debt is paid.
+        assert_eq!(b.try_take(t0, 1), Err(Duration::from_millis(500)));
+        assert_eq!(b.try_take(t0 + Duration::from_millis(200), 1), Err(Duration::from_millis(300)));
+        // Twice the rate from here: the remaining 300 bytes take 150 ms.
+        b.set_rate(t0 + Duration::from_millis(200), 2000);
+        assert_eq!(b.try_take(t0 + Duration::from_millis(200), 1), Err(Duration::from_millis(150)));
+        assert_eq!(b.try_take(t0 + Duration::from_millis(350), 1), Ok(()));
     }
 
     #[test]

@@ -28,25 +28,31 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use shoal_transport::TokenBucket;
+
 /// Slowest pace for peer requests while origin bytes are owed (bytes/s):
 /// an origin that stalls does not stall the peers outright.
-pub const MIN_RATE: f64 = (1 << 20) as f64;
+pub const MIN_RATE: u64 = 1 << 20;
 /// How often the origin's rate is re-estimated.
 pub const SAMPLE: Duration = Duration::from_millis(250);
 /// Most credit saved up while no request was made (bytes).
-const BURST: f64 = (2 << 20) as f64;
+const BURST: u64 = 2 << 20;
 
 /// The pacing rule. See the module docs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PaceCore {
     /// The last sample of origin bytes received: when, how many.
     sample: Option<(Instant, u64)>,
     /// Smoothed origin rate, bytes/s (0: none measured yet).
-    origin_rate: f64,
-    /// Request credit in bytes; negative is debt.
-    credit: f64,
-    /// When the credit was last refilled.
-    refilled: Option<Instant>,
+    origin_rate: u64,
+    /// Request credit, refilled at the allowed pace.
+    bucket: TokenBucket,
+}
+
+impl Default for PaceCore {
+    fn default() -> Self {
+        PaceCore { sample: None, origin_rate: 0, bucket: TokenBucket::new(MIN_RATE, 0) }
+    }
 }
 
 impl PaceCore {
@@ -66,24 +72,19 @@ impl PaceCore {
             *self = PaceCore::default();
             return Ok(());
         }
+        if self.sample.is_none() {
+            // Pacing starts now, with a burst's credit.
+            self.bucket = TokenBucket::new(MIN_RATE, BURST);
+        }
         self.measure(now, received);
-        let rate = self.allowed(origin_left, peer_left);
-        if let Some(last) = self.refilled {
-            let gained = now.saturating_duration_since(last).as_secs_f64() * rate;
-            self.credit = (self.credit + gained).min(BURST);
-        }
-        self.refilled = Some(now);
-        if self.credit >= 0.0 {
-            self.credit -= n as f64;
-            return Ok(());
-        }
-        Err(Duration::from_secs_f64(-self.credit / rate))
+        self.bucket.set_rate(now, self.allowed(origin_left, peer_left));
+        self.bucket.try_take(now, n)
     }
 
     /// The pace allowed for peer bytes, bytes/s.
-    pub fn allowed(&self, origin_left: u64, peer_left: u64) -> f64 {
+    pub fn allowed(&self, origin_left: u64, peer_left: u64) -> u64 {
         let ratio = (peer_left as f64 / origin_left as f64).max(1.0);
-        (self.origin_rate * ratio).max(MIN_RATE)
+        ((self.origin_rate as f64 * ratio) as u64).max(MIN_RATE)
     }
 
     fn measure(&mut self, now: Instant, received: u64) {
@@ -95,8 +96,8 @@ impl PaceCore {
         if dt < SAMPLE {
             return;
         }
-        let rate = received.saturating_sub(then) as f64 / dt.as_secs_f64();
-        self.origin_rate = if self.origin_rate == 0.0 { rate } else { (self.origin_rate + rate) / 2.0 };
+        let rate = (received.saturating_sub(then) as f64 / dt.as_secs_f64()) as u64;
+        self.origin_rate = if self.origin_rate == 0 { rate } else { (self.origin_rate + rate) / 2 };
         self.sample = Some((now, received));
     }
 }

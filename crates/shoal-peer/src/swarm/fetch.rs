@@ -185,11 +185,11 @@ impl Fetcher<'_> {
             if inflight == 0 && idle_left.is_zero() && paced.is_none() {
                 break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle));
             }
-            // Wake when a busy parent may be asked again, or the pace allows
-            // the next request, if that is sooner.
-            // Past the idle limit (with requests in flight, or held back by
-            // the pace) there is no idle deadline left to wake for: wait for
-            // an event; each request ends by its own deadline.
+            // Wake when a busy parent may be asked again or the pace allows
+            // the next request, if that is sooner than the idle limit. Past
+            // that limit (requests in flight, or held back by the pace)
+            // there is no idle deadline to wake for: each request ends by
+            // its own deadline.
             let wake = cooling.into_iter().chain(paced).min();
             let idle_wait = if idle_left.is_zero() { self.config.piece_deadline } else { idle_left };
             let wait = wake.map_or(idle_wait, |t| t.saturating_duration_since(now).min(idle_wait));
