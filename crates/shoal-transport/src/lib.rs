@@ -36,7 +36,7 @@ pub use error::{CertError, IdentityError, TransportError};
 pub use identity::{ALPN, Identity, IdentityFiles, peer_host};
 pub use limits::{RateLimiter, TokenBucket, UploadPermit, UploadSlots};
 pub use stream::{recv_chunks, recv_exact, send_bytes};
-pub use tuning::{GSO_MAX_MTU, MAX_MIN_MTU, MAX_UDP_PAYLOAD, TransportTuning};
+pub use tuning::{CongestionControl, GSO_MAX_MTU, MAX_MIN_MTU, MAX_UDP_PAYLOAD, TransportTuning};
 
 /// quinn, re-exported so users name the same version's types
 /// (`Connection`, `SendStream`, `RecvStream`, `VarInt`).

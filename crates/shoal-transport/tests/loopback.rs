@@ -1,5 +1,6 @@
 //! Endpoints talking over 127.0.0.1: mutual TLS from one CA, refusal of a
-//! foreign CA in both roles, connection reuse, deadlines and rate limits.
+//! foreign CA in both roles, connection reuse, deadlines, rate limits and
+//! both congestion controllers.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -7,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use shoal_transport::quinn;
 use shoal_transport::{
-    CaBundle, Endpoint, Identity, PeerConnection, RateLimiter, TransportError, TransportTuning, issue, new_ca,
-    recv_exact, send_bytes,
+    CaBundle, CongestionControl, Endpoint, Identity, PeerConnection, RateLimiter, TransportError, TransportTuning,
+    issue, new_ca, recv_exact, send_bytes,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -23,7 +24,11 @@ fn tuning() -> TransportTuning {
 }
 
 fn endpoint(ca: &CaBundle, host: &str) -> Endpoint {
-    Endpoint::bind("127.0.0.1:0".parse().unwrap(), &identity(ca, host), &tuning()).unwrap()
+    endpoint_with(ca, host, &tuning())
+}
+
+fn endpoint_with(ca: &CaBundle, host: &str, tuning: &TransportTuning) -> Endpoint {
+    Endpoint::bind("127.0.0.1:0".parse().unwrap(), &identity(ca, host), tuning).unwrap()
 }
 
 fn addr(e: &Endpoint) -> SocketAddr {
@@ -38,8 +43,19 @@ async fn accept_one(server: &Endpoint) -> Result<PeerConnection, TransportError>
 
 #[tokio::test]
 async fn same_ca_exchanges_data_and_names_peers() {
+    echo_3_mib(&tuning()).await;
+}
+
+#[tokio::test]
+async fn bbr_connections_carry_the_same_bytes() {
+    echo_3_mib(&TransportTuning { congestion: CongestionControl::Bbr, ..tuning() }).await;
+}
+
+/// Node a sends 3 MiB to node b, which echoes it back; both check the
+/// other's name and the bytes.
+async fn echo_3_mib(tuning: &TransportTuning) {
     let ca = new_ca("cluster").unwrap();
-    let (a, b) = (endpoint(&ca, "node-a"), endpoint(&ca, "node-b"));
+    let (a, b) = (endpoint_with(&ca, "node-a", tuning), endpoint_with(&ca, "node-b", tuning));
     let b_addr = addr(&b);
     let server = tokio::spawn(async move {
         let peer = accept_one(&b).await.unwrap();

@@ -104,6 +104,8 @@ pub(crate) struct SwarmSection {
     pub(crate) max_uploads: Option<u32>,
     /// Upload capacity announced to the scheduler (bytes/s).
     pub(crate) upload_capacity: Option<ByteSize>,
+    /// QUIC congestion control: "cubic" (default) or "bbr".
+    pub(crate) congestion_control: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

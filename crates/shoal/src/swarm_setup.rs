@@ -54,6 +54,15 @@ fn advertise(s: &SwarmSection, bound: SocketAddr) -> anyhow::Result<SocketAddr> 
     )
 }
 
+/// The QUIC settings `[swarm]` asks for.
+fn tuning(s: &SwarmSection) -> anyhow::Result<TransportTuning> {
+    let mut t = TransportTuning::default();
+    if let Some(cc) = &s.congestion_control {
+        t.congestion = cc.parse().context("[swarm] congestion_control")?;
+    }
+    Ok(t)
+}
+
 /// Build the swarm setup (binds the QUIC endpoint: call inside the runtime).
 pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
     let host = host_id(s)?;
@@ -67,7 +76,8 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
         )
     })?;
     let listen = s.listen.unwrap_or_else(|| DEFAULT_SWARM_LISTEN.parse().expect("valid"));
-    let endpoint = shoal_transport::Endpoint::bind(listen, &identity, &TransportTuning::default())
+    let tuning = tuning(s)?;
+    let endpoint = shoal_transport::Endpoint::bind(listen, &identity, &tuning)
         .with_context(|| format!("binding the swarm's QUIC endpoint on {listen} (set [swarm] listen)"))?;
     let bound = endpoint.local_addr()?;
     let advertise = advertise(s, bound)?;
@@ -110,4 +120,21 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
         download_rate: s.download_rate.map(|b| b.0).unwrap_or(0),
         heartbeat: Duration::from_secs(5),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_transport::CongestionControl;
+
+    #[test]
+    fn congestion_control_comes_from_the_swarm_section() {
+        let mut s = SwarmSection::default();
+        assert_eq!(tuning(&s).unwrap().congestion, CongestionControl::Cubic);
+        s.congestion_control = Some("bbr".into());
+        assert_eq!(tuning(&s).unwrap().congestion, CongestionControl::Bbr);
+        s.congestion_control = Some("reno".into());
+        let err = format!("{:#}", tuning(&s).unwrap_err());
+        assert!(err.contains("[swarm] congestion_control") && err.contains("\"cubic\" or \"bbr\""), "{err}");
+    }
 }
