@@ -94,10 +94,10 @@ pub struct TransportTuning {
 /// Cubic (quinn's default, and TCP's) fills a bottleneck's queue until it
 /// drops packets; BBR sends at the bandwidth it measured and keeps that
 /// queue short. Where peer traffic shares a node's link with its origin
-/// download (TCP) and with other peers, the short queue matters: the
-/// 8-node swarm benchmark finished 0.3-1.5 s sooner with BBR, and the
-/// origin resent less (BENCHMARKS.md). quinn marks its BBR experimental,
-/// so Cubic stays the default.
+/// download (TCP) and with other peers, the short queue matters: in the
+/// swarm benchmark the origin resent less with BBR, and 4 nodes finished
+/// sooner (BENCHMARKS.md). quinn marks its BBR experimental, so Cubic
+/// stays the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CongestionControl {
     /// RFC 8312 Cubic.
