@@ -44,13 +44,7 @@ impl TokenBucket {
         }
         self.refill(now);
         self.level -= i128::from(n) * NANOS_PER_SEC as i128;
-        if self.level >= 0 {
-            return Duration::ZERO;
-        }
-        // debt / rate, rounded up, in nanoseconds.
-        let debt = self.level.unsigned_abs();
-        let nanos = debt.div_ceil(u128::from(self.rate));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        self.debt_wait()
     }
 
     /// Takes `n` bytes at `now` only if the bucket is not in debt; if it
@@ -63,11 +57,20 @@ impl TokenBucket {
         }
         self.refill(now);
         if self.level < 0 {
-            let nanos = self.level.unsigned_abs().div_ceil(u128::from(self.rate));
-            return Err(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)));
+            return Err(self.debt_wait());
         }
         self.level -= i128::from(n) * NANOS_PER_SEC as i128;
         Ok(())
+    }
+
+    /// How long until the bucket is out of debt (zero if it is not in
+    /// debt): debt / rate, rounded up. Only for a non-zero rate.
+    fn debt_wait(&self) -> Duration {
+        if self.level >= 0 {
+            return Duration::ZERO;
+        }
+        let nanos = self.level.unsigned_abs().div_ceil(u128::from(self.rate));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// Changes the rate from `now` on (what accrued until `now` was at the
