@@ -52,7 +52,7 @@ async fn bbr_connections_carry_the_same_bytes() {
 }
 
 /// Node a sends 3 MiB to node b, which echoes it back; both check the
-/// other's name and the bytes.
+/// other's name and the bytes, and a its congestion controller.
 async fn echo_3_mib(tuning: &TransportTuning) {
     let ca = new_ca("cluster").unwrap();
     let (a, b) = (endpoint_with(&ca, "node-a", tuning), endpoint_with(&ca, "node-b", tuning));
@@ -72,6 +72,12 @@ async fn echo_3_mib(tuning: &TransportTuning) {
 
     let conn = a.connect(b_addr).await.unwrap();
     assert_eq!(shoal_transport::peer_host(&conn).as_deref(), Some("node-b"));
+    // The connection runs the controller the tuning names.
+    let cc = conn.congestion_state().into_any();
+    match tuning.congestion {
+        CongestionControl::Cubic => assert!(cc.is::<quinn::congestion::Cubic>(), "expected Cubic"),
+        CongestionControl::Bbr => assert!(cc.is::<quinn::congestion::Bbr>(), "expected BBR"),
+    }
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let body: Bytes = (0..3u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
     let sent = send_bytes(&mut send, [body.clone()], &RateLimiter::unlimited(), LONG).await.unwrap();
