@@ -500,11 +500,15 @@ upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
             counters = {}
             for line in text.splitlines():
                 for key in ("shoal_origin_received_bytes_total", "shoal_peer_received_bytes_total",
-                            "shoal_peer_sent_bytes_total"):
+                            "shoal_peer_sent_bytes_total", "shoal_peer_quic_sent_packets_total",
+                            "shoal_peer_quic_lost_packets_total"):
                     if line.startswith(key + " "):
                         counters[key[len("shoal_"):-len("_total")]] = int(float(line.split()[1]))
             nodes[i]["shoal"] = counters
             scrape_metrics(ns, "http://127.0.0.1:65002/api/v1/status", os.path.join(mdir, f"status-{i}.json"))
+        sent = sum(n["shoal"].get("peer_quic_sent_packets", 0) for n in nodes)
+        lost = sum(n["shoal"].get("peer_quic_lost_packets", 0) for n in nodes)
+        log(f"shoal: QUIC packets lost {lost} of {sent} sent between peers ({100 * lost / max(sent, 1):.2f}%)")
         scrape_metrics(topo.sched, f"http://{SCHED_IP}:65005/metrics", os.path.join(mdir, "metrics-scheduler.txt"))
     finally:
         stop_pids([p.pid for p in procs], grace=args.stop_grace)

@@ -99,6 +99,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.5, 14))
 }
 
+/// 0.5 ms to ~4 s: a LAN path's base round trip up to a badly bloated queue.
+fn rtt_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
 /// All metrics of the node daemon.
 #[derive(Clone)]
 pub struct Metrics {
@@ -134,6 +139,14 @@ pub struct Metrics {
     pub uploaded_bytes: Counter,
     /// Pieces from parents that failed, by kind.
     pub piece_failures: Family<FailureLabels, Counter>,
+    /// QUIC packets sent on connections peers opened to this node.
+    pub quic_sent_packets: Counter,
+    /// Of those, packets declared lost (and sent again).
+    pub quic_lost_packets: Counter,
+    /// Times their congestion controllers cut the window.
+    pub quic_congestion_events: Counter,
+    /// Their round-trip times, sampled each second while they send.
+    pub quic_rtt: Histogram,
 }
 
 /// Labels of the piece failure counter.
@@ -163,6 +176,10 @@ impl Metrics {
             peer_received_bytes: Counter::default(),
             uploaded_bytes: Counter::default(),
             piece_failures: Family::default(),
+            quic_sent_packets: Counter::default(),
+            quic_lost_packets: Counter::default(),
+            quic_congestion_events: Counter::default(),
+            quic_rtt: rtt_histogram(),
         };
         let r = registry.sub_registry_with_prefix("shoal");
         r.register("mirror_requests", "Registry mirror requests answered", m.requests.clone());
@@ -222,6 +239,27 @@ impl Metrics {
             "piece_failures",
             "Pieces from parents that failed verification or delivery",
             m.piece_failures.clone(),
+        );
+        r.register(
+            "peer_quic_sent_packets",
+            "QUIC packets sent on connections other peers opened to this node (its uploads)",
+            m.quic_sent_packets.clone(),
+        );
+        r.register(
+            "peer_quic_lost_packets",
+            "QUIC packets of those connections declared lost and sent again",
+            m.quic_lost_packets.clone(),
+        );
+        r.register(
+            "peer_quic_congestion_events",
+            "Times the congestion controllers of those connections cut their window",
+            m.quic_congestion_events.clone(),
+        );
+        r.register_with_unit(
+            "peer_quic_rtt",
+            "Round-trip times of those connections, sampled each second while they send",
+            Unit::Seconds,
+            m.quic_rtt.clone(),
         );
         m
     }

@@ -47,7 +47,19 @@ async fn peers_pulling_at_once_share_one_origin_download() {
         from_peers += sample(&p.metrics().await, "shoal_peer_received_bytes_total");
     }
     assert!(from_peers >= 2.0 * data.len() as f64, "peers got {from_peers} bytes from each other");
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The upload paths' health is counted too, once each connection's next
+    // sample is taken: every byte that crossed went in some packet.
+    tokio::time::sleep(shoal_peer::swarm::path_stats::SAMPLE + Duration::from_millis(300)).await;
+    let (mut sent, mut lost, mut rtts) = (0.0, 0.0, 0.0);
+    for p in &peers {
+        let m = p.metrics().await;
+        sent += sample(&m, "shoal_peer_quic_sent_packets_total");
+        lost += sample(&m, "shoal_peer_quic_lost_packets_total");
+        rtts += sample(&m, "shoal_peer_quic_rtt_seconds_count");
+    }
+    assert!(sent >= from_peers / 65_536.0, "{sent} QUIC packets counted for {from_peers} bytes sent");
+    assert!(lost <= sent, "{lost} packets lost of {sent} sent");
+    assert!(rtts > 0.0, "no round-trip time sampled");
 }
 
 /// Pull `repo:tag` through `mirror` like a registry client: the manifest by

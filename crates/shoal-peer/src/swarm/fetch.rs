@@ -78,6 +78,9 @@ struct Parent {
     held_back: Vec<(u32, tokio::time::Instant)>,
 }
 
+/// How often a fetch logs its [`super::picker::Outlook`] (at debug level):
+/// `benches/swarm/outlook.py` turns these lines into a table.
+const OUTLOOK_EVERY: Duration = Duration::from_secs(1);
 /// How long a parent that answered "busy" is left alone.
 const BUSY_COOLDOWN: Duration = Duration::from_millis(300);
 /// How long a piece a parent just handed to another child is not asked of
@@ -127,6 +130,7 @@ impl Fetcher<'_> {
         // fetch alive forever (it used to: the refresh every 2 s restarted
         // the idle wait).
         let mut progress_at = tokio::time::Instant::now();
+        let mut outlook_at = progress_at;
         let end = loop {
             if picker.complete() {
                 break FetchEnd::Complete;
@@ -149,6 +153,14 @@ impl Fetcher<'_> {
                 .filter_map(|p| p.cool_until.filter(|&t| t > now))
                 .chain(ps.iter().flat_map(|p| p.held_back.iter().map(|&(_, until)| until)))
                 .min();
+            if now >= outlook_at && tracing::enabled!(tracing::Level::DEBUG) {
+                outlook_at = now + OUTLOOK_EVERY;
+                let o = picker.outlook(&views);
+                tracing::debug!(
+                    %task, inflight, parents = ps.len(), missing = o.missing, offered = o.offered,
+                    withheld = o.withheld, free_slots = o.free_slots, "fetch outlook"
+                );
+            }
             let read = picker.missing().next().unwrap_or(0);
             // When the downlink pace allows the next request, if it is
             // holding requests back.

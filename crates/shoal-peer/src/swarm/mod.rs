@@ -8,6 +8,7 @@
 //! - [`remote`]: scheduler replicas over QUIC.
 //! - [`fetch`]: fetching a task's pieces from parents.
 //! - [`downlink`]: pacing peer fetches so a seed's origin stream keeps its share.
+//! - [`path_stats`]: loss, congestion and round trips of the upload paths.
 //! - [`picker`]: which piece to ask which parent for (pure).
 //! - [`server`]: serving availability and pieces to other peers.
 //! - [`handout`]: one copy of a piece out at a time (super-seeding).
@@ -21,6 +22,7 @@ pub mod fetch;
 pub mod handout;
 pub mod link;
 pub mod node;
+pub mod path_stats;
 pub mod picker;
 pub mod prewarm;
 pub mod remote;

@@ -46,6 +46,19 @@ pub struct Pick {
     pub piece: u32,
 }
 
+/// A snapshot of what a fetch could ask for; see [`Picker::outlook`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outlook {
+    /// Pieces neither held nor in flight.
+    pub missing: u32,
+    /// Of those, pieces some parent offers now.
+    pub offered: u32,
+    /// Of those, pieces only parents that do not offer them now hold.
+    pub withheld: u32,
+    /// Requests the parents would take on top of those in flight.
+    pub free_slots: usize,
+}
+
 /// The picker's state for one task.
 #[derive(Debug, Clone)]
 pub struct Picker {
@@ -106,6 +119,25 @@ impl Picker {
         (0..self.pieces).filter(|&i| !self.have[i as usize] && !self.inflight[i as usize])
     }
 
+    /// What the fetch could ask for now: missing pieces (neither held nor
+    /// in flight) that some parent offers, and the pieces a parent holds
+    /// but does not offer yet (it handed them to another child just now, or
+    /// is excluded or cooling down). With free request slots and nothing
+    /// offered, the fetch is waiting on the swarm, not on its links.
+    pub fn outlook(&self, parents: &[ParentView]) -> Outlook {
+        let mut o = Outlook::default();
+        for i in self.missing() {
+            o.missing += 1;
+            if parents.iter().any(|p| p.offers(i)) {
+                o.offered += 1;
+            } else if parents.iter().any(|p| p.have.get(i)) {
+                o.withheld += 1;
+            }
+        }
+        o.free_slots = parents.iter().filter(|p| !p.excluded).map(|p| p.max_inflight.saturating_sub(p.inflight)).sum();
+        o
+    }
+
     /// Decide the next requests, given the parents and the piece the client
     /// is reading (`read_piece`). Never assigns a piece twice, a piece a
     /// parent lacks, or more than a parent's free slots.
@@ -162,6 +194,22 @@ mod tests {
         let mut b = Bitfield::new(pieces);
         have.iter().for_each(|&i| b.set(i));
         ParentView { key: 0, have: b, inflight: 0, max_inflight: max, excluded: false, held_back: Vec::new() }
+    }
+
+    #[test]
+    fn outlook_tells_offered_from_withheld() {
+        let mut p = Picker::new(6, [0]);
+        p.started(1);
+        let mut seed = parent(6, &[0, 1, 2, 3, 4], 4);
+        seed.held_back = vec![3];
+        seed.inflight = 1;
+        let mut cooling = parent(6, &[4, 5], 4);
+        cooling.excluded = true;
+        let o = p.outlook(&[seed, cooling]);
+        // Missing: 2, 3, 4, 5 (0 held, 1 in flight). Offered: 2 and 4 (by
+        // the seed). Withheld: 3 (held back) and 5 (only at an excluded
+        // parent). Slots: the seed's 3 free; the excluded parent's none.
+        assert_eq!(o, Outlook { missing: 4, offered: 2, withheld: 2, free_slots: 3 });
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl PieceServer {
 
     async fn connection(self, conn: PeerConnection) {
         let peer = conn.host.clone().unwrap_or_else(|| conn.connection.remote_address().to_string());
+        tokio::spawn(super::path_stats::watch(conn.connection.clone(), self.metrics.clone()));
         while let Ok((send, recv)) = conn.connection.accept_bi().await {
             let me = self.clone();
             let peer = peer.clone();
