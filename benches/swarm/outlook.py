@@ -56,19 +56,7 @@ def metric(text, name):
     return 0.0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("logs", help="a run's log folder, e.g. target/bench/swarm-8-logs/shoal")
-    args = ap.parse_args()
-    logs = sorted(glob.glob(os.path.join(args.logs, "daemon-*.log")))
-    if not logs:
-        print(f"{args.logs}: no daemon-*.log here", file=sys.stderr)
-        return 2
-    rows = [row for path in logs for row in outlook_lines(path)]
-    if not rows:
-        print(f"{args.logs}: no 'fetch outlook' lines; run the bench with "
-              f"--rust-log info,shoal_peer::swarm::fetch=debug", file=sys.stderr)
-        return 2
+def print_outlook(rows):
     t0 = min(t for t, _ in rows)
     per_second = collections.defaultdict(list)
     for t, f in rows:
@@ -80,7 +68,26 @@ def main():
         starved = sum(1 for f in fs if f["free_slots"] > 0 and f["offered"] == 0 and f["missing"] > 0)
         print(f"{s:4d} | {len(fs):7d} | {total['inflight']:8d} | {total['missing']:7d} | {total['offered']:7d} | "
               f"{total['withheld']:8d} | {total['free_slots']:10d} | {starved:7d}")
-    metrics = sorted(glob.glob(os.path.join(args.logs, "metrics-[0-9]*.txt")))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("logs", help="a run's log folder, e.g. target/bench/swarm-8-logs/shoal")
+    args = ap.parse_args()
+    logs = sorted(glob.glob(os.path.join(args.logs, "daemon-*.log")))
+    if not logs:
+        print(f"{args.logs}: no daemon-*.log here", file=sys.stderr)
+        return 2
+    rows = [row for path in logs for row in outlook_lines(path)]
+    metrics = sorted(glob.glob(os.path.join(args.logs, "metrics-[0-9]*.txt")),
+                     key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))
+    if not rows:
+        print(f"{args.logs}: no 'fetch outlook' lines; run the bench with "
+              f"--rust-log info,shoal_peer::swarm::fetch=debug", file=sys.stderr)
+        if not metrics:
+            return 2
+    else:
+        print_outlook(rows)
     if metrics:
         print()
         print("node | QUIC packets sent | lost | lost % | congestion events | mean RTT ms")
