@@ -141,7 +141,7 @@ pub struct Metrics {
     pub piece_failures: Family<FailureLabels, Counter>,
     /// QUIC packets sent on connections peers opened to this node.
     pub quic_sent_packets: Counter,
-    /// Of those, packets declared lost (and sent again).
+    /// Of those, packets declared lost (their data is sent again).
     pub quic_lost_packets: Counter,
     /// Times their congestion controllers cut the window.
     pub quic_congestion_events: Counter,

@@ -35,6 +35,11 @@ impl ParentView {
     pub fn offers(&self, piece: u32) -> bool {
         !self.excluded && self.have.get(piece) && !self.held_back.contains(&piece)
     }
+
+    /// Requests it would take on top of those in flight (none if excluded).
+    pub fn free_slots(&self) -> usize {
+        if self.excluded { 0 } else { self.max_inflight.saturating_sub(self.inflight) }
+    }
 }
 
 /// One decision: ask `parent` (index into the slice given) for `piece`.
@@ -134,7 +139,7 @@ impl Picker {
                 o.withheld += 1;
             }
         }
-        o.free_slots = parents.iter().filter(|p| !p.excluded).map(|p| p.max_inflight.saturating_sub(p.inflight)).sum();
+        o.free_slots = parents.iter().map(ParentView::free_slots).sum();
         o
     }
 
@@ -142,8 +147,7 @@ impl Picker {
     /// is reading (`read_piece`). Never assigns a piece twice, a piece a
     /// parent lacks, or more than a parent's free slots.
     pub fn pick(&self, parents: &[ParentView], read_piece: u32) -> Vec<Pick> {
-        let mut slots: Vec<usize> =
-            parents.iter().map(|p| if p.excluded { 0 } else { p.max_inflight.saturating_sub(p.inflight) }).collect();
+        let mut slots: Vec<usize> = parents.iter().map(ParentView::free_slots).collect();
         let mut load: Vec<usize> = parents.iter().map(|p| p.inflight).collect();
         if slots.iter().all(|&s| s == 0) {
             return Vec::new();
