@@ -95,6 +95,12 @@ impl TokenBucket {
     }
 }
 
+/// The burst of [`RateLimiter::per_second`], in time at its rate: long
+/// enough that tokio's 1 ms timer does not cost rate.
+pub const BURST_TIME: Duration = Duration::from_millis(5);
+/// The smallest burst of [`RateLimiter::per_second`].
+pub const MIN_BURST: u64 = 64 << 10;
+
 /// An async byte-rate limit shared by all transfers in one direction
 /// (e.g. all uploads of a node). Cloning shares the limit.
 #[derive(Clone, Debug)]
@@ -110,10 +116,15 @@ impl RateLimiter {
         Self { bucket }
     }
 
-    /// A limiter with `rate` bytes/s and a burst of a quarter second's worth
-    /// (at least 1 MiB): smooth, yet large enough for whole piece writes.
+    /// A limiter with `rate` bytes/s and a burst of [`BURST_TIME`]'s worth
+    /// (at least [`MIN_BURST`]). The burst is what may leave at once after
+    /// a pause: with a quarter second's worth (2.8 MB at 90 Mbit/s), the
+    /// uploads that resumed together overflowed the node's link queue, and
+    /// the 8-node benchmark lost twice the packets (BENCHMARKS.md). Larger
+    /// requests still pass: they wait for their bytes.
     pub fn per_second(rate: u64) -> Self {
-        Self::new(rate, (rate / 4).max(1 << 20))
+        let burst = (rate as u128 * BURST_TIME.as_nanos() / 1_000_000_000) as u64;
+        Self::new(rate, burst.max(MIN_BURST))
     }
 
     /// No limit.
@@ -180,6 +191,25 @@ impl UploadSlots {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn per_second_bursts_a_few_milliseconds_worth() {
+        let burst = |rate| RateLimiter::per_second(rate).bucket.unwrap().try_lock().unwrap().burst;
+        // 90 Mbit/s: 5 ms is 56 KB, so the floor applies.
+        assert_eq!(burst(11_250_000), MIN_BURST);
+        // 10 Gbit/s: 5 ms of it.
+        assert_eq!(burst(1_250_000_000), 6_250_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_second_paces_after_its_burst() {
+        let l = RateLimiter::per_second(1 << 20);
+        let t0 = tokio::time::Instant::now();
+        l.acquire(MIN_BURST).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO, "the burst passes at once");
+        l.acquire(1 << 19).await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(500), "then half a second's worth takes half a second");
+    }
 
     #[test]
     fn full_bucket_grants_burst_then_paces() {

@@ -17,9 +17,10 @@ use crate::error::TransportError;
 use crate::limits::RateLimiter;
 
 /// The largest slice taken from the rate limiter at once when a limit is
-/// set: small enough that a limited upload is smooth, large enough that
-/// the limiter's lock is taken rarely.
-const LIMITED_SLICE: usize = 256 << 10;
+/// set: each slice enters quinn at once, so it is kept to ~22 packets. With
+/// 256 KiB slices the 8-node benchmark lost twice the packets at its
+/// shaped links (BENCHMARKS.md).
+const LIMITED_SLICE: usize = 32 << 10;
 
 /// Writes `chunks` to `send` in order (the stream stays open: the caller
 /// `finish()`es it or writes more). Waits on `limiter` for every byte, and
