@@ -13,6 +13,14 @@ link). The lines come from the daemons' debug log, so run the bench with
         --rust-log info,shoal_peer::swarm::fetch=debug
     python3 benches/swarm/outlook.py target/bench/swarm-8-logs/shoal
 
+With `shoal_peer::task::sink=debug` as well it prints how fast pieces
+spread: for every piece a node got from the origin, how long after that
+node stored it the first, the median and the last other node stored it,
+averaged over the pieces the origin delivered in each 2-second window:
+
+    benches/swarm/run.sh --nodes 8 --methods shoal \
+        --rust-log info,shoal_peer::swarm::fetch=debug,shoal_peer::task::sink=debug
+
 With the run's metrics files present it also prints each node's QUIC
 packets sent and lost on its uploads, and their mean round trip.
 """
@@ -49,6 +57,56 @@ def outlook_lines(path):
                 continue
 
 
+def stored_lines(path):
+    """(time, digest, piece, from) of each `piece stored` line in one log."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            if "piece stored" not in line:
+                continue
+            line = ANSI.sub("", line)
+            m = STAMP.match(line)
+            fields = dict(FIELD.findall(line))
+            if not m or "digest" not in fields or "piece" not in fields:
+                continue
+            t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+            yield t, fields["digest"], int(fields["piece"]), fields.get("from", "").strip('"')
+
+
+def spread(stored):
+    """Per piece the origin delivered: (when, [delays of the other nodes]).
+    `stored` maps node -> its `stored_lines`. Pieces no other node got are
+    left out."""
+    at = collections.defaultdict(dict)  # (digest, piece) -> node -> (t, from)
+    for node, lines in stored.items():
+        for t, digest, piece, src in lines:
+            at[(digest, piece)].setdefault(node, (t, src))
+    out = []
+    for nodes in at.values():
+        firsts = [(t, n) for n, (t, src) in nodes.items() if src == "origin"]
+        if not firsts:
+            continue
+        t0, seed = min(firsts)
+        delays = sorted(t - t0 for n, (t, _) in nodes.items() if n != seed)
+        if delays:
+            out.append((t0, delays))
+    return sorted(out)
+
+
+def print_spread(pieces, window=2):
+    t0 = pieces[0][0]
+    buckets = collections.defaultdict(list)
+    for t, delays in pieces:
+        buckets[int((t - t0) // window)].append(delays)
+    print("origin piece stored at s | pieces | first other node s | median node s | last node s (mean / max)")
+    for b in sorted(buckets):
+        ds = buckets[b]
+        first = sum(d[0] for d in ds) / len(ds)
+        median = sum(d[len(d) // 2] for d in ds) / len(ds)
+        last = [d[-1] for d in ds]
+        print(f"{b * window:9d}-{(b + 1) * window:<14d} | {len(ds):6d} | {first:18.2f} | {median:13.2f} | "
+              f"{sum(last) / len(last):6.2f} / {max(last):.2f}")
+
+
 def metric(text, name):
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -81,13 +139,17 @@ def main():
     rows = [row for path in logs for row in outlook_lines(path)]
     metrics = sorted(glob.glob(os.path.join(args.logs, "metrics-[0-9]*.txt")),
                      key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))
+    pieces = spread({os.path.basename(p): list(stored_lines(p)) for p in logs})
     if not rows:
         print(f"{args.logs}: no 'fetch outlook' lines; run the bench with "
               f"--rust-log info,shoal_peer::swarm::fetch=debug", file=sys.stderr)
-        if not metrics:
+        if not metrics and not pieces:
             return 2
     else:
         print_outlook(rows)
+    if pieces:
+        print()
+        print_spread(pieces)
     if metrics:
         print()
         print("node | QUIC packets sent | lost | lost % | congestion events | mean RTT ms")

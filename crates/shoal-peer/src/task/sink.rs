@@ -98,6 +98,7 @@ impl Sink {
         let run = st.run_start..st.cursor;
         self.progress.send_modify(|p| {
             for (i, h) in recorded {
+                tracing::debug!(digest = %self.digest, piece = i, from = "origin", "piece stored");
                 p.record(i, h);
             }
             p.frontier = run;
@@ -160,6 +161,7 @@ impl Sink {
         }
         self.catch_up(st)?;
         self.metrics.peer_received_bytes.inc_by(bytes.len() as u64);
+        tracing::debug!(digest = %self.digest, piece = index, from = "peer", "piece stored");
         self.progress.send_modify(|p| p.record(index, hash));
         Ok(())
     }
