@@ -39,37 +39,34 @@ FIELD = re.compile(r"(\w+)=(\S+)")
 FIELDS = ("inflight", "missing", "offered", "withheld", "free_slots")
 
 
-def outlook_lines(path):
-    """(time, {field: int}) of each `fetch outlook` line in one log."""
+def log_lines(path, message):
+    """(time, {field: text}) of each line of one log that carries `message`."""
     with open(path, errors="replace") as f:
         for line in f:
-            if "fetch outlook" not in line:
+            if message not in line:
                 continue
             line = ANSI.sub("", line)
             m = STAMP.match(line)
-            if not m:
-                continue
-            t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
-            fields = dict(FIELD.findall(line))
-            try:
-                yield t, {k: int(fields[k]) for k in FIELDS}
-            except (KeyError, ValueError):
-                continue
+            if m:
+                yield datetime.datetime.fromisoformat(m.group(1)).timestamp(), dict(FIELD.findall(line))
+
+
+def outlook_lines(path):
+    """(time, {field: int}) of each `fetch outlook` line in one log."""
+    for t, fields in log_lines(path, "fetch outlook"):
+        try:
+            yield t, {k: int(fields[k]) for k in FIELDS}
+        except (KeyError, ValueError):
+            continue
 
 
 def stored_lines(path):
     """(time, digest, piece, from) of each `piece stored` line in one log."""
-    with open(path, errors="replace") as f:
-        for line in f:
-            if "piece stored" not in line:
-                continue
-            line = ANSI.sub("", line)
-            m = STAMP.match(line)
-            fields = dict(FIELD.findall(line))
-            if not m or "digest" not in fields or "piece" not in fields:
-                continue
-            t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+    for t, fields in log_lines(path, "piece stored"):
+        try:
             yield t, fields["digest"], int(fields["piece"]), fields.get("from", "").strip('"')
+        except (KeyError, ValueError):
+            continue
 
 
 def spread(stored):
