@@ -337,6 +337,11 @@ def client_root(args, st, work):
     return root
 
 
+def client_dir(args, method):
+    """Where `method`'s clients write (one `out-K` per node); see `client_root`."""
+    return os.path.join(args.client_root, method)
+
+
 def origin_manifest(topo):
     url = f"http://{ORIGIN_IP}:5000/v2/{REPO}/manifests/{TAG}"
     r = run(nsx(topo.origin, "curl", "-sf", "-H", f"Accept: {MANIFEST_ACCEPT}", url))
@@ -389,7 +394,7 @@ def pull_all(args, topo, st, work, method, source_for):
     mdir = os.path.join(work, method)
     os.makedirs(mdir, exist_ok=True)
     go = os.path.join(mdir, "go")
-    cdir = os.path.join(args.client_root, method)
+    cdir = client_dir(args, method)
     os.makedirs(cdir, exist_ok=True)
     script = os.path.join(work, "pull.sh")
     with open(script, "w") as f:
@@ -733,7 +738,7 @@ def main():
             log(f"method {name}: {n} nodes pulling at once")
             try:
                 mdir, nodes, m = METHODS[name](args, topo, st, work, image)
-                verify(os.path.join(args.client_root, name), nodes, image)
+                verify(client_dir(args, name), nodes, image)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 log(f"method {name} failed: {e}")
                 result["methods"][name] = {"error": str(e)}
