@@ -15,10 +15,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::client::RegistryClient;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::process::ChildGuard;
 use crate::token::TokenServer;
-use crate::tools::{free_port, require_tool, wait_http_status};
+use crate::tools::{free_port, lost_port_race, require_tool, wait_http_status};
 
 /// How long a registry gets to answer `GET /v2/` after starting.
 pub const REGISTRY_READY_DEADLINE: Duration = Duration::from_secs(20);
@@ -142,9 +142,7 @@ impl RegistryBuilder {
                 Ok(_) => {
                     return Ok(Registry { child, port, dir });
                 }
-                Err(e @ Error::ProcessExited { .. }) if child.log_tail(4000).contains("address already in use") => {
-                    last_err = Some(e);
-                }
+                Err(e) if lost_port_race(&e) => last_err = Some(e),
                 Err(e) => return Err(e),
             }
         }

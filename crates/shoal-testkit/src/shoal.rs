@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::process::ChildGuard;
-use crate::tools::{free_port, wait_http_status};
+use crate::tools::{free_port, lost_port_race, wait_http_status};
 
 /// How long the daemon gets to answer `/readyz` with 200.
 pub const SHOAL_READY_DEADLINE: Duration = Duration::from_secs(20);
@@ -138,7 +138,18 @@ impl ShoalDaemonBuilder {
             builder: self,
             dir,
         };
-        daemon.spawn().await?;
+        // Another process may bind a port between `free_port` and the
+        // daemon's bind: new ports, up to three tries.
+        for attempt in 1.. {
+            match daemon.spawn().await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && lost_port_race(&e) => {
+                    daemon.listen_port = free_port();
+                    daemon.metrics_port = free_port();
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(daemon)
     }
 }

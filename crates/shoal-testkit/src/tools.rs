@@ -45,11 +45,50 @@ pub fn require_tool(name: &str) -> Result<PathBuf> {
     Err(Error::ToolMissing { tool: name.to_string(), hint: install_hint(name) })
 }
 
-/// Returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port
-/// 0 and released). Starters retry on a bind race.
+/// The lowest port [`free_port`] hands out.
+const PORT_FLOOR: u16 = 10_000;
+
+/// Returns a port on 127.0.0.1 that is free for TCP and UDP right now.
+///
+/// It comes from below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`): a port from that range, even one just
+/// released, may be taken a moment later as the source port of any outgoing
+/// connection on the machine (CI failed once on exactly that, the daemon's
+/// metrics port), while ports below it go only to programs that ask for
+/// them by number. Within a process the ports never repeat (a counter from a
+/// random start), so parallel tests do not pick the same one; starters still
+/// retry on a bind race with another process.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work");
-    listener.local_addr().expect("a bound listener has an address").port()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let ceiling = ephemeral_floor().max(PORT_FLOOR + 1_000);
+    let span = u32::from(ceiling - PORT_FLOOR);
+    let next = NEXT.get_or_init(|| AtomicU32::new(rand::random::<u32>() % span));
+    for _ in 0..span {
+        let port = PORT_FLOOR + (next.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {PORT_FLOOR} and {ceiling}");
+}
+
+/// Whether `err` is a process that exited because its port was taken in
+/// the moment between [`free_port`] and its bind (the caller picks a new
+/// port and tries again).
+pub(crate) fn lost_port_race(err: &Error) -> bool {
+    matches!(err, Error::ProcessExited { log_tail, .. } if log_tail.to_lowercase().contains("address already in use"))
+}
+
+/// The first port of the kernel's ephemeral range (32768 when unreadable).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A reqwest client for test traffic: loopback only, so it never uses the
@@ -133,9 +172,12 @@ mod tests {
     }
 
     #[test]
-    fn finds_sh_and_gives_distinct_ports() {
+    fn finds_sh_and_gives_distinct_ports_below_the_ephemeral_range() {
         assert!(require_tool("sh").unwrap().is_absolute());
-        assert_ne!(free_port(), 0);
+        let ports: std::collections::HashSet<u16> = (0..200).map(|_| free_port()).collect();
+        assert_eq!(ports.len(), 200, "free_port repeated a port");
+        let floor = ephemeral_floor();
+        assert!(ports.iter().all(|&p| p >= PORT_FLOOR && p < floor.max(PORT_FLOOR + 1_000)), "{ports:?} vs {floor}");
     }
 
     #[test]
