@@ -267,6 +267,16 @@ def wait_http(ns, url, what, timeout=60):
     raise RuntimeError(f"{what} not ready at {url} within {timeout}s")
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds `pid` has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def spawn(st, ns, args, logpath, env=None):
     lf = open(logpath, "ab")
     p = subprocess.Popen(nsx(ns, *args), stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
@@ -556,6 +566,10 @@ upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
         lost = sum(n["shoal"].get("peer_quic_lost_packets", 0) for n in nodes)
         log(f"shoal: QUIC packets lost {lost} of {sent} sent between peers ({100 * lost / max(sent, 1):.2f}%)")
         scrape_metrics(topo.sched, f"http://{SCHED_IP}:65005/metrics", os.path.join(mdir, "metrics-scheduler.txt"))
+        # `ip netns exec` execs the daemon, so these PIDs are the daemons'.
+        m["daemon_cpu_s"] = [round(cpu_seconds(p.pid), 2) for p in procs[1:]]
+        log(f"shoal: daemons used {sum(m['daemon_cpu_s']):.1f} CPU seconds "
+            f"({min(m['daemon_cpu_s']):.2f}-{max(m['daemon_cpu_s']):.2f} per node)")
     finally:
         stop_pids([p.pid for p in procs], grace=args.stop_grace)
         run(["rm", "-rf", "--one-file-system"] + [os.path.join(mdir, f"store-{i}") for i in range(len(topo.nodes))])
