@@ -181,6 +181,23 @@ mod tests {
     }
 
     #[test]
+    fn only_an_exit_on_a_taken_address_is_a_lost_port_race() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = |log: &str| Error::ProcessExited {
+            what: "shoal-daemon".into(),
+            pid: 1,
+            status: std::process::ExitStatus::from_raw(256),
+            log_tail: log.into(),
+        };
+        let daemon = "error: binding metrics to 127.0.0.1:41917: Address already in use (os error 98)";
+        assert!(lost_port_race(&exited(daemon)));
+        assert!(lost_port_race(&exited("listen tcp 127.0.0.1:5000: bind: address already in use")));
+        assert!(!lost_port_race(&exited("error: config: unknown key `lisen`")));
+        let missing = Error::ToolMissing { tool: "x".into(), hint: "address already in use".into() };
+        assert!(!lost_port_race(&missing));
+    }
+
+    #[test]
     fn tail_cuts_at_char_boundary() {
         assert_eq!(tail("héllo", 4), "llo");
         assert_eq!(tail("abc", 10), "abc");
