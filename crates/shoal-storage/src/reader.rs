@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use shoal_core::Digest;
+use shoal_core::{Digest, PieceLayout};
 
 use crate::lease::Lease;
 
@@ -21,19 +21,26 @@ pub struct BlobReader {
 
 struct Inner {
     digest: Digest,
-    size: u64,
+    layout: PieceLayout,
     file: Arc<File>,
     _lease: Lease,
 }
 
 impl BlobReader {
-    pub(crate) fn new(digest: Digest, size: u64, file: Arc<File>, lease: Lease) -> Self {
-        BlobReader { inner: Arc::new(Inner { digest, size, file, _lease: lease }) }
+    pub(crate) fn new(digest: Digest, layout: PieceLayout, file: Arc<File>, lease: Lease) -> Self {
+        BlobReader { inner: Arc::new(Inner { digest, layout, file, _lease: lease }) }
     }
 
     /// The blob size in bytes.
     pub fn size(&self) -> u64 {
-        self.inner.size
+        self.inner.layout.blob_size
+    }
+
+    /// The piece geometry the blob was stored with. The piece size rule can
+    /// change between versions; a stored blob keeps its own, and its
+    /// recorded piece hashes are indexed by it.
+    pub fn layout(&self) -> PieceLayout {
+        self.inner.layout
     }
 
     /// The blob's digest.
@@ -46,7 +53,7 @@ impl BlobReader {
     /// pieces hold meaningful bytes; elsewhere the preallocated file reads
     /// as zeros.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.inner.size.saturating_sub(offset);
+        let left = self.inner.layout.blob_size.saturating_sub(offset);
         let len = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
         if len == 0 {
             return Ok(0);
@@ -57,6 +64,9 @@ impl BlobReader {
 
 impl fmt::Debug for BlobReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobReader").field("digest", &self.inner.digest).field("size", &self.inner.size).finish()
+        f.debug_struct("BlobReader")
+            .field("digest", &self.inner.digest)
+            .field("size", &self.inner.layout.blob_size)
+            .finish()
     }
 }

@@ -137,7 +137,7 @@ impl Store {
         if now.saturating_sub(meta.last_access_ms) >= ACCESS_PERSIST_MS {
             self.inner.db.touch_blob(d, now)?;
         }
-        Ok(Some(BlobReader::new(d.clone(), meta.size, Arc::new(file), lease)))
+        Ok(Some(BlobReader::new(d.clone(), meta.layout(), Arc::new(file), lease)))
     }
 
     /// Removes `d` (file and records). `Ok(false)` if the store did not have
@@ -238,3 +238,6 @@ impl fmt::Debug for Store {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

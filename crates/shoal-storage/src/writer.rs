@@ -133,7 +133,7 @@ impl BlobWriter {
     /// lease of its own, and keeps working after `complete`.
     pub fn reader(&self) -> BlobReader {
         let lease = self.lease.share_read();
-        BlobReader::new(self.digest.clone(), self.layout.blob_size, Arc::clone(&self.file), lease)
+        BlobReader::new(self.digest.clone(), self.layout, Arc::clone(&self.file), lease)
     }
 
     /// Marks the blob complete, the caller having checked the whole-blob

@@ -250,7 +250,7 @@ impl PieceServer {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         let Some((reader, hashes)) = found else { return Err(format!("{task} is not here")) };
-        let layout = PieceLayout::for_blob(reader.size());
+        let layout = reader.layout();
         match hashes.get(index as usize).copied().flatten() {
             Some(h) => Ok((reader, layout, h, layout.count())),
             None => Err(format!("piece {index} of {task} is not here")),

@@ -339,7 +339,7 @@ impl Driver {
         let Some(reader) = reader else {
             return Err(self.internal("blob vanished from the store while being opened".into()));
         };
-        let layout = PieceLayout::for_blob(reader.size());
+        let layout = reader.layout();
         let _ = self.task.reader.set(reader);
         progress.send_replace(Progress { phase: Phase::Done, ..Progress::running(layout, &[]) });
         Ok(())

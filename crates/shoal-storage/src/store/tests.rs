@@ -1,0 +1,38 @@
+//! Store tests that need to write records the public API never writes.
+
+use shoal_core::PieceLayout;
+
+use super::*;
+
+/// A blob stored by a version with another piece-size rule keeps its own
+/// geometry: its reader, info and piece hashes all use the recorded piece
+/// size, so a parent serving it cuts the pieces its hashes were taken over.
+#[test]
+fn a_blob_keeps_the_piece_size_it_was_stored_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path().join("store"))).unwrap();
+    let bytes: Vec<u8> = (0..(3u64 << 20) + 5).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let size = bytes.len() as u64;
+    let d = Digest::sha256_of(&bytes);
+    let old = PieceLayout::with_piece_size(size, 2 << 20);
+    assert_ne!(old, PieceLayout::for_blob(size), "the test needs a geometry today's rule does not pick");
+    fs::write(store.inner.paths.complete(&d), &bytes).unwrap();
+    let meta = BlobMeta { size, piece_size: old.piece_size, complete: true, created_ms: 0, last_access_ms: 0 };
+    store.inner.db.put_blob(&d, &meta, redb::Durability::Immediate).unwrap();
+    for i in 0..old.count() {
+        let r = old.range(i);
+        store.inner.db.record_piece(&d, i, *blake3::hash(&bytes[r.start as usize..r.end as usize]).as_bytes()).unwrap();
+    }
+
+    let reader = store.open_blob(&d).unwrap().expect("complete blob opens");
+    assert_eq!(reader.layout(), old);
+    assert_eq!(store.blob_info(&d).unwrap().expect("known blob").layout, old);
+    let hashes = store.piece_hashes(&d).unwrap().expect("known blob");
+    assert_eq!(hashes.len(), old.count() as usize);
+    for i in 0..old.count() {
+        let r = reader.layout().range(i);
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        assert_eq!(reader.read_at(r.start, &mut buf).unwrap(), buf.len());
+        assert_eq!(Some(*blake3::hash(&buf).as_bytes()), hashes[i as usize], "piece {i} hashes as recorded");
+    }
+}
