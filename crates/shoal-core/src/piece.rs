@@ -1,15 +1,17 @@
 //! How a blob is cut into pieces: the size choice and the index maths.
 //!
-//! A blob is cut into at most 256 pieces of at least 1 MiB: the piece size
-//! starts at 1 MiB and doubles while the blob would have more than 256,
-//! capped at 64 MiB. So a layer up to 256 MiB has 1 MiB pieces, a 1 GiB
-//! layer 4 MiB ones, a 16 GiB one 64 MiB ones: piece maps stay small and
-//! per-piece costs (a record, a hash, a request) stay small against the
-//! bytes, while small layers still split finely. Small pieces matter in a
-//! swarm: a child passes a piece on only once it holds and has verified
-//! all of it, so each hop costs one piece's transfer time (the swarm
-//! benchmark took 43 s with 4 MiB pieces and 35-36 s with 1 MiB ones for a
-//! 2 x 128 MiB image; BENCHMARKS.md).
+//! A blob is cut into at most 1024 pieces of at least 256 KiB: the piece
+//! size starts at 256 KiB and doubles while the blob would have more than
+//! 1024, capped at 64 MiB. So a layer up to 256 MiB has 256 KiB pieces, a
+//! 1 GiB layer 1 MiB ones, a 64 GiB one 64 MiB ones: piece maps stay small
+//! (a 128-byte bitfield) and per-piece costs (a record, a hash, a request)
+//! stay small against the bytes, while the layers most images are made of
+//! split finely. Small pieces matter in a swarm: a child passes a piece on
+//! only once it holds and has verified all of it, so each hop costs one
+//! piece's transfer time at the share of the uplink it gets. In the swarm
+//! benchmark (8 nodes at 100 Mbit/s, a 2 x 128 MiB image; BENCHMARKS.md)
+//! 4 MiB pieces took 43 s, 1 MiB ones 25.9-26.3 s, 256 KiB ones 24.3-24.5 s,
+//! and 128 KiB ones 24.7 s with the daemons' CPU time up by a seventh.
 
 use std::ops::Range;
 
@@ -17,10 +19,10 @@ use std::ops::Range;
 pub type PieceIndex = u32;
 
 /// The smallest piece size.
-pub const MIN_PIECE_SIZE: u64 = 1 << 20;
+pub const MIN_PIECE_SIZE: u64 = 256 << 10;
 /// The largest piece size.
 pub const MAX_PIECE_SIZE: u64 = 64 << 20;
-const TARGET_PIECES: u64 = 256;
+const TARGET_PIECES: u64 = 1024;
 
 /// The piece geometry of one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,19 +98,22 @@ mod tests {
 
     #[test]
     fn size_choice() {
-        assert_eq!(PieceLayout::for_blob(0).piece_size, MIB);
-        assert_eq!(PieceLayout::for_blob(1).piece_size, MIB);
-        assert_eq!(PieceLayout::for_blob(256 * MIB).piece_size, MIB);
-        assert_eq!(PieceLayout::for_blob(256 * MIB + 1).piece_size, 2 * MIB);
-        assert_eq!(PieceLayout::for_blob(1 << 30).piece_size, 4 * MIB);
-        assert_eq!(PieceLayout::for_blob((1 << 30) + 1).piece_size, 8 * MIB);
-        assert_eq!(PieceLayout::for_blob(4 << 30).piece_size, 16 * MIB);
+        const KIB: u64 = 1 << 10;
+        assert_eq!(PieceLayout::for_blob(0).piece_size, 256 * KIB);
+        assert_eq!(PieceLayout::for_blob(1).piece_size, 256 * KIB);
+        assert_eq!(PieceLayout::for_blob(256 * MIB).piece_size, 256 * KIB);
+        assert_eq!(PieceLayout::for_blob(256 * MIB + 1).piece_size, 512 * KIB);
+        assert_eq!(PieceLayout::for_blob(1 << 30).piece_size, MIB);
+        assert_eq!(PieceLayout::for_blob((1 << 30) + 1).piece_size, 2 * MIB);
+        assert_eq!(PieceLayout::for_blob(4 << 30).piece_size, 4 * MIB);
+        assert_eq!(PieceLayout::for_blob(64 << 30).piece_size, 64 * MIB);
         assert_eq!(PieceLayout::for_blob(1 << 40).piece_size, 64 * MIB);
+        assert_eq!(PieceLayout::for_blob(64 << 30).count(), 1024);
     }
 
     #[test]
     fn boundary_sizes() {
-        let p = MIB;
+        let p = MIN_PIECE_SIZE;
         for (size, count, last) in [(0, 0, 0), (1, 1, 1), (p - 1, 1, p - 1), (p, 1, p), (p + 1, 2, 1), (10 * p, 10, p)]
         {
             let l = PieceLayout::for_blob(size);
