@@ -197,7 +197,8 @@ async fn a_host_with_another_cas_certificate_gets_nothing() {
         // then closes the connection before any stream gets an answer.
         Ok(conn) => {
             let me: shoal_core::HostId = "intruder".parse().unwrap();
-            match shoal_peer::swarm::wire::open(&conn, &me, Duration::from_secs(5)).await {
+            let ask = shoal_proto::PeerRequest::Interest { task: d.parse().unwrap() };
+            match shoal_peer::swarm::wire::open(&conn, &me, &ask, Duration::from_secs(5)).await {
                 Ok(_) => panic!("a stranger completed a stream to a peer"),
                 Err(e) => e.to_string(),
             }

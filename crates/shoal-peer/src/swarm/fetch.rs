@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_core::{Digest, HostId, PieceLayout};
-use shoal_proto::{
-    FailureKind, ParentInfo, PeerErrorCode, PeerEvent, PeerRequest, PieceReply, read_frame, write_frame,
-};
+use shoal_proto::{FailureKind, ParentInfo, PeerErrorCode, PeerEvent, PeerRequest, PieceReply, read_frame};
 use shoal_transport::{Endpoint, RateLimiter};
 use tokio::sync::mpsc;
 
@@ -364,9 +362,9 @@ impl Drop for AbortOnDrop {
 async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: Digest, i: usize, tx: mpsc::Sender<Event>) {
     let run = async {
         let conn = endpoint.connect(parent.addr).await.map_err(|e| e.to_string())?;
-        let (mut send, mut recv, _) =
-            wire::open(&conn, &me, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
-        write_frame(&mut send, &PeerRequest::Interest { task }).await.map_err(|e| e.to_string())?;
+        let (_send, mut recv, _) = wire::open(&conn, &me, &PeerRequest::Interest { task }, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
         while let Some(ev) = read_frame::<_, PeerEvent>(&mut recv).await.map_err(|e| e.to_string())? {
             let last = matches!(ev, PeerEvent::Complete | PeerEvent::Gone);
             if tx.send(Event::Avail(i, ev)).await.is_err() || last {
@@ -396,8 +394,9 @@ async fn get_piece(
     let unreachable = |e: String| (FailureKind::Unreachable, e);
     let work = async {
         let conn = endpoint.connect(parent.addr).await.map_err(|e| unreachable(e.to_string()))?;
-        let (mut send, mut recv, _) = wire::open(&conn, &me, deadline).await.map_err(|e| unreachable(e.to_string()))?;
-        write_frame(&mut send, &PeerRequest::GetPiece { task, index }).await.map_err(|e| unreachable(e.to_string()))?;
+        let (mut send, mut recv, _) = wire::open(&conn, &me, &PeerRequest::GetPiece { task, index }, deadline)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let _ = send.finish();
         let reply: PieceReply = read_frame(&mut recv)
             .await
