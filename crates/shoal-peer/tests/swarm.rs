@@ -240,3 +240,44 @@ async fn after_a_scheduler_restart_complete_blobs_are_offered_again() {
     assert_eq!(o.front.blob_gets(&d), 1, "B got the blob from A, not from the origin");
     assert_eq!(sample(&b.metrics().await, "shoal_peer_received_bytes_total"), data.len() as f64);
 }
+
+/// A stream's request travels with the opener's hello: a receiver that
+/// reads both before it answers anything gets them (an opener that waited
+/// for the answering hello first would deadlock here and time out), and
+/// the opener still reads and checks that hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_goes_out_with_the_hello() {
+    use shoal_proto::{Hello, PeerEvent, PeerRequest, read_frame, write_frame};
+    let cluster = Cluster::new();
+    let bind = |host: &str| {
+        shoal_transport::Endpoint::bind("127.0.0.1:0".parse().unwrap(), &cluster.identity(host), &Default::default())
+            .unwrap()
+    };
+    let (server, client) = (bind("node-a"), bind("node-b"));
+    let addr = server.local_addr().unwrap();
+    let serve = tokio::spawn(async move {
+        let conn = server.accept().await.unwrap().handshake().await.unwrap();
+        let (mut send, mut recv) = conn.connection.accept_bi().await.unwrap();
+        let hello: Hello = read_frame(&mut recv).await.unwrap().unwrap();
+        // Nothing has been answered yet: the request must be here already.
+        let request: PeerRequest = read_frame(&mut recv).await.unwrap().unwrap();
+        write_frame(&mut send, &Hello::ours("node-a".parse().unwrap())).await.unwrap();
+        write_frame(&mut send, &PeerEvent::Gone).await.unwrap();
+        let _ = send.finish();
+        let _ = conn.connection.closed().await;
+        (hello.host, request)
+    });
+    let task: shoal_core::Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+    let ask = PeerRequest::GetPiece { task, index: 7 };
+    let conn = client.connect(addr).await.unwrap();
+    let me: shoal_core::HostId = "node-b".parse().unwrap();
+    let (_send, mut recv, theirs) =
+        shoal_peer::swarm::wire::open(&conn, &me, &ask, Duration::from_secs(3)).await.expect("stream set up");
+    assert_eq!(theirs.host.as_str(), "node-a");
+    let reply: PeerEvent = read_frame(&mut recv).await.unwrap().unwrap();
+    assert_eq!(reply, PeerEvent::Gone);
+    conn.close(0u32.into(), b"done");
+    let (host, request) = tokio::time::timeout(Duration::from_secs(5), serve).await.unwrap().unwrap();
+    assert_eq!(host.as_str(), "node-b");
+    assert_eq!(request, ask);
+}
