@@ -72,10 +72,8 @@ pub async fn open(
         let mut out = encode(&ours).map_err(frame)?.to_vec();
         out.extend_from_slice(&encode(request).map_err(frame)?);
         send.write_all(&out).await.map_err(|e| frame(FrameError::Io(e.into())))?;
-        let theirs: Hello = read_frame(&mut recv)
-            .await
-            .map_err(|source| WireError::Frame { peer: peer.clone(), source })?
-            .ok_or_else(|| WireError::Closed { peer: peer.clone() })?;
+        let theirs: Hello =
+            read_frame(&mut recv).await.map_err(frame)?.ok_or_else(|| WireError::Closed { peer: peer.clone() })?;
         ours.agree(&theirs)?;
         Ok((send, recv, theirs))
     };
