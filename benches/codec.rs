@@ -3,18 +3,23 @@
 //! answer), with `cargo bench -p shoal-benches --bench codec`.
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
-use shoal_core::Digest;
+use shoal_core::{Digest, TaskId};
 use shoal_proto::{
     Bitfield, FrameDecoder, OriginGrant, ParentInfo, PeerEvent, PeerRequest, PieceHeader, PieceReply,
     SchedulerResponse, encode,
 };
 
 fn bench(c: &mut Criterion) {
-    let task = Digest::sha256_of(b"bench");
+    let task = TaskId::new("docker.io", Digest::sha256_of(b"bench")).unwrap();
     let get = PeerRequest::GetPiece { task: task.clone(), index: 42 };
     let header = PieceReply::Piece(PieceHeader { index: 42, len: 4 << 20, blake3: [7; 32] });
-    let have = PeerEvent::Have { index: 42 };
-    let bitfield = PeerEvent::Bitfield { size: 1 << 30, piece_size: 4 << 20, have: Bitfield::full(256) };
+    let have = PeerEvent::Have { index: 42, blake3: [7; 32] };
+    let bitfield = PeerEvent::Bitfield {
+        size: 1 << 30,
+        piece_size: 4 << 20,
+        have: Bitfield::full(256),
+        hashes: vec![[7; 32]; 256],
+    };
     let parents = SchedulerResponse::Parents {
         parents: (0..4)
             .map(|i| ParentInfo {
@@ -25,6 +30,8 @@ fn bench(c: &mut Criterion) {
             })
             .collect(),
         origin: OriginGrant::Wait { retry_after_ms: 200 },
+        authorities: Vec::new(),
+        map: None,
     };
 
     let mut g = c.benchmark_group("codec");

@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shoal_core::{Digest, HostId};
+use shoal_core::{Digest, HostId, TaskId};
 use shoal_scheduler::{Have, HostInfo, Labels, Load, Millis, Scheduler, SchedulerConfig};
 
 const HOSTS: usize = 10_000;
@@ -53,7 +53,7 @@ impl Rng {
 struct Swarm {
     sched: Scheduler,
     hosts: Vec<HostId>,
-    tasks: Vec<Digest>,
+    tasks: Vec<TaskId>,
     /// (host, task, what it has) of members, in random order.
     members: Vec<(usize, usize, Have)>,
     /// (host, task) pairs that are not members, in random order.
@@ -83,7 +83,8 @@ fn swarm() -> Swarm {
         let load = Load { uploads: rng.below(8) as u32, upload_bps: rng.below(50_000_000) as u64, busy: false };
         sched.heartbeat(NOW, id, load).unwrap();
     }
-    let tasks: Vec<Digest> = (0..TASKS).map(|i| Digest::sha256_of(&(i as u64).to_le_bytes())).collect();
+    let tasks: Vec<TaskId> =
+        (0..TASKS).map(|i| TaskId::new("docker.io", Digest::sha256_of(&(i as u64).to_le_bytes())).unwrap()).collect();
     let mut members = Vec::new();
     let mut strangers = Vec::new();
     for (t, digest) in tasks.iter().enumerate() {
@@ -100,7 +101,7 @@ fn swarm() -> Swarm {
                 1..=6 => Have::partial(1 + rng.below(PIECES as usize - 1) as u32, PIECES),
                 _ => Have::NOTHING,
             };
-            sched.progress(NOW, &hosts[h], digest, have).unwrap();
+            sched.progress(NOW, &hosts[h], digest, have, None).unwrap();
             members.push((h, t, have));
         }
         for _ in 0..4 {
@@ -157,7 +158,7 @@ fn scheduler(c: &mut Criterion) {
         b.iter(|| {
             let (h, t, have) = s.members[i % s.members.len()];
             i += 1;
-            let d = s.sched.join(NOW, &s.hosts[h], &s.tasks[t], have).unwrap();
+            let d = s.sched.join(NOW, &s.hosts[h], &s.tasks[t], have, false).unwrap();
             beat = (beat + 1) % HOSTS;
             s.sched.heartbeat(NOW, &s.hosts[beat], Load::default()).unwrap();
             black_box(d)
@@ -169,7 +170,7 @@ fn scheduler(c: &mut Criterion) {
         b.iter(|| {
             let (h, t) = s.strangers[j % s.strangers.len()];
             j += 1;
-            let d = s.sched.join(NOW, &s.hosts[h], &s.tasks[t], Have::NOTHING).unwrap();
+            let d = s.sched.join(NOW, &s.hosts[h], &s.tasks[t], Have::NOTHING, false).unwrap();
             s.sched.leave(NOW, &s.hosts[h], &s.tasks[t]);
             beat = (beat + 1) % HOSTS;
             s.sched.heartbeat(NOW, &s.hosts[beat], Load::default()).unwrap();
@@ -184,23 +185,23 @@ fn scheduler(c: &mut Criterion) {
             k += 1;
             // One more piece, or the same state again once complete.
             let have = if have.complete { have } else { Have::partial((have.pieces_done + 1).min(PIECES - 1), PIECES) };
-            s.sched.progress(NOW, &s.hosts[h], &s.tasks[t], have).unwrap();
+            s.sched.progress(NOW, &s.hosts[h], &s.tasks[t], have, None).unwrap();
         })
     });
 
     g.bench_function("tick", |b| b.iter(|| black_box(s.sched.tick(NOW))));
 
-    let crowd = Digest::sha256_of(b"everyone pulls this");
+    let crowd = TaskId::new("docker.io", Digest::sha256_of(b"everyone pulls this")).unwrap();
     let mut rng = Rng(11);
     for id in &s.hosts {
         let have = if rng.below(10) < 7 { Have::partial(1 + rng.below(98) as u32, PIECES) } else { Have::NOTHING };
-        s.sched.progress(NOW, id, &crowd, have).unwrap();
+        s.sched.progress(NOW, id, &crowd, have, None).unwrap();
     }
     let mut m = 0usize;
     g.bench_function("join/flash_crowd", |b| {
         b.iter(|| {
             m = (m + 7919) % HOSTS;
-            let d = s.sched.join(NOW, &s.hosts[m], &crowd, Have::partial(1, PIECES)).unwrap();
+            let d = s.sched.join(NOW, &s.hosts[m], &crowd, Have::partial(1, PIECES), false).unwrap();
             beat = (beat + 1) % HOSTS;
             s.sched.heartbeat(NOW, &s.hosts[beat], Load::default()).unwrap();
             black_box(d)

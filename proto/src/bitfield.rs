@@ -53,6 +53,21 @@ impl Bitfield {
         self.count() == self.len
     }
 
+    /// The pieces both hold (over the shorter length).
+    pub fn intersect(&self, other: &Bitfield) -> Bitfield {
+        let len = self.len.min(other.len);
+        let mut out = Bitfield::new(len);
+        for (o, (a, b)) in out.bits.iter_mut().zip(self.bits.iter().zip(&other.bits)) {
+            *o = a & b;
+        }
+        if !len.is_multiple_of(8)
+            && let Some(last) = out.bits.last_mut()
+        {
+            *last &= !(0xFF >> (len % 8));
+        }
+        out
+    }
+
     /// The pieces held, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len).filter(|&i| self.get(i))
@@ -77,6 +92,17 @@ impl std::fmt::Debug for Bitfield {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn intersect_keeps_common_pieces_only() {
+        let (mut a, mut b) = (Bitfield::new(11), Bitfield::new(11));
+        [0, 3, 9, 10].iter().for_each(|&i| a.set(i));
+        [3, 4, 10].iter().for_each(|&i| b.set(i));
+        let c = a.intersect(&b);
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec![3, 10]);
+        assert!(c.is_valid_for(11));
+        assert_eq!(Bitfield::full(9).intersect(&Bitfield::full(20)).count(), 9);
+    }
 
     #[test]
     fn set_get_count() {

@@ -118,8 +118,8 @@ mod tests {
     use crate::peer::PeerRequest;
     use proptest::prelude::*;
 
-    fn digest() -> shoal_core::Digest {
-        shoal_core::Digest::sha256_of(b"x")
+    fn digest() -> shoal_core::TaskId {
+        shoal_core::TaskId::new("docker.io", shoal_core::Digest::sha256_of(b"x")).unwrap()
     }
 
     #[test]

@@ -16,9 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::frame::{FrameError, read_frame, write_frame};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest version this build still understands.
-pub const MIN_COMPATIBLE_VERSION: u16 = 1;
+pub const MIN_COMPATIBLE_VERSION: u16 = 2;
 
 /// Who is speaking and which versions it understands.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -29,8 +29,8 @@ pub use hello::{
 pub use peer::{PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply};
 pub use prewarm::{ImageProgress, NodeJob, NodeJobState, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec};
 pub use scheduler::{
-    FailureKind, HaveState, HostLabels, HostLoad, OriginGrant, ParentInfo, SchedError, SchedErrorCode,
-    SchedulerRequest, SchedulerResponse,
+    FailureKind, FinalMap, HaveState, HostLabels, HostLoad, OriginGrant, ParentInfo, PieceMap, SchedError,
+    SchedErrorCode, SchedulerRequest, SchedulerResponse,
 };
 
 /// ALPN of every shoal QUIC connection (peer and scheduler alike).

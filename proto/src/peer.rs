@@ -5,14 +5,19 @@
 //!   answers with `PeerEvent::Bitfield` and then a `PeerEvent::Have` for
 //!   every piece it gains, until the child closes the stream or the parent
 //!   says `Complete`/`Gone`. Availability travels peer to peer, so the
-//!   scheduler's load does not grow with pieces.
+//!   scheduler's load does not grow with pieces. Every piece announced
+//!   carries its BLAKE3, but a child takes those hashes as its *trusted
+//!   piece map* only from a parent the scheduler names as an authority of
+//!   the task (a node that read the blob from the origin); from any other
+//!   parent they are ignored.
 //! - **a piece**: it sends `PeerRequest::GetPiece { task, index }`; the
 //!   parent answers `PieceReply::Piece(header)` followed by exactly
 //!   `header.len` raw bytes, or `PieceReply::Error`. The child checks the
-//!   bytes against `header.blake3` (and the length against the piece map)
-//!   before it stores, serves or uploads them.
+//!   bytes against the hash in its trusted piece map, never against
+//!   `header.blake3` (the sender's own claim), and the length against the
+//!   blob geometry, before it stores, serves or uploads them.
 
-use shoal_core::Digest;
+use shoal_core::TaskId;
 
 use crate::bitfield::Bitfield;
 
@@ -22,12 +27,12 @@ pub enum PeerRequest {
     /// Tell me what you hold of this task, and keep telling me.
     Interest {
         /// The task.
-        task: Digest,
+        task: TaskId,
     },
     /// Send me this piece.
     GetPiece {
         /// The task.
-        task: Digest,
+        task: TaskId,
         /// The piece.
         index: u32,
     },
@@ -44,11 +49,16 @@ pub enum PeerEvent {
         piece_size: u64,
         /// Pieces held.
         have: Bitfield,
+        /// The BLAKE3 of each piece held, in index order (one per set bit
+        /// of `have`). Trusted only from an authority of the task.
+        hashes: Vec<[u8; 32]>,
     },
     /// One more piece is held.
     Have {
         /// The piece.
         index: u32,
+        /// Its BLAKE3 (trusted only from an authority of the task).
+        blake3: [u8; 32],
     },
     /// The parent holds the whole, verified blob; no more events follow.
     Complete,
@@ -63,7 +73,9 @@ pub struct PieceHeader {
     pub index: u32,
     /// Bytes that follow.
     pub len: u32,
-    /// BLAKE3 of those bytes, as recorded when the parent stored them.
+    /// BLAKE3 of those bytes, as recorded when the parent stored them: the
+    /// sender's claim, which a child may use to reject a piece early but
+    /// never to accept one.
     pub blake3: [u8; 32],
 }
 
@@ -112,8 +124,8 @@ mod tests {
         let mut have = Bitfield::new(5);
         have.set(2);
         let events = vec![
-            PeerEvent::Bitfield { size: 20 << 20, piece_size: 4 << 20, have },
-            PeerEvent::Have { index: 4 },
+            PeerEvent::Bitfield { size: 20 << 20, piece_size: 4 << 20, have, hashes: vec![[3; 32]] },
+            PeerEvent::Have { index: 4, blake3: [9; 32] },
             PeerEvent::Complete,
         ];
         let mut d = FrameDecoder::default();

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use shoal_core::{Digest, HostId};
+use shoal_core::{HostId, TaskId};
 
 use crate::prewarm::{ImageProgress, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec};
 
@@ -57,6 +57,21 @@ pub enum FailureKind {
     Unreachable,
     /// The parent said it does not have the piece.
     Missing,
+    /// The parent is an authority whose piece map was wrong: pieces that
+    /// matched it did not make a blob with the right digest.
+    BadMap,
+}
+
+/// A blob's piece map: the BLAKE3 of every piece, by index.
+pub type PieceMap = Vec<[u8; 32]>;
+
+/// A task's final piece map, as the scheduler keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FinalMap {
+    /// The authority that reported it (blamed if it proves wrong).
+    pub from: HostId,
+    /// One hash per piece.
+    pub hashes: PieceMap,
 }
 
 /// A request to the scheduler.
@@ -86,26 +101,33 @@ pub enum SchedulerRequest {
     Join {
         /// The host.
         host: HostId,
-        /// The task (blob digest).
-        task: Digest,
+        /// The task (registry and blob digest).
+        task: TaskId,
         /// What it holds already.
         have: HaveState,
+        /// Send the task's final piece map if the scheduler holds one (the
+        /// joiner does not have it yet).
+        want_map: bool,
     },
     /// Progress on a task (sent every few pieces and on completion).
     Progress {
         /// The host.
         host: HostId,
         /// The task.
-        task: Digest,
+        task: TaskId,
         /// What it holds now.
         have: HaveState,
+        /// With `have.complete`, from a node that read the blob from the
+        /// origin (an authority): its final piece map, which the scheduler
+        /// keeps for later joiners. Ignored from anyone else.
+        map: Option<PieceMap>,
     },
     /// A parent gave a bad piece or failed.
     PieceFailed {
         /// The reporting host.
         host: HostId,
         /// The task.
-        task: Digest,
+        task: TaskId,
         /// The parent that failed.
         parent: HostId,
         /// The piece.
@@ -118,7 +140,7 @@ pub enum SchedulerRequest {
         /// The host.
         host: HostId,
         /// The task.
-        task: Digest,
+        task: TaskId,
     },
     /// Run a prewarm job on the nodes `selector` picks (sent to the
     /// replica that owns `job`, see [`crate::prewarm::job_route`]).
@@ -225,6 +247,13 @@ pub enum SchedulerResponse {
         parents: Vec<ParentInfo>,
         /// Origin grant.
         origin: OriginGrant,
+        /// Peers whose piece hashes the joiner may trust: they fetched (part
+        /// of) the blob from the origin. Their availability streams carry
+        /// the hashes of the pieces they hold.
+        authorities: Vec<ParentInfo>,
+        /// The task's final piece map, when the joiner asked for it and the
+        /// scheduler holds it (an authority completed the blob).
+        map: Option<FinalMap>,
     },
     /// The request failed.
     Error(SchedError),
@@ -249,7 +278,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let task = Digest::sha256_of(b"t");
+        let task = TaskId::new("docker.io", shoal_core::Digest::sha256_of(b"t")).unwrap();
         let host: HostId = "n1".parse().unwrap();
         let reqs = vec![
             SchedulerRequest::Register {
@@ -259,7 +288,18 @@ mod tests {
                 upload_capacity: 125_000_000,
                 max_uploads: 16,
             },
-            SchedulerRequest::Join { host: host.clone(), task: task.clone(), have: HaveState::default() },
+            SchedulerRequest::Join {
+                host: host.clone(),
+                task: task.clone(),
+                have: HaveState::default(),
+                want_map: true,
+            },
+            SchedulerRequest::Progress {
+                host: host.clone(),
+                task: task.clone(),
+                have: HaveState { pieces_done: 2, pieces_total: Some(2), complete: true },
+                map: Some(vec![[1; 32], [2; 32]]),
+            },
             SchedulerRequest::PieceFailed {
                 host: host.clone(),
                 task,
@@ -273,7 +313,12 @@ mod tests {
             d.push(&encode(&r).unwrap());
             assert_eq!(d.next::<SchedulerRequest>().unwrap(), Some(r));
         }
-        let resp = SchedulerResponse::Parents { parents: vec![], origin: OriginGrant::Wait { retry_after_ms: 200 } };
+        let resp = SchedulerResponse::Parents {
+            parents: vec![],
+            origin: OriginGrant::Wait { retry_after_ms: 200 },
+            authorities: vec![],
+            map: Some(FinalMap { from: "n2".parse().unwrap(), hashes: vec![[5; 32]] }),
+        };
         let mut d = FrameDecoder::default();
         d.push(&encode(&resp).unwrap());
         assert_eq!(d.next::<SchedulerResponse>().unwrap(), Some(resp));

@@ -10,6 +10,8 @@
 //!   mirror answers, parsed into a [`route::Route`].
 //! - [`range`]: HTTP `Range: bytes=` requests resolved against a blob size.
 //! - [`piece`]: how a blob is cut into pieces (size choice, index maths).
+//! - [`task`]: [`TaskId`], one blob as fetched from one registry: the
+//!   unit the swarm trades.
 //! - [`units`]: human byte sizes (`20GiB`) and durations (`7d`) for config.
 //!
 //! Nothing here does I/O; everything is plain data with exhaustive tests.
@@ -21,6 +23,7 @@ pub mod piece;
 pub mod range;
 pub mod reference;
 pub mod route;
+pub mod task;
 pub mod units;
 
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
@@ -29,4 +32,5 @@ pub use piece::{PieceIndex, PieceLayout};
 pub use range::{ByteRange, RangeError, content_range};
 pub use reference::{Reference, ReferenceError, RepoName};
 pub use route::{Route, RouteError};
+pub use task::{TaskId, TaskIdError};
 pub use units::{ByteSize, HumanDuration, UnitError};

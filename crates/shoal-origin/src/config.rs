@@ -26,6 +26,13 @@ pub struct RegistryConfig {
     pub username: Option<String>,
     /// The daemon's own password (or access token) for this registry.
     pub password: Option<String>,
+    /// Let the daemon's credentials for this registry (`username`/`password`
+    /// or `docker_config`) answer for every client on the node that sends
+    /// none. Off by default: then a client without credentials is
+    /// anonymous at the origin, and gets from shoal only what the origin
+    /// gives anonymous clients. On, any process on the node can pull this
+    /// registry's images through the mirror.
+    pub share_credentials: bool,
     /// Connecting plus receiving the response headers may take this long.
     pub timeout: HumanDuration,
     /// The longest silence tolerated while reading a body (stall detection).
@@ -43,6 +50,7 @@ impl Default for RegistryConfig {
             insecure_skip_verify: false,
             username: None,
             password: None,
+            share_credentials: false,
             timeout: HumanDuration(Duration::from_secs(30)),
             read_timeout: HumanDuration(Duration::from_secs(30)),
             retries: 3,
@@ -59,6 +67,7 @@ impl fmt::Debug for RegistryConfig {
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("share_credentials", &self.share_credentials)
             .field("timeout", &self.timeout)
             .field("read_timeout", &self.read_timeout)
             .field("retries", &self.retries)

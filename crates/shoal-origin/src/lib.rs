@@ -13,6 +13,8 @@
 //!   daemon) submodules.
 //! - [`blob`]: [`BlobStream`], a blob body checked as it streams (offset,
 //!   length, stalls).
+//! - [`caller`]: [`Caller`], on whose behalf (and with which credentials)
+//!   a request goes out.
 //! - [`manifest`]: response types and pure header handling (`Accept`,
 //!   media types, `Docker-Content-Digest`).
 //! - [`auth`]: `WWW-Authenticate` parsing, docker `config.json`
@@ -28,6 +30,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod caller;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -38,6 +41,7 @@ pub mod upstreams;
 pub use auth::Credentials;
 pub use auth::docker_config::DockerConfig;
 pub use blob::BlobStream;
+pub use caller::Caller;
 pub use client::OriginClient;
 pub use config::{RegistryConfig, UpstreamsConfig};
 pub use error::OriginError;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{AuthMode, Origin, bearer_challenge, fast_config};
 use http::HeaderValue;
 use shoal_core::{Reference, RepoName};
+use shoal_origin::Caller;
 use shoal_origin::{Credentials, OriginClient, OriginError, RegistryConfig};
 
 const MT: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -41,7 +42,7 @@ async fn anonymous_bearer_token_is_fetched_once_and_reused() {
     let o = bearer_origin().await;
     let c = o.client(fast_config());
     for _ in 0..3 {
-        let m = c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+        let m = c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
         assert_eq!(&m.body[..], b"{}");
     }
     assert_eq!(o.token_fetches(), 1);
@@ -54,18 +55,48 @@ async fn anonymous_bearer_token_is_fetched_once_and_reused() {
 }
 
 #[tokio::test]
+async fn an_anonymous_caller_never_gets_the_daemons_credentials() {
+    let o = bearer_origin().await;
+    let basic = Credentials::basic("alice", "pw").basic_header().unwrap();
+    *o.state.token_basic.lock().unwrap() = Some(basic.to_str().unwrap().to_owned());
+    let cfg = RegistryConfig { username: Some("alice".into()), password: Some("pw".into()), ..fast_config() };
+    let c = o.client(cfg);
+    // The daemon's own work gets a token with its credentials...
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
+    assert_eq!(o.token_requests()[0].authorization.as_deref(), Some("Basic YWxpY2U6cHc="));
+    // ...and a client that sent none stays anonymous, even right after,
+    // with the node's token in the cache: the token server refuses it.
+    let e = c.get_manifest(&repo(), &tag(), &[], &Caller::Anonymous).await.unwrap_err();
+    // Answered as the registry did, challenge included, so the client can
+    // authenticate itself.
+    match &e {
+        OriginError::Unauthorized { status: 401, www_authenticate: Some(c), .. } => {
+            assert_eq!(c, &bearer_challenge(&o.url, SCOPE));
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(o.token_requests()[1].authorization, None, "no credentials went to the token server");
+    assert!(!e.to_string().contains("alice"), "{e}");
+    // Unless the operator shares them for this registry.
+    assert_eq!(c.caller_for(None), Caller::Anonymous);
+    let shared = RegistryConfig { share_credentials: true, ..RegistryConfig::default() };
+    let shared = OriginClient::new("r", o.url.clone(), &shared, None).unwrap();
+    assert_eq!(shared.caller_for(None), Caller::Node);
+}
+
+#[tokio::test]
 async fn bearer_with_credentials_uses_basic_at_the_token_server() {
     let o = bearer_origin().await;
     let basic = Credentials::basic("alice", "pw").basic_header().unwrap();
     *o.state.token_basic.lock().unwrap() = Some(basic.to_str().unwrap().to_owned());
     let cfg = RegistryConfig { username: Some("alice".into()), password: Some("pw".into()), ..fast_config() };
-    o.client(cfg).get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    o.client(cfg).get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     let t = &o.token_requests()[0];
     assert_eq!(t.authorization.as_deref(), Some("Basic YWxpY2U6cHc="));
     assert!(t.query.ends_with("&account=alice"), "{}", t.query);
 
     // Anonymous against the same token server: refused, and said so.
-    let e = o.client(fast_config()).get_manifest(&repo(), &tag(), &[], None).await.unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap_err();
     match &e {
         OriginError::Token { status: Some(401), detail, .. } => {
             assert!(detail.contains("anonymous access refused"), "{detail}")
@@ -81,11 +112,11 @@ async fn expired_token_is_fetched_again() {
     // Two seconds of life: cached for one (half the life is the margin).
     o.state.expires_in.store(2, Ordering::SeqCst);
     let c = o.client(fast_config());
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     assert_eq!(o.token_fetches(), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     assert_eq!(o.token_fetches(), 2);
     let last = o.api_requests().last().unwrap().authorization.clone();
     assert_eq!(last.as_deref(), Some("Bearer tok-2"));
@@ -95,9 +126,9 @@ async fn expired_token_is_fetched_again() {
 async fn refused_cached_token_is_replaced_once() {
     let o = bearer_origin().await;
     let c = o.client(fast_config());
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     o.state.valid_tokens.lock().unwrap().clear(); // revoke tok-1
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     assert_eq!(o.token_fetches(), 2);
     let b = |t: &str| Some(format!("Bearer {t}"));
     assert_eq!(auths(&o), [None, b("tok-1"), b("tok-1"), b("tok-2")]);
@@ -107,11 +138,11 @@ async fn refused_cached_token_is_replaced_once() {
 async fn useless_tokens_end_in_unauthorized_after_one_refetch() {
     let o = bearer_origin().await;
     let c = o.client(fast_config());
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     // From now on every token is refused: one refetch, then the 401 goes
     // back with its challenge.
     o.state.reject_tokens.store(true, Ordering::SeqCst);
-    let e = c.get_manifest(&repo(), &tag(), &[], None).await.unwrap_err();
+    let e = c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap_err();
     match &e {
         OriginError::Unauthorized { status: 401, www_authenticate, body, .. } => {
             assert_eq!(www_authenticate.as_deref(), Some(bearer_challenge(&o.url, SCOPE).as_str()));
@@ -131,7 +162,7 @@ async fn concurrent_requests_share_one_token_fetch() {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let c = c.clone();
-            tokio::spawn(async move { c.get_manifest(&repo(), &tag(), &[], None).await })
+            tokio::spawn(async move { c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await })
         })
         .collect();
     for t in tasks {
@@ -147,14 +178,14 @@ async fn basic_challenge_is_answered_with_credentials() {
     o.add_manifest("library/app", "1.0", MT, b"{}");
     let cfg = RegistryConfig { username: Some("bob".into()), password: Some("pw".into()), ..fast_config() };
     let c = o.client(cfg);
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     let b = Some("Basic Ym9iOnB3".to_owned());
     assert_eq!(auths(&o), [None, b.clone(), b]);
     assert_eq!(o.token_fetches(), 0);
 
     // Without credentials the challenge comes back.
-    let e = o.client(fast_config()).get_manifest(&repo(), &tag(), &[], None).await.unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap_err();
     assert!(
         matches!(&e, OriginError::Unauthorized { status: 401, www_authenticate: Some(w), .. } if w == r#"Basic realm="test-registry""#),
         "{e}"
@@ -167,13 +198,13 @@ async fn client_authorization_is_forwarded_verbatim() {
     o.state.valid_tokens.lock().unwrap().insert("from-containerd".into());
     let c = o.client(fast_config());
     let good = HeaderValue::from_static("Bearer from-containerd");
-    c.get_manifest(&repo(), &tag(), &[], Some(&good)).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Client(good.clone())).await.unwrap();
     assert_eq!(auths(&o), [Some("Bearer from-containerd".to_owned())]);
 
     // A refused client token: the challenge goes back; the daemon does not
     // fetch a token of its own.
     let bad = HeaderValue::from_static("Bearer stale");
-    let e = c.get_manifest(&repo(), &tag(), &[], Some(&bad)).await.unwrap_err();
+    let e = c.get_manifest(&repo(), &tag(), &[], &Caller::Client(bad.clone())).await.unwrap_err();
     match &e {
         OriginError::Unauthorized { status, www_authenticate, body, .. } => {
             assert_eq!(*status, 401);
@@ -187,7 +218,7 @@ async fn client_authorization_is_forwarded_verbatim() {
 
     // No client header: the daemon authenticates itself.
     let d = o.add_blob(b"abc");
-    assert_eq!(c.head_blob(&repo(), &d, None).await.unwrap(), 3);
+    assert_eq!(c.head_blob(&repo(), &d, &Caller::Node).await.unwrap(), 3);
     assert_eq!(o.token_fetches(), 1);
 }
 
@@ -208,7 +239,7 @@ async fn identity_token_from_docker_config_uses_the_oauth2_flow() {
     cfg.registries.insert(key.clone(), rc);
     let up = shoal_origin::Upstreams::new(cfg).unwrap();
     let c: Arc<OriginClient> = up.resolve(Some(&key)).unwrap();
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     let t = &o.token_requests()[0];
     assert_eq!(t.method, http::Method::POST);
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&t.body).into_owned().collect();
@@ -234,6 +265,6 @@ async fn basic_credentials_from_docker_config_are_used() {
     let up = shoal_origin::Upstreams::new(cfg).unwrap();
     let c = up.resolve(Some(&o.addr.to_string())).unwrap();
     assert_eq!(c.base_url(), &o.url);
-    c.get_manifest(&repo(), &tag(), &[], None).await.unwrap();
+    c.get_manifest(&repo(), &tag(), &[], &Caller::Node).await.unwrap();
     assert_eq!(auths(&o), [None, Some(basic.to_str().unwrap().to_owned())]);
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{AuthMode, BlobMode, Origin, fast_config};
 use shoal_core::{Reference, RepoName};
+use shoal_origin::Caller;
 use shoal_origin::{DEFAULT_MANIFEST_ACCEPT, OriginError, RegistryConfig};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -27,7 +28,7 @@ async fn get_passes_accept_and_returns_media_type_and_digest() {
     let d = o.add_manifest("library/app", "1.0", &format!("{OCI_MANIFEST}; charset=utf-8"), BODY);
     let c = o.client(fast_config());
     let accept = vec![OCI_MANIFEST.to_owned(), "application/vnd.oci.image.index.v1+json".to_owned()];
-    let m = c.get_manifest(&repo(), &tag("1.0"), &accept, None).await.unwrap();
+    let m = c.get_manifest(&repo(), &tag("1.0"), &accept, &Caller::Node).await.unwrap();
     assert_eq!(m.media_type, OCI_MANIFEST);
     assert_eq!(m.digest, Some(d.clone()));
     assert_eq!(&m.body[..], BODY);
@@ -41,7 +42,7 @@ async fn get_passes_accept_and_returns_media_type_and_digest() {
     assert_eq!(seen[0].authorization, None);
 
     // By digest, with the default Accept list.
-    let m = c.get_manifest(&repo(), &Reference::Digest(d.clone()), &[], None).await.unwrap();
+    let m = c.get_manifest(&repo(), &Reference::Digest(d.clone()), &[], &Caller::Node).await.unwrap();
     assert_eq!(&m.body[..], BODY);
     let seen = o.api_requests();
     assert_eq!(seen[1].path, format!("/v2/library/app/manifests/{d}"));
@@ -52,7 +53,7 @@ async fn get_passes_accept_and_returns_media_type_and_digest() {
 async fn head_reports_type_digest_and_size() {
     let o = Origin::start(AuthMode::None).await;
     let d = o.add_manifest("library/app", "1.0", OCI_MANIFEST, BODY);
-    let h = o.client(fast_config()).head_manifest(&repo(), &tag("1.0"), &[], None).await.unwrap();
+    let h = o.client(fast_config()).head_manifest(&repo(), &tag("1.0"), &[], &Caller::Node).await.unwrap();
     assert_eq!(h.media_type, OCI_MANIFEST);
     assert_eq!(h.digest, Some(d));
     assert_eq!(h.size, Some(BODY.len() as u64));
@@ -64,7 +65,7 @@ async fn wrong_digest_header_is_caught() {
     let o = Origin::start(AuthMode::None).await;
     o.add_manifest("library/app", "1.0", OCI_MANIFEST, BODY);
     *o.state.wrong_digest_header.lock().unwrap() = true;
-    let e = o.client(fast_config()).get_manifest(&repo(), &tag("1.0"), &[], None).await.unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag("1.0"), &[], &Caller::Node).await.unwrap_err();
     assert!(matches!(e, OriginError::DigestMismatch { .. }), "{e}");
     assert!(!e.is_retryable());
 }
@@ -72,7 +73,7 @@ async fn wrong_digest_header_is_caught() {
 #[tokio::test]
 async fn missing_manifest_is_not_found_with_body_and_not_retried() {
     let o = Origin::start(AuthMode::None).await;
-    let e = o.client(fast_config()).get_manifest(&repo(), &tag("nope"), &[], None).await.unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag("nope"), &[], &Caller::Node).await.unwrap_err();
     match &e {
         OriginError::NotFound { body, url, .. } => {
             assert_eq!(&body[..], br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#);
@@ -88,7 +89,7 @@ async fn oversized_manifest_is_refused() {
     let o = Origin::start(AuthMode::None).await;
     let big = vec![b' '; (4 << 20) + 1];
     o.add_manifest("library/app", "big", OCI_MANIFEST, &big);
-    let e = o.client(fast_config()).get_manifest(&repo(), &tag("big"), &[], None).await.unwrap_err();
+    let e = o.client(fast_config()).get_manifest(&repo(), &tag("big"), &[], &Caller::Node).await.unwrap_err();
     assert!(matches!(e, OriginError::TooLarge { limit: 4194304, .. }), "{e}");
 }
 
@@ -100,12 +101,12 @@ async fn retryable_statuses_are_retried_then_surface() {
     let fail = |n| o.state.fail_next.store(n, Ordering::SeqCst);
 
     fail(2);
-    let m = c.get_manifest(&repo(), &tag("1.0"), &[], None).await.unwrap();
+    let m = c.get_manifest(&repo(), &tag("1.0"), &[], &Caller::Node).await.unwrap();
     assert_eq!(&m.body[..], BODY);
     assert_eq!(o.api_requests().len(), 3);
 
     fail(5);
-    let e = c.head_manifest(&repo(), &tag("1.0"), &[], None).await.unwrap_err();
+    let e = c.head_manifest(&repo(), &tag("1.0"), &[], &Caller::Node).await.unwrap_err();
     assert!(matches!(e, OriginError::Status { status: 503, .. }), "{e}");
     assert!(e.is_retryable());
     assert_eq!(e.retry_after(), Some(Duration::ZERO));
@@ -117,7 +118,7 @@ async fn blob_get_is_one_attempt() {
     let o = Origin::start(AuthMode::None).await;
     let d = o.add_blob(b"0123456789");
     o.set_blob_mode(BlobMode::Status(503));
-    let e = o.client(fast_config()).get_blob(&repo(), &d, 0, None).await.unwrap_err();
+    let e = o.client(fast_config()).get_blob(&repo(), &d, 0, &Caller::Node).await.unwrap_err();
     assert!(matches!(&e, OriginError::Status { status: 503, body, .. } if &body[..] == b"try later"), "{e}");
     assert!(e.is_retryable());
     assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
@@ -128,7 +129,7 @@ async fn blob_get_is_one_attempt() {
 async fn raw_get_passes_status_headers_and_body() {
     let o = Origin::start(AuthMode::None).await;
     let c = o.client(fast_config());
-    let r = c.get_raw("/v2/library/app/tags/list?n=1", None).await.unwrap();
+    let r = c.get_raw("/v2/library/app/tags/list?n=1", &Caller::Node).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "application/json");
     assert_eq!(r.headers["link"], r#"</v2/library/app/tags/list?n=1&last=a>; rel="next""#);
@@ -136,7 +137,7 @@ async fn raw_get_passes_status_headers_and_body() {
     let seen = o.api_requests();
     assert_eq!((seen[0].path.as_str(), seen[0].query.as_str()), ("/v2/library/app/tags/list", "n=1"));
     for bad in ["/v1/x", "v2/x", "/v2/../x", "/v2//x", "/v2/a/./b"] {
-        assert!(matches!(c.get_raw(bad, None).await, Err(OriginError::BadPath(_))), "{bad}");
+        assert!(matches!(c.get_raw(bad, &Caller::Node).await, Err(OriginError::BadPath(_))), "{bad}");
     }
 }
 
@@ -147,7 +148,7 @@ async fn slow_headers_time_out() {
     o.set_blob_mode(BlobMode::SlowHeaders(Duration::from_secs(3)));
     let cfg = RegistryConfig { timeout: shoal_core::HumanDuration(Duration::from_millis(300)), ..fast_config() };
     let start = std::time::Instant::now();
-    let e = o.client(cfg).get_blob(&repo(), &d, 0, None).await.unwrap_err();
+    let e = o.client(cfg).get_blob(&repo(), &d, 0, &Caller::Node).await.unwrap_err();
     assert!(matches!(e, OriginError::Timeout { .. }), "{e}");
     assert!(e.is_retryable());
     assert!(start.elapsed() < Duration::from_secs(2));
@@ -160,7 +161,7 @@ async fn connection_refused_is_connect_error() {
     drop(listener);
     let cfg = RegistryConfig { retries: 0, ..fast_config() };
     let c = shoal_origin::OriginClient::new("dead", url, &cfg, None).unwrap();
-    let e = c.get_manifest(&repo(), &tag("1"), &[], None).await.unwrap_err();
+    let e = c.get_manifest(&repo(), &tag("1"), &[], &Caller::Node).await.unwrap_err();
     assert!(matches!(e, OriginError::Connect { .. }), "{e}");
     assert!(e.is_retryable());
     let msg = e.to_string();

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`mirror`]: the registry endpoint containerd pulls through.
+//! - [`access`]: the origin's confirmation, per client, before content is
+//!   served (and what may be served while the origin is down).
 //! - [`task`]: blob downloads shared by every request for a digest, with
 //!   retries, piece hashing and whole-blob verification.
 //! - [`admin`]: `/metrics`, health, `/api/v1/status` and `/api/v1/prewarm`.
@@ -17,6 +19,7 @@
 //! the caller owns resolves; then it drains within a deadline.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod exposition;
 pub mod gc;
@@ -38,6 +41,7 @@ use shoal_storage::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use access::AccessConfig;
 pub use metrics::Metrics;
 pub use mirror::MirrorConfig;
 pub use task::DownloadConfig;
@@ -49,6 +53,8 @@ pub struct DaemonConfig {
     pub mirror: MirrorConfig,
     /// Download retries.
     pub download: DownloadConfig,
+    /// How the origin's authorization answers are kept and waited for.
+    pub access: AccessConfig,
     /// How often GC runs.
     pub gc_interval: Duration,
     /// How long in-flight responses may take to finish after a shutdown
@@ -61,6 +67,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             mirror: MirrorConfig::default(),
             download: DownloadConfig::default(),
+            access: AccessConfig::default(),
             gc_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
         }
@@ -147,12 +154,15 @@ pub async fn run(
         tracing::info!(host = %node.config.host, quic = ?node.endpoint.local_addr().ok(), "joined the swarm");
     }
 
+    let node_token = Arc::new(access::NodeToken::new());
     let mirror_state = mirror::Mirror {
         store: store.clone(),
         upstreams: Arc::new(upstreams),
         tasks: tasks.clone(),
         metrics: metrics.clone(),
         config: config.mirror.clone(),
+        access: Arc::new(access::Gate::new(config.access.clone(), store.clone(), metrics.clone())),
+        node_token: node_token.clone(),
     };
     let admin_router = admin::router(admin::Admin {
         registry: Arc::new(registry),
@@ -164,7 +174,7 @@ pub async fn run(
     });
     if let Some((node, _)) = &swarm {
         let url = loopback_url(mirror.local_addr()?);
-        swarm_jobs.push(tokio::spawn(prewarm_jobs::run(node.clone(), url, stop.clone())));
+        swarm_jobs.push(tokio::spawn(prewarm_jobs::run(node.clone(), url, node_token.header(), stop.clone())));
     }
     tracing::info!(mirror = %mirror.local_addr()?, admin = %admin.local_addr()?, "shoal daemon listening");
 

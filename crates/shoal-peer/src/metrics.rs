@@ -61,6 +61,50 @@ pub enum Verified {
     manifest,
 }
 
+/// How an authorization check ended (`shoal_access_checks_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AccessResult {
+    /// Allowed by an answer of the origin within `auth_ttl`.
+    cached,
+    /// Allowed by the origin just now.
+    origin,
+    /// Allowed while the origin was unreachable: public content.
+    public_stale,
+    /// Refused by the origin (401, 403, 404), now or within `refusal_ttl`.
+    refused,
+    /// Refused because the origin could not be reached to confirm it.
+    unavailable,
+    /// The origin's answer was an error of another kind.
+    error,
+}
+
+/// How a proof of possession ended (`shoal_provenance_proofs_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ProofResult {
+    /// The registry sent the same bytes: recorded as a source.
+    held,
+    /// It sent other bytes: it does not hold the blob.
+    mismatch,
+    /// It refused or could not be reached.
+    failed,
+}
+
+/// Labels of `shoal_access_checks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccessLabels {
+    /// How the check ended.
+    pub result: AccessResult,
+}
+
+/// Labels of `shoal_provenance_proofs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProofLabels {
+    /// How the proof ended.
+    pub result: ProofResult,
+}
+
 /// Labels of `shoal_mirror_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -147,12 +191,17 @@ pub struct Metrics {
     pub quic_congestion_events: Counter,
     /// Their round-trip times, sampled each second while they send.
     pub quic_rtt: Histogram,
+    /// Authorization checks before content is served, by result.
+    pub access_checks: Family<AccessLabels, Counter>,
+    /// Registries asked to prove they hold a blob stored from another, by
+    /// result.
+    pub provenance_proofs: Family<ProofLabels, Counter>,
 }
 
 /// Labels of the piece failure counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
-    /// corrupt, timeout, unreachable or missing.
+    /// corrupt, timeout, unreachable, missing or bad_map.
     pub kind: String,
 }
 
@@ -180,6 +229,8 @@ impl Metrics {
             quic_lost_packets: Counter::default(),
             quic_congestion_events: Counter::default(),
             quic_rtt: rtt_histogram(),
+            access_checks: Family::default(),
+            provenance_proofs: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("shoal");
         r.register("mirror_requests", "Registry mirror requests answered", m.requests.clone());
@@ -260,6 +311,16 @@ impl Metrics {
             "Round-trip times of those connections, sampled each second while they send",
             Unit::Seconds,
             m.quic_rtt.clone(),
+        );
+        r.register(
+            "access_checks",
+            "Checks that a client may read content before it is served, by result",
+            m.access_checks.clone(),
+        );
+        r.register(
+            "provenance_proofs",
+            "Registries asked to prove they hold a blob the store got from another registry, by result",
+            m.provenance_proofs.clone(),
         );
         m
     }

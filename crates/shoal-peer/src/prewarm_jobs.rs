@@ -37,9 +37,10 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, JobState> {
 }
 
 /// Polls for prewarm jobs until `stop` and runs them against the mirror
-/// at `mirror` (e.g. `http://127.0.0.1:65001`).
-pub async fn run(swarm: Arc<Swarm>, mirror: String, stop: CancellationToken) {
-    let client = shoal_prewarm::http_client();
+/// at `mirror` (e.g. `http://127.0.0.1:65001`), as the node (`node_token`:
+/// its credentials apply, as the operator configured them).
+pub async fn run(swarm: Arc<Swarm>, mirror: String, node_token: http::HeaderValue, stop: CancellationToken) {
+    let client = shoal_prewarm::http_client_as(Some(node_token));
     let mut jobs: HashMap<String, Shared> = HashMap::new();
     loop {
         tokio::select! {

@@ -267,7 +267,7 @@ async fn a_request_goes_out_with_the_hello() {
         let _ = conn.connection.closed().await;
         (hello.host, request)
     });
-    let task: shoal_core::Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+    let task: shoal_core::TaskId = format!("docker.io/sha256:{}", "ab".repeat(32)).parse().unwrap();
     let ask = PeerRequest::GetPiece { task, index: 7 };
     let conn = client.connect(addr).await.unwrap();
     let me: shoal_core::HostId = "node-b".parse().unwrap();

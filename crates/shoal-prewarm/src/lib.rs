@@ -27,4 +27,4 @@ pub use error::PrewarmError;
 pub use image_ref::ImageRef;
 pub use platform::Platform;
 pub use resolve::Plan;
-pub use warm::{Event, Warmed, http_client, warm_image};
+pub use warm::{Event, Warmed, http_client, http_client_as, warm_image};

@@ -42,9 +42,21 @@ pub struct Warmed {
 
 /// An HTTP client for talking to a local mirror.
 pub fn http_client() -> reqwest::Client {
+    http_client_as(None)
+}
+
+/// [`http_client`] sending `authorization` with every request: the
+/// daemon's own token for its prewarm jobs, which the mirror answers with
+/// the node's credentials (see `shoal_peer::access::NodeToken`).
+pub fn http_client_as(authorization: Option<reqwest::header::HeaderValue>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(a) = authorization {
+        headers.insert(reqwest::header::AUTHORIZATION, a);
+    }
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .no_proxy()
+        .default_headers(headers)
         .build()
         .expect("a plain HTTP client builds")
 }

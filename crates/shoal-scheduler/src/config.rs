@@ -37,6 +37,11 @@ pub struct SchedulerConfig {
     /// per-child offset, so a join stays O(scan_limit) in a 10,000-peer
     /// swarm (at the price of missing a better parent outside the window).
     pub scan_limit: usize,
+    /// Bytes of final piece maps kept for joiners that arrive after the
+    /// blob's authority left (32 bytes a piece, at most 32 KiB a blob); the
+    /// least recently used go first. A task whose map was dropped and whose
+    /// authorities are gone gets a new origin grant: one more origin copy.
+    pub map_budget: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -52,6 +57,7 @@ impl Default for SchedulerConfig {
             wait_retry: Duration::from_millis(200),
             wait_retry_with_parents: Duration::from_secs(5),
             scan_limit: 256,
+            map_budget: 64 << 20,
         }
     }
 }

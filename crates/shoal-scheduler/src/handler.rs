@@ -71,18 +71,18 @@ pub fn handle_detailed(
             Ok(SchedulerResponse::Registered { heartbeat_ms: as_ms(heartbeat_interval(core)) })
         }
         SchedulerRequest::Heartbeat { host, load } => core.heartbeat(now, &host, load_from(load)).map(|()| ack()),
-        SchedulerRequest::Join { host, task, have } => {
+        SchedulerRequest::Join { host, task, have, want_map } => {
             let held = core.holds_grant(&host, &task);
-            core.join(now, &host, &task, have_from(have)).map(|decision| {
+            core.join(now, &host, &task, have_from(have), want_map).map(|decision| {
                 new_grant = !held && decision.origin == OriginGrant::Granted;
                 parents_response(decision)
             })
         }
-        SchedulerRequest::Progress { host, task, have } => {
-            core.progress(now, &host, &task, have_from(have)).map(|()| ack())
+        SchedulerRequest::Progress { host, task, have, map } => {
+            core.progress(now, &host, &task, have_from(have), map).map(|()| ack())
         }
-        SchedulerRequest::PieceFailed { host, task, parent, piece, kind: _ } => {
-            core.piece_failed(now, &host, &task, &parent, piece).map(|()| ack())
+        SchedulerRequest::PieceFailed { host, task, parent, piece, kind } => {
+            core.piece_failed(now, &host, &task, &parent, piece, kind).map(|()| ack())
         }
         SchedulerRequest::Leave { host, task } => {
             core.leave(now, &host, &task);
@@ -175,7 +175,12 @@ fn parents_response(decision: JoinDecision) -> SchedulerResponse {
         OriginGrant::Granted => WireGrant::Granted,
         OriginGrant::Wait { retry_after } => WireGrant::Wait { retry_after_ms: as_ms(retry_after) },
     };
-    SchedulerResponse::Parents { parents: decision.parents.into_iter().map(parent_info).collect(), origin }
+    SchedulerResponse::Parents {
+        parents: decision.parents.into_iter().map(parent_info).collect(),
+        origin,
+        authorities: decision.authorities.into_iter().map(parent_info).collect(),
+        map: decision.map.map(|(from, hashes)| shoal_proto::FinalMap { from, hashes }),
+    }
 }
 
 fn parent_info(p: Parent) -> ParentInfo {

@@ -34,7 +34,8 @@
 
 use std::collections::HashMap;
 
-use shoal_core::{Digest, HostId};
+use shoal_core::{HostId, TaskId};
+use shoal_proto::FailureKind;
 
 use crate::config::SchedulerConfig;
 use crate::jobs::{HostView, JobLimits, Jobs};
@@ -46,6 +47,7 @@ use crate::time::{Millis, as_ms};
 use crate::types::{Expired, Have, HeapUsage, HostInfo, JoinDecision, Load, OriginGrant, Parent, SchedError, Stats};
 
 mod grants;
+mod maps;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -61,7 +63,9 @@ pub struct Scheduler {
     hosts: Slab<Host>,
     host_ids: HashMap<HostId, HostSlot>,
     tasks: Slab<Task>,
-    task_ids: HashMap<Digest, TaskSlot>,
+    task_ids: HashMap<TaskId, TaskSlot>,
+    /// Final piece maps reported by authorities.
+    maps: maps::MapStore,
     index: EntryIndex,
     labels: Interner,
     /// Tasks to check for free grants at the next tick.
@@ -90,6 +94,7 @@ impl Scheduler {
             scan_limit: config.scan_limit.max(1),
         };
         Scheduler {
+            maps: maps::MapStore::new(config.map_budget),
             stall_ms: as_ms(config.grant_stall),
             config,
             limits,
@@ -152,28 +157,48 @@ impl Scheduler {
     /// A complete joiner is recorded as a seed and gets neither. A `Wait`
     /// with no parents carries `wait_retry` (ask again soon: the grant
     /// holder will have pieces by then); with parents, `wait_retry_with_parents`.
-    pub fn join(&mut self, now: Millis, host: &HostId, task: &Digest, have: Have) -> Result<JoinDecision, SchedError> {
+    ///
+    /// The answer also names the task's live authorities (peers whose piece
+    /// hashes the joiner may trust, see `maps.rs`) and, with `want_map`,
+    /// the final piece map if the scheduler holds it.
+    pub fn join(
+        &mut self,
+        now: Millis,
+        host: &HostId,
+        task: &TaskId,
+        have: Have,
+        want_map: bool,
+    ) -> Result<JoinDecision, SchedError> {
         let h = self.touch(now, host)?;
         let t = self.task_slot(now, task);
         let idx = self.upsert(now, t, h, have);
         if self.tasks[t].peers[idx].complete {
             let retry_after = self.config.wait_retry_with_parents;
-            return Ok(JoinDecision { parents: Vec::new(), origin: OriginGrant::Wait { retry_after } });
+            return Ok(JoinDecision {
+                parents: Vec::new(),
+                origin: OriginGrant::Wait { retry_after },
+                authorities: Vec::new(),
+                map: None,
+            });
         }
         let parents = self.choose_parents(now, t, h);
         // A complete copy on a live host means "wait for it", even when that
         // host is at its upload cap for the moment (and so not offered):
         // granting here would send the blob from the origin a second time.
         // A copy with failures reported against it (a rotten piece, say) does
-        // not count: its holder may have dropped it.
+        // not count: its holder may have dropped it. Nor does any copy when
+        // no trusted piece map can be had: the joiner could not check it.
         let (hosts, ttl, memory) = (&self.hosts, self.limits.ttl_ms, self.limits.failure_ms);
-        let live_complete = self.tasks[t]
-            .peers
-            .iter()
-            .any(|p| p.complete && p.host != h && hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) == 0);
+        let live_complete =
+            self.tasks[t].peers.iter().any(|p| {
+                p.complete && p.host != h && hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) == 0
+            }) && self.ensure_trust(now, t);
         let held = self.tasks[t].holds(h);
         let spread = if held || live_complete { None } else { self.spread_wait(now, t, h) };
         let granted = held || (!live_complete && spread.is_none() && self.try_grant(now, t, h));
+        if granted {
+            self.make_authority(t, h);
+        }
         let origin = if granted {
             OriginGrant::Granted
         } else if let Some(retry_after) = spread {
@@ -183,32 +208,73 @@ impl Scheduler {
         } else {
             OriginGrant::Wait { retry_after: self.config.wait_retry_with_parents }
         };
-        Ok(JoinDecision { parents, origin })
+        let authorities = self.authorities(now, t, Some(h)).into_iter().map(|a| self.parent_info(t, a)).collect();
+        let map = if want_map { self.final_map(now, t) } else { None };
+        Ok(JoinDecision { parents, origin, authorities, map })
+    }
+
+    /// `a` as the parent record a joiner gets.
+    fn parent_info(&self, t: TaskSlot, a: HostSlot) -> Parent {
+        let task = &self.tasks[t];
+        let entry = self.index.get(&entry_key(t, a)).map(|&i| &task.peers[i as usize]);
+        let host = &self.hosts[a];
+        Parent {
+            host: host.info.id.clone(),
+            addr: host.info.addr,
+            pieces_done: entry.map_or(0, |e| e.pieces_done),
+            complete: entry.is_some_and(|e| e.complete),
+        }
     }
 
     /// Records what a peer holds of a task. A peer not yet in the task is
-    /// added (a re-announce after a scheduler restart needs no join).
-    pub fn progress(&mut self, now: Millis, host: &HostId, task: &Digest, have: Have) -> Result<(), SchedError> {
+    /// added (a re-announce after a scheduler restart needs no join). A
+    /// complete authority's `map` (one hash per piece) is kept as the task's
+    /// final map; from anyone else, or of the wrong length, it is ignored.
+    pub fn progress(
+        &mut self,
+        now: Millis,
+        host: &HostId,
+        task: &TaskId,
+        have: Have,
+        map: Option<Vec<[u8; 32]>>,
+    ) -> Result<(), SchedError> {
         let h = self.touch(now, host)?;
         let t = self.task_slot(now, task);
-        self.upsert(now, t, h, have);
+        let idx = self.upsert(now, t, h, have);
+        let entry = &self.tasks[t].peers[idx];
+        if let Some(map) = map
+            && have.complete
+            && entry.authority
+            && have.pieces_total == Some(map.len() as u32)
+        {
+            self.maps.put(now, t, host.clone(), map);
+        }
         Ok(())
     }
 
     /// `host` got a bad piece (or none) from `parent` on `task`. Counts
     /// against `parent` for this task for `failure_memory`. A parent or task
     /// the scheduler does not know is ignored (state is soft). `piece` is
-    /// not tracked: failures count per parent, not per piece.
+    /// not tracked: failures count per parent, not per piece. `BadMap`
+    /// (the parent's piece map made a blob with the wrong digest) also ends
+    /// its authority on the task (see `maps.rs`).
     pub fn piece_failed(
         &mut self,
         now: Millis,
         host: &HostId,
-        task: &Digest,
+        task: &TaskId,
         parent: &HostId,
         piece: u32,
+        kind: FailureKind,
     ) -> Result<(), SchedError> {
         let _ = piece;
         self.touch(now, host)?;
+        if kind == FailureKind::BadMap
+            && let (Some(&t), Some(&p)) = (self.task_ids.get(task), self.host_ids.get(parent))
+        {
+            self.revoke_authority(now, t, p);
+            return Ok(());
+        }
         let (Some(&t), Some(&p)) = (self.task_ids.get(task), self.host_ids.get(parent)) else {
             return Ok(());
         };
@@ -223,7 +289,7 @@ impl Scheduler {
 
     /// The peer is done with the task (or gave up): it is no parent for it
     /// any more and its grant, if any, is freed.
-    pub fn leave(&mut self, now: Millis, host: &HostId, task: &Digest) {
+    pub fn leave(&mut self, now: Millis, host: &HostId, task: &TaskId) {
         let Ok(h) = self.touch(now, host) else {
             return;
         };
@@ -306,11 +372,12 @@ impl Scheduler {
             grants: self.grants,
             prewarm_jobs: self.jobs.len(),
             prewarm_active: self.jobs.active(),
+            piece_maps: self.maps.len_and_bytes().0,
         }
     }
 
     /// Whether `host` holds an origin grant for `task`.
-    pub fn holds_grant(&self, host: &HostId, task: &Digest) -> bool {
+    pub fn holds_grant(&self, host: &HostId, task: &TaskId) -> bool {
         match (self.host_ids.get(host), self.task_ids.get(task)) {
             (Some(&h), Some(&t)) => self.tasks[t].holds(h),
             _ => false,
@@ -318,7 +385,7 @@ impl Scheduler {
     }
 
     /// The hosts holding an origin grant for `task`.
-    pub fn grant_holders(&self, task: &Digest) -> Vec<HostId> {
+    pub fn grant_holders(&self, task: &TaskId) -> Vec<HostId> {
         let Some(&t) = self.task_ids.get(task) else {
             return Vec::new();
         };
@@ -329,7 +396,7 @@ impl Scheduler {
     pub fn heap_usage(&self) -> HeapUsage {
         let mut usage = HeapUsage {
             hosts: self.hosts.heap_bytes() + map_bytes(&self.host_ids) + self.labels.heap_bytes(),
-            tasks: self.tasks.heap_bytes() + map_bytes(&self.task_ids),
+            tasks: self.tasks.heap_bytes() + map_bytes(&self.task_ids) + self.maps.heap_bytes(),
             peer_tasks: map_bytes(&self.index),
         };
         for (_, host) in self.hosts.iter() {
@@ -343,7 +410,7 @@ impl Scheduler {
         }
         for (_, task) in self.tasks.iter() {
             // The digest lives twice too: in the record and as the index key.
-            usage.tasks += 2 * task.digest.hex().len() + task.holders.capacity() * size_of::<crate::state::Holder>();
+            usage.tasks += 2 * task.id.to_string().len() + task.holders.capacity() * size_of::<crate::state::Holder>();
             usage.peer_tasks += task.peers.capacity() * size_of::<PeerEntry>();
             usage.peer_tasks +=
                 task.peers.iter().filter_map(|p| p.failures.as_ref()).map(|f| f.heap_bytes()).sum::<usize>();
@@ -362,12 +429,12 @@ impl Scheduler {
         Ok(h)
     }
 
-    fn task_slot(&mut self, now: Millis, digest: &Digest) -> TaskSlot {
-        if let Some(&t) = self.task_ids.get(digest) {
+    fn task_slot(&mut self, now: Millis, id: &TaskId) -> TaskSlot {
+        if let Some(&t) = self.task_ids.get(id) {
             return t;
         }
-        let t = self.tasks.insert(Task::new(digest.clone(), now));
-        self.task_ids.insert(digest.clone(), t);
+        let t = self.tasks.insert(Task::new(id.clone(), now));
+        self.task_ids.insert(id.clone(), t);
         t
     }
 
@@ -386,6 +453,7 @@ impl Scheduler {
                     last_active: now,
                     failures: None,
                     complete: have.complete,
+                    authority: false,
                 };
                 task.complete += usize::from(have.complete);
                 self.hosts[h].tasks.push(t);
@@ -433,7 +501,8 @@ impl Scheduler {
         }
         if self.tasks[t].peers.is_empty() {
             let task = self.tasks.remove(t).expect("task exists");
-            self.task_ids.remove(&task.digest);
+            self.task_ids.remove(&task.id);
+            self.maps.remove(t);
         } else {
             self.note(t);
         }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Index, IndexMut};
 
-use shoal_core::Digest;
+use shoal_core::TaskId;
 
 use crate::time::Millis;
 use crate::types::{HostInfo, Load};
@@ -233,6 +233,11 @@ pub(crate) struct PeerEntry {
     /// common case (none) costs one pointer.
     pub(crate) failures: Option<Box<FailureLog>>,
     pub(crate) complete: bool,
+    /// It held an origin grant on this task, so the piece hashes it
+    /// announces were computed from bytes it read from the origin (or
+    /// checked against an earlier authority's): joiners may trust them.
+    /// Cleared when a child reports its map wrong.
+    pub(crate) authority: bool,
 }
 
 impl PeerEntry {
@@ -254,9 +259,9 @@ pub(crate) struct Holder {
     pub(crate) progressed_at: Millis,
 }
 
-/// A task: the peers of one blob.
+/// A task: the peers of one blob from one registry.
 pub(crate) struct Task {
-    pub(crate) digest: Digest,
+    pub(crate) id: TaskId,
     /// Fixed per-task seed for tie-breaks.
     pub(crate) seed: u64,
     /// Piece count, once any peer reported it.
@@ -278,10 +283,10 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub(crate) fn new(digest: Digest, created: Millis) -> Task {
-        let seed = fnv1a(digest.to_string().as_bytes());
+    pub(crate) fn new(id: TaskId, created: Millis) -> Task {
+        let seed = fnv1a(id.to_string().as_bytes());
         Task {
-            digest,
+            id,
             seed,
             pieces_total: None,
             max_done: 0,
@@ -301,6 +306,12 @@ impl Task {
 
     pub(crate) fn holds(&self, h: HostSlot) -> bool {
         self.holders.iter().any(|x| x.host == h)
+    }
+
+    /// The entry of host `h`, if it is a peer of this task.
+    pub(crate) fn entry_mut(&mut self, t: TaskSlot, index: &EntryIndex, h: HostSlot) -> Option<&mut PeerEntry> {
+        let &i = index.get(&entry_key(t, h))?;
+        self.peers.get_mut(i as usize)
     }
 
     fn swap(&mut self, t: TaskSlot, index: &mut EntryIndex, a: usize, b: usize) {

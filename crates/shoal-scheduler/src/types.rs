@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_core::{Digest, HostId};
+use shoal_core::{HostId, TaskId};
 
 /// Where a host sits, for locality. A rack is only "the same rack" within
 /// the same zone; a missing zone or rack never matches anything.
@@ -108,6 +108,12 @@ pub struct JoinDecision {
     pub parents: Vec<Parent>,
     /// Whether it may go to the origin.
     pub origin: OriginGrant,
+    /// Peers whose piece hashes the joiner may trust (they read the blob
+    /// from the origin), best first.
+    pub authorities: Vec<Parent>,
+    /// The task's final piece map, when asked for and held, and the
+    /// authority that reported it.
+    pub map: Option<(HostId, Vec<[u8; 32]>)>,
 }
 
 /// Something [`crate::Scheduler::tick`] changed that the service may want to
@@ -121,7 +127,7 @@ pub enum Expired {
     /// took over a grant it held while dead or stalled).
     GrantRevoked {
         /// The task.
-        task: Digest,
+        task: TaskId,
         /// The former holder.
         host: HostId,
     },
@@ -130,7 +136,7 @@ pub enum Expired {
     /// it sooner.
     GrantGiven {
         /// The task.
-        task: Digest,
+        task: TaskId,
         /// The new holder.
         host: HostId,
     },
@@ -151,6 +157,8 @@ pub struct Stats {
     pub prewarm_jobs: usize,
     /// Prewarm jobs with a node still queued or running.
     pub prewarm_active: usize,
+    /// Final piece maps held for joiners (see `map_budget`).
+    pub piece_maps: usize,
 }
 
 /// Approximate heap bytes the scheduler holds, by what they are for.
@@ -159,7 +167,7 @@ pub struct Stats {
 pub struct HeapUsage {
     /// Host records, ids, labels, the id index and the label interner.
     pub hosts: usize,
-    /// Task records and the digest index.
+    /// Task records, the task index and the final piece maps.
     pub tasks: usize,
     /// Everything that grows with (peer, task) entries: the per-task peer
     /// vectors, the (task, host) index, each host's task list, failure logs.

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_core::{Digest, HostId};
+use shoal_core::{Digest, HostId, TaskId};
 use shoal_proto::{
     HaveState, HostLabels, HostLoad, OriginGrant, SchedErrorCode, SchedulerRequest, SchedulerResponse, hello_client,
     read_frame,
@@ -69,7 +69,7 @@ impl Replica {
     }
 
     fn has_task(&self, peer: &str, task: &Digest) -> bool {
-        self.service.core().lock().unwrap().holds_grant(&host(peer), task)
+        self.service.core().lock().unwrap().holds_grant(&host(peer), &tid(task))
     }
 }
 
@@ -90,8 +90,14 @@ fn register(name: &str, addr: SocketAddr) -> SchedulerRequest {
     }
 }
 
+/// The task for `digest` from the registry these tests use; requests are
+/// routed to replicas by its digest.
+fn tid(digest: &Digest) -> TaskId {
+    TaskId::new("docker.io", digest.clone()).unwrap()
+}
+
 fn join(name: &str, task: &Digest) -> SchedulerRequest {
-    SchedulerRequest::Join { host: host(name), task: task.clone(), have: HaveState::default() }
+    SchedulerRequest::Join { host: host(name), task: tid(task), have: HaveState::default(), want_map: false }
 }
 
 fn heartbeat(name: &str) -> SchedulerRequest {
@@ -118,15 +124,20 @@ async fn register_join_progress_and_heartbeat() {
     b.call(None, register("node-b", b_addr)).await.unwrap();
 
     let first = a.call(Some(&task), join("node-a", &task)).await.unwrap();
-    assert_eq!(first, SchedulerResponse::Parents { parents: vec![], origin: OriginGrant::Granted });
-    let early = b.call(Some(&task), join("node-b", &task)).await.unwrap();
     assert_eq!(
-        early,
-        SchedulerResponse::Parents { parents: vec![], origin: OriginGrant::Wait { retry_after_ms: 200 } }
+        first,
+        SchedulerResponse::Parents { parents: vec![], origin: OriginGrant::Granted, authorities: vec![], map: None }
     );
+    let early = b.call(Some(&task), join("node-b", &task)).await.unwrap();
+    let SchedulerResponse::Parents { parents, origin, authorities, map: None } = early else {
+        panic!("expected parents: {early:?}");
+    };
+    assert_eq!((parents, origin), (vec![], OriginGrant::Wait { retry_after_ms: 200 }));
+    let names: Vec<HostId> = authorities.into_iter().map(|a| a.host).collect();
+    assert_eq!(names, vec![host("node-a")], "the grant holder vouches for the piece hashes");
 
     let have = HaveState { pieces_done: 2, pieces_total: Some(8), complete: false };
-    let progress = SchedulerRequest::Progress { host: host("node-a"), task: task.clone(), have };
+    let progress = SchedulerRequest::Progress { host: host("node-a"), task: tid(&task), have, map: None };
     assert_eq!(a.call(Some(&task), progress).await.unwrap(), SchedulerResponse::Ack);
     let SchedulerResponse::Parents { parents, .. } = b.call(Some(&task), join("node-b", &task)).await.unwrap() else {
         panic!("expected parents");
@@ -135,7 +146,7 @@ async fn register_join_progress_and_heartbeat() {
     assert_eq!((parents[0].host.clone(), parents[0].addr, parents[0].pieces_done), (host("node-a"), a_addr, 2));
 
     assert_eq!(a.call(None, heartbeat("node-a")).await.unwrap(), SchedulerResponse::Ack);
-    let leave = SchedulerRequest::Leave { host: host("node-a"), task: task.clone() };
+    let leave = SchedulerRequest::Leave { host: host("node-a"), task: tid(&task) };
     assert_eq!(a.call(Some(&task), leave).await.unwrap(), SchedulerResponse::Ack);
 
     let metrics = sched.service.metrics();

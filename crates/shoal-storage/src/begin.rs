@@ -124,6 +124,7 @@ impl Store {
             file: Arc::new(file),
             pieces,
             created_ms: meta.created_ms,
+            sources: Vec::new(),
             lease,
         }
     }

@@ -6,26 +6,29 @@ use std::time::SystemTime;
 use shoal_core::Digest;
 
 use crate::error::StoreError;
-use crate::info::TagRecord;
+use crate::info::{StoredManifest, TagRecord};
 use crate::records::{ManifestMeta, TagMeta, from_ms, to_ms};
 use crate::store::{ACCESS_PERSIST_MS, Store};
 
 impl Store {
-    /// Stores a manifest. The caller has checked `bytes` against `d`.
-    pub fn put_manifest(&self, d: &Digest, media_type: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Stores a manifest fetched from registry `source`, adding `source`
+    /// to the registries of a manifest already held. The caller has checked
+    /// `bytes` against `d`.
+    pub fn put_manifest(&self, d: &Digest, media_type: &str, bytes: &[u8], source: &str) -> Result<(), StoreError> {
         let now = to_ms(SystemTime::now());
         let meta = ManifestMeta {
             media_type: media_type.to_owned(),
             size: bytes.len() as u64,
             created_ms: now,
             last_access_ms: now,
+            sources: vec![source.to_owned()],
         };
-        self.inner.db.put_manifest(d, &meta, bytes)
+        self.inner.db.put_manifest(d, meta, bytes)
     }
 
-    /// A stored manifest's media type and bytes. Bumps its access time
-    /// (persisted at most once a minute).
-    pub fn get_manifest(&self, d: &Digest) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    /// A stored manifest. Bumps its access time (persisted at most once a
+    /// minute).
+    pub fn get_manifest(&self, d: &Digest) -> Result<Option<StoredManifest>, StoreError> {
         let Some((meta, bytes)) = self.inner.db.manifest(d)? else {
             return Ok(None);
         };
@@ -33,7 +36,7 @@ impl Store {
         if now.saturating_sub(meta.last_access_ms) >= ACCESS_PERSIST_MS {
             self.inner.db.touch_manifest(d, now)?;
         }
-        Ok(Some((meta.media_type, bytes)))
+        Ok(Some(StoredManifest { media_type: meta.media_type, bytes, sources: meta.sources }))
     }
 
     /// Remembers that `registry/repo:tag` pointed at `d`, so the mirror can

@@ -9,8 +9,11 @@
 //! - `manifests`: digest -> manifest bytes
 //! - `manifest_meta`: digest -> [`ManifestMeta`](crate::records::ManifestMeta) as JSON
 //! - `tags`: (registry, repo, tag) -> [`TagMeta`](crate::records::TagMeta) as JSON
+//! - `public`: (registry, repo, digest) -> when the origin last confirmed
+//!   that anonymous clients may read that digest in that repository
 //! - `schema`: `"version"` -> layout version of this file
 
+mod access;
 mod blobs;
 mod catalog;
 
@@ -33,6 +36,7 @@ const PIECES: TableDefinition<(&str, u32), [u8; 32]> = TableDefinition::new("pie
 const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
 const MANIFEST_META: TableDefinition<&str, &[u8]> = TableDefinition::new("manifest_meta");
 const TAGS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("tags");
+const PUBLIC: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("public");
 
 /// The open metadata database. Every method is one transaction.
 pub(crate) struct MetaDb {
@@ -87,6 +91,7 @@ impl MetaDb {
             txn.open_table(MANIFESTS)?;
             txn.open_table(MANIFEST_META)?;
             txn.open_table(TAGS)?;
+            txn.open_table(PUBLIC)?;
             Ok(found)
         })?;
         match found {

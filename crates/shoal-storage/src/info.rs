@@ -24,6 +24,20 @@ pub struct BlobInfo {
     pub last_access: SystemTime,
     /// When the first write began.
     pub created: SystemTime,
+    /// Registries the bytes are known to come from; a request naming
+    /// another registry must not be served them without a proof.
+    pub sources: Vec<String>,
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// Its media type.
+    pub media_type: String,
+    /// Its bytes (checked against its digest before they were stored).
+    pub bytes: Vec<u8>,
+    /// Registries it was fetched from.
+    pub sources: Vec<String>,
 }
 
 /// The last manifest digest seen for a tag, for serving a stale answer when

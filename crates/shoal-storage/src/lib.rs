@@ -10,6 +10,9 @@
 //!   complete/discard.
 //! - `reader`: [`BlobReader`]: positional reads under a lease.
 //! - `catalog`: manifests and tags.
+//! - `provenance`: which registries a blob's bytes are known to come from.
+//! - `access`: content the origin last confirmed readable anonymously
+//!   (public), kept so it stays pullable while the origin is down.
 //! - [`gc`]: the pure eviction decision; `sweep` applies it
 //!   ([`Store::gc`]).
 //! - `recover`: open-time repair of files against records.
@@ -30,6 +33,7 @@
 //! - A blob with a live [`BlobReader`] or [`BlobWriter`] is never evicted.
 #![warn(missing_docs)]
 
+mod access;
 mod begin;
 mod catalog;
 pub mod config;
@@ -39,6 +43,7 @@ pub mod gc;
 mod info;
 mod lease;
 mod paths;
+mod provenance;
 mod reader;
 mod records;
 mod recover;
@@ -49,7 +54,7 @@ mod writer;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use gc::{GcCandidate, GcPolicy};
-pub use info::{BlobInfo, GcReport, StoreUsage, TagRecord};
+pub use info::{BlobInfo, GcReport, StoreUsage, StoredManifest, TagRecord};
 pub use reader::BlobReader;
 pub use store::Store;
 pub use writer::BlobWriter;

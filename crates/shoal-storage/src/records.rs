@@ -26,6 +26,12 @@ pub(crate) struct BlobMeta {
     pub(crate) complete: bool,
     pub(crate) created_ms: u64,
     pub(crate) last_access_ms: u64,
+    /// Registries the bytes are known to come from (the one a download
+    /// fetched it for, and any that later proved to hold the same bytes).
+    /// A request naming another registry is never served these bytes
+    /// without a proof. Empty in records written before the field existed.
+    #[serde(default)]
+    pub(crate) sources: Vec<String>,
 }
 
 impl BlobMeta {
@@ -37,6 +43,7 @@ impl BlobMeta {
             complete: false,
             created_ms: now_ms,
             last_access_ms: now_ms,
+            sources: Vec::new(),
         }
     }
 
@@ -53,6 +60,9 @@ pub(crate) struct ManifestMeta {
     pub(crate) size: u64,
     pub(crate) created_ms: u64,
     pub(crate) last_access_ms: u64,
+    /// Registries the manifest was fetched from (see [`BlobMeta::sources`]).
+    #[serde(default)]
+    pub(crate) sources: Vec<String>,
 }
 
 /// The last digest seen for a tag.

@@ -227,6 +227,7 @@ fn blob_info(d: &Digest, meta: &BlobMeta, recorded: &[PieceIndex]) -> BlobInfo {
         verified_bytes,
         last_access: from_ms(meta.last_access_ms),
         created: from_ms(meta.created_ms),
+        sources: meta.sources.clone(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct BlobWriter {
     /// Recorded hash per piece; `None` until recorded.
     pub(crate) pieces: Vec<Option<[u8; 32]>>,
     pub(crate) created_ms: u64,
+    /// Registries to record as the blob's sources when it completes.
+    pub(crate) sources: Vec<String>,
     pub(crate) lease: Lease,
 }
 
@@ -136,10 +138,19 @@ impl BlobWriter {
         BlobReader::new(self.digest.clone(), self.layout, Arc::clone(&self.file), lease)
     }
 
+    /// Records `registry` as where these bytes come from, when the blob
+    /// completes (see [`crate::BlobInfo::sources`]).
+    pub fn add_source(&mut self, registry: &str) {
+        if !self.sources.iter().any(|s| s == registry) {
+            self.sources.push(registry.to_owned());
+        }
+    }
+
     /// Marks the blob complete, the caller having checked the whole-blob
     /// digest against `verified`. Every piece must be recorded. The file is
     /// synced before the record commits with full durability, so a complete
-    /// blob always has its bytes on disk.
+    /// blob always has its bytes on disk. Its sources are those given to
+    /// [`add_source`](Self::add_source) plus any recorded meanwhile.
     pub fn complete(self, verified: &Digest) -> Result<BlobReader, StoreError> {
         if verified != &self.digest {
             return Err(StoreError::WrongDigest { expected: self.digest.clone(), got: verified.clone() });
@@ -157,14 +168,21 @@ impl BlobWriter {
         let done = paths.complete(&self.digest);
         fs::rename(&self.path, &done).map_err(StoreError::io("rename to complete", &done))?;
         sync_dir(&done)?;
+        let db = &self.store.inner.db;
+        let mut sources = db.blob(&self.digest)?.map(|m| m.sources).unwrap_or_default();
+        for s in &self.sources {
+            if !sources.contains(s) {
+                sources.push(s.clone());
+            }
+        }
         let meta = BlobMeta {
             size: self.layout.blob_size,
             piece_size: self.layout.piece_size,
             complete: true,
             created_ms: self.created_ms,
             last_access_ms: to_ms(SystemTime::now()),
+            sources,
         };
-        let db = &self.store.inner.db;
         if let Err(e) = db.put_blob(&self.digest, &meta, Durability::Immediate) {
             // Keep file name and record in step; a resume re-hashes anyway.
             let _ = fs::rename(&done, &self.path);

@@ -24,7 +24,7 @@ fn usage_counts_blobs_partials_and_manifests() {
     write_blob(&store, &data(10, 1));
     let partial = Digest::sha256_of(b"p");
     let w = store.begin_write(&partial, PIECE + 5).unwrap();
-    store.put_manifest(&Digest::sha256_of(b"m"), "t", b"manifest").unwrap();
+    store.put_manifest(&Digest::sha256_of(b"m"), "t", b"manifest", "docker.io").unwrap();
     let u = store.usage().unwrap();
     assert_eq!(u.used_bytes, 10 + PIECE + 5 + 8);
     assert_eq!(u.capacity, root.config().quota);
@@ -98,7 +98,7 @@ fn gc_below_high_with_nothing_expired_is_a_no_op() {
     let root = Root::new();
     let store = store_with_quota(&root, 1000);
     write_blob(&store, &data(500, 1));
-    store.put_manifest(&Digest::sha256_of(b"m"), "t", b"m").unwrap();
+    store.put_manifest(&Digest::sha256_of(b"m"), "t", b"m", "docker.io").unwrap();
     let report = store.gc(SystemTime::now()).unwrap();
     assert!(report.evicted.is_empty() && report.expired_manifests.is_empty());
     assert_eq!(report.used_after, 501);
@@ -109,7 +109,7 @@ fn old_manifests_expire() {
     let root = Root::new();
     let store = root.open();
     let m = Digest::sha256_of(b"m");
-    store.put_manifest(&m, "t", b"12345").unwrap();
+    store.put_manifest(&m, "t", b"12345", "docker.io").unwrap();
     let report = store.gc(SystemTime::now() + 8 * DAY).unwrap();
     assert_eq!(report.expired_manifests, vec![m.clone()]);
     assert_eq!(report.freed_bytes, 5);

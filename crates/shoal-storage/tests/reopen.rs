@@ -18,14 +18,15 @@ fn complete_blobs_manifests_and_tags_survive_reopen() {
     let mt = "application/vnd.oci.image.manifest.v1+json";
     let d = {
         let store = root.open();
-        store.put_manifest(&md, mt, manifest).unwrap();
+        store.put_manifest(&md, mt, manifest, "docker.io").unwrap();
         store.set_tag("docker.io", "library/nginx", "1.27", &md, mt).unwrap();
         write_blob(&store, &bytes)
     };
 
     let store = root.open();
     assert_eq!(read_all(&store.open_blob(&d).unwrap().unwrap()), bytes);
-    let (got_mt, got) = store.get_manifest(&md).unwrap().unwrap();
+    let m = store.get_manifest(&md).unwrap().unwrap();
+    let (got_mt, got) = (m.media_type, m.bytes);
     assert_eq!((got_mt.as_str(), got.as_slice()), (mt, &manifest[..]));
     let tag = store.get_tag("docker.io", "library/nginx", "1.27").unwrap().unwrap();
     assert_eq!((tag.digest, tag.media_type.as_str()), (md, mt));

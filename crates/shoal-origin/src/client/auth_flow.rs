@@ -1,10 +1,12 @@
-//! How a request gets authenticated.
+//! How a request gets authenticated, by its [`Caller`].
 //!
-//! - With the mirror client's own `Authorization`: it is forwarded
+//! - `Client`: the mirror client's own `Authorization` is forwarded
 //!   verbatim, and a 401/403 comes back as [`OriginError::Unauthorized`]
 //!   (challenge included) for the mirror to pass on, so containerd fetches
 //!   its own token and retries.
-//! - Without: the daemon authenticates itself. A 401 challenge of scheme
+//! - `Anonymous`: the challenge flow below with no credentials (anonymous
+//!   bearer tokens, which public repositories accept).
+//! - `Node`: the daemon authenticates itself. A 401 challenge of scheme
 //!   `Bearer` makes it fetch a token (Basic credentials or an OAuth2
 //!   refresh token if it has them, anonymously otherwise), cache it and
 //!   retry; `Basic` makes it retry once with its credentials. A 401 with a
@@ -23,6 +25,7 @@ use crate::auth::Credentials;
 use crate::auth::cache::TokenKey;
 use crate::auth::challenge::{self, Challenge};
 use crate::auth::token::{TokenRequest, cache_lifetime, parse_response};
+use crate::caller::Caller;
 use crate::error::{OriginError, redact};
 
 /// What the origin asked for last time, to authenticate up front.
@@ -66,17 +69,28 @@ impl OriginClient {
     /// Send `req`, authenticated as described in the module docs. `Ok` only
     /// for a 2xx (redirects followed).
     pub(super) async fn send(&self, req: &Request<'_>) -> Result<reqwest::Response, OriginError> {
-        match req.client_auth {
-            Some(client) => {
+        match req.caller {
+            Caller::Client(client) => {
                 let resp = self.exchange(req, Some(client)).await?;
                 self.check_status(resp).await
             }
-            None => self.send_as_daemon(req).await,
+            Caller::Anonymous => self.send_as_daemon(req, None, true).await,
+            Caller::Node => self.send_as_daemon(req, self.credentials.as_ref(), false).await,
         }
     }
 
-    async fn send_as_daemon(&self, req: &Request<'_>) -> Result<reqwest::Response, OriginError> {
-        let mut sent = self.up_front(req).await;
+    /// The challenge flow with `creds` (none: anonymous). With `for_client`
+    /// (a mirror client without credentials), a token service refusing it
+    /// comes back as the registry's own 401 and challenge, for the client
+    /// to answer; the daemon's own requests get the token error, which
+    /// says which credentials to configure.
+    async fn send_as_daemon(
+        &self,
+        req: &Request<'_>,
+        creds: Option<&Credentials>,
+        for_client: bool,
+    ) -> Result<reqwest::Response, OriginError> {
+        let mut sent = self.up_front(req, creds).await;
         let mut tried_basic = matches!(sent, Sent::Basic(_));
         let mut fetched = false;
         loop {
@@ -91,7 +105,7 @@ impl OriginClient {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(challenge::parse)
                 .collect();
-            let basic = self.credentials.as_ref().and_then(Credentials::basic_header);
+            let basic = creds.and_then(Credentials::basic_header);
             if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
                 if fetched {
                     return self.check_status(resp).await;
@@ -109,8 +123,22 @@ impl OriginClient {
                     Sent::Bearer { token, .. } => Some(token.as_str()),
                     _ => None,
                 };
-                let _ = self.error_body(resp).await; // let the connection be reused
-                let token = self.bearer_token(&tr, stale).await?;
+                let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let body = self.error_body(resp).await; // let the connection be reused
+                let token = match self.bearer_token(&tr, stale, creds).await {
+                    // An anonymous client the token service turns away is a
+                    // refusal, answered as the registry did: with its
+                    // challenge, so the client can authenticate itself.
+                    Err(OriginError::Token { status: Some(401 | 403), .. }) if for_client => {
+                        return Err(OriginError::Unauthorized {
+                            registry: self.registry.clone(),
+                            status: 401,
+                            www_authenticate: challenge,
+                            body,
+                        });
+                    }
+                    other => other?,
+                };
                 fetched = true;
                 sent = Sent::bearer(token, &realm)?;
             } else if let (Some(h), false) = (basic, tried_basic) {
@@ -128,11 +156,11 @@ impl OriginClient {
     }
 
     /// What to send on the first attempt, from the last challenge seen.
-    async fn up_front(&self, req: &Request<'_>) -> Sent {
+    async fn up_front(&self, req: &Request<'_>, creds: Option<&Credentials>) -> Sent {
         let hint = self.hint.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match hint {
             AuthHint::None => Sent::Nothing,
-            AuthHint::Basic => match self.credentials.as_ref().and_then(Credentials::basic_header) {
+            AuthHint::Basic => match creds.and_then(Credentials::basic_header) {
                 Some(h) => Sent::Basic(h),
                 None => Sent::Nothing,
             },
@@ -140,7 +168,7 @@ impl OriginClient {
                 let Some(scope) = &req.scope else {
                     return Sent::Nothing;
                 };
-                let key = self.token_key(realm.clone(), service, scope.clone());
+                let key = token_key(realm.clone(), service, scope.clone(), creds);
                 match self.tokens.peek(&key).await {
                     Some(token) => Sent::bearer(token, &realm).unwrap_or(Sent::Nothing),
                     None => Sent::Nothing,
@@ -153,27 +181,28 @@ impl OriginClient {
         *self.hint.lock().unwrap_or_else(|p| p.into_inner()) = hint;
     }
 
-    fn token_key(&self, realm: String, service: String, scope: String) -> TokenKey {
-        let identity = match &self.credentials {
-            Some(c) => c.identity(),
-            None => "anonymous".to_owned(),
-        };
-        TokenKey { realm, service, scope, identity }
-    }
-
     /// A token for `tr` other than `stale`, from the cache or the token
     /// server (one fetch at a time per key, retried on retryable failures).
-    async fn bearer_token(&self, tr: &TokenRequest, stale: Option<&str>) -> Result<String, OriginError> {
-        let key = self.token_key(tr.realm.to_string(), tr.service.clone(), tr.scope_key());
+    async fn bearer_token(
+        &self,
+        tr: &TokenRequest,
+        stale: Option<&str>,
+        creds: Option<&Credentials>,
+    ) -> Result<String, OriginError> {
+        let key = token_key(tr.realm.to_string(), tr.service.clone(), tr.scope_key(), creds);
         let what = redact(&tr.realm);
-        self.tokens.get_or_fetch(&key, stale, || self.retry.run(&what, || self.fetch_token(tr))).await
+        self.tokens.get_or_fetch(&key, stale, || self.retry.run(&what, || self.fetch_token(tr, creds))).await
     }
 
     /// One token request: an OAuth2 refresh-token POST for identity
     /// tokens, else a GET with Basic credentials or none.
-    async fn fetch_token(&self, tr: &TokenRequest) -> Result<(String, Duration), OriginError> {
+    async fn fetch_token(
+        &self,
+        tr: &TokenRequest,
+        creds: Option<&Credentials>,
+    ) -> Result<(String, Duration), OriginError> {
         let realm = redact(&tr.realm);
-        let (rb, url) = match &self.credentials {
+        let (rb, url) = match creds {
             Some(Credentials::IdentityToken { token, .. }) => {
                 (self.http.post(tr.realm.clone()).form(&tr.refresh_form(token)), tr.realm.clone())
             }
@@ -197,7 +226,7 @@ impl OriginClient {
             let body = self.error_body(resp).await;
             let excerpt = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
             let hint = if matches!(status.as_u16(), 401 | 403) {
-                match &self.credentials {
+                match creds {
                     Some(_) => format!("the credentials for registry {} were refused; check them", self.registry),
                     None => format!("anonymous access refused; configure credentials for registry {}", self.registry),
                 }
@@ -219,4 +248,14 @@ impl OriginClient {
         let lifetime = cache_lifetime(parsed.expires_in, parsed.issued_at, SystemTime::now());
         Ok((parsed.token, lifetime))
     }
+}
+
+/// The token cache key: tokens are cached per realm, service, scope and
+/// whose credentials obtained them (`anonymous` without any).
+fn token_key(realm: String, service: String, scope: String, creds: Option<&Credentials>) -> TokenKey {
+    let identity = match creds {
+        Some(c) => c.identity(),
+        None => "anonymous".to_owned(),
+    };
+    TokenKey { realm, service, scope, identity }
 }

@@ -21,6 +21,7 @@ use url::Url;
 use crate::auth::Credentials;
 use crate::auth::cache::TokenCache;
 use crate::blob::BlobStream;
+use crate::caller::Caller;
 use crate::config::RegistryConfig;
 use crate::error::{OriginError, redact};
 use crate::manifest::{
@@ -40,6 +41,8 @@ pub struct OriginClient {
     base_url: Url,
     http: reqwest::Client,
     credentials: Option<Credentials>,
+    /// Whether the daemon's credentials answer for clients that send none.
+    share_credentials: bool,
     tokens: TokenCache,
     hint: Mutex<AuthHint>,
     timeout: Duration,
@@ -55,8 +58,8 @@ pub(crate) struct Request<'a> {
     /// The token scope for this request (`repository:<name>:pull`), used
     /// to find a cached token up front and when a challenge names none.
     scope: Option<String>,
-    /// The mirror client's own `Authorization`, forwarded verbatim.
-    client_auth: Option<&'a HeaderValue>,
+    /// On whose behalf it goes out (and so which credentials it carries).
+    caller: &'a Caller,
 }
 
 impl OriginClient {
@@ -116,6 +119,7 @@ impl OriginClient {
             base_url,
             http,
             credentials,
+            share_credentials: config.share_credentials,
             tokens: TokenCache::default(),
             hint: Mutex::new(AuthHint::None),
             timeout,
@@ -127,6 +131,13 @@ impl OriginClient {
     /// The registry name (as in `?ns=`).
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+
+    /// The [`Caller`] a mirror request with `authorization` (the client's
+    /// own header, if any) is made as: node credentials stand in for a
+    /// client that sent none only where `share_credentials` is set.
+    pub fn caller_for(&self, authorization: Option<HeaderValue>) -> Caller {
+        Caller::for_client(authorization, self.share_credentials)
     }
 
     /// Where the registry is reached (always ends in `/`).
@@ -154,9 +165,9 @@ impl OriginClient {
         repo: &RepoName,
         reference: &Reference,
         accept: &[String],
-        auth: Option<&HeaderValue>,
+        caller: &Caller,
     ) -> Result<ManifestResponse, OriginError> {
-        let req = self.manifest_request(Method::GET, repo, reference, accept, auth)?;
+        let req = self.manifest_request(Method::GET, repo, reference, accept, caller)?;
         let r = self.buffered(&req, MAX_MANIFEST_SIZE).await?;
         let url = redact(&r.url);
         let digest = header_digest(&r.headers, &url)?;
@@ -178,9 +189,9 @@ impl OriginClient {
         repo: &RepoName,
         reference: &Reference,
         accept: &[String],
-        auth: Option<&HeaderValue>,
+        caller: &Caller,
     ) -> Result<ManifestHead, OriginError> {
-        let req = self.manifest_request(Method::HEAD, repo, reference, accept, auth)?;
+        let req = self.manifest_request(Method::HEAD, repo, reference, accept, caller)?;
         let r = self.buffered(&req, MAX_MANIFEST_SIZE).await?;
         let url = redact(&r.url);
         let media_type = media_type(r.headers.get(header::CONTENT_TYPE)).ok_or_else(|| OriginError::BadHeader {
@@ -197,13 +208,8 @@ impl OriginClient {
 
     /// HEAD a blob (following redirects) and return its size, retried on
     /// retryable failures.
-    pub async fn head_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        auth: Option<&HeaderValue>,
-    ) -> Result<u64, OriginError> {
-        let req = self.blob_request(Method::HEAD, repo, digest, auth)?;
+    pub async fn head_blob(&self, repo: &RepoName, digest: &Digest, caller: &Caller) -> Result<u64, OriginError> {
+        let req = self.blob_request(Method::HEAD, repo, digest, caller)?;
         let r = self.buffered(&req, 0).await?;
         let url = redact(&r.url);
         header_length(&r.headers, &url)?.ok_or(OriginError::BadHeader {
@@ -222,9 +228,9 @@ impl OriginClient {
         repo: &RepoName,
         digest: &Digest,
         start: u64,
-        auth: Option<&HeaderValue>,
+        caller: &Caller,
     ) -> Result<BlobStream, OriginError> {
-        self.get_blob_range(repo, digest, start, None, auth).await
+        self.get_blob_range(repo, digest, start, None, caller).await
     }
 
     /// GET bytes `start..end` of a blob (`end` `None`: to its end), as
@@ -236,9 +242,9 @@ impl OriginClient {
         digest: &Digest,
         start: u64,
         end: Option<u64>,
-        auth: Option<&HeaderValue>,
+        caller: &Caller,
     ) -> Result<BlobStream, OriginError> {
-        let mut req = self.blob_request(Method::GET, repo, digest, auth)?;
+        let mut req = self.blob_request(Method::GET, repo, digest, caller)?;
         let range = match end {
             Some(end) if end > start => Some(format!("bytes={start}-{}", end - 1)),
             _ if start > 0 => Some(format!("bytes={start}-")),
@@ -254,7 +260,7 @@ impl OriginClient {
         } else {
             match header_length(resp.headers(), &url)? {
                 Some(n) => Some(n),
-                None => Some(self.head_blob(repo, digest, auth).await?),
+                None => Some(self.head_blob(repo, digest, caller).await?),
             }
         };
         BlobStream::new(resp, &self.registry, start, size, self.read_timeout)
@@ -263,7 +269,7 @@ impl OriginClient {
     /// GET a small pass-through resource such as `/v2/<name>/tags/list`
     /// (buffered, at most [`MAX_MANIFEST_SIZE`]), retried on retryable
     /// failures. Non-success statuses are errors, as for the other calls.
-    pub async fn get_raw(&self, path_and_query: &str, auth: Option<&HeaderValue>) -> Result<RawResponse, OriginError> {
+    pub async fn get_raw(&self, path_and_query: &str, caller: &Caller) -> Result<RawResponse, OriginError> {
         let (path, _) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let ok = path.starts_with("/v2/")
             && !path.split('/').any(|s| s == ".." || s == ".")
@@ -279,7 +285,7 @@ impl OriginClient {
             Ok(shoal_core::Route::Manifest(name, _)) | Ok(shoal_core::Route::Blob(name, _)) => Some(pull_scope(&name)),
             _ => None,
         };
-        let req = Request { method: Method::GET, url, headers: HeaderMap::new(), scope, client_auth: auth };
+        let req = Request { method: Method::GET, url, headers: HeaderMap::new(), scope, caller };
         let r = self.buffered(&req, MAX_MANIFEST_SIZE).await?;
         let mut headers = HeaderMap::new();
         for name in [header::CONTENT_TYPE, header::LINK, http::HeaderName::from_static(manifest::DOCKER_CONTENT_DIGEST)]
@@ -297,12 +303,12 @@ impl OriginClient {
         repo: &RepoName,
         reference: &Reference,
         accept: &[String],
-        auth: Option<&'a HeaderValue>,
+        caller: &'a Caller,
     ) -> Result<Request<'a>, OriginError> {
         let url = self.api_url(&format!("v2/{repo}/manifests/{reference}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, manifest::accept_header(accept, url.as_str())?);
-        Ok(Request { method, url, headers, scope: Some(pull_scope(repo)), client_auth: auth })
+        Ok(Request { method, url, headers, scope: Some(pull_scope(repo)), caller })
     }
 
     fn blob_request<'a>(
@@ -310,14 +316,14 @@ impl OriginClient {
         method: Method,
         repo: &RepoName,
         digest: &Digest,
-        auth: Option<&'a HeaderValue>,
+        caller: &'a Caller,
     ) -> Result<Request<'a>, OriginError> {
         Ok(Request {
             method,
             url: self.api_url(&format!("v2/{repo}/blobs/{digest}"))?,
             headers: HeaderMap::new(),
             scope: Some(pull_scope(repo)),
-            client_auth: auth,
+            caller,
         })
     }
 

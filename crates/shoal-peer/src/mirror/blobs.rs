@@ -1,36 +1,73 @@
-//! Blob GET/HEAD: from the store when complete, else by joining (or
-//! starting) the blob's download and streaming it as it lands.
+//! Blob GET/HEAD. Every answer waits for the access check (`crate::access`):
+//! the origin of the request's registry confirmed, for the request's own
+//! credentials, that the repository holds the blob. Then:
+//! - complete in the store: served from it, provided the store got it from
+//!   the request's registry, or that registry proved it holds the same
+//!   bytes (`crate::access::proof`);
+//! - downloading: the request joins the download, with the same proviso
+//!   (proved against the pieces verified so far);
+//! - otherwise a download starts and the response streams it as it lands.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use shoal_core::{ByteRange, Digest, RepoName, content_range};
+use shoal_core::{ByteRange, Digest, PieceIndex, RepoName, content_range};
+use shoal_origin::{Caller, OriginClient};
 use shoal_storage::BlobReader;
 use tokio::sync::watch;
 
 use super::body::BlobBody;
 use super::errors::{self, Subject};
+use super::refusals;
 use super::{Ctx, Mirror};
-use crate::metrics::{Outcome, Source};
+use crate::access::{self, proof};
+use crate::metrics::{Outcome, ProofLabels, ProofResult, Source};
 use crate::oci_error::{ErrorCode, OciError};
-use crate::task::progress::Progress;
+use crate::task::Task;
+use crate::task::progress::{Phase, Progress};
 
 /// Answer `GET`/`HEAD /v2/<repo>/blobs/<digest>`.
 pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Response {
-    let d = digest.clone();
-    match m.blocking(move |s| s.open_blob(&d)).await {
-        Ok(Some(reader)) => return serve(m, ctx, &digest, reader, None, Outcome::hit),
-        Ok(None) => {}
-        Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),
-    }
     let origin = match m.origin(&ctx) {
         Ok(o) => o,
         Err(e) => return ctx.reply(errors::origin_error(&e, Subject::Blob), Outcome::error),
     };
+    let caller = m.caller(&origin, &ctx);
+    if let Err(e) = m.access.check(&origin, &repo, access::Subject::Blob(&digest), &caller).await {
+        return ctx.reply(refusals::denied(&e, Subject::Blob), Outcome::error);
+    }
+    let d = digest.clone();
+    let stored = m.blocking(move |s| Ok(s.blob_info(&d)?.filter(|i| i.complete).map(|i| i.sources))).await;
+    match stored {
+        Ok(Some(sources)) => {
+            let d = digest.clone();
+            match m.blocking(move |s| s.open_blob(&d)).await {
+                Ok(Some(reader)) => {
+                    if !sources.iter().any(|s| s == origin.registry()) {
+                        let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
+                        if let Err(resp) = provenance(m, &origin, &repo, &digest, &caller, &reader, &all).await {
+                            return ctx.reply(resp, Outcome::error);
+                        }
+                    }
+                    return serve(m, ctx, &digest, reader, None, Outcome::hit);
+                }
+                Ok(None) => {} // evicted meanwhile: fetch it
+                Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),
+    }
+    if let Some(task) = m.tasks.get(&digest)
+        && task.registry != origin.registry()
+        && let Err(resp) = provenance_in_flight(m, &origin, &repo, &caller, &task).await
+    {
+        return ctx.reply(resp, Outcome::error);
+    }
     if ctx.head {
         let known = m.tasks.get(&digest).and_then(|t| t.subscribe().borrow().size());
         let size = match known {
             Some(size) => Ok(size),
-            None => origin.head_blob(&repo, &digest, ctx.auth().as_ref()).await,
+            None => origin.head_blob(&repo, &digest, &caller).await,
         };
         return match size {
             Ok(size) => {
@@ -40,7 +77,7 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
             Err(e) => ctx.reply(errors::origin_error(&e, Subject::Blob), Outcome::error),
         };
     }
-    let task = m.tasks.get_or_start(origin, &repo, &digest, ctx.auth());
+    let task = m.tasks.get_or_start(origin, &repo, &digest, caller);
     if let Err(e) = task.wait_started(m.config.origin_wait).await {
         return ctx.reply(errors::start_error(&e), Outcome::error);
     }
@@ -49,6 +86,74 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         return ctx.reply(e.into_response(), Outcome::error);
     };
     serve(m, ctx, &digest, reader, Some(task.subscribe()), Outcome::origin)
+}
+
+/// `origin`'s registry is not a source of the stored blob: it must prove
+/// it holds the same bytes (checked against `verified` pieces of `reader`)
+/// before they go out under its name; then it is recorded as a source.
+async fn provenance(
+    m: &Mirror,
+    origin: &OriginClient,
+    repo: &RepoName,
+    digest: &Digest,
+    caller: &Caller,
+    reader: &BlobReader,
+    verified: &[PieceIndex],
+) -> Result<(), Response> {
+    let wait = m.access.config().auth_wait;
+    let result = proof::prove(origin, repo, digest, caller, reader, verified, wait).await;
+    let label = match &result {
+        Ok(()) => ProofResult::held,
+        Err(proof::ProofError::Mismatch { .. }) => ProofResult::mismatch,
+        Err(_) => ProofResult::failed,
+    };
+    m.metrics.provenance_proofs.get_or_create(&ProofLabels { result: label }).inc();
+    match result {
+        Ok(()) => {
+            let (d, registry) = (digest.clone(), origin.registry().to_owned());
+            if let Err(e) = m.blocking(move |s| s.add_blob_source(&d, &registry)).await {
+                tracing::warn!(%digest, error = %e, "could not record the blob's new source");
+            }
+            tracing::info!(%digest, registry = %origin.registry(), "registry proved it holds a blob stored from another");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(%digest, registry = %origin.registry(), error = %e, "registry did not prove it holds the blob");
+            Err(refusals::unproved(&e))
+        }
+    }
+}
+
+/// As [`provenance`], against a download of the blob from another
+/// registry: once it verified a piece (waiting up to `origin_wait`).
+async fn provenance_in_flight(
+    m: &Mirror,
+    origin: &OriginClient,
+    repo: &RepoName,
+    caller: &Caller,
+    task: &Task,
+) -> Result<(), Response> {
+    let mut rx = task.subscribe();
+    let ready = |p: &Progress| p.pieces_done() > 0 || matches!(p.phase, Phase::Done | Phase::Failed(_));
+    let verified: Vec<PieceIndex> = match tokio::time::timeout(m.config.origin_wait, rx.wait_for(ready)).await {
+        Ok(Ok(p)) => {
+            let done = matches!(p.phase, Phase::Done);
+            (0..p.pieces.len() as u32).filter(|&i| done || p.pieces[i as usize]).collect()
+        }
+        _ => Vec::new(),
+    };
+    let Some(reader) = task.reader().filter(|_| !verified.is_empty()) else {
+        let e = OciError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!(
+                "{} is downloading from another registry and has no verified bytes yet to check against; retry",
+                task.digest
+            ),
+        );
+        return Err(e.into_response());
+    };
+    provenance(m, origin, repo, &task.digest, caller, &reader, &verified).await
 }
 
 fn headers(

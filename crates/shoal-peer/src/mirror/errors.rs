@@ -94,6 +94,10 @@ pub fn task_error(e: &TaskError, subject: Subject) -> Response {
         TaskError::DigestMismatch { .. } | TaskError::SizeChanged { .. } => {
             OciError::new(StatusCode::BAD_GATEWAY, ErrorCode::DigestInvalid, e.to_string()).into_response()
         }
+        TaskError::BadPieceMap { .. } => {
+            OciError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()).into_response()
+        }
+        TaskError::Unproved(p) => super::refusals::unproved(p),
         TaskError::Cancelled(_) => {
             OciError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()).into_response()
         }

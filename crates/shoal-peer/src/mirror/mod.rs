@@ -7,14 +7,18 @@
 //! - [`prefetch`]: starting an image's blobs when its manifest is served.
 //! - [`body`]: streaming blob bodies that follow a download.
 //! - [`errors`]: mapping failures to OCI error answers.
+//! - [`refusals`]: the answers for content the access check refused.
+//! - [`listing`]: the digests a manifest lists (which its readers may read).
 //! - [`log`]: one outcome record per request.
 
 pub mod blobs;
 pub mod body;
 pub mod errors;
+pub mod listing;
 pub mod log;
 pub mod manifests;
 pub mod prefetch;
+pub mod refusals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +28,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use shoal_core::Route;
-use shoal_origin::{OriginClient, OriginError, Upstreams};
+use shoal_origin::{Caller, OriginClient, OriginError, Upstreams};
 use shoal_storage::Store;
 
 use crate::metrics::{Kind, Metrics, Outcome};
@@ -71,6 +75,10 @@ pub struct Mirror {
     pub metrics: Metrics,
     /// Behaviour.
     pub config: MirrorConfig,
+    /// The origin's confirmation before content is served.
+    pub access: Arc<crate::access::Gate>,
+    /// The daemon's own requests (prewarm jobs) through the mirror.
+    pub node_token: Arc<crate::access::NodeToken>,
 }
 
 /// One request's inputs.
@@ -121,6 +129,16 @@ impl Mirror {
     /// The origin client for this request's registry.
     pub fn origin(&self, ctx: &Ctx) -> Result<Arc<OriginClient>, OriginError> {
         self.upstreams.resolve(ctx.ns.as_deref())
+    }
+
+    /// On whose behalf this request goes to `origin`: the client's own
+    /// credentials, anonymous when it sent none (the node's where the
+    /// registry shares them), or the node's for the daemon's own requests.
+    pub fn caller(&self, origin: &OriginClient, ctx: &Ctx) -> Caller {
+        match ctx.auth() {
+            Some(h) if self.node_token.matches(&h) => Caller::Node,
+            h => origin.caller_for(h),
+        }
     }
 
     /// Run a store call on the blocking pool.

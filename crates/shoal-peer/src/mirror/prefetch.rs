@@ -7,16 +7,17 @@
 //! every node pulling the image, instead of layer by layer behind the
 //! slowest client, and the client's later requests join downloads already
 //! under way (one download per blob, as always). The downloads use the
-//! client's credentials, exactly as its own blob requests would.
+//! client's credentials, exactly as its own blob requests would (they
+//! fill the store; a blob still goes to a client only past its own access
+//! check).
 //!
 //! Off with `[mirror] prefetch = false` (for mirrors whose clients read
 //! manifests without pulling, such as scanners).
 
 use std::sync::Arc;
 
-use http::HeaderValue;
 use shoal_core::{Digest, RepoName};
-use shoal_origin::OriginClient;
+use shoal_origin::{Caller, OriginClient};
 use shoal_prewarm::manifest::{self, IMAGE_TYPES};
 
 use super::Mirror;
@@ -36,14 +37,7 @@ pub fn blobs_of(media_type: &str, body: &[u8]) -> Vec<Digest> {
 
 /// Starts, in the background, the download of every blob of the manifest
 /// (`media_type`, `body`) that the store does not hold complete.
-pub fn start(
-    m: &Mirror,
-    origin: Arc<OriginClient>,
-    repo: &RepoName,
-    media_type: &str,
-    body: &[u8],
-    auth: Option<HeaderValue>,
-) {
+pub fn start(m: &Mirror, origin: Arc<OriginClient>, repo: &RepoName, media_type: &str, body: &[u8], caller: Caller) {
     if !m.config.prefetch {
         return;
     }
@@ -67,7 +61,7 @@ pub fn start(
                     continue;
                 }
             }
-            m.tasks.get_or_start(origin.clone(), &repo, &d, auth.clone());
+            m.tasks.get_or_start(origin.clone(), &repo, &d, caller.clone());
             started += 1;
         }
         if started > 0 {

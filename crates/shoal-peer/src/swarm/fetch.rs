@@ -2,23 +2,31 @@
 //!
 //! One availability stream per parent feeds its bitfield and `Have`s into
 //! the [`Picker`]; the picker's choices become piece requests, each on its
-//! own stream. A piece reaches the sink only after its length matches the
-//! piece map and its bytes match the BLAKE3 in its header. A parent that
-//! sends a bad piece, times out or vanishes is excluded for this task and
+//! own stream. Authorities of the task (peers that read it from the origin)
+//! are followed too, for their piece hashes, which fill the task's
+//! [`TrustedMap`]; so does the scheduler's final map. Only pieces whose
+//! trusted hash is known are asked for, and a piece reaches the sink only
+//! after its length matches the layout and its bytes match that hash (never
+//! the hash in the sender's own header). A parent that sends a bad piece,
+//! announces a hash that contradicts the trusted map, times out or cannot
+//! be reached is excluded for this task (for every later round too) and
 //! reported; the piece is asked of another parent. When no parent can make
 //! progress the fetch ends as [`FetchEnd::Stuck`] and the caller asks the
 //! scheduler again (new parents, or the origin).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::{Digest, HostId, PieceLayout};
+use shoal_core::{HostId, PieceLayout, TaskId};
 use shoal_proto::{FailureKind, ParentInfo, PeerErrorCode, PeerEvent, PeerRequest, PieceReply, read_frame};
 use shoal_transport::{Endpoint, RateLimiter};
 use tokio::sync::mpsc;
 
 use super::downlink::Downlink;
+use super::node::Joined;
 use super::picker::{ParentView, Picker};
+use super::trust::{Check, Learned, TrustedMap};
 use super::wire;
 use crate::task::sink::SinkMsg;
 
@@ -69,8 +77,8 @@ pub struct Failure {
 
 enum Event {
     Avail(usize, PeerEvent),
-    AvailEnded(usize),
-    Piece(usize, u32, Result<(bytes::Bytes, [u8; 32]), (FailureKind, String)>),
+    AvailEnded(usize, Option<String>),
+    Piece(usize, u32, Result<bytes::Bytes, (FailureKind, String)>),
 }
 
 struct Parent {
@@ -80,6 +88,13 @@ struct Parent {
     cool_until: Option<tokio::time::Instant>,
     /// Pieces it answered "elsewhere" for, each until when it is not asked.
     held_back: Vec<(u32, tokio::time::Instant)>,
+    /// The scheduler names it an authority: its hashes are trusted.
+    authority: bool,
+    /// Offered as a parent (not only followed for its hashes).
+    fetch: bool,
+    /// Its availability stream, restarted when it becomes an authority (so
+    /// its bitfield, with every hash, comes again).
+    watcher: Option<tokio::task::AbortHandle>,
 }
 
 /// How often a fetch logs its [`super::picker::Outlook`] (at debug level):
@@ -105,26 +120,39 @@ pub struct Fetcher<'a> {
     pub config: &'a FetchConfig,
 }
 
+/// The state of a task's download that outlives one fetch round.
+pub struct TaskState<'a> {
+    /// The task.
+    pub task: &'a TaskId,
+    /// Its piece geometry.
+    pub layout: PieceLayout,
+    /// Pieces held, in flight, wanted.
+    pub picker: &'a mut Picker,
+    /// The hashes pieces are checked against.
+    pub trust: &'a mut TrustedMap,
+    /// Parents that failed this task: never asked again by it.
+    pub excluded: &'a mut HashSet<HostId>,
+}
+
 impl Fetcher<'_> {
-    /// Fetch what `picker` lacks from `parents` into `sink`, adding the
-    /// parents that arrive on `more` as the fetch goes (peers that started
-    /// after us, or that got pieces since: the swarm is not a tree).
-    /// Returns how it ended and the failures seen.
+    /// Fetch what the task lacks from the parents of `joined` into `sink`,
+    /// adding the parents, authorities and map that arrive on `more` as the
+    /// fetch goes (peers that started after us, or that got pieces since:
+    /// the swarm is not a tree). Returns how it ended and the failures seen.
     pub async fn run(
         &self,
-        task: &Digest,
-        layout: PieceLayout,
-        picker: &mut Picker,
-        parents: Vec<ParentInfo>,
-        more: &mut mpsc::Receiver<Vec<ParentInfo>>,
+        st: TaskState<'_>,
+        joined: Joined,
+        more: &mut mpsc::Receiver<Joined>,
         sink: &mpsc::Sender<SinkMsg>,
     ) -> (FetchEnd, Vec<Failure>) {
+        let TaskState { task, layout, picker, trust, excluded } = st;
         let count = layout.count();
         let (tx, mut rx) = mpsc::channel::<Event>(256);
         let mut ps: Vec<Parent> = Vec::new();
         let mut watchers = AbortOnDrop(Vec::new());
-        self.add_parents(&mut ps, &mut watchers, parents, task, count, &tx);
         let mut failures = Vec::new();
+        self.ingest(&mut ps, &mut watchers, joined, task, trust, excluded, &tx);
         let mut inflight = 0usize;
         let missing: u64 = picker.missing().map(|i| layout.len_of(i)).sum();
         let mut owed = self.downlink.owe_peers(missing);
@@ -143,11 +171,13 @@ impl Fetcher<'_> {
             for p in ps.iter_mut() {
                 p.held_back.retain(|&(_, until)| until > now);
             }
+            // Only pieces whose trusted hash is known are offered.
             let views: Vec<ParentView> = ps
                 .iter()
                 .map(|p| {
                     let mut v = p.view.clone();
-                    v.excluded |= p.cool_until.is_some_and(|t| t > now);
+                    v.have = v.have.intersect(trust.known());
+                    v.excluded |= !p.fetch || p.cool_until.is_some_and(|t| t > now);
                     v.held_back = p.held_back.iter().map(|&(piece, _)| piece).collect();
                     v
                 })
@@ -162,7 +192,8 @@ impl Fetcher<'_> {
                 let o = picker.outlook(&views);
                 tracing::debug!(
                     %task, inflight, parents = ps.len(), missing = o.missing, offered = o.offered,
-                    withheld = o.withheld, free_slots = o.free_slots, "fetch outlook"
+                    withheld = o.withheld, free_slots = o.free_slots, trusted = trust.known().count(),
+                    "fetch outlook"
                 );
             }
             let read = picker.missing().next().unwrap_or(0);
@@ -170,6 +201,7 @@ impl Fetcher<'_> {
             // holding requests back.
             let mut paced = None;
             for pick in picker.pick(&views, read) {
+                let Some(expected) = trust.get(pick.piece) else { continue };
                 if let Err(wait) = self.downlink.try_take(layout.len_of(pick.piece)) {
                     paced = Some(now + wait);
                     break;
@@ -182,8 +214,7 @@ impl Fetcher<'_> {
                     self.me.clone(),
                     ps[pick.parent].info.clone(),
                     task.clone(),
-                    pick.piece,
-                    layout.len_of(pick.piece),
+                    (pick.piece, layout.len_of(pick.piece), expected),
                     self.config.piece_deadline,
                     self.limit.clone(),
                 );
@@ -193,13 +224,18 @@ impl Fetcher<'_> {
                     let _ = tx.send(Event::Piece(parent, piece, job.await)).await;
                 });
             }
-            if inflight == 0 && ps.iter().all(|p| p.view.excluded) {
+            if inflight == 0 && ps.iter().filter(|p| p.fetch).all(|p| p.view.excluded) {
                 break FetchEnd::Stuck("every parent failed or left".into());
             }
             let idle_left = (progress_at + self.config.idle).saturating_duration_since(now);
             // Held back by the pace is not idle.
             if inflight == 0 && idle_left.is_zero() && paced.is_none() {
-                break FetchEnd::Stuck(format!("no new pieces for {:?}", self.config.idle));
+                let why = if trust.known().count() == 0 {
+                    format!("no trusted piece hashes for {:?} (no authority reachable, no final map)", self.config.idle)
+                } else {
+                    format!("no new pieces for {:?}", self.config.idle)
+                };
+                break FetchEnd::Stuck(why);
             }
             // Wake when a busy parent may be asked again or the pace allows
             // the next request, if that is sooner than the idle limit. Past
@@ -212,7 +248,7 @@ impl Fetcher<'_> {
             let waited = tokio::select! {
                 ev = tokio::time::timeout(wait, rx.recv()) => ev,
                 Some(new) = more.recv() => {
-                    self.add_parents(&mut ps, &mut watchers, new, task, count, &tx);
+                    self.ingest(&mut ps, &mut watchers, new, task, trust, excluded, &tx);
                     continue;
                 }
             };
@@ -222,10 +258,8 @@ impl Fetcher<'_> {
                 Err(_) => continue,
             };
             match ev {
-                Event::Avail(i, PeerEvent::Bitfield { size, piece_size, have }) => {
-                    if size == layout.blob_size && piece_size == layout.piece_size && have.is_valid_for(count) {
-                        ps[i].view.have = have;
-                    } else {
+                Event::Avail(i, PeerEvent::Bitfield { size, piece_size, have, hashes }) => {
+                    if size != layout.blob_size || piece_size != layout.piece_size || !have.is_valid_for(count) {
                         // Another piece size (say, a blob stored by an older
                         // daemon): its pieces are not ours. Reported, so the
                         // scheduler stops counting it as a usable copy and
@@ -237,27 +271,60 @@ impl Fetcher<'_> {
                             piece: 0,
                             kind: FailureKind::Missing,
                         });
+                        continue;
+                    }
+                    if hashes.len() != have.count() as usize {
+                        exclude(&mut ps[i], excluded, &mut failures, 0, FailureKind::Corrupt, "malformed bitfield");
+                        continue;
+                    }
+                    let pieces: Vec<(u32, [u8; 32])> = have.iter().zip(hashes).collect();
+                    if announce(&mut ps[i], trust, &pieces) {
+                        ps[i].view.have = have;
+                    } else {
+                        let why = "announced piece hashes that contradict the trusted piece map";
+                        exclude(&mut ps[i], excluded, &mut failures, 0, FailureKind::Corrupt, why);
                     }
                 }
-                Event::Avail(i, PeerEvent::Have { index }) => ps[i].view.have.set(index),
+                Event::Avail(i, PeerEvent::Have { index, blake3 }) => {
+                    if announce(&mut ps[i], trust, &[(index, blake3)]) {
+                        ps[i].view.have.set(index);
+                    } else {
+                        let why = "announced a piece hash that contradicts the trusted piece map";
+                        exclude(&mut ps[i], excluded, &mut failures, index, FailureKind::Corrupt, why);
+                    }
+                }
                 Event::Avail(_, PeerEvent::Complete) => {}
-                Event::Avail(i, PeerEvent::Gone) | Event::AvailEnded(i) => {
+                Event::Avail(i, PeerEvent::Gone) => {
                     // Keep using what it announced until a request fails.
                     if ps[i].view.have.count() == 0 {
                         ps[i].view.excluded = true;
                     }
                 }
-                Event::Piece(i, piece, Ok((bytes, hash))) => {
+                Event::AvailEnded(i, error) => {
+                    // A parent we cannot reach (refused handshake, wrong
+                    // hello, no route) is a failed parent: reported and
+                    // excluded at once, not retried round after round.
+                    match error {
+                        Some(e) if ps[i].view.have.count() == 0 => {
+                            exclude(&mut ps[i], excluded, &mut failures, 0, FailureKind::Unreachable, &e);
+                        }
+                        _ if ps[i].view.have.count() == 0 => ps[i].view.excluded = true,
+                        _ => {}
+                    }
+                }
+                Event::Piece(i, piece, Ok(bytes)) => {
                     ps[i].view.inflight -= 1;
                     inflight -= 1;
                     progress_at = tokio::time::Instant::now();
                     // Probe back toward the full pipeline after a "busy".
                     let v = &mut ps[i].view;
                     v.max_inflight = (v.max_inflight + 1).min(self.config.per_parent);
+                    let hash = trust.get(piece).expect("asked only for pieces with a trusted hash");
                     if sink.send(SinkMsg::Piece { index: piece, bytes, hash }).await.is_err() {
                         break FetchEnd::SinkGone;
                     }
                     picker.done(piece);
+                    trust.used(piece);
                     owed.arrived(layout.len_of(piece));
                 }
                 Event::Piece(i, piece, Err((kind, detail))) => {
@@ -266,8 +333,6 @@ impl Fetcher<'_> {
                     picker.failed(piece);
                     if detail == BUSY || detail == ELSEWHERE {
                         tracing::debug!(parent = %ps[i].info.host, piece, %detail, "parent declined; asking others");
-                    } else {
-                        tracing::info!(parent = %ps[i].info.host, piece, ?kind, %detail, "piece from a parent failed");
                     }
                     match kind {
                         // Busy: it has the piece but no upload slot for us.
@@ -289,42 +354,67 @@ impl Fetcher<'_> {
                             ps[i].held_back.push((piece, tokio::time::Instant::now() + ELSEWHERE_WAIT));
                         }
                         FailureKind::Missing => {
-                            let mut have = ps[i].view.have.clone();
+                            tracing::info!(parent = %ps[i].info.host, piece, %detail, "parent lacks a piece it announced");
                             let mut fresh = shoal_proto::Bitfield::new(count);
-                            have.iter().filter(|&p| p != piece).for_each(|p| fresh.set(p));
-                            have = fresh;
-                            ps[i].view.have = have;
+                            ps[i].view.have.iter().filter(|&p| p != piece).for_each(|p| fresh.set(p));
+                            ps[i].view.have = fresh;
+                            failures.push(Failure { parent: ps[i].info.host.clone(), piece, kind });
                         }
-                        _ => ps[i].view.excluded = true,
-                    }
-                    if kind != FailureKind::Missing || (detail != BUSY && detail != ELSEWHERE) {
-                        failures.push(Failure { parent: ps[i].info.host.clone(), piece, kind });
+                        _ => exclude(&mut ps[i], excluded, &mut failures, piece, kind, &detail),
                     }
                 }
             }
         };
         (end, failures)
     }
-}
 
-impl Fetcher<'_> {
-    /// Start following the parents not followed yet.
-    fn add_parents(
+    /// Take in a scheduler answer: its final map into the trusted map, its
+    /// authorities followed for their hashes, its parents followed and
+    /// asked. Parents this task already excluded are left out.
+    #[allow(clippy::too_many_arguments)]
+    fn ingest(
         &self,
         ps: &mut Vec<Parent>,
         watchers: &mut AbortOnDrop,
-        parents: Vec<ParentInfo>,
-        task: &Digest,
-        count: u32,
+        joined: Joined,
+        task: &TaskId,
+        trust: &mut TrustedMap,
+        excluded: &HashSet<HostId>,
         tx: &mpsc::Sender<Event>,
     ) {
-        for info in parents {
-            if &info.host == self.me || ps.iter().any(|p| p.info.host == info.host) {
+        if let Some(map) = joined.map
+            && !trust.learn_all(&map.hashes, &map.from)
+        {
+            tracing::warn!(%task, from = %map.from, "the scheduler's piece map has the wrong length; ignored");
+        }
+        let count = trust.known().len();
+        let offered = joined.parents.into_iter().map(|p| (p, true));
+        let authorities = joined.authorities.into_iter().map(|p| (p, false));
+        let mut seen_authority: Vec<HostId> = Vec::new();
+        for (info, is_parent) in authorities.chain(offered) {
+            let authority = !is_parent || seen_authority.contains(&info.host);
+            if !is_parent {
+                seen_authority.push(info.host.clone());
+            }
+            if &info.host == self.me || excluded.contains(&info.host) {
+                continue;
+            }
+            if let Some(i) = ps.iter().position(|p| p.info.host == info.host) {
+                let p = &mut ps[i];
+                p.fetch |= is_parent;
+                if authority && !p.authority {
+                    // Its hashes count from now on: follow it again, so its
+                    // bitfield (every hash) comes anew.
+                    p.authority = true;
+                    if let Some(w) = p.watcher.take() {
+                        w.abort();
+                    }
+                    p.watcher = Some(self.follow(watchers, p.info.clone(), task, i, tx));
+                }
                 continue;
             }
             let i = ps.len();
-            let job = watch(self.endpoint.clone(), self.me.clone(), info.clone(), task.clone(), i, tx.clone());
-            watchers.0.push(tokio::spawn(job));
+            let watcher = Some(self.follow(watchers, info.clone(), task, i, tx));
             let key = info
                 .host
                 .as_str()
@@ -334,6 +424,9 @@ impl Fetcher<'_> {
                 info,
                 cool_until: None,
                 held_back: Vec::new(),
+                authority,
+                fetch: is_parent,
+                watcher,
                 view: ParentView {
                     key,
                     have: shoal_proto::Bitfield::new(count),
@@ -345,6 +438,53 @@ impl Fetcher<'_> {
             });
         }
     }
+
+    /// Start following parent `i`'s availability of `task`.
+    fn follow(
+        &self,
+        watchers: &mut AbortOnDrop,
+        info: ParentInfo,
+        task: &TaskId,
+        i: usize,
+        tx: &mpsc::Sender<Event>,
+    ) -> tokio::task::AbortHandle {
+        let job = tokio::spawn(watch(self.endpoint.clone(), self.me.clone(), info, task.clone(), i, tx.clone()));
+        let handle = job.abort_handle();
+        watchers.0.push(job);
+        handle
+    }
+}
+
+/// Parent `p` announced `pieces` (index, hash): an authority's hashes go
+/// into the trusted map; anyone else's are checked against it. `false`
+/// when a hash contradicts the trusted map.
+fn announce(p: &mut Parent, trust: &mut TrustedMap, pieces: &[(u32, [u8; 32])]) -> bool {
+    let mut consistent = true;
+    for &(i, h) in pieces {
+        if p.authority {
+            if trust.learn(i, h, &p.info.host) == Learned::Conflict {
+                tracing::warn!(authority = %p.info.host, piece = i, "two authorities disagree about a piece's hash");
+            }
+        } else if trust.check(i, &h) == Check::Mismatch {
+            consistent = false;
+        }
+    }
+    consistent
+}
+
+/// Exclude parent `p` from this task for good and report it.
+fn exclude(
+    p: &mut Parent,
+    excluded: &mut HashSet<HostId>,
+    failures: &mut Vec<Failure>,
+    piece: u32,
+    kind: FailureKind,
+    detail: &str,
+) {
+    tracing::warn!(parent = %p.info.host, piece, ?kind, %detail, "excluding a parent from this task");
+    p.view.excluded = true;
+    excluded.insert(p.info.host.clone());
+    failures.push(Failure { parent: p.info.host.clone(), piece, kind });
 }
 
 const BUSY: &str = "busy";
@@ -358,8 +498,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Follow a parent's availability of `task`.
-async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: Digest, i: usize, tx: mpsc::Sender<Event>) {
+/// Follow a parent's availability of `task`. Ends with the error that
+/// stopped it, if any.
+async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: TaskId, i: usize, tx: mpsc::Sender<Event>) {
     let run = async {
         let conn = endpoint.connect(parent.addr).await.map_err(|e| e.to_string())?;
         let (_send, mut recv, _) = wire::open(&conn, &me, &PeerRequest::Interest { task }, Duration::from_secs(5))
@@ -373,24 +514,24 @@ async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: Digest,
         }
         Ok(())
     };
-    if let Err(e) = run.await {
+    let error = run.await.err();
+    if let Some(e) = &error {
         tracing::debug!(parent = %parent.host, error = %e, "availability stream ended");
     }
-    let _ = tx.send(Event::AvailEnded(i)).await;
+    let _ = tx.send(Event::AvailEnded(i, error)).await;
 }
 
-/// Fetch and verify one piece.
-#[allow(clippy::too_many_arguments)]
+/// Fetch one piece `(index, len, expected)` and check it against its
+/// trusted hash.
 async fn get_piece(
     endpoint: Endpoint,
     me: HostId,
     parent: ParentInfo,
-    task: Digest,
-    index: u32,
-    len: u64,
+    task: TaskId,
+    (index, len, expected): (u32, u64, [u8; 32]),
     deadline: Duration,
     limit: Arc<RateLimiter>,
-) -> Result<(bytes::Bytes, [u8; 32]), (FailureKind, String)> {
+) -> Result<bytes::Bytes, (FailureKind, String)> {
     let unreachable = |e: String| (FailureKind::Unreachable, e);
     let work = async {
         let conn = endpoint.connect(parent.addr).await.map_err(|e| unreachable(e.to_string()))?;
@@ -419,15 +560,23 @@ async fn get_piece(
                 format!("header for piece {} of {} bytes, wanted {index} of {len}", header.index, header.len),
             ));
         }
+        // The sender's own hash can only reject a piece early, never accept
+        // it.
+        if header.blake3 != expected {
+            return Err((
+                FailureKind::Corrupt,
+                format!("piece {index}: the parent's hash differs from the trusted one"),
+            ));
+        }
         let bytes =
             shoal_transport::recv_exact(&mut recv, len as usize, deadline, &limit).await.map_err(|e| match e {
                 shoal_transport::TransportError::Timeout { .. } => (FailureKind::Timeout, e.to_string()),
                 _ => unreachable(e.to_string()),
             })?;
-        if *blake3::hash(&bytes).as_bytes() != header.blake3 {
-            return Err((FailureKind::Corrupt, format!("piece {index} does not match its BLAKE3")));
+        if *blake3::hash(&bytes).as_bytes() != expected {
+            return Err((FailureKind::Corrupt, format!("piece {index} does not match its trusted BLAKE3")));
         }
-        Ok((bytes, header.blake3))
+        Ok(bytes)
     };
     match tokio::time::timeout(deadline, work).await {
         Ok(r) => r,

@@ -10,6 +10,8 @@
 //! - [`downlink`]: pacing peer fetches so a seed's origin stream keeps its share.
 //! - [`path_stats`]: loss, congestion and round trips of the upload paths.
 //! - [`picker`]: which piece to ask which parent for (pure).
+//! - [`trust`]: the piece hashes pieces are checked against, and who
+//!   vouched for them (pure).
 //! - [`server`]: serving availability and pieces to other peers.
 //! - [`handout`]: one copy of a piece out at a time (super-seeding).
 //! - [`prewarm`]: the scheduler calls behind prewarm jobs.
@@ -27,6 +29,7 @@ pub mod picker;
 pub mod prewarm;
 pub mod remote;
 pub mod server;
+pub mod trust;
 pub mod wire;
 
 pub use config::SwarmConfig;

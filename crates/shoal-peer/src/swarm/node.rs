@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_core::Digest;
-use shoal_proto::{HaveState, HostLoad, OriginGrant, ParentInfo, SchedErrorCode, SchedulerRequest, SchedulerResponse};
+use shoal_core::{Digest, TaskId};
+use shoal_proto::{
+    FinalMap, HaveState, HostLoad, OriginGrant, ParentInfo, PieceMap, SchedErrorCode, SchedulerRequest,
+    SchedulerResponse,
+};
 use shoal_storage::Store;
 use shoal_transport::{Endpoint, RateLimiter, UploadSlots};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +44,11 @@ pub struct Joined {
     pub parents: Vec<ParentInfo>,
     /// Origin grant.
     pub origin: OriginGrant,
+    /// Peers whose piece hashes may be trusted (they read the blob from the
+    /// origin).
+    pub authorities: Vec<ParentInfo>,
+    /// The task's final piece map, when asked for and held.
+    pub map: Option<FinalMap>,
 }
 
 impl Swarm {
@@ -87,12 +95,15 @@ impl Swarm {
         }
     }
 
-    /// Ask for parents (and maybe the origin grant) for `task`. Registers
-    /// first when the scheduler does not know us (it restarted).
-    pub async fn join(&self, task: &Digest, have: HaveState) -> Result<Joined, LinkError> {
-        let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have };
-        match self.call_registered(Some(task), req).await? {
-            SchedulerResponse::Parents { parents, origin } => Ok(Joined { parents, origin }),
+    /// Ask for parents (and maybe the origin grant) for `task`, and for its
+    /// final piece map with `want_map`. Registers first when the scheduler
+    /// does not know us (it restarted).
+    pub async fn join(&self, task: &TaskId, have: HaveState, want_map: bool) -> Result<Joined, LinkError> {
+        let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have, want_map };
+        match self.call_registered(Some(task.digest()), req).await? {
+            SchedulerResponse::Parents { parents, origin, authorities, map } => {
+                Ok(Joined { parents, origin, authorities, map })
+            }
             SchedulerResponse::Error(e) if e.code == SchedErrorCode::UnknownHost => {
                 Err(LinkError("the scheduler keeps forgetting this host".into()))
             }
@@ -100,14 +111,18 @@ impl Swarm {
         }
     }
 
-    /// Report progress on `task` (errors are logged: progress is advisory).
-    pub async fn progress(&self, task: &Digest, have: HaveState) {
-        let req = SchedulerRequest::Progress { host: self.config.host.clone(), task: task.clone(), have };
-        match self.call(Some(task), req).await {
+    /// Report progress on `task` (errors are logged: progress is advisory),
+    /// with the final piece map when this node read the blob from the
+    /// origin and completed it.
+    pub async fn progress(&self, task: &TaskId, have: HaveState, map: Option<PieceMap>) {
+        let route = Some(task.digest());
+        let req = SchedulerRequest::Progress { host: self.config.host.clone(), task: task.clone(), have, map };
+        match self.call(route, req).await {
             Ok(SchedulerResponse::Error(e)) if e.code == SchedErrorCode::UnknownHost => {
-                let _ = self.call(Some(task), self.register_request()).await;
-                let req = SchedulerRequest::Join { host: self.config.host.clone(), task: task.clone(), have };
-                let _ = self.call(Some(task), req).await;
+                let _ = self.call(route, self.register_request()).await;
+                let host = self.config.host.clone();
+                let req = SchedulerRequest::Join { host, task: task.clone(), have, want_map: false };
+                let _ = self.call(route, req).await;
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(%task, error = %e, "progress report failed"),
@@ -115,13 +130,13 @@ impl Swarm {
     }
 
     /// Stop working on `task` (failed or cancelled).
-    pub async fn leave(&self, task: &Digest) {
+    pub async fn leave(&self, task: &TaskId) {
         let req = SchedulerRequest::Leave { host: self.config.host.clone(), task: task.clone() };
-        let _ = self.call(Some(task), req).await;
+        let _ = self.call(Some(task.digest()), req).await;
     }
 
     /// Report a parent's failure.
-    pub async fn piece_failed(&self, task: &Digest, f: &super::fetch::Failure) {
+    pub async fn piece_failed(&self, task: &TaskId, f: &super::fetch::Failure) {
         let req = SchedulerRequest::PieceFailed {
             host: self.config.host.clone(),
             task: task.clone(),
@@ -129,15 +144,17 @@ impl Swarm {
             piece: f.piece,
             kind: f.kind,
         };
-        if let Err(e) = self.call(Some(task), req).await {
+        if let Err(e) = self.call(Some(task.digest()), req).await {
             tracing::debug!(%task, error = %e, "failure report failed");
         }
     }
 
     /// Tell the scheduler about the complete blobs we hold (the most
-    /// recently used first, at most [`ANNOUNCE_LIMIT`]), so a scheduler that
-    /// restarted, or a node that restarted, offers them as parents again
-    /// instead of sending the next joiner to the origin.
+    /// recently used first, at most [`ANNOUNCE_LIMIT`]), once per registry
+    /// the bytes are known to come from, so a scheduler that restarted, or a
+    /// node that restarted, offers them as parents again. (A joiner still
+    /// needs trusted piece hashes to use them: the scheduler's final map,
+    /// or an authority.)
     pub async fn announce(&self, store: &Store) {
         let s = store.clone();
         let blobs = match tokio::task::spawn_blocking(move || s.list_blobs()).await {
@@ -149,8 +166,12 @@ impl Swarm {
         let n = complete.len().min(ANNOUNCE_LIMIT);
         for b in complete.into_iter().take(ANNOUNCE_LIMIT) {
             let pieces = b.layout.count();
-            self.progress(&b.digest, HaveState { pieces_done: pieces, pieces_total: Some(pieces), complete: true })
-                .await;
+            let have = HaveState { pieces_done: pieces, pieces_total: Some(pieces), complete: true };
+            for registry in &b.sources {
+                if let Ok(task) = TaskId::new(registry, b.digest.clone()) {
+                    self.progress(&task, have, None).await;
+                }
+            }
         }
         if n > 0 {
             tracing::info!(blobs = n, "announced complete blobs to the scheduler");

@@ -1,15 +1,19 @@
 //! Serving pieces to other peers: availability (bitfield, then a `Have`
-//! per new piece) and piece bytes, from a download in flight or from the
-//! store. Every piece is checked against its recorded BLAKE3 before it
-//! leaves; a piece that fails is refused as `Corrupt` (and a complete blob
-//! with a rotten piece is dropped from the store so it is fetched again).
+//! per new piece, each with the piece's BLAKE3) and piece bytes, from a
+//! download in flight or from the store. Tasks are per (registry, digest):
+//! a request for a task is answered only from a download for that
+//! registry, or a stored blob whose bytes are known to come from it, never
+//! from bytes fetched for another registry. Every piece is checked against
+//! its recorded BLAKE3 before it leaves; a piece that fails is refused as
+//! `Corrupt` (and a complete blob with a rotten piece is dropped from the
+//! store so it is fetched again).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
-use shoal_core::{Digest, PieceLayout};
+use shoal_core::{PieceLayout, TaskId};
 use shoal_proto::{
     Bitfield, PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply, read_frame, write_frame,
 };
@@ -87,29 +91,38 @@ impl PieceServer {
         .map_err(|source| wire::WireError::Frame { peer: peer.to_owned(), source })
     }
 
+    /// The download of `task` running here, if it fetches for that
+    /// registry.
+    fn running(&self, task: &TaskId) -> Option<Arc<crate::task::Task>> {
+        self.tasks.get(task.digest()).filter(|t| t.registry == task.registry())
+    }
+
     /// Send what we hold of `task`, then every new piece, until complete.
-    async fn interest(&self, mut send: SendStream, task: &Digest) -> Result<(), shoal_proto::FrameError> {
-        if let Some(t) = self.tasks.get(task) {
+    async fn interest(&self, mut send: SendStream, task: &TaskId) -> Result<(), shoal_proto::FrameError> {
+        if let Some(t) = self.running(task) {
             let mut rx = t.subscribe();
             let _ = rx.wait_for(|p| !matches!(p.phase, Phase::Starting)).await;
-            let (size, piece_size, mut sent) = {
+            let (size, piece_size, mut sent, hashes) = {
                 let p = rx.borrow_and_update();
                 let Some(layout) = p.layout else { return Ok(()) };
-                (layout.blob_size, layout.piece_size, p.pieces.clone())
+                (layout.blob_size, layout.piece_size, p.pieces.clone(), p.hashes.clone())
             };
             let mut have = Bitfield::new(sent.len() as u32);
             sent.iter().enumerate().filter(|(_, h)| **h).for_each(|(i, _)| have.set(i as u32));
-            write_frame(&mut send, &PeerEvent::Bitfield { size, piece_size, have }).await?;
+            let hashes = have.iter().map(|i| hashes[i as usize]).collect();
+            write_frame(&mut send, &PeerEvent::Bitfield { size, piece_size, have, hashes }).await?;
             loop {
                 let (new, phase) = {
                     let p = rx.borrow_and_update();
-                    let new: Vec<u32> =
-                        (0..p.pieces.len()).filter(|&i| p.pieces[i] && !sent[i]).map(|i| i as u32).collect();
+                    let new: Vec<(u32, [u8; 32])> = (0..p.pieces.len())
+                        .filter(|&i| p.pieces[i] && !sent[i])
+                        .map(|i| (i as u32, p.hashes[i]))
+                        .collect();
                     (new, p.phase.clone())
                 };
-                for i in new {
+                for (i, blake3) in new {
                     sent[i as usize] = true;
-                    write_frame(&mut send, &PeerEvent::Have { index: i }).await?;
+                    write_frame(&mut send, &PeerEvent::Have { index: i, blake3 }).await?;
                 }
                 match phase {
                     Phase::Done => {
@@ -125,18 +138,15 @@ impl PieceServer {
                 if rx.changed().await.is_err() {
                     // The task ended; its last state was sent above, or the
                     // blob is complete in the store now.
-                    let done = self.complete_layout(task).await.is_some();
+                    let done = self.complete_hashes(task).await.is_some();
                     write_frame(&mut send, &if done { PeerEvent::Complete } else { PeerEvent::Gone }).await?;
                     break;
                 }
             }
-        } else if let Some(layout) = self.complete_layout(task).await {
+        } else if let Some((layout, hashes)) = self.complete_hashes(task).await {
             let have = Bitfield::full(layout.count());
-            write_frame(
-                &mut send,
-                &PeerEvent::Bitfield { size: layout.blob_size, piece_size: layout.piece_size, have },
-            )
-            .await?;
+            let (size, piece_size) = (layout.blob_size, layout.piece_size);
+            write_frame(&mut send, &PeerEvent::Bitfield { size, piece_size, have, hashes }).await?;
             write_frame(&mut send, &PeerEvent::Complete).await?;
         } else {
             write_frame(&mut send, &PeerEvent::Gone).await?;
@@ -145,18 +155,29 @@ impl PieceServer {
         Ok(())
     }
 
-    async fn complete_layout(&self, task: &Digest) -> Option<PieceLayout> {
+    /// The layout and piece hashes of `task`'s blob if the store holds it
+    /// complete, from that registry.
+    async fn complete_hashes(&self, task: &TaskId) -> Option<(PieceLayout, Vec<[u8; 32]>)> {
         let store = self.tasks.store().clone();
-        let d = task.clone();
-        let info = tokio::task::spawn_blocking(move || store.blob_info(&d)).await.ok()?.ok()??;
-        info.complete.then_some(info.layout)
+        let task = task.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<_, shoal_storage::StoreError> {
+            let Some(info) = store.blob_info(task.digest())? else { return Ok(None) };
+            if !info.complete || !info.sources.iter().any(|s| s == task.registry()) {
+                return Ok(None);
+            }
+            let hashes = store.piece_hashes(task.digest())?.unwrap_or_default();
+            Ok(Some((info.layout, hashes)))
+        });
+        let (layout, hashes) = found.await.ok()?.ok()??;
+        let hashes: Option<Vec<[u8; 32]>> = hashes.into_iter().collect();
+        hashes.filter(|h| h.len() == layout.count() as usize).map(|h| (layout, h))
     }
 
     /// Send piece `index` of `task`, checked against its recorded hash.
     async fn piece(
         &self,
         mut send: SendStream,
-        task: &Digest,
+        task: &TaskId,
         index: u32,
         peer: &str,
     ) -> Result<(), shoal_proto::FrameError> {
@@ -178,8 +199,10 @@ impl PieceServer {
         // fetching the blob from the origin, or holding it complete (see
         // `handout`). A node still downloading it from peers relays to
         // every child that asks.
-        let source = self.tasks.get(task).is_none_or(|t| t.seeding());
-        let _handout = match source.then(|| Handout::begin(&self.handouts, task, index, peer, (held, layout.count()))) {
+        let source = self.running(task).is_none_or(|t| t.seeding());
+        let digest = task.digest();
+        let _handout = match source.then(|| Handout::begin(&self.handouts, digest, index, peer, (held, layout.count())))
+        {
             None => None,
             Some(Ok(h)) => Some(h),
             Some(Err(verdict)) => {
@@ -230,8 +253,8 @@ impl PieceServer {
 
     /// The reader, layout and recorded hash of a piece we hold, and how many
     /// pieces of the blob we hold.
-    async fn locate(&self, task: &Digest, index: u32) -> Result<(BlobReader, PieceLayout, [u8; 32], u32), String> {
-        if let Some(t) = self.tasks.get(task) {
+    async fn locate(&self, task: &TaskId, index: u32) -> Result<(BlobReader, PieceLayout, [u8; 32], u32), String> {
+        if let Some(t) = self.running(task) {
             let p = t.subscribe().borrow().clone();
             if let (Some(layout), Some(reader)) = (p.layout, t.reader())
                 && p.pieces.get(index as usize).copied().unwrap_or(false)
@@ -240,10 +263,15 @@ impl PieceServer {
             }
         }
         let store = self.tasks.store().clone();
-        let d = task.clone();
+        let t = task.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<Option<_>, shoal_storage::StoreError> {
-            let Some(reader) = store.open_blob(&d)? else { return Ok(None) };
-            let hashes = store.piece_hashes(&d)?.unwrap_or_default();
+            let from_registry =
+                store.blob_info(t.digest())?.is_some_and(|i| i.sources.iter().any(|s| s == t.registry()));
+            if !from_registry {
+                return Ok(None);
+            }
+            let Some(reader) = store.open_blob(t.digest())? else { return Ok(None) };
+            let hashes = store.piece_hashes(t.digest())?.unwrap_or_default();
             Ok(Some((reader, hashes)))
         })
         .await
@@ -259,9 +287,9 @@ impl PieceServer {
 
     /// A stored piece failed its check: drop the blob (it is fetched again
     /// when next asked for) and tell the scheduler we no longer hold it.
-    async fn drop_corrupt(&self, task: &Digest) {
+    async fn drop_corrupt(&self, task: &TaskId) {
         let store = self.tasks.store().clone();
-        let d = task.clone();
+        let d = task.digest().clone();
         let _ = tokio::task::spawn_blocking(move || store.remove_blob(&d)).await;
         self.swarm.leave(task).await;
     }
@@ -270,7 +298,7 @@ impl PieceServer {
 /// One upload allowed by [`super::handout::Handouts`]; ends when dropped.
 struct Handout<'a> {
     handouts: &'a std::sync::Mutex<super::handout::Handouts>,
-    task: &'a Digest,
+    task: &'a shoal_core::Digest,
     piece: u32,
     peer: &'a str,
 }
@@ -278,7 +306,7 @@ struct Handout<'a> {
 impl<'a> Handout<'a> {
     fn begin(
         handouts: &'a std::sync::Mutex<super::handout::Handouts>,
-        task: &'a Digest,
+        task: &'a shoal_core::Digest,
         piece: u32,
         peer: &'a str,
         (held, pieces): (u32, u32),

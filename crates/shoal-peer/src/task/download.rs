@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use http::HeaderValue;
 use shoal_core::{PieceIndex, PieceLayout};
-use shoal_origin::{BlobStream, OriginClient, OriginError};
+use shoal_origin::{BlobStream, Caller, OriginClient, OriginError};
 use shoal_storage::{BlobWriter, StoreError};
 use tokio::sync::{mpsc, watch};
 
@@ -41,8 +40,9 @@ pub struct Download {
     pub task: Arc<Task>,
     /// The origin to fetch from.
     pub origin: Arc<OriginClient>,
-    /// The first client's Authorization header.
-    pub auth: Option<HeaderValue>,
+    /// On whose behalf (with whose credentials) the origin is asked: the
+    /// first client's.
+    pub caller: Caller,
     /// Where progress is published.
     pub progress: watch::Sender<Progress>,
 }
@@ -55,12 +55,14 @@ impl Download {
         manager.metrics.active_downloads.inc();
         let cancel = manager.cancel.clone();
         let progress = Arc::new(self.progress);
-        let driver = Driver { manager: manager.clone(), task: task.clone(), origin: self.origin, auth: self.auth };
+        let (origin, caller) = (self.origin.clone(), self.caller.clone());
+        let driver = Driver { manager: manager.clone(), task: task.clone(), origin: self.origin, caller: self.caller };
         let started = Instant::now();
         let result = tokio::select! {
             r = driver.drive(progress.clone()) => r,
             _ = cancel.cancelled() => Err(TaskError::Cancelled(task.digest.clone())),
         };
+        let refetch = matches!(result, Err(TaskError::BadPieceMap { .. }));
         match result {
             Ok(()) => {
                 tracing::info!(digest = %task.digest, repo = %task.repo, secs = started.elapsed().as_secs_f64(), "blob complete")
@@ -72,6 +74,12 @@ impl Download {
         }
         manager.metrics.active_downloads.dec();
         manager.finished(&task);
+        // Peers' map was wrong and they were reported: fetch the blob again
+        // at once (the scheduler now grants the origin or names another
+        // authority), so the client's retry finds it under way.
+        if refetch {
+            manager.get_or_start(origin, &task.repo, &task.digest, caller);
+        }
     }
 }
 
@@ -79,7 +87,7 @@ pub(super) struct Driver {
     pub(super) manager: Arc<TaskManager>,
     pub(super) task: Arc<Task>,
     pub(super) origin: Arc<OriginClient>,
-    pub(super) auth: Option<HeaderValue>,
+    pub(super) caller: Caller,
 }
 
 pub(super) enum Begin {
@@ -124,6 +132,8 @@ impl Driver {
         writer: BlobWriter,
         progress: &Arc<watch::Sender<Progress>>,
     ) -> (PieceLayout, Vec<PieceIndex>, mpsc::Sender<SinkMsg>, SinkJob) {
+        let mut writer = writer;
+        writer.add_source(&self.task.registry);
         let layout = writer.layout();
         let reader = writer.reader();
         let _ = self.task.reader.set(reader.clone());
@@ -313,7 +323,7 @@ impl Driver {
 
     async fn open(&self, start: u64, end: Option<u64>) -> Result<BlobStream, TaskError> {
         let t0 = Instant::now();
-        let r = self.origin.get_blob_range(&self.task.repo, &self.task.digest, start, end, self.auth.as_ref()).await;
+        let r = self.origin.get_blob_range(&self.task.repo, &self.task.digest, start, end, &self.caller).await;
         self.manager
             .metrics
             .origin_duration
@@ -322,23 +332,75 @@ impl Driver {
         Ok(r?)
     }
 
+    /// Open the blob's writer (resuming a partial), recording this task's
+    /// registry as the partial's source. A partial left by a download for
+    /// another registry is resumed only once this one proved it holds the
+    /// same bytes (`crate::access::proof`): its verified pieces would
+    /// otherwise go to this task's clients under this registry's name.
+    /// Otherwise it is dropped and the blob starts afresh.
     pub(super) async fn begin(&self, size: u64) -> Result<Begin, TaskError> {
         let store = self.manager.store.clone();
         let digest = self.task.digest.clone();
-        match self.blocking(move || store.begin_write(&digest, size)).await {
-            Ok(w) => Ok(Begin::Write(w)),
-            Err(TaskError::Store(StoreError::AlreadyComplete { .. })) => Ok(Begin::AlreadyComplete),
-            Err(e) => Err(e),
-        }
+        let opened = self
+            .blocking(move || {
+                let w = store.begin_write(&digest, size)?;
+                let sources = store.blob_info(&digest)?.map(|i| i.sources).unwrap_or_default();
+                Ok((w, sources))
+            })
+            .await;
+        let (w, sources) = match opened {
+            Ok(found) => found,
+            Err(TaskError::Store(StoreError::AlreadyComplete { .. })) => return Ok(Begin::AlreadyComplete),
+            Err(e) => return Err(e),
+        };
+        let registry = self.task.registry.clone();
+        let verified = w.verified_pieces();
+        let w = if sources.contains(&registry) || verified.is_empty() {
+            w
+        } else {
+            let wait = self.origin.read_timeout();
+            let (repo, digest) = (&self.task.repo, &self.task.digest);
+            match crate::access::proof::prove(&self.origin, repo, digest, &self.caller, &w.reader(), &verified, wait)
+                .await
+            {
+                Ok(()) => w,
+                Err(crate::access::proof::ProofError::Unreachable(e)) => return Err(TaskError::Origin(e)),
+                Err(e) => {
+                    tracing::warn!(%digest, %registry, error = %e, "partial download from another registry not resumed; starting afresh");
+                    let (store, d) = (self.manager.store.clone(), digest.clone());
+                    self.blocking(move || {
+                        w.discard()?;
+                        store.begin_write(&d, size)
+                    })
+                    .await?
+                }
+            }
+        };
+        let (store, d) = (self.manager.store.clone(), self.task.digest.clone());
+        self.blocking(move || store.add_blob_source(&d, &registry)).await?;
+        Ok(Begin::Write(w))
     }
 
+    /// The blob is complete in the store: the task ends at once, once this
+    /// task's registry is known to hold those bytes (or proved it does).
     pub(super) async fn already_complete(&self, progress: &watch::Sender<Progress>) -> Result<(), TaskError> {
         let store = self.manager.store.clone();
         let digest = self.task.digest.clone();
-        let reader = self.blocking(move || store.open_blob(&digest)).await?;
-        let Some(reader) = reader else {
+        let found = self
+            .blocking(move || Ok((store.open_blob(&digest)?, store.blob_info(&digest)?.map(|i| i.sources))))
+            .await?;
+        let (Some(reader), sources) = found else {
             return Err(self.internal("blob vanished from the store while being opened".into()));
         };
+        let registry = &self.task.registry;
+        if !sources.unwrap_or_default().contains(registry) {
+            let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
+            let wait = self.origin.read_timeout();
+            let (repo, digest) = (&self.task.repo, &self.task.digest);
+            crate::access::proof::prove(&self.origin, repo, digest, &self.caller, &reader, &all, wait).await?;
+            let (store, d, r) = (self.manager.store.clone(), digest.clone(), registry.clone());
+            self.blocking(move || store.add_blob_source(&d, &r)).await?;
+        }
         let layout = reader.layout();
         let _ = self.task.reader.set(reader);
         progress.send_replace(Progress { phase: Phase::Done, ..Progress::running(layout, &[]) });

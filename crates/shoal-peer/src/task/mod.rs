@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use http::HeaderValue;
-use shoal_core::{Digest, PieceLayout, RepoName};
-use shoal_origin::{OriginClient, OriginError};
+use shoal_core::{Digest, PieceLayout, RepoName, TaskId};
+use shoal_origin::{Caller, OriginClient, OriginError};
 use shoal_storage::{BlobReader, Store, StoreError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +61,26 @@ pub enum TaskError {
         /// Size the origin announced.
         announced: u64,
     },
+    /// Every piece matched the piece map that peers vouched for, but the
+    /// blob has the wrong digest: those peers' map was wrong. They were
+    /// reported (and lose their authority); the blob is fetched again.
+    #[error(
+        "pieces of {digest} matched the piece map vouched for by peer(s) {}, but the blob hashes to {actual}: \
+         their map was wrong; reported them, nothing was kept, and the blob is being fetched again",
+        peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    BadPieceMap {
+        /// The blob.
+        digest: Digest,
+        /// The peers that vouched for the pieces.
+        peers: Vec<shoal_core::HostId>,
+        /// What the bytes hashed to.
+        actual: Digest,
+    },
+    /// The task's registry did not prove it holds the stored bytes (they
+    /// came from another registry).
+    #[error(transparent)]
+    Unproved(#[from] crate::access::proof::ProofError),
     /// The local store failed.
     #[error("piece store: {0}")]
     Store(#[from] StoreError),
@@ -111,6 +130,11 @@ pub struct Task {
 }
 
 impl Task {
+    /// The swarm task: this blob as fetched from this registry.
+    pub fn id(&self) -> TaskId {
+        TaskId::new(&self.registry, self.digest.clone()).expect("registry names are canonical host[:port]")
+    }
+
     /// Whether this node fetches (part of) the blob from the origin, so its
     /// fresh pieces exist nowhere else in the swarm yet.
     pub fn seeding(&self) -> bool {
@@ -202,13 +226,16 @@ impl TaskManager {
     }
 
     /// The running task for `digest`, or a new one fetching it from `origin`
-    /// with the client's `auth`.
+    /// on behalf of `caller` (whose credentials go to the origin). One
+    /// download per digest: a request naming another registry than the
+    /// running task's must have that registry prove it holds the blob first
+    /// (`crate::access::proof`).
     pub fn get_or_start(
         self: &Arc<Self>,
         origin: Arc<OriginClient>,
         repo: &RepoName,
         digest: &Digest,
-        auth: Option<HeaderValue>,
+        caller: Caller,
     ) -> Arc<Task> {
         let mut tasks = self.tasks.lock().expect("task map poisoned");
         if let Some(t) = tasks.get(digest) {
@@ -226,7 +253,7 @@ impl TaskManager {
         });
         tasks.insert(digest.clone(), task.clone());
         drop(tasks);
-        let job = download::Download { manager: self.clone(), task: task.clone(), origin, auth, progress: tx };
+        let job = download::Download { manager: self.clone(), task: task.clone(), origin, caller, progress: tx };
         tokio::spawn(job.run());
         task
     }

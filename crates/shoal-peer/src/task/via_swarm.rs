@@ -1,34 +1,49 @@
 //! The download path when the node is part of a swarm.
 //!
-//! 1. Ask the origin for the blob's size with the client's credentials
-//!    (a HEAD: no body). This is also the authorization check: the swarm
-//!    never hands a private blob to a client the origin would refuse.
-//! 2. Join the task at the scheduler. With the origin grant, fetch the
-//!    missing runs from the origin (this node is a seed). Otherwise fetch
-//!    pieces from the parents offered; when they cannot make progress, ask
-//!    again (new parents, or the grant once a seed died or stalled).
+//! 1. Ask the origin for the blob's size with the client's credentials (a
+//!    HEAD: no body). (The client's access was checked before the task was
+//!    started or joined: `crate::access`.)
+//! 2. Join the task, (registry, digest), at the scheduler. With the origin
+//!    grant, fetch the missing runs from the origin (this node is a seed,
+//!    and an authority for the task's piece hashes). Otherwise fetch pieces
+//!    from the parents offered, checked against the hashes of the task's
+//!    authorities (or the scheduler's final map); when they cannot make
+//!    progress, ask again (new parents, or the grant once a seed died or
+//!    stalled), waiting longer each time a round made none.
 //! 3. If the scheduler is unreachable, or the swarm has not delivered for
 //!    `give_up_after`, fetch the rest from the origin: a pull never fails
 //!    because the swarm did.
+//! 4. If every piece matched its trusted hash but the blob has the wrong
+//!    digest, the authorities that vouched for those pieces lied or erred:
+//!    they are reported (`BadMap`), lose their authority, and the blob is
+//!    fetched again (see `download.rs`).
 //!
 //! Progress is reported to the scheduler as pieces land, so peers joining
-//! later get this node as a parent while it is still downloading.
+//! later get this node as a parent while it is still downloading; a seed
+//! that completes reports its final piece map.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use shoal_core::{Digest, PieceLayout};
+use shoal_core::{PieceLayout, TaskId};
 use shoal_proto::{FailureKind, HaveState, OriginGrant};
 use tokio::sync::{mpsc, watch};
 
-use super::TaskError;
 use super::download::{Begin, Driver, runs_of};
 use super::progress::{Phase, Progress};
 use super::sink::SinkMsg;
+use super::{Task, TaskError};
 use crate::metrics::FailureLabels;
-use crate::swarm::Swarm;
-use crate::swarm::fetch::{FetchEnd, Fetcher};
+use crate::swarm::fetch::{Failure, FetchEnd, Fetcher, TaskState};
 use crate::swarm::picker::Picker;
+use crate::swarm::trust::TrustedMap;
+use crate::swarm::{Joined, Swarm};
+
+/// The shortest and longest pause before asking the scheduler again after
+/// a round that made no progress (doubling in between): a parent that
+/// refuses every connection must not turn into hundreds of joins.
+const STUCK_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(2));
 
 impl Driver {
     pub(super) async fn drive_swarm(
@@ -42,7 +57,7 @@ impl Driver {
         let size = match &info {
             Some(i) if i.complete => return self.already_complete(&progress).await,
             Some(i) => i.size,
-            None => self.origin.head_blob(&self.task.repo, &self.task.digest, self.auth.as_ref()).await?,
+            None => self.origin.head_blob(&self.task.repo, &self.task.digest, &self.caller).await?,
         };
         let writer = match self.begin(size).await? {
             Begin::Write(w) => w,
@@ -51,49 +66,77 @@ impl Driver {
         let (layout, held, tx, sink_job) = self.start_sink(writer, &progress);
         let mut picker = Picker::new(layout.count(), held);
         picker.salt = salt(sw.config.host.as_str());
-        let reporter = tokio::spawn(report(sw.clone(), self.task.digest.clone(), progress.subscribe()));
-        let fed = self.swarm_loop(sw, layout, &mut picker, &tx).await;
+        let task = self.task.id();
+        let mut trust = TrustedMap::new(layout.count());
+        let reporter = tokio::spawn(report(sw.clone(), self.task.clone(), progress.subscribe()));
+        let fed = self.swarm_loop(sw, &task, layout, &mut picker, &mut trust, &tx).await;
         let ended = self.finish_sink(fed, tx, sink_job).await;
+        let ended = self.blame(sw, &task, &trust, ended).await;
         let _ = reporter.await;
         ended
+    }
+
+    /// A digest mismatch after pieces matched the trusted map: the map was
+    /// wrong. Report who vouched for those pieces and say so.
+    async fn blame(
+        &self,
+        sw: &Arc<Swarm>,
+        task: &TaskId,
+        trust: &TrustedMap,
+        ended: Result<(), TaskError>,
+    ) -> Result<(), TaskError> {
+        let Err(TaskError::DigestMismatch { actual, .. }) = &ended else { return ended };
+        let peers = trust.blame();
+        if peers.is_empty() {
+            return ended; // every byte came from the origin
+        }
+        for p in &peers {
+            self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: "bad_map".into() }).inc();
+            sw.piece_failed(task, &Failure { parent: p.clone(), piece: 0, kind: FailureKind::BadMap }).await;
+        }
+        tracing::error!(%task, ?peers, %actual, "pieces matched the peers' piece map but the blob has the wrong digest; reported them");
+        Err(TaskError::BadPieceMap { digest: self.task.digest.clone(), peers, actual: actual.clone() })
     }
 
     async fn swarm_loop(
         &self,
         sw: &Arc<Swarm>,
+        task: &TaskId,
         layout: PieceLayout,
         picker: &mut Picker,
+        trust: &mut TrustedMap,
         tx: &mpsc::Sender<SinkMsg>,
     ) -> Result<(), TaskError> {
-        let started = Instant::now();
-        let digest = &self.task.digest;
+        let started = tokio::time::Instant::now();
+        let mut excluded = HashSet::new();
+        let mut pause = Duration::ZERO;
         loop {
             if picker.complete() {
                 return Ok(());
             }
             let held = layout.count() - picker.missing().count() as u32;
             let have = HaveState { pieces_done: held, pieces_total: Some(layout.count()), complete: false };
-            let joined = match sw.join(digest, have).await {
+            let joined = match sw.join(task, have, !trust.is_complete()).await {
                 Ok(j) => j,
                 Err(e) => {
-                    tracing::warn!(%digest, error = %e, "scheduler unreachable; fetching the rest from the origin");
+                    tracing::warn!(%task, error = %e, "scheduler unreachable; fetching the rest from the origin");
                     return self.origin_rest(picker, layout, tx).await;
                 }
             };
             if joined.origin == OriginGrant::Granted {
-                tracing::debug!(%digest, "origin grant: this node seeds the task");
+                tracing::debug!(%task, "origin grant: this node seeds the task");
                 return self.origin_rest(picker, layout, tx).await;
             }
             if started.elapsed() > sw.config.give_up_after {
-                tracing::warn!(%digest, after = ?sw.config.give_up_after, "the swarm did not deliver in time; fetching the rest from the origin");
+                tracing::warn!(%task, after = ?sw.config.give_up_after, "the swarm did not deliver in time; fetching the rest from the origin");
                 return self.origin_rest(picker, layout, tx).await;
             }
-            if joined.parents.is_empty() {
+            if joined.parents.iter().all(|p| excluded.contains(&p.host)) {
                 let wait = match joined.origin {
                     OriginGrant::Wait { retry_after_ms } => retry_after_ms.clamp(20, 2_000),
                     OriginGrant::Granted => 0,
                 };
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                tokio::time::sleep(Duration::from_millis(wait).max(pause)).await;
                 continue;
             }
             let fetcher = Fetcher {
@@ -104,8 +147,10 @@ impl Driver {
                 config: &sw.config.fetch,
             };
             let (more_tx, mut more) = mpsc::channel(4);
-            let refresher = tokio::spawn(refresh_parents(sw.clone(), digest.clone(), self.task.subscribe(), more_tx));
-            let (end, failures) = fetcher.run(digest, layout, picker, joined.parents, &mut more, tx).await;
+            let refresher = tokio::spawn(refresh_parents(sw.clone(), task.clone(), self.task.subscribe(), more_tx));
+            let before = picker.missing().count();
+            let state = TaskState { task, layout, picker: &mut *picker, trust: &mut *trust, excluded: &mut excluded };
+            let (end, failures) = fetcher.run(state, joined, &mut more, tx).await;
             refresher.abort();
             for f in &failures {
                 let kind = match f.kind {
@@ -113,15 +158,20 @@ impl Driver {
                     FailureKind::Timeout => "timeout",
                     FailureKind::Unreachable => "unreachable",
                     FailureKind::Missing => "missing",
+                    FailureKind::BadMap => "bad_map",
                 };
                 self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: kind.into() }).inc();
-                sw.piece_failed(digest, f).await;
+                sw.piece_failed(task, f).await;
             }
             match end {
                 FetchEnd::Complete => return Ok(()),
                 FetchEnd::SinkGone => return Err(self.internal("the writer thread stopped".into())),
                 FetchEnd::Stuck(why) => {
-                    tracing::info!(%digest, %why, "parents cannot finish the blob; asking the scheduler again")
+                    let progressed = picker.missing().count() < before;
+                    pause =
+                        if progressed { Duration::ZERO } else { (pause * 2).clamp(STUCK_BACKOFF.0, STUCK_BACKOFF.1) };
+                    tracing::info!(%task, %why, ?pause, "parents cannot finish the blob; asking the scheduler again");
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -160,9 +210,9 @@ fn salt(host: &str) -> u64 {
 /// early asks; BENCHMARKS.md).
 async fn refresh_parents(
     sw: Arc<Swarm>,
-    task: Digest,
+    task: TaskId,
     progress: watch::Receiver<Progress>,
-    more: mpsc::Sender<Vec<shoal_proto::ParentInfo>>,
+    more: mpsc::Sender<Joined>,
 ) {
     let mut wait = FIRST_REFRESH;
     loop {
@@ -172,9 +222,9 @@ async fn refresh_parents(
             let p = progress.borrow();
             HaveState { pieces_done: p.pieces_done(), pieces_total: Some(p.pieces.len() as u32), complete: false }
         };
-        if let Ok(j) = sw.join(&task, have).await
-            && !j.parents.is_empty()
-            && more.send(j.parents).await.is_err()
+        if let Ok(j) = sw.join(&task, have, true).await
+            && (!j.parents.is_empty() || !j.authorities.is_empty() || j.map.is_some())
+            && more.send(j).await.is_err()
         {
             return;
         }
@@ -182,18 +232,22 @@ async fn refresh_parents(
 }
 
 /// How often a running fetch asks for more parents, once past the start.
-const REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+const REFRESH: Duration = Duration::from_secs(2);
 /// When a running fetch first asks for more parents.
-const FIRST_REFRESH: std::time::Duration = std::time::Duration::from_millis(250);
+const FIRST_REFRESH: Duration = Duration::from_millis(250);
 
 /// Tell the scheduler about progress as pieces land (at most every 200 ms),
-/// and about completion.
-async fn report(sw: Arc<Swarm>, task: Digest, mut rx: watch::Receiver<Progress>) {
+/// and about completion, with the final piece map when this node read the
+/// blob from the origin (it is the task's authority).
+async fn report(sw: Arc<Swarm>, t: Arc<Task>, mut rx: watch::Receiver<Progress>) {
+    let task = t.id();
+    let final_map = |p: &Progress| t.seeding().then(|| p.hashes.clone());
     let mut last = None;
     loop {
-        let (done, total, phase) = {
+        let (done, total, phase, map) = {
             let p = rx.borrow_and_update();
-            (p.pieces_done(), p.pieces.len() as u32, p.phase.clone())
+            let map = matches!(p.phase, Phase::Done).then(|| final_map(&p)).flatten();
+            (p.pieces_done(), p.pieces.len() as u32, p.phase.clone(), map)
         };
         let complete = matches!(phase, Phase::Done);
         if matches!(phase, Phase::Failed(_)) {
@@ -201,21 +255,22 @@ async fn report(sw: Arc<Swarm>, task: Digest, mut rx: watch::Receiver<Progress>)
             return;
         }
         if last != Some((done, complete)) && !matches!(phase, Phase::Starting) {
-            sw.progress(&task, HaveState { pieces_done: done, pieces_total: Some(total), complete }).await;
+            sw.progress(&task, HaveState { pieces_done: done, pieces_total: Some(total), complete }, map).await;
             last = Some((done, complete));
         }
         if complete {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         if rx.changed().await.is_err() {
-            let (done, total, phase) = {
+            let (done, total, phase, map) = {
                 let p = rx.borrow();
-                (p.pieces_done(), p.pieces.len() as u32, p.phase.clone())
+                (p.pieces_done(), p.pieces.len() as u32, p.phase.clone(), final_map(&p))
             };
             match phase {
                 Phase::Done => {
-                    sw.progress(&task, HaveState { pieces_done: done, pieces_total: Some(total), complete: true }).await
+                    let have = HaveState { pieces_done: done, pieces_total: Some(total), complete: true };
+                    sw.progress(&task, have, map).await
                 }
                 _ => sw.leave(&task).await,
             }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use shoal_core::Digest;
+use shoal_core::{Digest, TaskId};
 use shoal_proto::{FailureKind, HaveState, HostLabels, HostLoad};
 
 use super::*;
@@ -16,8 +16,8 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], port))
 }
 
-fn task() -> Digest {
-    Digest::sha256_of(b"layer")
+fn task() -> TaskId {
+    TaskId::new("docker.io", Digest::sha256_of(b"layer")).unwrap()
 }
 
 fn register(name: &str, port: u16) -> SchedulerRequest {
@@ -31,7 +31,7 @@ fn register(name: &str, port: u16) -> SchedulerRequest {
 }
 
 fn join(name: &str, have: HaveState) -> SchedulerRequest {
-    SchedulerRequest::Join { host: host(name), task: task(), have }
+    SchedulerRequest::Join { host: host(name), task: task(), have, want_map: false }
 }
 
 fn core() -> Scheduler {
@@ -72,7 +72,9 @@ fn first_joiner_is_granted_and_the_second_gets_it_as_parent() {
     handle(&mut c, T0, register("b", 2), None);
 
     let first = handle_detailed(&mut c, T0, join("a", HaveState::default()), None);
-    assert_eq!(first.response, SchedulerResponse::Parents { parents: vec![], origin: WireGrant::Granted });
+    let granted =
+        SchedulerResponse::Parents { parents: vec![], origin: WireGrant::Granted, authorities: vec![], map: None };
+    assert_eq!(first.response, granted);
     assert!(first.new_grant);
     assert_eq!(first.kind, "join");
     // Joining again keeps the grant; it is not a new one.
@@ -82,12 +84,14 @@ fn first_joiner_is_granted_and_the_second_gets_it_as_parent() {
 
     // Before `a` has pieces, `b` gets no parent and a short wait.
     let early = handle(&mut c, T0, join("b", HaveState::default()), None);
-    assert_eq!(early, SchedulerResponse::Parents { parents: vec![], origin: WireGrant::Wait { retry_after_ms: 200 } });
+    let a = ParentInfo { host: host("a"), addr: addr(1), pieces_done: 0, complete: false };
+    let wait = WireGrant::Wait { retry_after_ms: 200 };
+    assert_eq!(early, SchedulerResponse::Parents { parents: vec![], origin: wait, authorities: vec![a], map: None });
 
     let have = HaveState { pieces_done: 3, pieces_total: Some(10), complete: false };
-    let progress = SchedulerRequest::Progress { host: host("a"), task: task(), have };
+    let progress = SchedulerRequest::Progress { host: host("a"), task: task(), have, map: None };
     assert_eq!(handle(&mut c, T0, progress, None), SchedulerResponse::Ack);
-    let SchedulerResponse::Parents { parents, origin } = handle(&mut c, T0, join("b", HaveState::default()), None)
+    let SchedulerResponse::Parents { parents, origin, .. } = handle(&mut c, T0, join("b", HaveState::default()), None)
     else {
         panic!("expected parents");
     };
@@ -98,7 +102,7 @@ fn first_joiner_is_granted_and_the_second_gets_it_as_parent() {
 #[test]
 fn progress_and_join_of_an_unknown_host_say_register_again() {
     let mut c = core();
-    let progress = SchedulerRequest::Progress { host: host("a"), task: task(), have: HaveState::default() };
+    let progress = SchedulerRequest::Progress { host: host("a"), task: task(), have: HaveState::default(), map: None };
     let resp = handle(&mut c, T0, progress, None);
     assert_eq!(code(&resp), Some(SchedErrorCode::UnknownHost));
     assert_eq!(response_result(&resp), "unknown_host");
@@ -150,7 +154,7 @@ fn a_peer_cannot_speak_for_another_host() {
         register("a", 1),
         SchedulerRequest::Heartbeat { host: host("a"), load: HostLoad::default() },
         join("a", HaveState::default()),
-        SchedulerRequest::Progress { host: host("a"), task: task(), have: HaveState::default() },
+        SchedulerRequest::Progress { host: host("a"), task: task(), have: HaveState::default(), map: None },
         SchedulerRequest::PieceFailed {
             host: host("a"),
             task: task(),

@@ -66,7 +66,7 @@ impl Scheduler {
             return false;
         };
         let old = std::mem::replace(&mut task.holders[p], holder);
-        self.pending.push(Expired::GrantRevoked { task: task.digest.clone(), host: hosts[old.host].info.id.clone() });
+        self.pending.push(Expired::GrantRevoked { task: task.id.clone(), host: hosts[old.host].info.id.clone() });
         true
     }
 
@@ -113,13 +113,16 @@ impl Scheduler {
                 if task.complete > 0 {
                     task.holders.swap_remove(j);
                     self.grants -= 1;
-                    out.push(Expired::GrantRevoked { task: task.digest.clone(), host: old });
+                    out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
                     continue;
                 }
                 if let Some(next) = best_waiting(task, &self.hosts) {
                     task.holders[j] = Holder { host: next, progressed_at: now };
-                    out.push(Expired::GrantRevoked { task: task.digest.clone(), host: old });
-                    out.push(Expired::GrantGiven { task: task.digest.clone(), host: self.hosts[next].info.id.clone() });
+                    if let Some(entry) = task.entry_mut(t, &self.index, next) {
+                        entry.authority = true;
+                    }
+                    out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
+                    out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
                 }
                 j += 1;
             }
@@ -140,8 +143,11 @@ impl Scheduler {
                     break;
                 };
                 task.holders.push(Holder { host: next, progressed_at: now });
+                if let Some(entry) = task.entry_mut(t, &self.index, next) {
+                    entry.authority = true;
+                }
                 self.grants += 1;
-                out.push(Expired::GrantGiven { task: task.digest.clone(), host: self.hosts[next].info.id.clone() });
+                out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
             }
         }
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use shoal_core::{Digest, HostId};
+use shoal_core::{Digest, HostId, TaskId};
+use shoal_proto::FailureKind;
 
 use super::Scheduler;
 use crate::state::entry_key;
@@ -33,7 +34,7 @@ pub(super) fn assert_consistent(s: &Scheduler) {
     }
     assert_eq!(s.task_ids.len(), s.tasks.iter().count());
     for (t, task) in s.tasks.iter() {
-        assert_eq!(s.task_ids[&task.digest], t);
+        assert_eq!(s.task_ids[&task.id], t);
         assert!(!task.peers.is_empty(), "empty tasks are dropped");
         assert!(task.holders.len() <= s.config.max_origin_grants, "grant limit");
         assert_eq!(task.complete, task.peers.iter().filter(|p| p.complete).count());
@@ -102,8 +103,8 @@ fn host_id(h: u8) -> HostId {
     format!("h{h}").parse().unwrap()
 }
 
-fn digest(t: u8) -> Digest {
-    Digest::sha256_of(&[t])
+fn digest(t: u8) -> TaskId {
+    TaskId::new("docker.io", Digest::sha256_of(&[t])).unwrap()
 }
 
 fn host_info(h: u8) -> HostInfo {
@@ -202,7 +203,7 @@ fn step(s: &mut Scheduler, m: &mut Model, config: &SchedulerConfig, op: &Op, cov
             }
         }
         Op::Join(h, t, have) => {
-            let r = s.join(now, &host_id(h), &digest(t), have);
+            let r = s.join(now, &host_id(h), &digest(t), have, false);
             if !m.touch(h) {
                 assert_eq!(r, Err(unknown(h)));
                 return;
@@ -233,7 +234,7 @@ fn step(s: &mut Scheduler, m: &mut Model, config: &SchedulerConfig, op: &Op, cov
             cov.parents_offered += d.parents.len();
         }
         Op::Progress(h, t, have) => {
-            let r = s.progress(now, &host_id(h), &digest(t), have);
+            let r = s.progress(now, &host_id(h), &digest(t), have, None);
             if m.touch(h) {
                 r.unwrap();
                 m.members.entry((t, h)).or_default().0 = have.complete;
@@ -242,7 +243,7 @@ fn step(s: &mut Scheduler, m: &mut Model, config: &SchedulerConfig, op: &Op, cov
             }
         }
         Op::Fail(h, t, p) => {
-            let r = s.piece_failed(now, &host_id(h), &digest(t), &host_id(p), 0);
+            let r = s.piece_failed(now, &host_id(h), &digest(t), &host_id(p), 0, FailureKind::Corrupt);
             if m.touch(h) {
                 r.unwrap();
                 if let Some(member) = m.members.get_mut(&(t, p)) {

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use shoal_core::{Digest, HostId};
+use shoal_core::{Digest, HostId, TaskId};
+use shoal_proto::FailureKind;
 
 use super::Scheduler;
 use super::proptests::assert_consistent;
@@ -30,7 +31,7 @@ impl Peer {
 
 #[test]
 fn a_swarm_finishes_and_the_origin_sends_each_piece_about_once() {
-    let task = Digest::sha256_of(b"blob");
+    let task = TaskId::new("docker.io", Digest::sha256_of(b"blob")).unwrap();
     let mut s = Scheduler::new(SchedulerConfig::default());
     let mut now = Millis(0);
     let mut peers: Vec<Peer> = (0..40)
@@ -77,7 +78,7 @@ fn a_swarm_finishes_and_the_origin_sends_each_piece_about_once() {
                 .cloned()
                 .collect();
             for dead in &dead_parents {
-                s.piece_failed(now, &p.id, &task, dead, p.done).unwrap();
+                s.piece_failed(now, &p.id, &task, dead, p.done, FailureKind::Corrupt).unwrap();
             }
             if ahead.is_some() {
                 p.done += 1;
@@ -85,7 +86,7 @@ fn a_swarm_finishes_and_the_origin_sends_each_piece_about_once() {
                 origin_sends[p.done as usize] += 1;
                 p.done += 1;
             } else if now >= p.retry_at {
-                let d = s.join(now, &p.id, &task, p.have()).unwrap();
+                let d = s.join(now, &p.id, &task, p.have(), false).unwrap();
                 p.parents = d.parents.into_iter().map(|x| x.host).collect();
                 p.granted = d.origin == OriginGrant::Granted;
                 if let OriginGrant::Wait { retry_after } = d.origin {
@@ -93,7 +94,7 @@ fn a_swarm_finishes_and_the_origin_sends_each_piece_about_once() {
                 }
                 continue;
             }
-            s.progress(now, &p.id, &task, p.have()).unwrap();
+            s.progress(now, &p.id, &task, p.have(), None).unwrap();
             if p.done == PIECES {
                 p.granted = false;
             }

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shoal_core::{Digest, HostId};
+use shoal_core::{Digest, HostId, TaskId};
+use shoal_proto::FailureKind;
 
 use super::Scheduler;
 use super::proptests::assert_consistent;
@@ -17,8 +18,8 @@ fn id(name: &str) -> HostId {
     name.parse().unwrap()
 }
 
-fn task(n: u8) -> Digest {
-    Digest::sha256_of(&[n])
+fn task(n: u8) -> TaskId {
+    TaskId::new("docker.io", Digest::sha256_of(&[n])).unwrap()
 }
 
 fn at(secs: u64) -> Millis {
@@ -48,8 +49,8 @@ fn sched(names: &[&str]) -> Scheduler {
     sched_with(SchedulerConfig::default(), names)
 }
 
-fn join(s: &mut Scheduler, now: Millis, name: &str, t: &Digest, have: Have) -> JoinDecision {
-    let d = s.join(now, &id(name), t, have).unwrap();
+fn join(s: &mut Scheduler, now: Millis, name: &str, t: &TaskId, have: Have) -> JoinDecision {
+    let d = s.join(now, &id(name), t, have, true).unwrap();
     assert_consistent(s);
     d
 }
@@ -58,9 +59,21 @@ fn parents(d: &JoinDecision) -> Vec<String> {
     d.parents.iter().map(|p| p.host.to_string()).collect()
 }
 
-fn progress(s: &mut Scheduler, now: Millis, name: &str, t: &Digest, have: Have) {
-    s.progress(now, &id(name), t, have).unwrap();
+fn progress(s: &mut Scheduler, now: Millis, name: &str, t: &TaskId, have: Have) {
+    s.progress(now, &id(name), t, have, None).unwrap();
     assert_consistent(s);
+}
+
+/// `name` takes the origin grant on `t` and completes it, reporting its
+/// final map of `pieces` hashes: a complete authority.
+fn authority_completes(s: &mut Scheduler, now: Millis, name: &str, t: &TaskId, pieces: u32) {
+    assert_eq!(join(s, now, name, t, Have::NOTHING).origin, OriginGrant::Granted, "{name} should get the grant");
+    s.progress(now, &id(name), t, Have::complete(pieces), Some(map_of(pieces))).unwrap();
+    assert_consistent(s);
+}
+
+fn map_of(pieces: u32) -> Vec<[u8; 32]> {
+    (0..pieces).map(|i| [i as u8; 32]).collect()
 }
 
 #[test]
@@ -68,9 +81,11 @@ fn first_joiner_gets_the_grant_and_the_next_waits_briefly() {
     let mut s = sched(&["a", "b"]);
     let t = task(1);
     let d = join(&mut s, T0, "a", &t, Have::NOTHING);
-    assert_eq!(d, JoinDecision { parents: vec![], origin: OriginGrant::Granted });
+    assert_eq!(d, JoinDecision { parents: vec![], origin: OriginGrant::Granted, authorities: vec![], map: None });
     let d = join(&mut s, T0, "b", &t, Have::NOTHING);
-    assert_eq!(d, JoinDecision { parents: vec![], origin: SOON });
+    assert_eq!((d.parents, d.origin), (vec![], SOON));
+    // The grant holder reads the blob from the origin: b may trust its hashes.
+    assert_eq!(d.authorities.iter().map(|a| a.host.clone()).collect::<Vec<_>>(), vec![id("a")]);
     assert_eq!(s.grant_holders(&t), vec![id("a")]);
     // Asking again keeps the grant with its holder.
     assert_eq!(join(&mut s, T0, "a", &t, Have::NOTHING).origin, OriginGrant::Granted);
@@ -165,7 +180,7 @@ fn completing_frees_the_grant_and_a_complete_peer_never_gets_one() {
     assert_eq!((parents(&d), d.origin), (vec!["a".to_owned()], LATER));
     // A complete joiner gets nothing: it is a seed.
     let d = join(&mut s, at(1), "c", &task(2), Have::complete(4));
-    assert_eq!(d, JoinDecision { parents: vec![], origin: LATER });
+    assert_eq!(d, JoinDecision { parents: vec![], origin: LATER, authorities: vec![], map: None });
     assert!(s.grant_holders(&task(2)).is_empty());
     // A holder that joins again as complete also drops its grant.
     join(&mut s, at(1), "b", &task(3), Have::NOTHING);
@@ -178,7 +193,7 @@ fn completing_frees_the_grant_and_a_complete_peer_never_gets_one() {
 fn a_busy_complete_seed_is_waited_for_not_bypassed() {
     let mut s = sched(&["seed", "b", "c"]);
     let t = task(1);
-    join(&mut s, T0, "seed", &t, Have::complete(10));
+    authority_completes(&mut s, T0, "seed", &t, 10);
     s.heartbeat(T0, &id("seed"), Load { busy: true, ..Load::default() }).unwrap();
     // The only complete peer is at its upload cap: not offered, but the
     // blob is in the swarm, so the origin is not asked for it again.
@@ -186,7 +201,7 @@ fn a_busy_complete_seed_is_waited_for_not_bypassed() {
     assert_eq!(d.parents.len(), 0);
     assert!(matches!(d.origin, OriginGrant::Wait { .. }), "{:?}", d.origin);
     // A complete copy that failed a child is no reason to wait.
-    s.piece_failed(T0, &id("c"), &t, &id("seed"), 3).unwrap();
+    s.piece_failed(T0, &id("c"), &t, &id("seed"), 3, FailureKind::Corrupt).unwrap();
     let d = join(&mut s, T0, "c", &t, Have::NOTHING);
     assert_eq!(d.origin, OriginGrant::Granted, "the seed's copy is suspect: c may fetch");
     s.leave(T0, &id("c"), &t);
@@ -279,7 +294,7 @@ fn a_stalled_holder_loses_the_grant_once_a_complete_peer_exists() {
 fn losing_the_only_complete_peer_hands_the_grant_to_a_waiting_peer() {
     let mut s = sched(&["seed", "b", "c"]);
     let t = task(1);
-    join(&mut s, T0, "seed", &t, Have::complete(10));
+    authority_completes(&mut s, T0, "seed", &t, 10);
     join(&mut s, T0, "b", &t, Have::NOTHING);
     progress(&mut s, at(1), "c", &t, Have::partial(2, 10));
     assert!(s.tick(at(1)).is_empty(), "the seed serves them");
@@ -287,7 +302,7 @@ fn losing_the_only_complete_peer_hands_the_grant_to_a_waiting_peer() {
     assert_eq!(s.tick(at(2)), vec![Expired::GrantGiven { task: t.clone(), host: id("c") }]);
     // A seed that loses its blob (complete -> not) counts the same way.
     let t2 = task(2);
-    join(&mut s, at(3), "b", &t2, Have::complete(4));
+    authority_completes(&mut s, at(3), "b", &t2, 4);
     join(&mut s, at(3), "c", &t2, Have::NOTHING);
     progress(&mut s, at(4), "b", &t2, Have::partial(0, 4));
     assert_eq!(s.tick(at(4)), vec![Expired::GrantGiven { task: t2.clone(), host: id("b") }]);
@@ -300,7 +315,7 @@ fn failures_exclude_a_parent_for_that_task_until_they_age_out() {
     join(&mut s, T0, "p", &t, Have::complete(10));
     join(&mut s, T0, "q", &t, Have::complete(10));
     for piece in 0..3 {
-        s.piece_failed(at(1), &id("child"), &t, &id("p"), piece).unwrap();
+        s.piece_failed(at(1), &id("child"), &t, &id("p"), piece, FailureKind::Corrupt).unwrap();
     }
     assert_eq!(parents(&join(&mut s, at(1), "child", &t, Have::NOTHING)), ["q"]);
     // Failures are per task: p still serves another blob.
@@ -321,20 +336,20 @@ fn fewer_recent_failures_rank_higher() {
     let t = task(1);
     join(&mut s, T0, "p", &t, Have::complete(10));
     join(&mut s, T0, "q", &t, Have::complete(10));
-    s.piece_failed(T0, &id("child"), &t, &id("p"), 0).unwrap();
+    s.piece_failed(T0, &id("child"), &t, &id("p"), 0, FailureKind::Corrupt).unwrap();
     assert_eq!(parents(&join(&mut s, T0, "child", &t, Have::NOTHING)), ["q", "p"]);
-    s.piece_failed(T0, &id("child"), &t, &id("q"), 0).unwrap();
-    s.piece_failed(T0, &id("child"), &t, &id("q"), 1).unwrap();
+    s.piece_failed(T0, &id("child"), &t, &id("q"), 0, FailureKind::Corrupt).unwrap();
+    s.piece_failed(T0, &id("child"), &t, &id("q"), 1, FailureKind::Corrupt).unwrap();
     assert_eq!(parents(&join(&mut s, T0, "child", &t, Have::NOTHING)), ["p", "q"]);
 }
 
 #[test]
 fn failure_reports_about_strangers_are_ignored() {
     let mut s = sched(&["child"]);
-    s.piece_failed(T0, &id("child"), &task(1), &id("nobody"), 0).unwrap();
+    s.piece_failed(T0, &id("child"), &task(1), &id("nobody"), 0, FailureKind::Corrupt).unwrap();
     join(&mut s, T0, "child", &task(1), Have::NOTHING);
-    s.piece_failed(T0, &id("child"), &task(1), &id("child"), 0).unwrap();
-    s.piece_failed(T0, &id("child"), &task(9), &id("child"), 0).unwrap();
+    s.piece_failed(T0, &id("child"), &task(1), &id("child"), 0, FailureKind::Corrupt).unwrap();
+    s.piece_failed(T0, &id("child"), &task(9), &id("child"), 0, FailureKind::Corrupt).unwrap();
     assert_eq!(s.stats().tasks, 1);
 }
 
@@ -478,9 +493,9 @@ fn unknown_hosts_are_told_to_register() {
     let ghost = id("ghost");
     let unknown = Err(SchedError::UnknownHost(ghost.clone()));
     assert_eq!(s.heartbeat(T0, &ghost, Load::default()), unknown);
-    assert_eq!(s.join(T0, &ghost, &task(1), Have::NOTHING), Err(SchedError::UnknownHost(ghost.clone())));
-    assert_eq!(s.progress(T0, &ghost, &task(1), Have::NOTHING), unknown);
-    assert_eq!(s.piece_failed(T0, &ghost, &task(1), &id("a"), 0), unknown);
+    assert_eq!(s.join(T0, &ghost, &task(1), Have::NOTHING, false), Err(SchedError::UnknownHost(ghost.clone())));
+    assert_eq!(s.progress(T0, &ghost, &task(1), Have::NOTHING, None), unknown);
+    assert_eq!(s.piece_failed(T0, &ghost, &task(1), &id("a"), 0, FailureKind::Corrupt), unknown);
     s.leave(T0, &ghost, &task(1));
     s.unregister(&ghost);
     assert_eq!(s.stats().tasks, 0);
@@ -500,7 +515,15 @@ fn leave_and_unregister_free_grants_and_drop_empty_tasks() {
     assert_consistent(&s);
     assert_eq!(
         s.stats(),
-        crate::Stats { hosts: 1, tasks: 0, peer_tasks: 0, grants: 0, prewarm_jobs: 0, prewarm_active: 0 }
+        crate::Stats {
+            hosts: 1,
+            tasks: 0,
+            peer_tasks: 0,
+            grants: 0,
+            prewarm_jobs: 0,
+            prewarm_active: 0,
+            piece_maps: 0,
+        }
     );
 }
 
@@ -559,4 +582,76 @@ fn heap_usage_grows_with_entries() {
     let full = s.heap_usage();
     assert!(full.peer_tasks >= empty.peer_tasks + 100 * Scheduler::PEER_ENTRY_BYTES);
     assert!(full.total() > full.peer_tasks);
+}
+
+#[test]
+fn a_complete_copy_vouches_for_itself_when_no_authority_is_known_but_a_relay_never_does() {
+    let mut s = sched(&["old", "relay", "b", "c"]);
+    let t = task(1);
+    // A holder re-announced after a scheduler restart: complete, but no
+    // authority and no final map is known. Its blob passed its digest, so
+    // it is made the authority rather than the origin asked again.
+    progress(&mut s, T0, "old", &t, Have::complete(10));
+    let d = join(&mut s, T0, "b", &t, Have::NOTHING);
+    assert!(matches!(d.origin, OriginGrant::Wait { .. }), "{:?}", d.origin);
+    assert_eq!(d.authorities.iter().map(|a| a.host.clone()).collect::<Vec<_>>(), vec![id("old")]);
+    // A peer still downloading is never made one: with only a relay, the
+    // joiner fetches from the origin.
+    let t2 = task(2);
+    progress(&mut s, T0, "relay", &t2, Have::partial(9, 10));
+    let d = join(&mut s, T0, "b", &t2, Have::NOTHING);
+    assert!(d.authorities.is_empty());
+    assert_eq!(d.origin, OriginGrant::Granted);
+    // A complete copy that failed a child is not made an authority either.
+    let t3 = task(3);
+    progress(&mut s, T0, "old", &t3, Have::complete(10));
+    s.piece_failed(T0, &id("b"), &t3, &id("old"), 0, FailureKind::Corrupt).unwrap();
+    let d = join(&mut s, T0, "c", &t3, Have::NOTHING);
+    assert!(d.authorities.is_empty());
+    assert_eq!(d.origin, OriginGrant::Granted);
+}
+
+#[test]
+fn an_authority_final_map_outlives_it_and_nobody_else_can_set_one() {
+    let mut s = sched(&["a", "c", "b", "d"]);
+    let t = task(1);
+    assert_eq!(join(&mut s, T0, "a", &t, Have::NOTHING).origin, OriginGrant::Granted);
+    // c is a child of a, not an authority: the map it reports is ignored.
+    join(&mut s, T0, "c", &t, Have::NOTHING);
+    s.progress(at(1), &id("c"), &t, Have::complete(4), Some(vec![[7; 32]; 4])).unwrap();
+    assert_eq!(join(&mut s, at(1), "b", &t, Have::NOTHING).map, None, "a child cannot author the map");
+    // A map of the wrong length from the authority is ignored too.
+    s.progress(at(2), &id("a"), &t, Have::complete(4), Some(map_of(3))).unwrap();
+    assert_eq!(join(&mut s, at(2), "b", &t, Have::NOTHING).map, None);
+    s.progress(at(2), &id("a"), &t, Have::complete(4), Some(map_of(4))).unwrap();
+    let d = join(&mut s, at(2), "b", &t, Have::NOTHING);
+    assert_eq!(d.map, Some((id("a"), map_of(4))));
+    assert_eq!(d.authorities.iter().map(|a| a.host.clone()).collect::<Vec<_>>(), vec![id("a")]);
+    // Not sent unless asked for.
+    assert_eq!(s.join(at(2), &id("b"), &t, Have::NOTHING, false).unwrap().map, None);
+    // The authority leaves: its map stays, so c's copy can still be checked
+    // and b waits for it instead of going to the origin.
+    s.leave(at(3), &id("a"), &t);
+    let d = join(&mut s, at(3), "b", &t, Have::NOTHING);
+    assert_eq!(d.map, Some((id("a"), map_of(4))));
+    assert!(matches!(d.origin, OriginGrant::Wait { .. }), "{:?}", d.origin);
+    assert_eq!(parents(&d), vec!["c".to_owned()]);
+    assert_eq!(s.stats().piece_maps, 1);
+}
+
+#[test]
+fn a_bad_map_report_ends_the_authority_and_drops_its_map() {
+    let mut s = sched(&["a", "b", "d"]);
+    let t = task(1);
+    authority_completes(&mut s, T0, "a", &t, 4);
+    let d = join(&mut s, T0, "b", &t, Have::NOTHING);
+    assert!(d.map.is_some() && matches!(d.origin, OriginGrant::Wait { .. }));
+    s.piece_failed(at(1), &id("b"), &t, &id("a"), 0, FailureKind::BadMap).unwrap();
+    assert_consistent(&s);
+    let d = join(&mut s, at(1), "d", &t, Have::NOTHING);
+    assert_eq!(d.map, None, "the map a vouched for is gone");
+    assert!(d.authorities.is_empty());
+    assert!(parents(&d).is_empty(), "a is excluded as a parent");
+    assert_eq!(d.origin, OriginGrant::Granted, "the blob comes from the origin again");
+    assert_eq!(s.stats().piece_maps, 0);
 }

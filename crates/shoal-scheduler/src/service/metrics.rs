@@ -142,7 +142,15 @@ mod tests {
     fn metrics_are_named_under_the_prefix() {
         let mut registry = Registry::default();
         let m = SchedulerMetrics::register(&mut registry);
-        m.record_stats(Stats { hosts: 3, tasks: 2, peer_tasks: 5, grants: 1, prewarm_jobs: 2, prewarm_active: 1 });
+        m.record_stats(Stats {
+            hosts: 3,
+            tasks: 2,
+            peer_tasks: 5,
+            grants: 1,
+            prewarm_jobs: 2,
+            prewarm_active: 1,
+            piece_maps: 0,
+        });
         m.record_request("join", "ok");
         m.observe_decision(2e-6);
         m.record_grants(1);

@@ -105,6 +105,11 @@ impl MetaDb {
         })
     }
 
+    /// Changes a blob's record with `change`, if the blob still exists.
+    pub(crate) fn update_blob(&self, d: &Digest, change: impl FnOnce(&mut BlobMeta)) -> Result<(), StoreError> {
+        self.update::<BlobMeta>("update blob record", BLOBS, d, change)
+    }
+
     /// Sets a blob's last access time, if the blob still exists.
     pub(crate) fn touch_blob(&self, d: &Digest, now_ms: u64) -> Result<(), StoreError> {
         self.update::<BlobMeta>("update blob access time", BLOBS, d, |m| m.last_access_ms = now_ms)

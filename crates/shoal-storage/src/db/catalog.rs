@@ -10,11 +10,23 @@ use crate::error::StoreError;
 use crate::records::{ManifestMeta, TagMeta};
 
 impl MetaDb {
-    pub(crate) fn put_manifest(&self, d: &Digest, meta: &ManifestMeta, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Stores a manifest; the sources of one already held are kept and
+    /// `meta`'s added to them, in the same transaction.
+    pub(crate) fn put_manifest(&self, d: &Digest, mut meta: ManifestMeta, bytes: &[u8]) -> Result<(), StoreError> {
         let key = d.to_string();
         self.write("store manifest", Durability::Eventual, |txn| {
+            let mut metas = txn.open_table(MANIFEST_META)?;
+            let old = metas.get(key.as_str())?.map(|v| decode::<ManifestMeta>(&key, v.value())).transpose()?;
+            if let Some(old) = old {
+                meta.created_ms = old.created_ms;
+                for s in old.sources {
+                    if !meta.sources.contains(&s) {
+                        meta.sources.push(s);
+                    }
+                }
+            }
             txn.open_table(MANIFESTS)?.insert(key.as_str(), bytes)?;
-            txn.open_table(MANIFEST_META)?.insert(key.as_str(), encode(meta).as_slice())?;
+            metas.insert(key.as_str(), encode(&meta).as_slice())?;
             Ok(())
         })
     }

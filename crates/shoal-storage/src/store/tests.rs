@@ -17,7 +17,14 @@ fn a_blob_keeps_the_piece_size_it_was_stored_with() {
     let old = PieceLayout::with_piece_size(size, 2 << 20);
     assert_ne!(old, PieceLayout::for_blob(size), "the test needs a geometry today's rule does not pick");
     fs::write(store.inner.paths.complete(&d), &bytes).unwrap();
-    let meta = BlobMeta { size, piece_size: old.piece_size, complete: true, created_ms: 0, last_access_ms: 0 };
+    let meta = BlobMeta {
+        size,
+        piece_size: old.piece_size,
+        complete: true,
+        created_ms: 0,
+        last_access_ms: 0,
+        sources: Vec::new(),
+    };
     store.inner.db.put_blob(&d, &meta, redb::Durability::Immediate).unwrap();
     for i in 0..old.count() {
         let r = old.range(i);
