@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use shoal_peer::SwarmSetup;
 use shoal_peer::swarm::{EmbeddedScheduler, SchedulerLink, SwarmConfig};
-use shoal_transport::{Identity, IdentityFiles, TransportTuning};
+use shoal_transport::{Identity, IdentityFiles, Role, TransportTuning};
 
 use crate::config::SwarmSection;
 
@@ -75,6 +75,14 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
             dir.display()
         )
     })?;
+    if identity.role() == Role::Scheduler {
+        bail!(
+            "the certificate in {} is a scheduler certificate, which cannot act as a node (schedulers refuse it): \
+             issue this node its own with `shoal certs node --ca CA_DIR --host {host} --out {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
     let listen = s.listen.unwrap_or_else(|| DEFAULT_SWARM_LISTEN.parse().expect("valid"));
     let tuning = tuning(s)?;
     let endpoint = shoal_transport::Endpoint::bind(listen, &identity, &tuning)
