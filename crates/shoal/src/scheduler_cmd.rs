@@ -251,7 +251,8 @@ mod tests {
             log_format: LogFormat::Human,
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let run = runtime.block_on(tokio::time::timeout(Duration::from_secs(10), run(args, std::future::pending())));
+        let run = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), run(args, std::future::pending())).await });
         let msg = format!("{:#}", run.expect("refused at start, not served").unwrap_err());
         assert!(msg.contains("node certificate") && msg.contains("shoal certs scheduler"), "{msg}");
     }
