@@ -135,6 +135,34 @@ mod tests {
     use super::*;
     use shoal_transport::CongestionControl;
 
+    /// The daemon starts with a node certificate and refuses a scheduler's.
+    #[test]
+    fn a_scheduler_certificate_cannot_start_a_node() {
+        let ca = shoal_transport::new_ca("cluster").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let start = |cert: shoal_transport::NodeCert| {
+            let dir = tempfile::tempdir().unwrap();
+            shoal_transport::write_node(
+                dir.path(),
+                "x",
+                &cert,
+                &ca.cert_pem,
+                shoal_transport::NodeLayout::KubernetesTls,
+            )
+            .unwrap();
+            let s = SwarmSection {
+                host: Some("node-a".into()),
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                certs_dir: Some(dir.path().to_path_buf()),
+                ..SwarmSection::default()
+            };
+            runtime.block_on(build(&s)).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        start(shoal_transport::issue(&ca, "node-a", &[]).unwrap()).expect("a node certificate starts the swarm");
+        let err = start(shoal_transport::issue_scheduler(&ca, "node-a", &[]).unwrap()).unwrap_err();
+        assert!(err.contains("scheduler certificate") && err.contains("shoal certs node"), "{err}");
+    }
+
     #[test]
     fn congestion_control_comes_from_the_swarm_section() {
         let mut s = SwarmSection::default();
