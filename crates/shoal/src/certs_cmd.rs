@@ -115,3 +115,30 @@ fn issue(role: Role, ca_dir: &Path, host: &str, sans: &[String], out: &Path) -> 
     println!("wrote {}, {} and {} for {role} {host}", files.cert.display(), files.key.display(), files.ca.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_transport::{Identity, IdentityFiles};
+
+    #[test]
+    fn scheduler_and_node_certificates_carry_their_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, sched, node) = (dir.path().join("ca"), dir.path().join("sched"), dir.path().join("node"));
+        main(CertsCommand::Ca(CaArgs { out: ca.clone(), name: "test".into(), force: false })).unwrap();
+        let args =
+            SchedulerCertArgs { ca: ca.clone(), host: "shoal-scheduler".into(), sans: vec![], out: sched.clone() };
+        main(CertsCommand::Scheduler(args)).unwrap();
+        let id = Identity::load_files(&IdentityFiles::kubernetes(&sched)).unwrap();
+        assert_eq!((id.role(), id.host().as_deref()), (Role::Scheduler, Some("shoal-scheduler")));
+
+        let args = NodeArgs { ca: ca.clone(), host: "node-1".into(), sans: vec![], out: node.clone() };
+        main(CertsCommand::Node(args)).unwrap();
+        assert_eq!(Identity::load_files(&IdentityFiles::kubernetes(&node)).unwrap().role(), Role::Node);
+        // `--san` cannot smuggle the role into a node certificate.
+        let sans = vec![shoal_transport::SCHEDULER_ROLE_NAME.to_string()];
+        let args = NodeArgs { ca, host: "node-2".into(), sans, out: dir.path().join("node-2") };
+        let err = format!("{:#}", main(CertsCommand::Node(args)).unwrap_err());
+        assert!(err.contains("shoal certs scheduler"), "{err}");
+    }
+}
