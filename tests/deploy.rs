@@ -275,12 +275,17 @@ fn workloads_meet_the_operating_requirements() {
     assert!(grace > 20, "terminationGracePeriodSeconds {grace} must exceed shutdown_grace (20s)");
 
     // Each node issues itself a certificate named after the node (the
-    // scheduler accepts a host only under its certificate's name) into
-    // memory, from the CA Secret.
+    // scheduler accepts a host only under its certificate's name) and
+    // listing the IP it advertises (the scheduler accepts that address
+    // whichever source address the node's packets carry) into memory, from
+    // the CA Secret.
     let issue = container(pod, "issue-certificate");
     assert_eq!(args(issue)[..2], ["certs", "node"]);
     assert!(args(issue).contains(&"--host=$(NODE_NAME)"), "{:?}", args(issue));
+    assert!(args(issue).contains(&"--san=$(POD_IP)"), "{:?}", args(issue));
     assert_eq!(issue["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    assert_eq!(issue["env"][1]["name"], "POD_IP");
+    assert_eq!(issue["env"][1]["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
     let init = container(pod, "containerd-configure");
     let a = args(init);
     assert_eq!(&a[..2], ["containerd", "configure"]);
@@ -610,11 +615,9 @@ async fn dashboard_alerts_and_docs_use_only_exported_metrics() {
     let scheduler_certs = path("pki/scheduler");
     shoal(&[
         "certs".into(),
-        "node".into(),
+        "scheduler".into(),
         "--ca".into(),
         path("pki/ca"),
-        "--host".into(),
-        "shoal-scheduler".into(),
         "--out".into(),
         scheduler_certs.clone(),
     ]);
@@ -624,6 +627,7 @@ async fn dashboard_alerts_and_docs_use_only_exported_metrics() {
         .iter()
         .map(|a| {
             a.replace("$(NODE_NAME)", "deploy-test")
+                .replace("$(POD_IP)", "127.0.0.1")
                 .replace("/etc/shoal/ca", &path("pki/ca"))
                 .replace("/etc/shoal/certs", &path("node-certs"))
         })

@@ -106,11 +106,21 @@ impl Pki {
         Pki { dir: tempfile::tempdir().unwrap(), ca: shoal_transport::new_ca("e2e cluster").unwrap() }
     }
 
-    /// Issue `host`'s certificate into its own directory.
+    /// Issue node `host`'s certificate into its own directory.
     pub fn certs(&self, host: &str) -> PathBuf {
+        self.issue(shoal_transport::Role::Node, host)
+    }
+
+    /// Issue scheduler `host`'s certificate (the scheduler role) into its
+    /// own directory.
+    pub fn scheduler_certs(&self, host: &str) -> PathBuf {
+        self.issue(shoal_transport::Role::Scheduler, host)
+    }
+
+    fn issue(&self, role: shoal_transport::Role, host: &str) -> PathBuf {
         let dir = self.dir.path().join(host);
-        let node = shoal_transport::issue(&self.ca, host, &[]).unwrap();
-        shoal_transport::write_node(&dir, host, &node, &self.ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
+        let cert = shoal_transport::issue_role(&self.ca, role, host, &[]).unwrap();
+        shoal_transport::write_node(&dir, host, &cert, &self.ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
             .unwrap();
         dir
     }
@@ -126,14 +136,14 @@ pub struct SchedulerProcess {
 }
 
 impl SchedulerProcess {
-    /// Start one with `name`'s certificate.
+    /// Start one with a scheduler certificate for `name`.
     pub async fn start(pki: &Pki, name: &str) -> SchedulerProcess {
         let quic = format!("127.0.0.1:{}", free_port());
         let metrics = format!("127.0.0.1:{}", free_port());
         let logs = tempfile::tempdir().unwrap();
         let mut cmd = std::process::Command::new(shoal_bin().unwrap());
         cmd.args(["scheduler", "--listen", &quic, "--metrics-listen", &metrics, "--certs-dir"])
-            .arg(pki.certs(name))
+            .arg(pki.scheduler_certs(name))
             .env("RUST_LOG", "info");
         let mut child = ChildGuard::spawn(name, cmd, logs.path()).unwrap();
         wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(20), |s| s == 200, Some(&mut child))

@@ -500,7 +500,7 @@ def verify(cdir, nodes, image):
 def write_certs(args, work, topo):
     pki = os.path.join(work, "pki")
     run([args.shoal, "certs", "ca", "--out", os.path.join(pki, "ca")])
-    run([args.shoal, "certs", "node", "--ca", os.path.join(pki, "ca"), "--host", "scheduler",
+    run([args.shoal, "certs", "scheduler", "--ca", os.path.join(pki, "ca"), "--host", "scheduler",
          "--san", SCHED_IP, "--out", os.path.join(pki, "scheduler")])
     for i in range(len(topo.nodes)):
         run([args.shoal, "certs", "node", "--ca", os.path.join(pki, "ca"), "--host", f"node-{i}",

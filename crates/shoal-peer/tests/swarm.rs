@@ -197,8 +197,9 @@ async fn a_host_with_another_cas_certificate_gets_nothing() {
         // then closes the connection before any stream gets an answer.
         Ok(conn) => {
             let me: shoal_core::HostId = "intruder".parse().unwrap();
-            let ask = shoal_proto::PeerRequest::Interest { task: d.parse().unwrap() };
-            match shoal_peer::swarm::wire::open(&conn, &me, &ask, Duration::from_secs(5)).await {
+            let ask = shoal_proto::PeerRequest::Interest { task: format!("{}/{d}", o.front.host()).parse().unwrap() };
+            let them: shoal_core::HostId = "node-a".parse().unwrap();
+            match shoal_peer::swarm::wire::open(&conn, &me, &them, &ask, Duration::from_secs(5)).await {
                 Ok(_) => panic!("a stranger completed a stream to a peer"),
                 Err(e) => e.to_string(),
             }
@@ -272,7 +273,9 @@ async fn a_request_goes_out_with_the_hello() {
     let conn = client.connect(addr).await.unwrap();
     let me: shoal_core::HostId = "node-b".parse().unwrap();
     let (_send, mut recv, theirs) =
-        shoal_peer::swarm::wire::open(&conn, &me, &ask, Duration::from_secs(3)).await.expect("stream set up");
+        shoal_peer::swarm::wire::open(&conn, &me, &"node-a".parse().unwrap(), &ask, Duration::from_secs(3))
+            .await
+            .expect("stream set up");
     assert_eq!(theirs.host.as_str(), "node-a");
     let reply: PeerEvent = read_frame(&mut recv).await.unwrap().unwrap();
     assert_eq!(reply, PeerEvent::Gone);

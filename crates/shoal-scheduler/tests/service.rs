@@ -1,7 +1,8 @@
 //! The scheduler service and its client over QUIC on 127.0.0.1, with
 //! certificates from a test CA: the request kinds end to end, soft state
-//! across a restart, identity checks, deadlines, expiry by the tick loop,
-//! and replica failover.
+//! across a restart, identity checks (who a peer speaks for, which
+//! certificate may act as the scheduler, which address a peer may
+//! advertise), deadlines, expiry by the tick loop, and replica failover.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use shoal_proto::{
 use shoal_scheduler::{
     SchedulerClient, SchedulerConfig, SchedulerMetrics, SchedulerService, ServiceConfig, rendezvous,
 };
-use shoal_transport::{CaBundle, Endpoint, Identity, TransportTuning, issue, new_ca};
+use shoal_transport::{CaBundle, Endpoint, Identity, NodeCert, TransportTuning, issue, issue_scheduler, new_ca};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,14 +25,23 @@ fn host(name: &str) -> HostId {
     name.parse().unwrap()
 }
 
+/// A node's endpoint on 127.0.0.1.
 fn endpoint(ca: &CaBundle, name: &str) -> Endpoint {
-    let node = issue(ca, name, &[]).unwrap();
-    let identity = Identity::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem).unwrap();
+    endpoint_with(ca, &issue(ca, name, &[]).unwrap(), "127.0.0.1:0")
+}
+
+/// A scheduler's endpoint on 127.0.0.1.
+fn scheduler_endpoint(ca: &CaBundle, name: &str) -> Endpoint {
+    endpoint_with(ca, &issue_scheduler(ca, name, &[]).unwrap(), "127.0.0.1:0")
+}
+
+fn endpoint_with(ca: &CaBundle, cert: &NodeCert, bind: &str) -> Endpoint {
+    let identity = Identity::from_pem(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap();
     // Not `TransportTuning::loopback()`: its 65507-byte minimum MTU makes
     // quinn-proto 0.11.19 panic when it pads a long-header (handshake-space)
     // close packet (length over 2^14; packet.rs:486).
     let tuning = TransportTuning { connect_timeout: DEADLINE, ..TransportTuning::default() };
-    Endpoint::bind("127.0.0.1:0".parse().unwrap(), &identity, &tuning).unwrap()
+    Endpoint::bind(bind.parse().unwrap(), &identity, &tuning).unwrap()
 }
 
 /// A running scheduler replica.
@@ -45,7 +55,7 @@ struct Replica {
 
 impl Replica {
     fn start(ca: &CaBundle, name: &str, core: SchedulerConfig, config: ServiceConfig) -> Replica {
-        let endpoint = endpoint(ca, name);
+        let endpoint = scheduler_endpoint(ca, name);
         Self::serve_on(endpoint, name, core, config)
     }
 
@@ -340,4 +350,104 @@ async fn prewarm_jobs_live_on_their_owner_and_every_poll_sees_them() {
     assert!(matches!(resp, SchedulerResponse::PrewarmJob(ref j) if j.job == first), "{resp:?}");
     one.kill().await;
     two.kill().await;
+}
+
+#[tokio::test]
+async fn a_node_certificate_cannot_act_as_the_scheduler() {
+    let ca = new_ca("cluster").unwrap();
+    // A service behind a node's certificate (say, a daemon's address in
+    // the schedulers list, or a node's certificate mounted on a scheduler).
+    let fake = Replica::serve_on(endpoint(&ca, "node-x"), "node-x", SchedulerConfig::default(), Default::default());
+    let (a, a_addr) = peer(&ca, "node-a", vec![fake.addr]);
+    let err = a.call(None, register("node-a", a_addr)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("is not a scheduler") && msg.contains("node-x"), "{msg}");
+    assert!(msg.contains("shoal certs scheduler"), "{msg}");
+    // It got no request at all.
+    assert_eq!(fake.service.metrics().requests("register", "ok"), 0);
+    assert_eq!(fake.service.core().lock().unwrap().stats().hosts, 0);
+    fake.kill().await;
+}
+
+#[tokio::test]
+async fn a_replicas_hello_must_name_its_certificate() {
+    let ca = new_ca("cluster").unwrap();
+    let server = scheduler_endpoint(&ca, "sched");
+    let addr = server.local_addr().unwrap();
+    // A replica that answers every hello as someone else, and reports
+    // whether a request followed.
+    let fake = tokio::spawn(async move {
+        let conn = server.accept().await.unwrap().handshake().await.unwrap();
+        let (mut send, mut recv) = conn.connection.accept_bi().await.unwrap();
+        let _: Option<shoal_proto::Hello> = read_frame(&mut recv).await.unwrap();
+        shoal_proto::write_frame(&mut send, &shoal_proto::Hello::ours(host("other-sched"))).await.unwrap();
+        let request = read_frame::<_, SchedulerRequest>(&mut recv).await;
+        (request.ok().flatten(), server)
+    });
+    let (a, a_addr) = peer(&ca, "node-a", vec![addr]);
+    let err = a.call(None, register("node-a", a_addr)).await.unwrap_err().to_string();
+    assert!(err.contains("other-sched") && err.contains("names sched"), "{err}");
+    let (request, _server) = tokio::time::timeout(Duration::from_secs(5), fake).await.unwrap().unwrap();
+    assert_eq!(request, None, "the lying replica got the request");
+}
+
+#[tokio::test]
+async fn a_scheduler_certificate_cannot_register_as_a_node() {
+    let ca = new_ca("cluster").unwrap();
+    let sched = Replica::start(&ca, "sched", SchedulerConfig::default(), ServiceConfig::default());
+    let other = scheduler_endpoint(&ca, "shoal-scheduler");
+    let addr = other.local_addr().unwrap();
+    let client = SchedulerClient::new(other, host("shoal-scheduler"), vec![sched.addr], DEADLINE);
+    let resp = client.call(None, register("shoal-scheduler", addr)).await.unwrap();
+    let SchedulerResponse::Error(e) = resp else { panic!("accepted: {resp:?}") };
+    assert_eq!(e.code, SchedErrorCode::BadRequest);
+    assert!(e.message.contains("scheduler certificate") && e.message.contains("shoal certs node"), "{}", e.message);
+    assert_eq!(sched.service.core().lock().unwrap().stats().hosts, 0);
+    sched.kill().await;
+}
+
+#[tokio::test]
+async fn a_peer_may_advertise_only_where_it_is_or_what_its_certificate_lists() {
+    let ca = new_ca("cluster").unwrap();
+    let sched = Replica::start(&ca, "sched", SchedulerConfig::default(), ServiceConfig::default());
+    let (a, a_addr) = peer(&ca, "node-a", vec![sched.addr]);
+    // Another address than the one it connects from (127.0.0.1), which its
+    // certificate does not list: others would be sent there for its pieces.
+    for addr in ["10.9.9.9:65003", "127.0.0.2:65003", "0.0.0.0:65003"] {
+        let resp = a.call(None, register("node-a", addr.parse().unwrap())).await.unwrap();
+        let SchedulerResponse::Error(e) = resp else { panic!("{addr} accepted: {resp:?}") };
+        assert_eq!(e.code, SchedErrorCode::BadRequest, "{addr}");
+        assert!(e.message.contains(addr) && e.message.contains("[swarm] advertise"), "{}", e.message);
+        assert_eq!(sched.service.core().lock().unwrap().stats().hosts, 0, "{addr} was registered");
+    }
+    assert_eq!(sched.service.metrics().requests("register", "bad_request"), 3);
+    let resp = a.call(None, register("node-a", "10.9.9.9:65003".parse().unwrap())).await.unwrap();
+    let SchedulerResponse::Error(e) = resp else { panic!("accepted: {resp:?}") };
+    assert!(e.message.contains("127.0.0.1") && e.message.contains("--san 10.9.9.9"), "{}", e.message);
+
+    // Its own address is fine, and so is one its certificate lists.
+    assert!(matches!(a.call(None, register("node-a", a_addr)).await.unwrap(), SchedulerResponse::Registered { .. }));
+    let listed = endpoint_with(&ca, &issue(&ca, "node-b", &["10.9.9.9".into()]).unwrap(), "127.0.0.1:0");
+    let b = SchedulerClient::new(listed, host("node-b"), vec![sched.addr], DEADLINE);
+    let resp = b.call(None, register("node-b", "10.9.9.9:65003".parse().unwrap())).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Registered { .. }), "{resp:?}");
+    assert_eq!(sched.service.core().lock().unwrap().stats().hosts, 2);
+    sched.kill().await;
+}
+
+/// A scheduler on a dual-stack socket sees an IPv4 peer as
+/// `::ffff:127.0.0.1`: that is still the peer's own 127.0.0.1.
+#[tokio::test]
+async fn an_ipv4_peer_of_a_dual_stack_scheduler_registers_its_own_address() {
+    let ca = new_ca("cluster").unwrap();
+    let cert = issue_scheduler(&ca, "sched", &[]).unwrap();
+    let endpoint = endpoint_with(&ca, &cert, "[::]:0");
+    let port = endpoint.local_addr().unwrap().port();
+    let sched = Replica::serve_on(endpoint, "sched", SchedulerConfig::default(), ServiceConfig::default());
+    let (a, a_addr) = peer(&ca, "node-a", vec![SocketAddr::from(([127, 0, 0, 1], port))]);
+    let resp = a.call(None, register("node-a", a_addr)).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Registered { .. }), "{resp:?}");
+    let resp = a.call(None, register("node-a", "127.0.0.2:1".parse().unwrap())).await.unwrap();
+    assert_eq!(error_code(&resp), Some(SchedErrorCode::BadRequest));
+    sched.kill().await;
 }

@@ -10,7 +10,22 @@
 //! address changes. Each node still needs its own certificate: the CN is
 //! the host id the scheduler holds it to (a peer can only speak for
 //! itself), so deploy/kubernetes issues one per node at start-up.
-//! Extra SANs (DNS names, IPs) are added for other tools' benefit.
+//! Extra SANs: DNS names for other tools' benefit, and IP addresses, which
+//! the scheduler accepts as addresses the node may advertise (see
+//! `shoal_scheduler::service`) besides the one it connects from.
+//!
+//! # Roles
+//! A certificate is a [`Role::Node`] or a [`Role::Scheduler`] one. A
+//! scheduler certificate also carries the DNS SAN [`SCHEDULER_ROLE_NAME`],
+//! which [`issue`] never puts in a node certificate (it refuses it as an
+//! extra SAN), and peers refuse to send scheduler requests to a server
+//! without it ([`crate::Endpoint::connect_scheduler`]): a node, which holds
+//! a node certificate, cannot answer as the scheduler and hand out parents.
+//! The role is a DNS SAN rather than an extended key usage or a subject
+//! OU because it sits in the one field every tool issues and shows
+//! (`openssl x509 -text`, cert-manager's `dnsNames`), needs no private OID,
+//! and a scheduler certificate stays valid for the cluster name, so
+//! verification under [`CLUSTER_SERVER_NAME`] is unchanged.
 //!
 //! # Files on disk
 //! [`write_ca`] writes `ca.crt` and `ca.key` (keep `ca.key` off the nodes).
@@ -48,6 +63,27 @@ use crate::identity::IdentityFiles;
 /// NAT); membership in the cluster CA is what authenticates a peer, so a
 /// fixed name is the robust choice over per-node IP SANs.
 pub const CLUSTER_SERVER_NAME: &str = "shoal.cluster";
+
+/// The DNS SAN that marks a scheduler certificate (see "Roles" above).
+pub const SCHEDULER_ROLE_NAME: &str = "scheduler.shoal.cluster";
+
+/// What a certificate's holder may act as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A node daemon: serves and fetches pieces, registers with schedulers.
+    Node,
+    /// A scheduler replica: answers peers' scheduler requests.
+    Scheduler,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Node => "node",
+            Role::Scheduler => "scheduler",
+        })
+    }
+}
 
 /// How long a CA stays valid: long, because rotating it means reissuing
 /// every node.
@@ -117,10 +153,27 @@ pub fn new_ca(name: &str) -> Result<CaBundle, CertError> {
     Ok(CaBundle { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
-/// Issues a certificate for node `host`, signed by `ca`. CN = `host`; SANs
+/// Issues a node certificate for `host`, signed by `ca`. CN = `host`; SANs
 /// = [`CLUSTER_SERVER_NAME`], `host` when it is a DNS name, and `sans`
-/// (DNS names or IP address strings).
+/// (DNS names or IP address strings; never [`SCHEDULER_ROLE_NAME`]).
 pub fn issue(ca: &CaBundle, host: &str, sans: &[String]) -> Result<NodeCert, CertError> {
+    issue_role(ca, Role::Node, host, sans)
+}
+
+/// Issues a scheduler certificate for `host` (e.g. `shoal-scheduler`):
+/// a node certificate's names plus [`SCHEDULER_ROLE_NAME`].
+pub fn issue_scheduler(ca: &CaBundle, host: &str, sans: &[String]) -> Result<NodeCert, CertError> {
+    issue_role(ca, Role::Scheduler, host, sans)
+}
+
+/// Issues a certificate for `host` in `role` (see [`issue`] and
+/// [`issue_scheduler`]).
+pub fn issue_role(ca: &CaBundle, role: Role, host: &str, sans: &[String]) -> Result<NodeCert, CertError> {
+    if role == Role::Node
+        && let Some(san) = std::iter::once(host).chain(sans.iter().map(String::as_str)).find(|n| is_role_name(n))
+    {
+        return Err(CertError::ReservedSan { san: san.to_string() });
+    }
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(rcgen_err("parse the CA key"))?;
     // rcgen signs with an issuer `Certificate`: rebuild one from the CA's
     // own parameters (same subject and key, so the same issuer name and
@@ -130,6 +183,9 @@ pub fn issue(ca: &CaBundle, host: &str, sans: &[String]) -> Result<NodeCert, Cer
         .map_err(rcgen_err("parse the CA certificate"))?;
 
     let mut names: Vec<String> = vec![CLUSTER_SERVER_NAME.to_string()];
+    if role == Role::Scheduler {
+        names.push(SCHEDULER_ROLE_NAME.to_string());
+    }
     if is_dns_name(host) {
         names.push(host.to_string());
     }
@@ -152,7 +208,7 @@ pub fn issue(ca: &CaBundle, host: &str, sans: &[String]) -> Result<NodeCert, Cer
     let key = KeyPair::generate().map_err(rcgen_err(format!("generate the key for {host}")))?;
     let cert = params
         .signed_by(&key, &ca_cert, &ca_key)
-        .map_err(rcgen_err(format!("sign the node certificate for {host}")))?;
+        .map_err(rcgen_err(format!("sign the {role} certificate for {host}")))?;
     Ok(NodeCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
@@ -190,6 +246,12 @@ fn set_validity(params: &mut CertificateParams, validity: Duration) {
     let now = SystemTime::now();
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + validity).into();
+}
+
+/// DNS names compare case-insensitively, and a trailing dot names the same
+/// host: none of these spellings may slip the role into a node certificate.
+fn is_role_name(name: &str) -> bool {
+    name.trim_end_matches('.').eq_ignore_ascii_case(SCHEDULER_ROLE_NAME)
 }
 
 fn is_dns_name(name: &str) -> bool {
@@ -242,6 +304,30 @@ mod tests {
         let names = crate::identity::cert_names(&der).unwrap();
         assert_eq!(names.common_name.as_deref(), Some("node-a"));
         assert_eq!(names.dns, vec![CLUSTER_SERVER_NAME, "node-a", "node-a.example"]);
+    }
+
+    #[test]
+    fn scheduler_cert_carries_the_role_and_node_certs_cannot() {
+        let ca = new_ca("test-ca").unwrap();
+        let sched = issue_scheduler(&ca, "shoal-scheduler", &["10.0.0.2".into()]).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(sched.cert_pem.as_bytes()).unwrap();
+        let names = crate::identity::cert_names(&der).unwrap();
+        assert_eq!(names.dns, vec![CLUSTER_SERVER_NAME, SCHEDULER_ROLE_NAME, "shoal-scheduler"]);
+        assert_eq!(names.ips, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        let id = crate::Identity::from_pem(&ca.cert_pem, &sched.cert_pem, &sched.key_pem).unwrap();
+        assert_eq!((id.role(), id.host().as_deref()), (Role::Scheduler, Some("shoal-scheduler")));
+
+        let node = issue(&ca, "node-a", &[]).unwrap();
+        let id = crate::Identity::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem).unwrap();
+        assert_eq!(id.role(), Role::Node);
+        // No spelling of the role name gets into a node certificate.
+        for san in [SCHEDULER_ROLE_NAME, "Scheduler.Shoal.Cluster", "scheduler.shoal.cluster."] {
+            let err = issue(&ca, "node-a", &[san.into()]).unwrap_err();
+            assert!(matches!(err, CertError::ReservedSan { .. }), "{san}: {err}");
+            assert!(err.to_string().contains("shoal certs scheduler"), "{err}");
+        }
+        let err = issue(&ca, SCHEDULER_ROLE_NAME, &[]).unwrap_err();
+        assert!(matches!(err, CertError::ReservedSan { .. }), "{err}");
     }
 
     #[test]

@@ -5,17 +5,19 @@
 //! Peers are dialled by IP address, and every server is verified under the
 //! fixed name [`CLUSTER_SERVER_NAME`] that every node certificate carries
 //! (see [`crate::certs`] for why). The peer's host name comes from its
-//! certificate ([`crate::peer_host`]).
+//! certificate ([`crate::peer_host`]). A scheduler is dialled with
+//! [`Endpoint::connect_scheduler`], which also requires the scheduler role
+//! of its certificate before the caller sends anything.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::certs::CLUSTER_SERVER_NAME;
+use crate::certs::{CLUSTER_SERVER_NAME, Role};
 use crate::error::TransportError;
-use crate::identity::{Identity, peer_host};
+use crate::identity::{Identity, peer_certificate};
 use crate::pool::{self, Pool};
 use crate::tuning::TransportTuning;
 
@@ -43,6 +45,10 @@ pub struct PeerConnection {
     /// The peer's host name from its certificate (CN, else first DNS SAN);
     /// `None` only for a certificate that names no host.
     pub host: Option<String>,
+    /// What the peer's certificate lets it act as.
+    pub role: Role,
+    /// The IP address SANs of the peer's certificate (canonical form).
+    pub ips: Vec<IpAddr>,
 }
 
 impl Endpoint {
@@ -86,6 +92,20 @@ impl Endpoint {
     /// verified under [`CLUSTER_SERVER_NAME`].
     pub async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
         self.connect_as(addr, CLUSTER_SERVER_NAME).await
+    }
+
+    /// A live connection to the scheduler at `addr`: [`Endpoint::connect`],
+    /// then a check that the server's certificate carries the scheduler
+    /// role ([`crate::SCHEDULER_ROLE_NAME`]). A node certificate fails with
+    /// [`TransportError::NotScheduler`] before the caller has sent a byte;
+    /// the connection stays pooled (it is a valid cluster member, and may
+    /// be a peer the node also trades pieces with).
+    pub async fn connect_scheduler(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
+        let conn = self.connect(addr).await?;
+        match peer_certificate(&conn) {
+            Some(cert) if cert.role == Role::Scheduler => Ok(conn),
+            cert => Err(TransportError::NotScheduler { addr, host: cert.and_then(|c| c.host) }),
+        }
     }
 
     /// [`Endpoint::connect`] verifying the server under `server_name` (a DNS
@@ -161,8 +181,13 @@ impl Incoming {
                 return Err(TransportError::Timeout { what: format!("handshake with {peer}"), after: self.timeout });
             }
         };
-        let host = peer_host(&connection);
-        Ok(PeerConnection { connection, host })
+        let Some(cert) = peer_certificate(&connection) else {
+            // rustls admitted a chain whose leaf we cannot read: nothing to
+            // hold the peer to, so it gets nothing.
+            connection.close(0u32.into(), b"unreadable certificate");
+            return Err(TransportError::Handshake { peer, detail: "its certificate could not be parsed".into() });
+        };
+        Ok(PeerConnection { connection, host: cert.host, role: cert.role, ips: cert.ips })
     }
 
     /// Turns the peer away without a handshake (e.g. while draining).

@@ -29,6 +29,16 @@ pub enum CertError {
         san: String,
     },
 
+    /// A node certificate was asked to carry the scheduler role's name.
+    #[error(
+        "{san:?} marks scheduler certificates and cannot name a node: issue the scheduler's certificate with \
+         `shoal certs scheduler`"
+    )]
+    ReservedSan {
+        /// The name as given.
+        san: String,
+    },
+
     /// Reading or writing a certificate file failed.
     #[error("could not {what} {path}: {source}")]
     File {
@@ -129,6 +139,22 @@ pub enum TransportError {
         peer: SocketAddr,
         /// quinn's or rustls' reason.
         detail: String,
+    },
+
+    /// The server dialled as a scheduler holds a certificate without the
+    /// scheduler role: a node (or a wrong address) answered.
+    #[error(
+        "{addr} is not a scheduler: it answered with the certificate of {}, which lacks the scheduler role \
+         (DNS name {}), so no request was sent to it; point the daemon's schedulers at a scheduler replica, \
+         or issue the scheduler's certificate with `shoal certs scheduler --ca CA_DIR --out DIR`",
+        host.as_deref().unwrap_or("a host with no name"),
+        crate::certs::SCHEDULER_ROLE_NAME
+    )]
+    NotScheduler {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The host its certificate names.
+        host: Option<String>,
     },
 
     /// A wait ran past its deadline.

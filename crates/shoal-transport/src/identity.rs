@@ -7,8 +7,12 @@
 //! An unknown host completes no handshake, so it gets nothing. Only TLS 1.3
 //! (QUIC requires it) with the ring provider; ALPN is [`ALPN`].
 //!
+//! After the handshake, [`peer_certificate`] reads what the peer's verified
+//! certificate says about it: its host, its [`Role`] and its IP SANs.
+//!
 //! [`CLUSTER_SERVER_NAME`]: crate::CLUSTER_SERVER_NAME
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::certs::CLUSTER_SERVER_NAME;
+use crate::certs::{CLUSTER_SERVER_NAME, Role, SCHEDULER_ROLE_NAME};
 use crate::error::IdentityError;
 
 /// The ALPN protocol id both sides require; equal to `shoal_proto::ALPN`
@@ -118,6 +122,12 @@ impl Identity {
         self.cert_chain.first().and_then(|c| cert_names(c).ok()).and_then(CertNames::host)
     }
 
+    /// The role our leaf certificate carries ([`Role::Node`] unless it
+    /// names [`SCHEDULER_ROLE_NAME`]).
+    pub fn role(&self) -> Role {
+        self.cert_chain.first().and_then(|c| cert_names(c).ok()).map_or(Role::Node, |n| n.role())
+    }
+
     /// A rustls server config that requires a client certificate chaining
     /// to the CA, with ALPN [`ALPN`].
     pub fn server_config(&self) -> Result<rustls::ServerConfig, IdentityError> {
@@ -173,13 +183,34 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The authenticated host name of the peer on `conn`: its leaf
-/// certificate's CN, else its first DNS SAN other than the cluster name.
-/// `None` before the handshake completes (or for a peer without a
+/// certificate's CN, else its first DNS SAN other than the cluster and role
+/// names. `None` before the handshake completes (or for a peer without a
 /// certificate, which our server config never admits).
 pub fn peer_host(conn: &quinn::Connection) -> Option<String> {
+    peer_certificate(conn)?.host
+}
+
+/// What a peer's verified certificate says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// Its host name, as [`peer_host`] reads it.
+    pub host: Option<String>,
+    /// What it may act as.
+    pub role: Role,
+    /// Its IP address SANs, in canonical form (an IPv4-mapped IPv6 address
+    /// as IPv4).
+    pub ips: Vec<IpAddr>,
+}
+
+/// Reads the peer's leaf certificate on `conn`; `None` before the handshake
+/// completes (the chain was verified against the CA during it).
+pub fn peer_certificate(conn: &quinn::Connection) -> Option<PeerCertificate> {
     let identity = conn.peer_identity()?;
     let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    cert_names(chain.first()?).ok()?.host()
+    let names = cert_names(chain.first()?).ok()?;
+    let role = names.role();
+    let ips = names.ips.iter().map(IpAddr::to_canonical).collect();
+    Some(PeerCertificate { host: names.host(), role, ips })
 }
 
 /// The names in a certificate.
@@ -187,27 +218,43 @@ pub fn peer_host(conn: &quinn::Connection) -> Option<String> {
 pub(crate) struct CertNames {
     pub(crate) common_name: Option<String>,
     pub(crate) dns: Vec<String>,
+    pub(crate) ips: Vec<IpAddr>,
 }
 
 impl CertNames {
     fn host(self) -> Option<String> {
-        self.common_name.filter(|cn| !cn.is_empty()).or_else(|| self.dns.into_iter().find(|n| n != CLUSTER_SERVER_NAME))
+        self.common_name
+            .filter(|cn| !cn.is_empty())
+            .or_else(|| self.dns.into_iter().find(|n| n != CLUSTER_SERVER_NAME && n != SCHEDULER_ROLE_NAME))
+    }
+
+    fn role(&self) -> Role {
+        if self.dns.iter().any(|n| n.eq_ignore_ascii_case(SCHEDULER_ROLE_NAME)) { Role::Scheduler } else { Role::Node }
     }
 }
 
-/// Reads the subject CN and the DNS SANs of a DER certificate.
+/// Reads the subject CN, the DNS SANs and the IP SANs of a DER certificate.
 pub(crate) fn cert_names(der: &CertificateDer<'_>) -> Result<CertNames, String> {
+    use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
     let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
-    let mut dns = Vec::new();
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(n) = name {
-                dns.push((*n).to_string());
+            match name {
+                GeneralName::DNSName(n) => dns.push((*n).to_string()),
+                GeneralName::IPAddress(b) => {
+                    if let Ok(v4) = <[u8; 4]>::try_from(*b) {
+                        ips.push(IpAddr::from(v4));
+                    } else if let Ok(v6) = <[u8; 16]>::try_from(*b) {
+                        ips.push(IpAddr::from(v6));
+                    }
+                }
+                _ => {}
             }
         }
     }
-    Ok(CertNames { common_name, dns })
+    Ok(CertNames { common_name, dns, ips })
 }
 
 #[cfg(test)]

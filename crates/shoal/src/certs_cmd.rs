@@ -1,21 +1,23 @@
-//! `shoal certs`: make the cluster CA and node certificates for mutual TLS
-//! between peers and schedulers.
+//! `shoal certs`: make the cluster CA, node certificates and scheduler
+//! certificates for mutual TLS between peers and schedulers.
 //!
 //! ```text
 //! shoal certs ca --out ./pki                       # ca.crt, ca.key (keep ca.key safe)
 //! shoal certs node --ca ./pki --host node-1 --out ./node-1
 //!                                                  # tls.crt, tls.key, ca.crt
-//! kubectl -n shoal create secret generic shoal-tls --from-file=./node-1
+//! shoal certs scheduler --ca ./pki --out ./scheduler
+//!                                                  # the same, with the scheduler role
 //! ```
-//! One node certificate may serve a whole DaemonSet (peers are verified by
-//! cluster membership, not by address); give each node its own for
-//! per-node identities in logs and scheduler decisions.
+//! Each node needs its own certificate: the scheduler accepts a host only
+//! under the name in its certificate. Only a scheduler certificate (DNS
+//! name `scheduler.shoal.cluster`) may answer peers as a scheduler, and it
+//! cannot register as a node.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use shoal_transport::{CaBundle, NodeLayout};
+use shoal_transport::{CaBundle, NodeLayout, Role};
 
 /// `shoal certs` subcommands.
 #[derive(Subcommand, Debug)]
@@ -24,6 +26,9 @@ pub(crate) enum CertsCommand {
     Ca(CaArgs),
     /// Issue a node certificate signed by the CA: DIR/tls.crt, DIR/tls.key, DIR/ca.crt.
     Node(NodeArgs),
+    /// Issue a scheduler certificate signed by the CA (the scheduler role,
+    /// which node certificates lack): DIR/tls.crt, DIR/tls.key, DIR/ca.crt.
+    Scheduler(SchedulerCertArgs),
 }
 
 /// `shoal certs ca`.
@@ -49,6 +54,25 @@ pub(crate) struct NodeArgs {
     /// The node's host id (its Kubernetes node name); becomes the CN.
     #[arg(long)]
     pub(crate) host: String,
+    /// Extra subject alternative names (DNS names or IPs), repeatable. An
+    /// IP listed here may be advertised to the scheduler even when the node
+    /// reaches it from another address.
+    #[arg(long = "san")]
+    pub(crate) sans: Vec<String>,
+    /// Directory to write into (created if missing).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+/// `shoal certs scheduler`.
+#[derive(Args, Debug)]
+pub(crate) struct SchedulerCertArgs {
+    /// Directory holding ca.crt and ca.key.
+    #[arg(long)]
+    pub(crate) ca: PathBuf,
+    /// The scheduler's host id (the CN; every replica may share it).
+    #[arg(long, default_value = "shoal-scheduler")]
+    pub(crate) host: String,
     /// Extra subject alternative names (DNS names or IPs), repeatable.
     #[arg(long = "san")]
     pub(crate) sans: Vec<String>,
@@ -71,24 +95,50 @@ pub(crate) fn main(cmd: CertsCommand) -> anyhow::Result<()> {
             let (cert, key) = shoal_transport::write_ca(&a.out, &ca)?;
             println!("wrote {} and {} (keep the key off the nodes)", cert.display(), key.display());
         }
-        CertsCommand::Node(a) => {
-            let read = |name: &str| {
-                let p = a.ca.join(name);
-                std::fs::read_to_string(&p).with_context(|| {
-                    format!("reading {} (make a CA first: shoal certs ca --out {})", p.display(), a.ca.display())
-                })
-            };
-            let ca = CaBundle { cert_pem: read("ca.crt")?, key_pem: read("ca.key")? };
-            let node = shoal_transport::issue(&ca, &a.host, &a.sans)?;
-            let files = shoal_transport::write_node(&a.out, &a.host, &node, &ca.cert_pem, NodeLayout::KubernetesTls)?;
-            println!(
-                "wrote {}, {} and {} for host {}",
-                files.cert.display(),
-                files.key.display(),
-                files.ca.display(),
-                a.host
-            );
-        }
+        CertsCommand::Node(a) => issue(Role::Node, &a.ca, &a.host, &a.sans, &a.out)?,
+        CertsCommand::Scheduler(a) => issue(Role::Scheduler, &a.ca, &a.host, &a.sans, &a.out)?,
     }
     Ok(())
+}
+
+/// Issues a `role` certificate for `host` from the CA in `ca_dir` into `out`.
+fn issue(role: Role, ca_dir: &Path, host: &str, sans: &[String], out: &Path) -> anyhow::Result<()> {
+    let read = |name: &str| {
+        let p = ca_dir.join(name);
+        std::fs::read_to_string(&p).with_context(|| {
+            format!("reading {} (make a CA first: shoal certs ca --out {})", p.display(), ca_dir.display())
+        })
+    };
+    let ca = CaBundle { cert_pem: read("ca.crt")?, key_pem: read("ca.key")? };
+    let cert = shoal_transport::issue_role(&ca, role, host, sans)?;
+    let files = shoal_transport::write_node(out, host, &cert, &ca.cert_pem, NodeLayout::KubernetesTls)?;
+    println!("wrote {}, {} and {} for {role} {host}", files.cert.display(), files.key.display(), files.ca.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_transport::{Identity, IdentityFiles};
+
+    #[test]
+    fn scheduler_and_node_certificates_carry_their_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, sched, node) = (dir.path().join("ca"), dir.path().join("sched"), dir.path().join("node"));
+        main(CertsCommand::Ca(CaArgs { out: ca.clone(), name: "test".into(), force: false })).unwrap();
+        let args =
+            SchedulerCertArgs { ca: ca.clone(), host: "shoal-scheduler".into(), sans: vec![], out: sched.clone() };
+        main(CertsCommand::Scheduler(args)).unwrap();
+        let id = Identity::load_files(&IdentityFiles::kubernetes(&sched)).unwrap();
+        assert_eq!((id.role(), id.host().as_deref()), (Role::Scheduler, Some("shoal-scheduler")));
+
+        let args = NodeArgs { ca: ca.clone(), host: "node-1".into(), sans: vec![], out: node.clone() };
+        main(CertsCommand::Node(args)).unwrap();
+        assert_eq!(Identity::load_files(&IdentityFiles::kubernetes(&node)).unwrap().role(), Role::Node);
+        // `--san` cannot smuggle the role into a node certificate.
+        let sans = vec![shoal_transport::SCHEDULER_ROLE_NAME.to_string()];
+        let args = NodeArgs { ca, host: "node-2".into(), sans, out: dir.path().join("node-2") };
+        let err = format!("{:#}", main(CertsCommand::Node(args)).unwrap_err());
+        assert!(err.contains("shoal certs scheduler"), "{err}");
+    }
 }

@@ -12,6 +12,9 @@
 //! ```text
 //! shoal scheduler --certs-dir /etc/shoal/certs      # ca.crt, tls.crt, tls.key
 //! ```
+//! The certificate must be a scheduler certificate (`shoal certs
+//! scheduler`): peers send scheduler requests to no other, so a node
+//! certificate here is refused at start rather than at every peer.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +33,7 @@ use prometheus_client::registry::Registry;
 use shoal_core::HostId;
 use shoal_peer::exposition;
 use shoal_scheduler::{SchedulerConfig, SchedulerMetrics, SchedulerService};
-use shoal_transport::{Endpoint, Identity, IdentityFiles, TransportTuning};
+use shoal_transport::{Endpoint, Identity, IdentityFiles, Role, SCHEDULER_ROLE_NAME, TransportTuning};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +55,7 @@ pub(crate) struct SchedulerArgs {
     #[arg(long, env = "SHOAL_SCHEDULER_METRICS_LISTEN", default_value = "0.0.0.0:65005")]
     pub(crate) metrics_listen: SocketAddr,
     /// Directory with ca.crt, tls.crt and tls.key (a Kubernetes TLS Secret
-    /// plus the CA, as `shoal certs node` writes it).
+    /// plus the CA, as `shoal certs scheduler` writes it).
     #[arg(long, env = "SHOAL_CERTS_DIR", default_value = "/etc/shoal/certs")]
     pub(crate) certs_dir: PathBuf,
     /// Most peers per task fetching from the origin at once.
@@ -79,12 +82,21 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     let dir = &args.certs_dir;
     let identity = Identity::load_files(&IdentityFiles::kubernetes(dir)).with_context(|| {
         format!(
-            "loading the scheduler's certificate from {} (make one with `shoal certs node --ca CA_DIR --host \
-             shoal-scheduler --out {}`, or set --certs-dir)",
+            "loading the scheduler's certificate from {} (make one with `shoal certs scheduler --ca CA_DIR --out {}`, \
+             or set --certs-dir)",
             dir.display(),
             dir.display()
         )
     })?;
+    if identity.role() != Role::Scheduler {
+        anyhow::bail!(
+            "the certificate in {} is a node certificate, and peers send scheduler requests only to a certificate \
+             with the scheduler role (DNS name {SCHEDULER_ROLE_NAME}): issue one with `shoal certs scheduler --ca \
+             CA_DIR --out {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
     let me = scheduler_host(&identity)?;
     let endpoint = Endpoint::bind(args.listen, &identity, &TransportTuning::default())
         .with_context(|| format!("binding the scheduler's QUIC endpoint on UDP {} (set --listen)", args.listen))?;
@@ -138,8 +150,7 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
 /// every hello).
 fn scheduler_host(identity: &Identity) -> anyhow::Result<HostId> {
     let name = identity.host().context(
-        "the scheduler's certificate names no host (no CN or DNS name): reissue it with `shoal certs node --host \
-         shoal-scheduler`",
+        "the scheduler's certificate names no host (no CN or DNS name): reissue it with `shoal certs scheduler`",
     )?;
     name.parse().with_context(|| format!("the scheduler's certificate names {name:?}, which is not a valid host id"))
 }
@@ -224,6 +235,28 @@ mod tests {
         assert!(msg.contains("ca.crt") && msg.contains("shoal certs"), "{msg}");
     }
 
+    #[test]
+    fn a_node_certificate_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = shoal_transport::new_ca("cluster").unwrap();
+        let node = shoal_transport::issue(&ca, "shoal-scheduler", &[]).unwrap();
+        shoal_transport::write_node(dir.path(), "x", &node, &ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
+            .unwrap();
+        let args = SchedulerArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: "127.0.0.1:0".parse().unwrap(),
+            certs_dir: dir.path().to_path_buf(),
+            max_origin_grants: 1,
+            parents_per_join: 4,
+            log_format: LogFormat::Human,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let run = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), run(args, std::future::pending())).await });
+        let msg = format!("{:#}", run.expect("refused at start, not served").unwrap_err());
+        assert!(msg.contains("node certificate") && msg.contains("shoal certs scheduler"), "{msg}");
+    }
+
     /// A free loopback port (bound and released: good enough for a test).
     fn free_port(udp: bool) -> SocketAddr {
         if udp {
@@ -237,7 +270,7 @@ mod tests {
     fn serves_peers_and_metrics_then_drains() {
         let dir = tempfile::tempdir().unwrap();
         let ca = shoal_transport::new_ca("cluster").unwrap();
-        let sched = shoal_transport::issue(&ca, "shoal-scheduler", &[]).unwrap();
+        let sched = shoal_transport::issue_scheduler(&ca, "shoal-scheduler", &[]).unwrap();
         std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
         std::fs::write(dir.path().join("tls.crt"), &sched.cert_pem).unwrap();
         std::fs::write(dir.path().join("tls.key"), &sched.key_pem).unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use shoal_peer::SwarmSetup;
 use shoal_peer::swarm::{EmbeddedScheduler, SchedulerLink, SwarmConfig};
-use shoal_transport::{Identity, IdentityFiles, TransportTuning};
+use shoal_transport::{Identity, IdentityFiles, Role, TransportTuning};
 
 use crate::config::SwarmSection;
 
@@ -75,6 +75,14 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
             dir.display()
         )
     })?;
+    if identity.role() == Role::Scheduler {
+        bail!(
+            "the certificate in {} is a scheduler certificate, which cannot act as a node (schedulers refuse it): \
+             issue this node its own with `shoal certs node --ca CA_DIR --host {host} --out {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
     let listen = s.listen.unwrap_or_else(|| DEFAULT_SWARM_LISTEN.parse().expect("valid"));
     let tuning = tuning(s)?;
     let endpoint = shoal_transport::Endpoint::bind(listen, &identity, &tuning)
@@ -126,6 +134,34 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
 mod tests {
     use super::*;
     use shoal_transport::CongestionControl;
+
+    /// The daemon starts with a node certificate and refuses a scheduler's.
+    #[test]
+    fn a_scheduler_certificate_cannot_start_a_node() {
+        let ca = shoal_transport::new_ca("cluster").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let start = |cert: shoal_transport::NodeCert| {
+            let dir = tempfile::tempdir().unwrap();
+            shoal_transport::write_node(
+                dir.path(),
+                "x",
+                &cert,
+                &ca.cert_pem,
+                shoal_transport::NodeLayout::KubernetesTls,
+            )
+            .unwrap();
+            let s = SwarmSection {
+                host: Some("node-a".into()),
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                certs_dir: Some(dir.path().to_path_buf()),
+                ..SwarmSection::default()
+            };
+            runtime.block_on(build(&s)).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        start(shoal_transport::issue(&ca, "node-a", &[]).unwrap()).expect("a node certificate starts the swarm");
+        let err = start(shoal_transport::issue_scheduler(&ca, "node-a", &[]).unwrap()).unwrap_err();
+        assert!(err.contains("scheduler certificate") && err.contains("shoal certs node"), "{err}");
+    }
 
     #[test]
     fn congestion_control_comes_from_the_swarm_section() {

@@ -503,9 +503,10 @@ impl Drop for AbortOnDrop {
 async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: TaskId, i: usize, tx: mpsc::Sender<Event>) {
     let run = async {
         let conn = endpoint.connect(parent.addr).await.map_err(|e| e.to_string())?;
-        let (_send, mut recv, _) = wire::open(&conn, &me, &PeerRequest::Interest { task }, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (_send, mut recv, _) =
+            wire::open(&conn, &me, &parent.host, &PeerRequest::Interest { task }, Duration::from_secs(5))
+                .await
+                .map_err(|e| e.to_string())?;
         while let Some(ev) = read_frame::<_, PeerEvent>(&mut recv).await.map_err(|e| e.to_string())? {
             let last = matches!(ev, PeerEvent::Complete | PeerEvent::Gone);
             if tx.send(Event::Avail(i, ev)).await.is_err() || last {
@@ -535,9 +536,10 @@ async fn get_piece(
     let unreachable = |e: String| (FailureKind::Unreachable, e);
     let work = async {
         let conn = endpoint.connect(parent.addr).await.map_err(|e| unreachable(e.to_string()))?;
-        let (mut send, mut recv, _) = wire::open(&conn, &me, &PeerRequest::GetPiece { task, index }, deadline)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (mut send, mut recv, _) =
+            wire::open(&conn, &me, &parent.host, &PeerRequest::GetPiece { task, index }, deadline)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
         let _ = send.finish();
         let reply: PieceReply = read_frame(&mut recv)
             .await

@@ -1,6 +1,8 @@
 //! Schedulers over the network: replicas reached over QUIC, one chosen per
 //! task by rendezvous hashing, with fail-over to the next (see
-//! `shoal_scheduler::service::client`).
+//! `shoal_scheduler::service::client`). A replica must hold a scheduler
+//! certificate; one that does not gets no request, and the call's error
+//! names the fix.
 
 use std::time::Duration;
 

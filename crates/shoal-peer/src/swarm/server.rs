@@ -66,7 +66,13 @@ impl PieceServer {
     }
 
     async fn connection(self, conn: PeerConnection) {
-        let peer = conn.host.clone().unwrap_or_else(|| conn.connection.remote_address().to_string());
+        // Every stream's hello is held to this name (`wire::accept`): a
+        // certificate that names no host can speak for none.
+        let Some(peer) = conn.host.clone() else {
+            tracing::warn!(remote = %conn.connection.remote_address(), "refused a peer whose certificate names no host");
+            conn.connection.close(1u32.into(), b"certificate names no host");
+            return;
+        };
         tokio::spawn(super::path_stats::watch(conn.connection.clone(), self.metrics.clone()));
         while let Ok((send, recv)) = conn.connection.accept_bi().await {
             let me = self.clone();

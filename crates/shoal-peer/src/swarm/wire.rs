@@ -7,10 +7,18 @@
 //! first, which put a round trip (tens of milliseconds on a loaded link,
 //! where queues are long) in front of every piece a child asks a parent
 //! for, one piece at a time.
+//!
+//! Both sides hold the other to its certificate. The opener checks, before
+//! it sends anything, that the certificate names the host it meant to reach
+//! (the parent the scheduler named), and then that the answering hello
+//! names that host too; the acceptor checks that the opener's hello names
+//! the host in the opener's certificate before it answers. A mismatch ends
+//! the stream (reset, nothing more sent) with [`WireError::WrongPeer`] or
+//! [`WireError::HelloMismatch`], logged as a warning.
 
 use std::time::Duration;
 
-use quinn::{Connection, RecvStream, SendStream};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
 use shoal_core::HostId;
 use shoal_proto::{FrameError, Hello, PeerRequest, VersionMismatch, encode, read_frame, write_frame};
 
@@ -43,6 +51,31 @@ pub enum WireError {
         /// Who.
         peer: String,
     },
+    /// The peer's hello names another host than its certificate: a peer can
+    /// only speak for itself.
+    #[error("{peer}'s hello names host {hello} but its certificate names {certificate}; refusing the stream")]
+    HelloMismatch {
+        /// Where it connects from.
+        peer: String,
+        /// The host its hello names.
+        hello: String,
+        /// The host its certificate names.
+        certificate: String,
+    },
+    /// The peer at the address we dialled is not the host we meant to
+    /// reach (a stale address, or a member advertising another's).
+    #[error(
+        "{peer} answered with the certificate of {certificate}, not of {expected} whom we meant to reach there; \
+         nothing was sent to it"
+    )]
+    WrongPeer {
+        /// The address dialled.
+        peer: String,
+        /// The host we meant to reach.
+        expected: String,
+        /// The host its certificate names.
+        certificate: String,
+    },
     /// The other side took too long.
     #[error("{peer} did not answer within {after:?}")]
     Timeout {
@@ -53,17 +86,32 @@ pub enum WireError {
     },
 }
 
-/// Open a stream to `peer`, send our hello and `request` at once, and read
-/// the peer's hello; returns the stream (its reply to `request` comes next)
-/// and the peer's hello. A peer that shares no version with us answers its
-/// hello and closes: that is a [`WireError::Version`].
+/// Application error code of a stream refused for its identity.
+const REFUSED: VarInt = VarInt::from_u32(1);
+
+/// Open a stream to `expected` on `conn`, send our hello and `request` at
+/// once, and read the peer's hello; returns the stream (its reply to
+/// `request` comes next) and the peer's hello. A certificate that names
+/// another host than `expected` is [`WireError::WrongPeer`] before anything
+/// is sent; an answering hello that names another host than the
+/// certificate is [`WireError::HelloMismatch`]. A peer that shares no
+/// version with us answers its hello and closes: that is a
+/// [`WireError::Version`].
 pub async fn open(
     conn: &Connection,
     me: &HostId,
+    expected: &HostId,
     request: &PeerRequest,
     deadline: Duration,
 ) -> Result<(SendStream, RecvStream, Hello), WireError> {
     let peer = conn.remote_address().to_string();
+    let certificate = shoal_transport::peer_host(conn);
+    if certificate.as_deref() != Some(expected.as_str()) {
+        let certificate = certificate.unwrap_or_else(|| "no host".to_owned());
+        let e = WireError::WrongPeer { peer, expected: expected.to_string(), certificate };
+        tracing::warn!(error = %e, "refused a peer");
+        return Err(e);
+    }
     let work = async {
         let (mut send, mut recv) =
             conn.open_bi().await.map_err(|e| WireError::Open { peer: peer.clone(), detail: e.to_string() })?;
@@ -74,6 +122,16 @@ pub async fn open(
         send.write_all(&out).await.map_err(|e| frame(FrameError::Io(e.into())))?;
         let theirs: Hello =
             read_frame(&mut recv).await.map_err(frame)?.ok_or_else(|| WireError::Closed { peer: peer.clone() })?;
+        if theirs.host != *expected {
+            refuse(&mut send, &mut recv);
+            let e = WireError::HelloMismatch {
+                peer: peer.clone(),
+                hello: theirs.host.to_string(),
+                certificate: expected.to_string(),
+            };
+            tracing::warn!(error = %e, "refused a peer");
+            return Err(e);
+        }
         ours.agree(&theirs)?;
         Ok((send, recv, theirs))
     };
@@ -82,7 +140,10 @@ pub async fn open(
         .map_err(|_| WireError::Timeout { peer: peer.clone(), after: deadline })?
 }
 
-/// Accept side: read the peer's hello, answer ours.
+/// Accept side: read the peer's hello, check that it names `peer`, the
+/// host in the peer's certificate, and answer ours. A hello that names
+/// another host gets no answer: the stream is reset and the error is
+/// [`WireError::HelloMismatch`].
 pub async fn accept(
     send: &mut SendStream,
     recv: &mut RecvStream,
@@ -95,6 +156,16 @@ pub async fn accept(
             .await
             .map_err(|source| WireError::Frame { peer: peer.to_owned(), source })?
             .ok_or_else(|| WireError::Closed { peer: peer.to_owned() })?;
+        if theirs.host.as_str() != peer {
+            refuse(send, recv);
+            let e = WireError::HelloMismatch {
+                peer: peer.to_owned(),
+                hello: theirs.host.to_string(),
+                certificate: peer.to_owned(),
+            };
+            tracing::warn!(error = %e, "refused a peer");
+            return Err(e);
+        }
         let ours = Hello::ours(me.clone());
         write_frame(send, &ours).await.map_err(|source| WireError::Frame { peer: peer.to_owned(), source })?;
         ours.agree(&theirs)?;
@@ -103,4 +174,11 @@ pub async fn accept(
     tokio::time::timeout(deadline, work)
         .await
         .map_err(|_| WireError::Timeout { peer: peer.to_owned(), after: deadline })?
+}
+
+/// Ends a stream refused for its identity: nothing more goes out, and the
+/// peer is told to stop sending.
+fn refuse(send: &mut SendStream, recv: &mut RecvStream) {
+    let _ = send.reset(REFUSED);
+    let _ = recv.stop(REFUSED);
 }

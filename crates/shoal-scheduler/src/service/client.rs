@@ -2,7 +2,10 @@
 //!
 //! Every call is one bidirectional stream on a pooled connection to one
 //! replica: hello each way, one request, one answer, each attempt under the
-//! call's deadline.
+//! call's deadline. A replica must hold a scheduler certificate
+//! ([`Endpoint::connect_scheduler`]: a node answering at a scheduler's
+//! address gets no request) and its hello must name the host in that
+//! certificate.
 //!
 //! Which replica:
 //! - A task's requests (`task = Some(digest)`) go to the replicas in
@@ -94,6 +97,14 @@ pub enum AttemptError {
     /// The hello exchange failed.
     #[error(transparent)]
     Hello(#[from] HelloError),
+    /// The replica's hello names another host than its certificate.
+    #[error("the replica's hello names host {hello} but its certificate names {certificate}")]
+    HelloMismatch {
+        /// The host its hello names.
+        hello: String,
+        /// The host its certificate names.
+        certificate: String,
+    },
     /// Sending the request or reading the answer failed.
     #[error("sending the request or reading the answer: {0}")]
     Frame(#[from] FrameError),
@@ -103,6 +114,17 @@ pub enum AttemptError {
     /// No answer within the deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// A replica that is not who it must be is a configuration error worth a
+/// warning; anything else is routine (the next replica is tried).
+fn log_failure(addr: SocketAddr, error: &AttemptError) {
+    match error {
+        AttemptError::Connect(TransportError::NotScheduler { .. }) | AttemptError::HelloMismatch { .. } => {
+            tracing::warn!(%addr, %error, "refused a scheduler replica");
+        }
+        _ => tracing::debug!(%addr, %error, "scheduler replica failed"),
+    }
 }
 
 fn list(failures: &[ReplicaFailure]) -> String {
@@ -259,7 +281,7 @@ impl SchedulerClient {
                     return Some(answer);
                 }
                 Err(error) => {
-                    tracing::debug!(%addr, %error, "scheduler replica failed; trying the next");
+                    log_failure(addr, &error);
                     self.mark_down(addr);
                     failures.push(ReplicaFailure { addr, error });
                 }
@@ -290,7 +312,7 @@ impl SchedulerClient {
                         answers.push(answer);
                     }
                     Err(error) => {
-                        tracing::debug!(%addr, %error, "scheduler replica failed");
+                        log_failure(addr, &error);
                         self.mark_down(addr);
                         failures.push(ReplicaFailure { addr, error });
                     }
@@ -313,9 +335,16 @@ impl SchedulerClient {
     /// One request to one replica, under the deadline.
     async fn attempt(&self, addr: SocketAddr, req: &SchedulerRequest) -> Result<SchedulerResponse, AttemptError> {
         let work = async {
-            let conn = self.endpoint.connect(addr).await?;
+            let conn = self.endpoint.connect_scheduler(addr).await?;
             let (mut send, mut recv) = conn.open_bi().await?;
-            hello_client(&mut send, &mut recv, &self.me).await?;
+            // The request goes out after the replica's hello: a replica
+            // that names another host than its certificate gets none.
+            let hello = hello_client(&mut send, &mut recv, &self.me).await?;
+            let certificate = shoal_transport::peer_host(&conn).unwrap_or_default();
+            if hello.host.as_str() != certificate {
+                let _ = send.reset(0u32.into());
+                return Err(AttemptError::HelloMismatch { hello: hello.host.to_string(), certificate });
+            }
             write_frame(&mut send, req).await?;
             // The answer is all we wait for; a finish that fails because the
             // replica already reset the stream shows up in the read.

@@ -8,7 +8,9 @@
 //! Each connection is handshaken in its own task and each stream served in
 //! its own task, every read under a deadline, so a slow or silent peer
 //! holds up no one. The host a request may speak for is the one its
-//! connection's certificate names (see [`crate::handler`]).
+//! connection's certificate names (see [`crate::handler`]); what else a
+//! connection may ask (its certificate's role, the address it registers)
+//! is checked before the core sees the request (see `admission`).
 //!
 //! Shutdown: when `stop` fires, [`SchedulerService::serve`] stops accepting
 //! connections and streams, lets the streams in flight finish (each is
@@ -27,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::Caller;
 use super::metrics::SchedulerMetrics;
 use crate::config::SchedulerConfig;
 use crate::handler::{self, Handled};
@@ -220,14 +223,15 @@ impl SchedulerService {
             conn.close(CLOSE_REFUSED.into(), b"certificate names no valid host id");
             return;
         };
-        tracing::debug!(%remote, %host, "peer connected");
+        let caller = Caller::new(host, peer.role, &peer.ips, conn.remote_address().ip());
+        tracing::debug!(%remote, host = %caller.host, "peer connected");
         let mut streams = JoinSet::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 accepted = conn.accept_bi() => match accepted {
                     Ok((send, recv)) => {
-                        streams.spawn(self.clone().stream(conn.clone(), send, recv, host.clone()));
+                        streams.spawn(self.clone().stream(conn.clone(), send, recv, caller.clone()));
                     }
                     Err(_) => break,
                 },
@@ -241,9 +245,10 @@ impl SchedulerService {
     }
 
     /// One request stream, under the deadline.
-    async fn stream(self, conn: Connection, mut send: SendStream, mut recv: RecvStream, host: HostId) {
+    async fn stream(self, conn: Connection, mut send: SendStream, mut recv: RecvStream, caller: Caller) {
         let deadline = self.config.stream_deadline;
-        let result = match tokio::time::timeout(deadline, self.exchange(&mut send, &mut recv, &host)).await {
+        let host = &caller.host;
+        let result = match tokio::time::timeout(deadline, self.exchange(&mut send, &mut recv, &caller)).await {
             Ok(result) => result,
             Err(_) => Err(StreamError::Timeout(deadline)),
         };
@@ -261,18 +266,17 @@ impl SchedulerService {
         }
     }
 
-    async fn exchange(&self, send: &mut SendStream, recv: &mut RecvStream, host: &HostId) -> Result<(), StreamError> {
+    async fn exchange(&self, send: &mut SendStream, recv: &mut RecvStream, caller: &Caller) -> Result<(), StreamError> {
         let hello = hello_server(send, recv, &self.me).await?;
         let req: SchedulerRequest = read_frame(recv).await?.ok_or(StreamError::NoRequest)?;
-        let response = if hello.host == *host {
-            self.answer(req, Some(host))
-        } else {
-            self.metrics.record_request(handler::request_kind(&req), "bad_request");
-            let message = format!(
-                "hello names host {} but the connection's certificate names {host}: a peer can only speak for itself",
-                hello.host
-            );
-            handler::error(SchedErrorCode::BadRequest, message)
+        let response = match caller.admit(&hello.host, &req) {
+            Ok(()) => self.answer(req, Some(&caller.host)),
+            Err(message) => {
+                let kind = handler::request_kind(&req);
+                self.metrics.record_request(kind, "bad_request");
+                tracing::warn!(host = %caller.host, remote = %caller.remote, kind, %message, "refused a request");
+                handler::error(SchedErrorCode::BadRequest, message)
+            }
         };
         write_frame(send, &response).await?;
         send.finish()?;
