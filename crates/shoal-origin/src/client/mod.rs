@@ -324,6 +324,18 @@ impl OriginClient {
     fn api_url(&self, relative: &str) -> Result<Url, OriginError> {
         self.base_url.join(relative).map_err(|_| OriginError::BadPath(relative.to_owned()))
     }
+
+    /// `GET /v2/` exactly as the mirror's client would send it: with the
+    /// client's `Authorization` when it has one, anonymously otherwise
+    /// (never with the daemon's credentials), one attempt within `timeout`.
+    /// `Ok` for a 2xx; a 401/403 is [`OriginError::Unauthorized`] carrying
+    /// the origin's challenge, for the mirror to pass back.
+    pub async fn ping(&self, auth: Option<&HeaderValue>) -> Result<(), OriginError> {
+        let url = self.api_url("v2/")?;
+        let req = Request { method: Method::GET, url, headers: HeaderMap::new(), scope: None, client_auth: auth };
+        let resp = self.exchange(&req, auth).await?;
+        self.check_status(resp).await.map(drop)
+    }
 }
 
 /// The scope a pull of `repo` needs.
