@@ -1,7 +1,8 @@
 //! The registry mirror endpoint containerd pulls through (OCI distribution
 //! spec, pull side).
 //!
-//! - [`mod@self`]: routing, request context, method checks.
+//! - [`mod@self`]: routing, request context, method, URL and `?ns=` checks.
+//! - [`base`]: `/v2/`, answered as the origin answers it.
 //! - [`blobs`]: blob GET/HEAD from the store or a shared download.
 //! - [`manifests`]: tags resolved at the origin, digests from the store.
 //! - [`prefetch`]: starting an image's blobs when its manifest is served.
@@ -9,6 +10,7 @@
 //! - [`errors`]: mapping failures to OCI error answers.
 //! - [`log`]: one outcome record per request.
 
+pub mod base;
 pub mod blobs;
 pub mod body;
 pub mod errors;
@@ -29,6 +31,7 @@ use shoal_storage::Store;
 
 use crate::metrics::{Kind, Metrics, Outcome};
 use crate::oci_error::{ErrorCode, OciError};
+use crate::serve::ServeConfig;
 use crate::task::TaskManager;
 use log::RequestLog;
 
@@ -45,6 +48,8 @@ pub struct MirrorConfig {
     /// Start every blob of an image manifest when it is served (see
     /// [`prefetch`]).
     pub prefetch: bool,
+    /// Connection limits of the mirror's listener.
+    pub http: ServeConfig,
 }
 
 impl Default for MirrorConfig {
@@ -54,6 +59,7 @@ impl Default for MirrorConfig {
             origin_wait: Duration::from_secs(60),
             body_stall: Duration::from_secs(120),
             prefetch: true,
+            http: ServeConfig::default(),
         }
     }
 }
@@ -135,6 +141,14 @@ impl Mirror {
     }
 }
 
+/// The longest request target (path and query) answered. Real ones are
+/// far shorter: a repository name is at most 255 characters, a tag 128, a
+/// digest 135 (`sha512:` and 128 hex digits), a registry name in `?ns=` 253
+/// plus a port, so an OCI request stays under about 1 KiB. hyper refuses
+/// targets past 64 KiB with an empty 414 of its own; below that, shoal
+/// answers with an OCI error body that says why.
+pub const MAX_REQUEST_TARGET: usize = 4096;
+
 fn ns_of(query: Option<&str>) -> Option<String> {
     query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -161,8 +175,18 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// At most `max` characters of a client-supplied string, for messages and
+/// logs.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let log = RequestLog::new(m.metrics.clone(), method.clone(), uri.path());
+    let target = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    let log = RequestLog::new(m.metrics.clone(), method.clone(), &shorten(uri.path(), 512));
     let mut ctx = Ctx {
         head: method == Method::HEAD,
         ns: ns_of(uri.query()),
@@ -170,6 +194,30 @@ async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: He
         headers,
         log,
     };
+    if target > MAX_REQUEST_TARGET {
+        let e = OciError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::NameInvalid,
+            format!(
+                "the request URL is {target} bytes; shoal answers at most {MAX_REQUEST_TARGET} (repository names \
+                 are at most 255 characters and digests 135)"
+            ),
+        );
+        return ctx.reply(e.into_response(), Outcome::error);
+    }
+    if let Some(ns) = ctx.ns.as_deref()
+        && shoal_origin::upstreams::canonical_name(ns).is_none()
+    {
+        let e = OciError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::NameInvalid,
+            format!(
+                "?ns={:?} is not a registry host[:port] (such as docker.io or registry.example:5000)",
+                shorten(ns, 100)
+            ),
+        );
+        return ctx.reply(e.into_response(), Outcome::error);
+    }
     let route = match Route::parse(uri.path()) {
         Ok(r) => r,
         Err(e) => return ctx.reply(errors::route_error(&e), Outcome::error),
@@ -195,13 +243,7 @@ async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: He
         return ctx.reply(resp, Outcome::error);
     }
     match route {
-        Route::Base => {
-            let mut resp = (StatusCode::OK, "{}").into_response();
-            let h = resp.headers_mut();
-            h.insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            ctx.reply(resp, Outcome::hit)
-        }
+        Route::Base => base::handle(&m, ctx).await,
         Route::Manifest(repo, reference) => manifests::handle(&m, ctx, repo, reference).await,
         Route::Blob(repo, digest) => blobs::handle(&m, ctx, repo, digest).await,
         Route::TagList(repo) => manifests::tag_list(&m, ctx, repo).await,
@@ -220,5 +262,12 @@ mod tests {
         assert_eq!(ns_of(Some("ns=")), None);
         assert_eq!(ns_of(None), None);
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn shortened_client_strings() {
+        assert_eq!(shorten("abc", 3), "abc");
+        assert_eq!(shorten("abcd", 3), "abc...");
+        assert_eq!(shorten("ééé", 2), "éé...");
     }
 }
