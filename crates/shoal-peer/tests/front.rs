@@ -248,6 +248,11 @@ async fn a_malformed_ns_is_the_clients_400_not_a_502() {
     let daemon = Daemon::start(&o.front, |_, _| {}).await;
     // Cached first, so the refusal cannot come from a failed origin fetch.
     assert_eq!(get_all(&daemon.blob_url("front/ns", &d), None).await.unwrap().2, data);
+    let t0 = Instant::now();
+    while daemon.status().await["store"]["complete_blobs"] != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the blob was never recorded complete");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for ns in ["a%2Fb", "u%40host", "https%3A%2F%2Fx", "host%3A99999", "a%20b"] {
         for path in ["/v2/".to_owned(), "/v2/front/ns/manifests/v1".into(), format!("/v2/front/ns/blobs/{d}")] {
             let url = format!("{}{path}?ns={ns}", daemon.mirror);
@@ -263,6 +268,7 @@ async fn a_malformed_ns_is_the_clients_400_not_a_502() {
 /// A daemon whose upstreams are exactly `upstreams`.
 struct Custom {
     mirror: String,
+    admin: String,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -273,6 +279,7 @@ async fn custom(upstreams: UpstreamsConfig) -> Custom {
     let mirror_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mirror = format!("http://{}", mirror_l.local_addr().unwrap());
+    let admin = format!("http://{}", admin_l.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let upstreams = Upstreams::new(upstreams).unwrap();
     tokio::spawn(shoal_peer::run(
@@ -287,7 +294,7 @@ async fn custom(upstreams: UpstreamsConfig) -> Custom {
             let _ = rx.await;
         },
     ));
-    Custom { mirror, _dir: dir, _stop: tx }
+    Custom { mirror, admin, _dir: dir, _stop: tx }
 }
 
 fn listed(front: &CountingFront) -> (String, RegistryConfig) {
@@ -297,6 +304,8 @@ fn listed(front: &CountingFront) -> (String, RegistryConfig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unlisted_registry_is_refused_with_a_4xx_naming_allow_unlisted() {
     let o = Origin::start().await;
+    let data = random_bytes(1000, 7);
+    let d = o.blob("front/unlisted", data.clone()).await;
     let daemon = custom(UpstreamsConfig {
         default_registry: o.front.host(),
         registries: [listed(&o.front)].into_iter().collect(),
@@ -304,7 +313,21 @@ async fn an_unlisted_registry_is_refused_with_a_4xx_naming_allow_unlisted() {
         ..UpstreamsConfig::default()
     })
     .await;
-    for path in ["/v2/", "/v2/library/nginx/manifests/1.27", "/v2/library/nginx/tags/list"] {
+    // Cached through the listed registry first: the refusal holds for
+    // content in the store too.
+    let cached = format!("/v2/front/unlisted/blobs/{d}");
+    assert_eq!(get_all(&format!("{}{cached}", daemon.mirror), None).await.unwrap().2, data);
+    let t0 = Instant::now();
+    loop {
+        let status: serde_json::Value =
+            reqwest::get(format!("{}/api/v1/status", daemon.admin)).await.unwrap().json().await.unwrap();
+        if status["store"]["complete_blobs"] == 1 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the blob was never recorded complete: {status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for path in ["/v2/", "/v2/library/nginx/manifests/1.27", "/v2/library/nginx/tags/list", &cached] {
         let url = format!("{}{path}?ns=ghcr.io", daemon.mirror);
         let (code, _, body) = get_all(&url, None).await.unwrap();
         assert_eq!(code, 403, "{url}");

@@ -218,6 +218,11 @@ async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: He
         );
         return ctx.reply(e.into_response(), Outcome::error);
     }
+    // A registry the operator did not list is refused for every route, cached
+    // content included (resolving builds nothing for it).
+    if let Err(e @ OriginError::UnknownRegistry(_)) = m.upstreams.resolve(ctx.ns.as_deref()) {
+        return ctx.reply(errors::origin_error(&e, errors::Subject::Other), Outcome::error);
+    }
     let route = match Route::parse(uri.path()) {
         Ok(r) => r,
         Err(e) => return ctx.reply(errors::route_error(&e), Outcome::error),
