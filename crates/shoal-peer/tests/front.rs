@@ -191,8 +191,15 @@ async fn stop_mid_response(grace: Duration) -> (Result<Vec<u8>, String>, Vec<u8>
     }
     let t0 = Instant::now();
     let stopping = tokio::spawn(daemon.stop());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = TcpStream::connect(&mirror).await.is_err();
+    // The listener closes at once (allow a loaded machine a second).
+    let mut refused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if TcpStream::connect(&mirror).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
     let body = client.await.unwrap();
     stopping.await.unwrap();
     (body, data, t0.elapsed(), refused)

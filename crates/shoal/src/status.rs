@@ -22,7 +22,16 @@ pub(crate) fn main(args: StatusArgs) -> anyhow::Result<()> {
             .send()
             .await
             .with_context(|| format!("cannot reach the shoal daemon at {url}: is it running? (set --admin)"))?;
-        let resp = resp.error_for_status().with_context(|| format!("{url} answered an error"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            // The daemon says why (e.g. /api/v1 answers loopback only).
+            let body = resp.text().await.unwrap_or_default();
+            let why = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            anyhow::bail!("{url} answered {status}: {why}");
+        }
         resp.json().await.with_context(|| format!("{url} did not answer a status report"))
     })?;
     if args.json {
