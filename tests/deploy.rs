@@ -331,9 +331,11 @@ fn workloads_meet_the_operating_requirements() {
     assert!(args(daemon).contains(&"--config=/etc/shoal/config.toml"));
     assert_eq!(mounts(daemon).get("config").map(String::as_str), Some("/etc/shoal/config.toml"));
 
-    // The config the daemon reads matches the ports the probes use.
+    // The admin port the probes use listens on loopback and the node's IP,
+    // not on every address of the node.
     let config = daemon_config(&objects);
-    assert!(config.contains("metrics_listen = \"0.0.0.0:65002\""), "{config}");
+    assert!(args(daemon).contains(&"--metrics-listen=127.0.0.1:65002,$(POD_IP):65002"), "{:?}", args(daemon));
+    assert!(!config.contains("metrics_listen"), "the DaemonSet's flag sets the admin addresses:\n{config}");
     assert!(config.contains("listen = \"127.0.0.1:65001\""), "the mirror must stay on loopback:\n{config}");
     assert!(config.contains("shoal-scheduler.shoal.svc.cluster.local:65004"), "{config}");
 

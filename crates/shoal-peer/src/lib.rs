@@ -13,6 +13,8 @@
 //! - [`gc`]: the periodic store garbage collection loop.
 //! - [`metrics`]: the daemon's Prometheus metrics.
 //! - [`oci_error`]: OCI error bodies.
+//! - [`serve`]: HTTP serving of both listeners: connection limits and the
+//!   drain.
 //! - [`swarm`]: piece exchange with other peers.
 //!
 //! [`run`] wires them on listeners the caller binds, until a shutdown future
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod oci_error;
 pub mod prewarm_jobs;
+pub mod serve;
 pub mod swarm;
 pub mod task;
 
@@ -42,8 +45,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use access::AccessConfig;
+pub use admin::AdminConfig;
 pub use metrics::Metrics;
 pub use mirror::MirrorConfig;
+pub use serve::ServeConfig;
 pub use task::DownloadConfig;
 
 /// Daemon behaviour beyond the store and the upstreams.
@@ -51,6 +56,8 @@ pub use task::DownloadConfig;
 pub struct DaemonConfig {
     /// Mirror behaviour.
     pub mirror: MirrorConfig,
+    /// Admin endpoint behaviour.
+    pub admin: AdminConfig,
     /// Download retries.
     pub download: DownloadConfig,
     /// How the origin's authorization answers are kept and waited for.
@@ -66,11 +73,29 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             mirror: MirrorConfig::default(),
+            admin: AdminConfig::default(),
             download: DownloadConfig::default(),
             access: AccessConfig::default(),
             gc_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
         }
+    }
+}
+
+/// The admin endpoint's listeners: usually loopback (for `shoal status` and
+/// `shoal prewarm` on the node) and the node's IP (for Prometheus and the
+/// kubelet), rather than every address of the node.
+pub struct AdminListeners(pub Vec<TcpListener>);
+
+impl From<TcpListener> for AdminListeners {
+    fn from(l: TcpListener) -> Self {
+        AdminListeners(vec![l])
+    }
+}
+
+impl From<Vec<TcpListener>> for AdminListeners {
+    fn from(l: Vec<TcpListener>) -> Self {
+        AdminListeners(l)
     }
 }
 
@@ -101,11 +126,13 @@ pub async fn run(
     upstreams: Upstreams,
     mut registry: Registry,
     mirror: TcpListener,
-    admin: TcpListener,
+    admin: impl Into<AdminListeners>,
     swarm_setup: Option<SwarmSetup>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let admin = admin.into().0;
     let metrics = Metrics::register(&mut registry);
+    let serve_metrics = serve::ServeMetrics::register(&mut registry);
     if let Ok(u) = store.usage() {
         admin::record_usage(&metrics, &u);
     }
@@ -171,25 +198,39 @@ pub async fn run(
         metrics: metrics.clone(),
         ready: ready.clone(),
         swarm: swarm.as_ref().map(|s| s.0.clone()),
+        hosts: admin::guard::AllowedHosts::new(&config.admin.hosts),
     });
     if let Some((node, _)) = &swarm {
         let url = loopback_url(mirror.local_addr()?);
         swarm_jobs.push(tokio::spawn(prewarm_jobs::run(node.clone(), url, node_token.header(), stop.clone())));
     }
-    tracing::info!(mirror = %mirror.local_addr()?, admin = %admin.local_addr()?, "shoal daemon listening");
+    let admin_addrs = admin.iter().map(|l| l.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
+    tracing::info!(mirror = %mirror.local_addr()?, admin = ?admin_addrs, "shoal daemon listening");
 
-    let drain = stop.clone();
-    let mirror_srv = tokio::spawn(
-        axum::serve(mirror, mirror_state.router())
-            .with_graceful_shutdown(async move { drain.cancelled().await })
-            .into_future(),
-    );
-    let drain = stop.clone();
-    let admin_srv = tokio::spawn(
-        axum::serve(admin, admin_router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move { drain.cancelled().await })
-            .into_future(),
-    );
+    let grace = config.shutdown_grace;
+    let mirror_srv = tokio::spawn(serve::serve(
+        mirror,
+        mirror_state.router(),
+        config.mirror.http.clone(),
+        serve::Listener::mirror,
+        serve_metrics.clone(),
+        stop.clone(),
+        grace,
+    ));
+    let admin_srvs: Vec<_> = admin
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(serve::serve(
+                l,
+                admin_router.clone(),
+                config.admin.http.clone(),
+                serve::Listener::admin,
+                serve_metrics.clone(),
+                stop.clone(),
+                grace,
+            ))
+        })
+        .collect();
     let gc_job = tokio::spawn(gc::run(store.clone(), metrics.clone(), config.gc_interval, stop.clone()));
     ready.store(true, Ordering::SeqCst);
 
@@ -197,13 +238,9 @@ pub async fn run(
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight responses");
     ready.store(false, Ordering::SeqCst);
     stop.cancel();
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        let _ = mirror_srv.await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("grace period over: cutting the remaining responses");
-    }
+    // The listeners stop accepting at once; responses in flight get
+    // `shutdown_grace` to finish, then the serving loop cuts them.
+    let _ = mirror_srv.await;
     tasks.cancel_all();
     // Give download tasks a moment to drop their writers (pieces recorded).
     for _ in 0..50 {
@@ -212,7 +249,9 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    admin_srv.abort();
+    for srv in admin_srvs {
+        let _ = srv.await;
+    }
     let _ = gc_job.await;
     for job in swarm_jobs {
         let _ = job.await;

@@ -58,9 +58,11 @@ pub(crate) struct DaemonArgs {
     /// Mirror listen address [default: 127.0.0.1:65001].
     #[arg(long, env = "SHOAL_LISTEN")]
     pub(crate) listen: Option<SocketAddr>,
-    /// Metrics and admin API listen address [default: 127.0.0.1:65002].
-    #[arg(long, env = "SHOAL_METRICS_LISTEN")]
-    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Metrics and admin API listen addresses, repeatable or comma-separated
+    /// (e.g. loopback for `shoal status` plus the node's IP for Prometheus)
+    /// [default: 127.0.0.1:65002].
+    #[arg(long, env = "SHOAL_METRICS_LISTEN", value_delimiter = ',', value_parser = crate::listen::parse_listen)]
+    pub(crate) metrics_listen: Vec<SocketAddr>,
     /// Store directory [default: /var/lib/shoal as root, else ~/.local/share/shoal].
     #[arg(long, env = "SHOAL_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,

@@ -4,7 +4,8 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:65001"          # the mirror (keep it on loopback)
-//! metrics_listen = "0.0.0.0:65002"    # /metrics, /readyz, /api/v1/status
+//! metrics_listen = ["127.0.0.1:65002", "10.0.0.5:65002"]  # /metrics, /readyz, /api/v1/*
+//! admin_hosts = []                    # names /metrics may be scraped by
 //! data_dir = "/var/lib/shoal"
 //! log_format = "human"                # or "json"
 //! default_registry = "docker.io"      # used when a request has no ?ns=
@@ -24,6 +25,10 @@
 //! origin_wait = "60s"
 //! body_stall = "2m"
 //! prefetch = true
+//! header_read_timeout = "10s"
+//! idle_timeout = "60s"
+//! client_stall = "60s"
+//! max_connections = 512
 //!
 //! [download]
 //! retries = 4
@@ -50,6 +55,7 @@ use shoal_peer::DaemonConfig;
 use shoal_storage::StoreConfig;
 
 use crate::cli::{DaemonArgs, LogFormat};
+use crate::listen::ListenList;
 
 /// Where the config file is looked for when `--config` is not given.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/config.toml";
@@ -63,7 +69,8 @@ pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:65002";
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct FileConfig {
     listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<ListenList>,
+    admin_hosts: Option<Vec<String>>,
     data_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     default_registry: Option<String>,
@@ -125,6 +132,10 @@ struct MirrorSection {
     origin_wait: Option<HumanDuration>,
     body_stall: Option<HumanDuration>,
     prefetch: Option<bool>,
+    header_read_timeout: Option<HumanDuration>,
+    idle_timeout: Option<HumanDuration>,
+    client_stall: Option<HumanDuration>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -139,8 +150,8 @@ struct DownloadSection {
 pub(crate) struct Resolved {
     /// Mirror address.
     pub(crate) listen: SocketAddr,
-    /// Metrics/admin address.
-    pub(crate) metrics_listen: SocketAddr,
+    /// Metrics/admin addresses.
+    pub(crate) metrics_listen: Vec<SocketAddr>,
     /// Log format.
     pub(crate) log_format: LogFormat,
     /// The store.
@@ -190,8 +201,11 @@ pub(crate) fn default_data_dir() -> PathBuf {
 
 fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow::Result<Resolved> {
     let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid"));
-    let metrics_listen =
-        args.metrics_listen.or(file.metrics_listen).unwrap_or_else(|| DEFAULT_METRICS_LISTEN.parse().expect("valid"));
+    let metrics_listen = match (&args.metrics_listen[..], &file.metrics_listen) {
+        ([], Some(list)) => list.addrs().map_err(|e| anyhow::anyhow!("metrics_listen: {e}"))?,
+        ([], None) => vec![DEFAULT_METRICS_LISTEN.parse().expect("valid")],
+        (flags, _) => flags.to_vec(),
+    };
     let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
 
     let mut store = StoreConfig::new(data_dir);
@@ -236,6 +250,33 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     }
     if let Some(w) = file.mirror.body_stall {
         daemon.mirror.body_stall = w.0;
+    }
+    let http = &mut daemon.mirror.http;
+    for (key, value, field) in [
+        ("header_read_timeout", file.mirror.header_read_timeout, &mut http.header_read_timeout),
+        ("idle_timeout", file.mirror.idle_timeout, &mut http.idle_timeout),
+        ("client_stall", file.mirror.client_stall, &mut http.client_stall),
+    ] {
+        if let Some(d) = value {
+            if d.0.is_zero() {
+                bail!("mirror.{key} must be longer than zero (e.g. \"10s\")");
+            }
+            *field = d.0;
+        }
+    }
+    if let Some(n) = file.mirror.max_connections {
+        if n == 0 {
+            bail!("mirror.max_connections must be at least 1");
+        }
+        http.max_connections = n;
+    }
+    if let Some(hosts) = file.admin_hosts {
+        if let Some(bad) = hosts.iter().find(|h| h.is_empty() || h.contains(['/', ' ', '@', '*'])) {
+            bail!(
+                "admin_hosts: {bad:?} is not a host name (write names such as \"node-1.example\", no scheme or wildcard)"
+            );
+        }
+        daemon.admin.hosts = hosts;
     }
     if let Some(r) = file.download.retries {
         daemon.download.retries = r;
@@ -284,7 +325,9 @@ mod tests {
     fn defaults_with_no_file() {
         let r = merge(FileConfig::default(), &DaemonArgs::default(), None).unwrap();
         assert_eq!(r.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(r.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
+        assert_eq!(r.metrics_listen, vec![DEFAULT_METRICS_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(r.daemon.mirror.http, shoal_peer::ServeConfig::default());
+        assert!(r.daemon.admin.hosts.is_empty());
         assert_eq!(r.upstreams.default_registry, "docker.io");
         assert_eq!(r.store.quota, 20 << 30);
         assert!(r.daemon.mirror.stale_tags);
@@ -325,6 +368,45 @@ mod tests {
         assert_eq!(r.upstreams.default_registry, "ghcr.io");
         assert_eq!(r.upstreams.registries["127.0.0.1:5000"].timeout.0.as_secs(), 5);
         assert_eq!(r.upstreams.registries["docker.io"].url.as_ref().unwrap().as_str(), "https://mirror.example/");
+    }
+
+    #[test]
+    fn connection_limits_admin_hosts_and_listen_lists() {
+        let file = parse(
+            r#"
+            metrics_listen = ["127.0.0.1:65002", "fd00::5:65002"]
+            admin_hosts = ["node-1.example"]
+            [mirror]
+            header_read_timeout = "3s"
+            idle_timeout = "20s"
+            client_stall = "45s"
+            max_connections = 100
+            "#,
+        );
+        let r = merge(file, &DaemonArgs::default(), None).unwrap();
+        let addrs: Vec<String> = r.metrics_listen.iter().map(ToString::to_string).collect();
+        assert_eq!(addrs, ["127.0.0.1:65002", "[fd00::5]:65002"]);
+        assert_eq!(r.daemon.admin.hosts, ["node-1.example"]);
+        let http = &r.daemon.mirror.http;
+        assert_eq!(http.header_read_timeout.as_secs(), 3);
+        assert_eq!(http.idle_timeout.as_secs(), 20);
+        assert_eq!(http.client_stall.as_secs(), 45);
+        assert_eq!(http.max_connections, 100);
+
+        // A flag replaces the file's list.
+        let args = DaemonArgs { metrics_listen: vec!["127.0.0.1:9".parse().unwrap()], ..DaemonArgs::default() };
+        let r = merge(parse("metrics_listen = \"127.0.0.1:8\""), &args, None).unwrap();
+        assert_eq!(r.metrics_listen, args.metrics_listen);
+
+        for (bad, says) in [
+            ("[mirror]\nheader_read_timeout = \"0s\"", "mirror.header_read_timeout"),
+            ("[mirror]\nmax_connections = 0", "mirror.max_connections"),
+            ("admin_hosts = [\"https://x\"]", "admin_hosts"),
+            ("metrics_listen = \"node-1:65002\"", "metrics_listen"),
+        ] {
+            let e = merge(parse(bad), &DaemonArgs::default(), None).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

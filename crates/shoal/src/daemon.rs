@@ -34,9 +34,13 @@ async fn run(cfg: config::Resolved) -> anyhow::Result<()> {
     let mirror = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding the mirror to {} (in use? set --listen)", cfg.listen))?;
-    let admin = TcpListener::bind(cfg.metrics_listen)
-        .await
-        .with_context(|| format!("binding metrics to {} (in use? set --metrics-listen)", cfg.metrics_listen))?;
+    let mut admin = Vec::with_capacity(cfg.metrics_listen.len());
+    for addr in &cfg.metrics_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics to {addr} (in use? set --metrics-listen)"))?;
+        admin.push(l);
+    }
     tracing::info!(
         data_dir = %cfg.store.root.display(),
         quota = cfg.store.quota,

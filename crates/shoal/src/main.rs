@@ -10,6 +10,7 @@
 //! - [`demo`]: `shoal demo`, a whole swarm in one process.
 //! - [`certs_cmd`]: `shoal certs`, the cluster CA and node certificates.
 //! - [`containerd_cmd`]: `shoal containerd configure`, hosts.toml files for containerd.
+//! - [`listen`]: listen addresses as flags and the config file write them.
 //! - [`logging`]: human or JSON logs.
 //! - [`swarm_setup`]: the `[swarm]` config made into a swarm membership.
 
@@ -19,6 +20,7 @@ mod config;
 mod containerd_cmd;
 mod daemon;
 mod demo;
+mod listen;
 mod logging;
 mod prewarm;
 mod scheduler_cmd;

@@ -9,7 +9,10 @@ use crate::cli::StatusArgs;
 
 /// Entry point of `shoal status`.
 pub(crate) fn main(args: StatusArgs) -> anyhow::Result<()> {
-    let base = if args.admin.starts_with("http") { args.admin.clone() } else { format!("http://{}", args.admin) };
+    // SHOAL_METRICS_LISTEN may list several addresses (the daemon's own
+    // setting): the first is asked.
+    let admin = args.admin.split(',').next().unwrap_or_default().trim();
+    let base = if admin.starts_with("http") { admin.to_owned() } else { format!("http://{admin}") };
     let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let report: StatusReport = runtime.block_on(async {
@@ -19,7 +22,16 @@ pub(crate) fn main(args: StatusArgs) -> anyhow::Result<()> {
             .send()
             .await
             .with_context(|| format!("cannot reach the shoal daemon at {url}: is it running? (set --admin)"))?;
-        let resp = resp.error_for_status().with_context(|| format!("{url} answered an error"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            // The daemon says why (e.g. /api/v1 answers loopback only).
+            let body = resp.text().await.unwrap_or_default();
+            let why = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            anyhow::bail!("{url} answered {status}: {why}");
+        }
         resp.json().await.with_context(|| format!("{url} did not answer a status report"))
     })?;
     if args.json {
@@ -56,7 +68,7 @@ pub(crate) fn render(r: &StatusReport, base: &str) -> String {
                 Some(size) => (format!("{:5.1}%", percent(d.bytes_done, size)), ByteSize(size).to_string()),
                 None => ("  ?  ".to_owned(), "unknown size".to_owned()),
             };
-            out.push_str(&format!("  {pct}  {}  {}  of {size}  ({}s)\n", d.digest, d.source, d.age_secs));
+            out.push_str(&format!("  {pct}  {}  from {}  of {size}  ({}s)\n", d.digest, d.registry, d.age_secs));
         }
     }
     out
@@ -80,7 +92,7 @@ mod tests {
             },
             downloads: vec![DownloadReport {
                 digest: "sha256:ab".into(),
-                source: "docker.io/library/nginx".into(),
+                registry: "docker.io".into(),
                 size: Some(200),
                 bytes_done: 50,
                 age_secs: 7,
@@ -88,6 +100,6 @@ mod tests {
         };
         let text = render(&r, "http://127.0.0.1:65002");
         assert!(text.contains("1.0 GiB of 4.0 GiB used (25%)"), "{text}");
-        assert!(text.contains(" 25.0%  sha256:ab  docker.io/library/nginx"), "{text}");
+        assert!(text.contains(" 25.0%  sha256:ab  from docker.io  of 200 B  (7s)"), "{text}");
     }
 }

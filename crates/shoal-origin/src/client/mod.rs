@@ -330,6 +330,27 @@ impl OriginClient {
     fn api_url(&self, relative: &str) -> Result<Url, OriginError> {
         self.base_url.join(relative).map_err(|_| OriginError::BadPath(relative.to_owned()))
     }
+
+    /// `GET /v2/` exactly as the mirror's client would send it, one attempt
+    /// within `timeout`: with the client's `Authorization` when it has one;
+    /// anonymously, with no token flow, when it has none (so a private
+    /// registry's challenge comes back for the client to answer); as the
+    /// daemon (challenge flow with its credentials) for [`Caller::Node`].
+    /// `Ok` for a 2xx; a 401/403 is [`OriginError::Unauthorized`] carrying
+    /// the origin's challenge, for the mirror to pass back.
+    pub async fn ping(&self, caller: &Caller) -> Result<(), OriginError> {
+        let url = self.api_url("v2/")?;
+        let req = Request { method: Method::GET, url, headers: HeaderMap::new(), scope: None, caller };
+        let resp = match caller {
+            Caller::Node => self.send(&req).await?,
+            other => {
+                let resp = self.exchange(&req, other.client_header()).await?;
+                self.check_status(resp).await?
+            }
+        };
+        drop(resp);
+        Ok(())
+    }
 }
 
 /// The scope a pull of `repo` needs.

@@ -2,14 +2,18 @@
 //! `/api/v1/status` (what `shoal status` prints) and `/api/v1/prewarm`
 //! (cluster prewarm jobs, in [`prewarm`]).
 //!
-//! It listens on its own address so the mirror can stay on loopback while
-//! Prometheus scrapes from the network.
+//! It listens on its own addresses so the mirror can stay on loopback while
+//! Prometheus scrapes from the network. What the network may ask is
+//! decided in [`guard`]: `/api/v1/*` answers loopback connections only, and
+//! `/metrics` and `/api/v1/*` answer only requests addressed to an IP,
+//! `localhost` or a name in `admin_hosts` (no DNS rebinding).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
@@ -18,10 +22,30 @@ use shoal_storage::{Store, StoreUsage};
 
 use crate::exposition;
 use crate::metrics::Metrics;
+use crate::serve::ServeConfig;
 use crate::swarm::Swarm;
 
+pub mod guard;
 pub mod prewarm;
 use crate::task::{TaskManager, TaskSnapshot};
+
+/// Admin endpoint settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Host names (besides IP literals and `localhost`) that `/metrics` and
+    /// `/api/v1/*` answer to, for scrapers that address nodes by name.
+    pub hosts: Vec<String>,
+    /// Connection limits of the admin listeners.
+    pub http: ServeConfig,
+}
+
+impl Default for AdminConfig {
+    /// No names; 64 connections (Prometheus keeps one, each probe opens
+    /// one briefly).
+    fn default() -> Self {
+        AdminConfig { hosts: Vec::new(), http: ServeConfig { max_connections: 64, ..ServeConfig::default() } }
+    }
+}
 
 /// What the status endpoint reports.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -49,13 +73,14 @@ pub struct StoreReport {
     pub manifests: u64,
 }
 
-/// One download in the status report.
+/// One download in the status report: which blob, not which repository
+/// (a repository name can say more about a workload than its digests).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct DownloadReport {
     /// The blob digest.
     pub digest: String,
-    /// Registry and repository.
-    pub source: String,
+    /// The registry it comes from.
+    pub registry: String,
     /// Blob size, once known.
     pub size: Option<u64>,
     /// Bytes written so far.
@@ -68,7 +93,7 @@ impl From<TaskSnapshot> for DownloadReport {
     fn from(t: TaskSnapshot) -> Self {
         DownloadReport {
             digest: t.digest.to_string(),
-            source: format!("{}/{}", t.registry, t.repo),
+            registry: t.registry,
             size: t.size,
             bytes_done: t.bytes_done,
             age_secs: t.age_secs,
@@ -91,17 +116,27 @@ pub struct Admin {
     pub ready: Arc<AtomicBool>,
     /// The swarm membership, if any (prewarm jobs).
     pub swarm: Option<Arc<Swarm>>,
+    /// Names besides IP literals and `localhost` that requests may be
+    /// addressed to.
+    pub hosts: guard::AllowedHosts,
 }
 
-/// The admin router.
+/// The admin router. Its requests need `ConnectInfo<SocketAddr>` (the
+/// daemon's listeners add it).
 pub fn router(admin: Admin) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+    let api = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/prewarm", post(prewarm::submit))
         .route("/api/v1/prewarm/{job}", get(prewarm::status))
+        .route_layer(middleware::from_fn(guard::loopback_only));
+    let named = Router::new()
+        .route("/metrics", get(metrics_text))
+        .merge(api)
+        .route_layer(middleware::from_fn_with_state(admin.hosts.clone(), guard::known_host));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(named)
         .with_state(admin)
 }
 
@@ -111,6 +146,7 @@ pub fn record_usage(metrics: &Metrics, u: &StoreUsage) {
     metrics.store_capacity.set(i64::try_from(u.capacity).unwrap_or(i64::MAX));
 }
 
+/// Read the store's usage (and refresh its gauges).
 async fn usage(a: &Admin) -> Result<StoreUsage, String> {
     let store = a.store.clone();
     match tokio::task::spawn_blocking(move || store.usage()).await {
@@ -121,6 +157,13 @@ async fn usage(a: &Admin) -> Result<StoreUsage, String> {
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The store failed: logged in full, answered without the error (it names
+/// the store's files).
+fn store_failed(error: &str) -> Response {
+    tracing::error!(%error, "reading the piece store's usage failed");
+    prewarm::fail(StatusCode::INTERNAL_SERVER_ERROR, crate::mirror::errors::STORE_FAILED)
 }
 
 async fn metrics_text(State(a): State<Admin>, headers: http::HeaderMap) -> Response {
@@ -139,7 +182,7 @@ async fn readyz(State(a): State<Admin>) -> Response {
 async fn status(State(a): State<Admin>) -> Response {
     let u = match usage(&a).await {
         Ok(u) => u,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("store usage: {e}\n")).into_response(),
+        Err(e) => return store_failed(&e),
     };
     let report = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -153,4 +196,24 @@ async fn status(State(a): State<Admin>) -> Response {
         downloads: a.tasks.snapshot().into_iter().map(DownloadReport::from).collect(),
     };
     axum::Json(report).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_failure_is_answered_without_its_paths() {
+        let e = shoal_storage::StoreError::Io {
+            action: "read",
+            path: "/var/lib/shoal/meta.redb".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let resp = store_failed(&e.to_string());
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], crate::mirror::errors::STORE_FAILED);
+        assert!(!String::from_utf8_lossy(&body).contains("/var/lib/shoal"));
+    }
 }

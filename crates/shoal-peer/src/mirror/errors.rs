@@ -3,7 +3,11 @@
 //! Origin refusals (401/403/404/4xx) are passed back as the origin sent
 //! them, challenge and body included, so a client can authenticate itself
 //! against the origin's token service and retry. Failures of the origin
-//! itself become 502 `UNAVAILABLE` naming the registry and the cause.
+//! itself become 502 `UNAVAILABLE` naming the registry and the cause; a
+//! request naming a registry shoal may not or cannot use (`?ns=` malformed,
+//! or unlisted with `allow_unlisted = false`) is the client's 4xx, not a 502.
+//! Store failures name the store, never its files: the body says to read
+//! the daemon log, which has the full error.
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -83,6 +87,9 @@ pub fn origin_error(e: &OriginError, subject: Subject) -> Response {
         OriginError::UnknownRegistry(_) => {
             OciError::new(StatusCode::FORBIDDEN, ErrorCode::Denied, e.to_string()).into_response()
         }
+        OriginError::BadRegistryName(_) => {
+            OciError::new(StatusCode::BAD_REQUEST, ErrorCode::NameInvalid, e.to_string()).into_response()
+        }
         _ => OciError::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, e.to_string()).into_response(),
     }
 }
@@ -101,7 +108,8 @@ pub fn task_error(e: &TaskError, subject: Subject) -> Response {
         TaskError::Cancelled(_) => {
             OciError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()).into_response()
         }
-        TaskError::Store(_) | TaskError::Internal { .. } => {
+        TaskError::Store(s) => store_error(s),
+        TaskError::Internal { .. } => {
             OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, e.to_string()).into_response()
         }
     }
@@ -120,7 +128,57 @@ pub fn start_error(e: &StartError) -> Response {
     }
 }
 
-/// The local store failed.
+/// What a client is told when the local store failed.
+pub const STORE_FAILED: &str = "the piece store of this shoal daemon failed; the daemon log has the error";
+
+/// The local store failed: logged in full, answered without its paths.
 pub fn store_error(e: &shoal_storage::StoreError) -> Response {
-    OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, format!("piece store: {e}")).into_response()
+    tracing::error!(error = %e, "piece store failed");
+    OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, STORE_FAILED).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(r: Response) -> (StatusCode, serde_json::Value) {
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn io_error() -> shoal_storage::StoreError {
+        shoal_storage::StoreError::Io {
+            action: "create partial blob",
+            path: "/var/lib/shoal/partial/sha256/ab12".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        }
+    }
+
+    #[tokio::test]
+    async fn store_failures_name_the_store_not_its_files() {
+        let e = io_error();
+        assert!(e.to_string().contains("/var/lib/shoal"), "the test needs an error that carries a path: {e}");
+        let digest: shoal_core::Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        for r in [store_error(&e), task_error(&TaskError::Store(io_error()), Subject::Blob)] {
+            let (status, v) = body_of(r).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            let text = v.to_string();
+            assert!(!text.contains("/var/lib/shoal") && !text.contains("partial"), "{text}");
+            assert_eq!(v["errors"][0]["message"], STORE_FAILED);
+        }
+        let (status, _) = body_of(task_error(&TaskError::Cancelled(digest), Subject::Blob)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn registry_refusals_are_the_clients_4xx() {
+        let (status, v) = body_of(origin_error(&OriginError::BadRegistryName("a/b".into()), Subject::Blob)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["errors"][0]["code"], "NAME_INVALID");
+        let (status, v) = body_of(origin_error(&OriginError::UnknownRegistry("ghcr.io".into()), Subject::Blob)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(v["errors"][0]["code"], "DENIED");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("allow_unlisted"), "{v}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The registry mirror endpoint containerd pulls through (OCI distribution
 //! spec, pull side).
 //!
-//! - [`mod@self`]: routing, request context, method checks.
+//! - [`mod@self`]: routing, request context, method, URL and `?ns=` checks.
+//! - [`base`]: `/v2/`, answered as the origin answers it.
 //! - [`blobs`]: blob GET/HEAD from the store or a shared download.
 //! - [`manifests`]: tags resolved at the origin, digests from the store.
 //! - [`prefetch`]: starting an image's blobs when its manifest is served.
@@ -11,6 +12,7 @@
 //! - [`listing`]: the digests a manifest lists (which its readers may read).
 //! - [`log`]: one outcome record per request.
 
+pub mod base;
 pub mod blobs;
 pub mod body;
 pub mod errors;
@@ -33,6 +35,7 @@ use shoal_storage::Store;
 
 use crate::metrics::{Kind, Metrics, Outcome};
 use crate::oci_error::{ErrorCode, OciError};
+use crate::serve::ServeConfig;
 use crate::task::TaskManager;
 use log::RequestLog;
 
@@ -49,6 +52,8 @@ pub struct MirrorConfig {
     /// Start every blob of an image manifest when it is served (see
     /// [`prefetch`]).
     pub prefetch: bool,
+    /// Connection limits of the mirror's listener.
+    pub http: ServeConfig,
 }
 
 impl Default for MirrorConfig {
@@ -58,6 +63,7 @@ impl Default for MirrorConfig {
             origin_wait: Duration::from_secs(60),
             body_stall: Duration::from_secs(120),
             prefetch: true,
+            http: ServeConfig::default(),
         }
     }
 }
@@ -153,6 +159,14 @@ impl Mirror {
     }
 }
 
+/// The longest request target (path and query) answered. Real ones are
+/// far shorter: a repository name is at most 255 characters, a tag 128, a
+/// digest 135 (`sha512:` and 128 hex digits), a registry name in `?ns=` 253
+/// plus a port, so an OCI request stays under about 1 KiB. hyper refuses
+/// targets past 64 KiB with an empty 414 of its own; below that, shoal
+/// answers with an OCI error body that says why.
+pub const MAX_REQUEST_TARGET: usize = 4096;
+
 fn ns_of(query: Option<&str>) -> Option<String> {
     query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -179,8 +193,18 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// At most `max` characters of a client-supplied string, for messages and
+/// logs.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let log = RequestLog::new(m.metrics.clone(), method.clone(), uri.path());
+    let target = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    let log = RequestLog::new(m.metrics.clone(), method.clone(), &shorten(uri.path(), 512));
     let mut ctx = Ctx {
         head: method == Method::HEAD,
         ns: ns_of(uri.query()),
@@ -188,6 +212,35 @@ async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: He
         headers,
         log,
     };
+    if target > MAX_REQUEST_TARGET {
+        let e = OciError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::NameInvalid,
+            format!(
+                "the request URL is {target} bytes; shoal answers at most {MAX_REQUEST_TARGET} (repository names \
+                 are at most 255 characters and digests 135)"
+            ),
+        );
+        return ctx.reply(e.into_response(), Outcome::error);
+    }
+    if let Some(ns) = ctx.ns.as_deref()
+        && shoal_origin::upstreams::canonical_name(ns).is_none()
+    {
+        let e = OciError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::NameInvalid,
+            format!(
+                "?ns={:?} is not a registry host[:port] (such as docker.io or registry.example:5000)",
+                shorten(ns, 100)
+            ),
+        );
+        return ctx.reply(e.into_response(), Outcome::error);
+    }
+    // A registry the operator did not list is refused for every route, cached
+    // content included (resolving builds nothing for it).
+    if let Err(e @ OriginError::UnknownRegistry(_)) = m.upstreams.resolve(ctx.ns.as_deref()) {
+        return ctx.reply(errors::origin_error(&e, errors::Subject::Other), Outcome::error);
+    }
     let route = match Route::parse(uri.path()) {
         Ok(r) => r,
         Err(e) => return ctx.reply(errors::route_error(&e), Outcome::error),
@@ -213,13 +266,7 @@ async fn dispatch(State(m): State<Mirror>, method: Method, uri: Uri, headers: He
         return ctx.reply(resp, Outcome::error);
     }
     match route {
-        Route::Base => {
-            let mut resp = (StatusCode::OK, "{}").into_response();
-            let h = resp.headers_mut();
-            h.insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            ctx.reply(resp, Outcome::hit)
-        }
+        Route::Base => base::handle(&m, ctx).await,
         Route::Manifest(repo, reference) => manifests::handle(&m, ctx, repo, reference).await,
         Route::Blob(repo, digest) => blobs::handle(&m, ctx, repo, digest).await,
         Route::TagList(repo) => manifests::tag_list(&m, ctx, repo).await,
@@ -238,5 +285,12 @@ mod tests {
         assert_eq!(ns_of(Some("ns=")), None);
         assert_eq!(ns_of(None), None);
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn shortened_client_strings() {
+        assert_eq!(shorten("abc", 3), "abc");
+        assert_eq!(shorten("abcd", 3), "abc...");
+        assert_eq!(shorten("ééé", 2), "éé...");
     }
 }

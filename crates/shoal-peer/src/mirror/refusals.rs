@@ -34,12 +34,7 @@ pub fn unproved(e: &ProofError) -> Response {
         }
         ProofError::Local { .. } => {
             tracing::error!(error = %e, "reading a stored blob for a proof of possession failed");
-            OciError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Unknown,
-                "the piece store failed (see the daemon log)",
-            )
-            .into_response()
+            OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, errors::STORE_FAILED).into_response()
         }
     }
 }
