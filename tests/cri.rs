@@ -20,7 +20,9 @@
 use shoal_e2e::Origin;
 use shoal_testkit::client::basic_auth_value;
 use shoal_testkit::cri::basic_auth;
-use shoal_testkit::{AuthConfig, Containerd, CountingFront, CriClient, PushedImage, RequestRecord, ShoalDaemon};
+use shoal_testkit::{
+    AuthConfig, Containerd, CountingFront, CriClient, PushedImage, Registry, RequestRecord, ShoalDaemon, TokenServer,
+};
 
 const USER: &str = "alice";
 const PASS: &str = "s3cret";
@@ -38,6 +40,8 @@ struct Rig {
     at_shoal: CountingFront,
     hosts: tempfile::TempDir,
     image: PushedImage,
+    /// The token issuer when the registry wants bearer tokens.
+    tokens: Option<TokenServer>,
 }
 
 /// What one pull did.
@@ -47,11 +51,25 @@ struct Pull {
     direct: Vec<RequestRecord>,
     upstream: Vec<RequestRecord>,
     repo_digests: Vec<String>,
+    /// Image ids `ListImages` shows after the pull.
+    listed: Vec<String>,
 }
 
 impl Rig {
+    /// With an htpasswd registry.
     async fn start() -> Rig {
-        let registry = shoal_testkit::Registry::builder().htpasswd(&[(USER, PASS)]).start().await.unwrap();
+        let registry = Registry::builder().htpasswd(&[(USER, PASS)]).start().await.unwrap();
+        Rig::around(registry, None).await
+    }
+
+    /// With a registry that wants bearer tokens from its own issuer.
+    async fn start_with_tokens() -> Rig {
+        let tokens = TokenServer::start(&[(USER, PASS)]).await.unwrap();
+        let registry = Registry::builder().token_auth(&tokens).start().await.unwrap();
+        Rig::around(registry, Some(tokens)).await
+    }
+
+    async fn around(registry: Registry, tokens: Option<TokenServer>) -> Rig {
         let origin = Origin::around(registry).await;
         let image = origin.push_image("private/app:v1", &[1 << 20], Some((USER, PASS))).await;
         let upstream = CountingFront::start(&origin.registry.url()).await.unwrap();
@@ -60,7 +78,7 @@ impl Rig {
             ShoalDaemon::builder().default_registry(&direct).registry(&direct, &upstream.url()).start().await.unwrap();
         let at_shoal = CountingFront::start(&shoal.mirror_url()).await.unwrap();
         let hosts = shoal_e2e::hosts_dir(&origin.front, Some(&at_shoal.url()));
-        Rig { origin, upstream, _shoal: shoal, at_shoal, hosts, image }
+        Rig { origin, upstream, _shoal: shoal, at_shoal, hosts, image, tokens }
     }
 
     fn by_tag(&self) -> String {
@@ -79,6 +97,7 @@ impl Rig {
         for f in [&self.at_shoal, &self.origin.front, &self.upstream] {
             f.reset_counts();
         }
+        let tokens_before = self.tokens.as_ref().map_or(0, |t| t.requests().len());
         let containerd = Containerd::start_cri(self.hosts.path()).await.expect("start containerd with CRI");
         let mut cri = CriClient::connect(containerd.socket()).await.expect("CRI answers Version");
         let outcome = cri.pull_image(reference, auth).await.map_err(|s| s.message().to_string());
@@ -86,21 +105,28 @@ impl Rig {
             Some(image) => image.repo_digests,
             None => Vec::new(),
         };
+        let listed = cri.list_images().await.expect("ListImages").into_iter().map(|i| i.id).collect();
         let pull = Pull {
             outcome,
             at_shoal: self.at_shoal.requests(),
             direct: self.origin.front.requests(),
             upstream: self.upstream.requests(),
             repo_digests,
+            listed,
+        };
+        let token_requests: Vec<String> = match &self.tokens {
+            Some(t) => t.requests()[tokens_before..].iter().map(|r| format!("  {r:?}")).collect(),
+            None => vec!["  (no token server)".into()],
         };
         let log = containerd.log_tail(64 * 1024);
         let fallbacks: Vec<&str> = log.lines().filter(|l| l.contains("trying next host")).map(trim_log).collect();
         eprintln!(
-            "== {case}: pull {reference}\noutcome: {:?}\nat shoal:\n{}\nat the origin directly:\n{}\nshoal's upstream:\n{}\ncontainerd fell back:\n{}\n",
+            "== {case}: pull {reference}\noutcome: {:?}\nat shoal:\n{}\nat the origin directly:\n{}\nshoal's upstream:\n{}\ntoken server:\n{}\ncontainerd fell back:\n{}\n",
             pull.outcome,
             show(&pull.at_shoal),
             show(&pull.direct),
             show(&pull.upstream),
+            token_requests.join("\n"),
             fallbacks.join("\n"),
         );
         pull
@@ -117,6 +143,7 @@ fn auth_name(r: &RequestRecord) -> &'static str {
         None => "none",
         Some(a) if a == basic_auth_value(USER, PASS) => "alice:s3cret",
         Some(a) if a == basic_auth_value(USER, WRONG) => "alice:WRONG",
+        Some(a) if a.starts_with("Bearer ") => "bearer",
         Some(_) => "other",
     }
 }
@@ -154,6 +181,7 @@ async fn pull_secret_without_server_address_goes_through_shoal() {
     assert_eq!(p.outcome.as_deref(), Ok(rig.image.config.digest.as_str()), "the pull succeeds");
     let want = format!("{}/private/app@{}", rig.origin.front.host(), rig.image.manifest_digest);
     assert!(p.repo_digests.contains(&want), "ImageStatus lists {want}: {:?}", p.repo_digests);
+    assert!(p.listed.contains(&rig.image.config.digest), "ListImages shows the image: {:?}", p.listed);
     // containerd sends credentials only after a challenge: the first
     // request is anonymous and shoal relays the origin's 401.
     let first = p.at_shoal.first().expect("requests reached shoal");
@@ -208,6 +236,7 @@ async fn no_pull_secret_fails_at_shoal_and_at_the_origin() {
     let p = rig.pull("no secret", &rig.by_tag(), None).await;
 
     assert!(p.outcome.is_err(), "the pull fails: {:?}", p.outcome);
+    assert!(p.listed.is_empty(), "containerd has no image: {:?}", p.listed);
     assert!(!p.at_shoal.is_empty(), "containerd asked shoal first");
     assert!(!p.direct.is_empty(), "then the origin");
     for r in p.at_shoal.iter().chain(&p.direct) {
@@ -221,6 +250,7 @@ async fn wrong_pull_secret_fails_at_shoal_and_at_the_origin() {
     let p = rig.pull("wrong secret", &rig.by_tag(), Some(basic_auth(USER, WRONG, None))).await;
 
     assert!(p.outcome.is_err(), "the pull fails: {:?}", p.outcome);
+    assert!(p.listed.is_empty(), "containerd has no image: {:?}", p.listed);
     for records in [&p.at_shoal, &p.direct] {
         assert!(
             records.iter().any(|r| auth_name(r) == "alice:WRONG"),
@@ -233,11 +263,63 @@ async fn wrong_pull_secret_fails_at_shoal_and_at_the_origin() {
     }
 }
 
+/// With a bearer-token registry, shoal relays the origin's challenge;
+/// containerd fetches a token from the realm with the pull secret (it asks
+/// `Credentials` for the host that challenged it: shoal's) and sends shoal
+/// the token, never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_registry_pull_secret_goes_through_shoal() {
+    let rig = Rig::start_with_tokens().await;
+    let p = rig.pull("tokens: secret, no server_address", &rig.by_tag(), Some(basic_auth(USER, PASS, None))).await;
+
+    assert_eq!(p.outcome.as_deref(), Ok(rig.image.config.digest.as_str()), "the pull succeeds");
+    for blob in rig.image.blob_digests() {
+        assert!(served_blob(&p.at_shoal, &blob, "bearer"), "shoal served {blob} to a bearer token");
+    }
+    for r in &p.at_shoal {
+        assert!(matches!(auth_name(r), "none" | "bearer"), "only tokens reach shoal: {r:?}");
+    }
+    let tokens = rig.tokens.as_ref().expect("token server").requests();
+    assert!(tokens.iter().any(|t| t.user.as_deref() == Some(USER) && t.status == 200), "{tokens:?}");
+    assert!(p.direct.is_empty(), "containerd never fell back to the origin:\n{}", show(&p.direct));
+}
+
+/// With `server_address` naming the registry, containerd asks the realm
+/// for an anonymous token for shoal's host; the origin refuses it
+/// (`insufficient_scope`), shoal relays that 401, and containerd takes
+/// everything from the origin with a token bought with the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_registry_scoped_pull_secret_skips_shoal() {
+    let rig = Rig::start_with_tokens().await;
+    let server = format!("http://{}", rig.origin.front.host());
+    let p = rig
+        .pull(
+            "tokens: secret, server_address=http://origin",
+            &rig.by_tag(),
+            Some(basic_auth(USER, PASS, Some(&server))),
+        )
+        .await;
+
+    assert_eq!(p.outcome.as_deref(), Ok(rig.image.config.digest.as_str()), "the pull succeeds");
+    assert!(!p.at_shoal.is_empty(), "containerd asked shoal first");
+    for r in &p.at_shoal {
+        assert_eq!(r.status, 401, "at shoal: {r:?}");
+    }
+    for blob in rig.image.blob_digests() {
+        assert!(served_blob(&p.direct, &blob, "bearer"), "the origin served {blob} directly");
+    }
+    let tokens = rig.tokens.as_ref().expect("token server").requests();
+    assert!(tokens.iter().any(|t| t.user.is_none()), "an anonymous token for shoal's host: {tokens:?}");
+    assert!(tokens.iter().any(|t| t.user.as_deref() == Some(USER)), "a token for the origin: {tokens:?}");
+}
+
 /// The attack: a pod without the pull secret (or with a wrong one) names
 /// the image by digest on a node where an authorized pull cached it.
 /// containerd asks shoal first and sends credentials only after a 401, so
 /// a mirror that serves cached content by digest without asking the origin
-/// hands the private image over.
+/// hands the private image over. The same holds for a legitimate pull whose
+/// secret is scoped to the origin (`server_address`): shoal sees no
+/// credentials and must send it on to the origin, not serve its cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_private_image_by_digest_needs_credentials() {
     let rig = Rig::start().await;
@@ -245,23 +327,33 @@ async fn cached_private_image_by_digest_needs_credentials() {
     assert!(warm.outcome.is_ok(), "the authorized pull succeeds: {:?}", warm.outcome);
 
     let mut violations = Vec::new();
-    for (case, auth) in
-        [("by digest, no secret", None), ("by digest, wrong secret", Some(basic_auth(USER, WRONG, None)))]
-    {
-        let p = rig.pull(case, &rig.by_digest(), auth).await;
+    let server = format!("http://{}", rig.origin.front.host());
+    let cases = [
+        ("by digest, no secret", rig.by_digest(), None, false),
+        ("by digest, wrong secret", rig.by_digest(), Some(basic_auth(USER, WRONG, None)), false),
+        // The secret is scoped to the origin, so shoal gets no credentials;
+        // the pull must still succeed, from the origin.
+        ("by tag, secret for the origin only", rig.by_tag(), Some(basic_auth(USER, PASS, Some(&server))), true),
+    ];
+    for (case, reference, auth, should_pull) in cases {
+        let p = rig.pull(case, &reference, auth).await;
         assert!(!p.at_shoal.is_empty(), "{case}: containerd asked shoal first");
-        if let Ok(image_ref) = &p.outcome {
-            violations.push(format!("{case}: the pull succeeded ({image_ref})"));
+        match (&p.outcome, should_pull) {
+            (Ok(image_ref), false) => violations.push(format!("{case}: the pull succeeded ({image_ref})")),
+            (Err(e), true) => violations.push(format!("{case}: the pull failed: {e}")),
+            _ => {}
         }
         for r in content_answers(&p.at_shoal) {
-            violations.push(format!(
-                "{case}: shoal answered {} {} with {} and {} bytes (auth {})",
-                r.method,
-                r.path,
-                r.status,
-                r.body_bytes,
-                auth_name(r)
-            ));
+            if auth_name(r) != "alice:s3cret" {
+                violations.push(format!(
+                    "{case}: shoal answered {} {} with {} and {} bytes (auth {})",
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.body_bytes,
+                    auth_name(r)
+                ));
+            }
         }
     }
     assert!(

@@ -53,31 +53,28 @@ impl CriClient {
         let mut client =
             CriClient { images: ImageServiceClient::new(channel.clone()), runtime: RuntimeServiceClient::new(channel) };
         let start = Instant::now();
-        let last = loop {
-            let last = match client.runtime.version(VersionRequest { version: CRI_API_VERSION.into() }).await {
-                Ok(v) if v.get_ref().runtime_api_version == CRI_API_VERSION => return Ok(client),
+        loop {
+            let status = match client.runtime.version(VersionRequest { version: CRI_API_VERSION.into() }).await {
                 Ok(v) => {
-                    return Err(Error::invalid(
-                        "CRI version",
-                        format!(
-                            "{uri} answers runtime API {:?}, expected {CRI_API_VERSION:?} (containerd 1.6 or later)",
-                            v.get_ref().runtime_api_version
-                        ),
-                    ));
+                    let api = &v.get_ref().runtime_api_version;
+                    if api == CRI_API_VERSION {
+                        return Ok(client);
+                    }
+                    let detail = format!("{uri} answers runtime API {api:?}; this client speaks {CRI_API_VERSION:?}");
+                    return Err(Error::invalid("CRI version", detail));
                 }
-                Err(status) => status.to_string(),
+                Err(status) => status,
             };
             if start.elapsed() >= CRI_READY_DEADLINE {
-                break last;
+                return Err(Error::NotReady {
+                    what: format!("the CRI service at {uri}"),
+                    deadline: CRI_READY_DEADLINE,
+                    detail: status.to_string(),
+                    log_tail: "(read containerd's log: did its CRI plugin load?)".into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        Err(Error::NotReady {
-            what: format!("the CRI service at {uri}"),
-            deadline: CRI_READY_DEADLINE,
-            detail: last,
-            log_tail: "(see the containerd log; is its CRI plugin enabled?)".into(),
-        })
+        }
     }
 
     /// `PullImage` of `image` (`host/repo:tag` or `host/repo@sha256:…`)
