@@ -1,7 +1,8 @@
 //! Private images pulled as kubelet pulls them: containerd 1.6's CRI plugin
 //! gets `PullImage` with the pod's pull secret as `AuthConfig` and reads
 //! `hosts.toml` from `config_path`, which lists shoal first and the origin
-//! (docker-registry with htpasswd) second. Each case uses a fresh
+//! (docker-registry with htpasswd, or with bearer tokens from its own
+//! issuer) second. Each case uses a fresh
 //! containerd and records the pull's outcome, every request that reached
 //! shoal (through a recording front: its Authorization, shoal's status, the
 //! body bytes) and every request that reached the origin directly.
@@ -15,7 +16,12 @@
 //! returns nothing for a host other than `url.Parse(server_address).Host`.
 //! A mirror that still answers 401 makes the resolver
 //! (`remotes/docker/resolver.go`, `Resolve`) and fetcher (`fetcher.go`)
-//! try the next host: the origin.
+//! try the next host: the origin. A wrong secret is tried (and refused) at
+//! each host in turn; no secret ends at the origin's 401.
+//!
+//! `cached_private_image_by_digest_needs_credentials` fails while shoal
+//! serves cached manifests and blobs by digest without asking the origin
+//! whether the request's own credentials may read them.
 
 use shoal_e2e::Origin;
 use shoal_testkit::client::basic_auth_value;
@@ -28,8 +34,8 @@ const USER: &str = "alice";
 const PASS: &str = "s3cret";
 const WRONG: &str = "not-her-password";
 
-/// An htpasswd origin with one private image, shoal, and a hosts dir that
-/// sends containerd to shoal first and the origin second.
+/// A private origin with one image, shoal, and a hosts dir that sends
+/// containerd to shoal first and the origin second.
 struct Rig {
     origin: Origin,
     /// shoal's upstream for the registry: a second front, so that what
