@@ -1,8 +1,10 @@
 //! `Containerd`: a real containerd 1.6 as a process with its own fresh root,
 //! state and socket in a temp dir, driven with `ctr` (`images pull
-//! --hosts-dir`, `content ls`); plus `write_hosts_toml` for the
-//! `certs.d`-style hosts directory that points a pull at an origin and an
-//! optional mirror. Killed and cleaned on drop.
+//! --hosts-dir`, `content ls`), or with its CRI plugin on and
+//! `config_path` set, as a Kubernetes node runs it ([`Containerd::start_cri`],
+//! driven by `crate::cri`); plus `write_hosts_toml` for the `certs.d`-style
+//! hosts directory that points a pull at an origin and an optional mirror.
+//! Killed and cleaned on drop.
 //!
 //! What containerd 1.6.20 sends (`ctr images pull --hosts-dir`, observed
 //! through a `CountingFront`; the crate's tests assert it):
@@ -45,9 +47,13 @@ pub const CONTAINERD_READY_DEADLINE: Duration = Duration::from_secs(20);
 /// Default deadline of one `ctr images pull`.
 pub const PULL_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Plugins not needed for pulling, disabled to start fast and quietly.
+/// The CRI plugin's id, the config table kubelet's node setup edits.
+const CRI_PLUGIN: &str = "io.containerd.grpc.v1.cri";
+
+/// Plugins not needed for pulling, disabled to start fast and quietly (the
+/// CRI plugin stays on for [`Containerd::start_cri`]).
 const DISABLED_PLUGINS: &[&str] = &[
-    "io.containerd.grpc.v1.cri",
+    CRI_PLUGIN,
     "io.containerd.snapshotter.v1.btrfs",
     "io.containerd.snapshotter.v1.zfs",
     "io.containerd.snapshotter.v1.devmapper",
@@ -55,6 +61,69 @@ const DISABLED_PLUGINS: &[&str] = &[
     "io.containerd.tracing.processor.v1.otlp",
     "io.containerd.internal.v1.tracing",
 ];
+
+/// containerd's config (version 2) with everything under `d`; with
+/// `cri_hosts_dir`, the CRI plugin on and reading registry hosts there.
+fn config_text(d: &Path, socket: &Path, cri_hosts_dir: Option<&Path>) -> String {
+    let disabled: Vec<String> = DISABLED_PLUGINS
+        .iter()
+        .filter(|p| cri_hosts_dir.is_none() || **p != CRI_PLUGIN)
+        .map(|p| format!("\"{p}\""))
+        .collect();
+    let mut text = format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = [{disabled}]
+
+[grpc]
+  address = "{sock}"
+
+[ttrpc]
+  address = "{sock}.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+        root = d.join("root").display(),
+        state = d.join("state").display(),
+        disabled = disabled.join(", "),
+        sock = socket.display(),
+        opt = d.join("opt").display(),
+    );
+    if let Some(hosts) = cri_hosts_dir {
+        // Only the image service is used. Without a CNI network config the
+        // plugin logs "failed to load cni during init" and serves images
+        // anyway; its CNI dirs live here so it creates nothing under /etc
+        // or /opt. The streaming server (exec/attach) binds loopback on a
+        // free port. `native` unpacks where overlayfs is unavailable.
+        text.push_str(&format!(
+            r#"
+[plugins."{CRI_PLUGIN}"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."{CRI_PLUGIN}".containerd]
+    snapshotter = "native"
+  [plugins."{CRI_PLUGIN}".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+  [plugins."{CRI_PLUGIN}".registry]
+    config_path = "{hosts}"
+"#,
+            cni_bin = d.join("cni/bin").display(),
+            cni_conf = d.join("cni/conf").display(),
+            hosts = hosts.display(),
+        ));
+    }
+    text
+}
 
 /// Writes `HOSTS_DIR/<registry_host>/hosts.toml` with `server =
 /// "<origin_url>"` and, when given, the mirror as a `pull`/`resolve` host.
@@ -91,6 +160,21 @@ impl Containerd {
     /// Starts containerd with a generated config (root, state, sockets and
     /// plugin dirs under a fresh temp dir) and waits for `ctr version`.
     pub async fn start() -> Result<Containerd> {
+        Containerd::launch(None).await
+    }
+
+    /// Starts containerd as a Kubernetes node runs it, with its CRI plugin
+    /// on and registry hosts read from `hosts_dir` (`config_path`), and
+    /// checks that the plugin loaded (`ctr plugins ls`). Drive it with
+    /// [`CriClient`](crate::cri::CriClient); images live in its `k8s.io`
+    /// namespace.
+    pub async fn start_cri(hosts_dir: &Path) -> Result<Containerd> {
+        let c = Containerd::launch(Some(hosts_dir)).await?;
+        c.ensure_cri_loaded().await?;
+        Ok(c)
+    }
+
+    async fn launch(cri_hosts_dir: Option<&Path>) -> Result<Containerd> {
         let bin = require_tool("containerd")?;
         let ctr = require_tool("ctr")?;
         // Short prefix: unix socket paths are limited to 108 bytes.
@@ -100,37 +184,9 @@ impl Containerd {
             .ctx(|| "creating the containerd temp dir".to_string())?;
         let d = dir.path();
         let socket = d.join("containerd.sock");
-        let disabled: Vec<String> = DISABLED_PLUGINS.iter().map(|p| format!("\"{p}\"")).collect();
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = [{disabled}]
-
-[grpc]
-  address = "{sock}"
-
-[ttrpc]
-  address = "{sock}.ttrpc"
-
-[debug]
-  address = ""
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-"#,
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            disabled = disabled.join(", "),
-            sock = socket.display(),
-            opt = d.join("opt").display(),
-        );
         let cfg_path = d.join("config.toml");
-        std::fs::write(&cfg_path, config).ctx(|| format!("writing {}", cfg_path.display()))?;
+        std::fs::write(&cfg_path, config_text(d, &socket, cri_hosts_dir))
+            .ctx(|| format!("writing {}", cfg_path.display()))?;
         let mut cmd = StdCommand::new(bin);
         cmd.arg("--config").arg(&cfg_path);
         let mut child = ChildGuard::spawn("containerd", cmd, d)?;
@@ -157,6 +213,28 @@ disabled_plugins = [{disabled}]
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(Containerd { child, ctr, socket, dir })
+    }
+
+    /// Fails unless `ctr plugins ls` lists the CRI plugin as `ok` (a plugin
+    /// whose init failed is listed as `error` or `skip` while containerd
+    /// itself runs on).
+    async fn ensure_cri_loaded(&self) -> Result<()> {
+        let mut cmd = self.ctr();
+        cmd.args(["plugins", "ls"]);
+        let out = run(cmd, Duration::from_secs(10)).await?;
+        let line = out.stdout.lines().find(|l| {
+            let mut cols = l.split_whitespace();
+            cols.next() == Some("io.containerd.grpc.v1") && cols.next() == Some("cri")
+        });
+        match line {
+            Some(l) if l.split_whitespace().last() == Some("ok") => Ok(()),
+            other => Err(Error::NotReady {
+                what: format!("containerd's CRI plugin at {}", self.socket.display()),
+                deadline: CONTAINERD_READY_DEADLINE,
+                detail: format!("`ctr plugins ls` says: {}", other.unwrap_or("no io.containerd.grpc.v1 cri line")),
+                log_tail: self.child.log_tail(4000),
+            }),
+        }
     }
 
     /// The gRPC socket path.
@@ -262,5 +340,25 @@ mod tests {
         let parsed: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(parsed["server"].as_str(), Some("http://h:1"));
         assert!(parsed["host"].as_table().unwrap().is_empty());
+    }
+
+    #[test]
+    fn cri_config_enables_the_plugin_with_config_path() {
+        let d = Path::new("/tmp/ctrd");
+        let plain: toml::Value = toml::from_str(&config_text(d, &d.join("s.sock"), None)).unwrap();
+        let disabled = |v: &toml::Value| -> Vec<String> {
+            v["disabled_plugins"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect()
+        };
+        assert!(disabled(&plain).contains(&CRI_PLUGIN.to_string()));
+        assert!(plain.get("plugins").unwrap().get(CRI_PLUGIN).is_none());
+
+        let cri: toml::Value =
+            toml::from_str(&config_text(d, &d.join("s.sock"), Some(Path::new("/tmp/hosts")))).unwrap();
+        assert!(!disabled(&cri).contains(&CRI_PLUGIN.to_string()));
+        let plugin = &cri["plugins"][CRI_PLUGIN];
+        assert_eq!(plugin["registry"]["config_path"].as_str(), Some("/tmp/hosts"));
+        assert_eq!(plugin["containerd"]["snapshotter"].as_str(), Some("native"));
+        assert_eq!(plugin["cni"]["conf_dir"].as_str(), Some("/tmp/ctrd/cni/conf"));
+        assert_eq!(plugin["stream_server_address"].as_str(), Some("127.0.0.1"));
     }
 }

@@ -22,12 +22,15 @@
 //! - [`image`]: building images with umoci, pushing with skopeo,
 //!   `push_blob`, `random_bytes`.
 //! - [`containerd`]: [`Containerd`], a private containerd 1.6 driven with
-//!   ctr, and `write_hosts_toml`.
+//!   ctr (or with its CRI plugin on), and `write_hosts_toml`.
+//! - [`cri`]: [`CriClient`], kubelet's side of the CRI image service
+//!   (`PullImage` with a pull secret, `ImageStatus`, `ListImages`).
 //! - [`shoal`]: [`ShoalDaemon`], a runner for the `shoal daemon` binary.
 
 pub mod client;
 pub mod command;
 pub mod containerd;
+pub mod cri;
 pub mod error;
 pub mod front;
 mod front_body;
@@ -42,6 +45,7 @@ pub mod tools;
 
 pub use client::{RegistryClient, sha256_digest};
 pub use containerd::{Containerd, write_hosts_toml};
+pub use cri::{AuthConfig, CriClient};
 pub use error::{Error, Result};
 pub use front::{CountingFront, Fault, RequestRecord};
 pub use image::{
