@@ -75,6 +75,7 @@ fn a_read_smaller_than_a_piece_checks_the_whole_piece() {
     // The last byte of piece 1; the read below takes its first ten.
     flip(&root.complete_path(&d), 2 * PIECE - 1);
     let r = store.open_blob(&d).unwrap().unwrap();
+    assert_eq!(read(&r, 10, 10).unwrap(), &bytes[10..20], "a small read of a good piece is served");
     assert_rotten(read(&r, PIECE, 10), &d, 1);
 }
 
