@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::body::BlobBody;
 use super::errors::{self, Subject};
+use super::refetch::Refetch;
 use super::{Ctx, Mirror};
 use crate::metrics::{Outcome, Source};
 use crate::oci_error::{ErrorCode, OciError};
@@ -18,7 +19,7 @@ use crate::task::progress::Progress;
 pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Response {
     let d = digest.clone();
     match m.blocking(move |s| s.open_blob(&d)).await {
-        Ok(Some(reader)) => return serve(m, ctx, &digest, reader, None, Outcome::hit),
+        Ok(Some(reader)) => return serve(m, ctx, &repo, &digest, reader, None, Outcome::hit),
         Ok(None) => {}
         Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),
     }
@@ -48,7 +49,7 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         let e = OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, "download started without a file");
         return ctx.reply(e.into_response(), Outcome::error);
     };
-    serve(m, ctx, &digest, reader, Some(task.subscribe()), Outcome::origin)
+    serve(m, ctx, &repo, &digest, reader, Some(task.subscribe()), Outcome::origin)
 }
 
 fn headers(
@@ -76,6 +77,7 @@ fn headers(
 fn serve(
     m: &Mirror,
     mut ctx: Ctx,
+    repo: &RepoName,
     digest: &Digest,
     reader: BlobReader,
     progress: Option<watch::Receiver<Progress>>,
@@ -108,7 +110,8 @@ fn serve(
     }
     ctx.log.respond(status.as_u16(), result);
     let source = if progress.is_some() { Source::origin } else { Source::store };
-    let body =
-        BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log }.into_body();
+    let refetch = Refetch::new(m, &ctx, repo);
+    let body = BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log, refetch }
+        .into_body();
     builder.body(body).expect("valid response")
 }

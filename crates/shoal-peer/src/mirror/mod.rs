@@ -6,6 +6,7 @@
 //! - [`manifests`]: tags resolved at the origin, digests from the store.
 //! - [`prefetch`]: starting an image's blobs when its manifest is served.
 //! - [`body`]: streaming blob bodies that follow a download.
+//! - [`refetch`]: a body's way back when the stored copy is damaged.
 //! - [`errors`]: mapping failures to OCI error answers.
 //! - [`log`]: one outcome record per request.
 
@@ -15,6 +16,7 @@ pub mod errors;
 pub mod log;
 pub mod manifests;
 pub mod prefetch;
+pub mod refetch;
 
 use std::sync::Arc;
 use std::time::Duration;
