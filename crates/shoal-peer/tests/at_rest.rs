@@ -43,7 +43,7 @@ async fn stored(daemon: &Daemon, digest: &str) {
     panic!("{digest} never became complete in the store");
 }
 
-/// A daemon holding `data` (pushed to the origin as a blob of `repo`)
+/// A daemon holding `data` (pushed to the origin as a blob of `rot/app`)
 /// complete in its store, fetched from the origin once.
 async fn warm(o: &Origin, data: &[u8]) -> (Daemon, String) {
     let d = o.blob("rot/app", data.to_vec()).await;
@@ -107,8 +107,8 @@ async fn a_range_inside_a_damaged_piece_gets_the_right_bytes() {
 }
 
 /// The damage lies far into the blob: the response has sent its first
-/// pieces from the store, unchecked by the origin, before it meets it, and
-/// still ends with every byte right.
+/// pieces from the store before it meets it, and still ends with every
+/// byte right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn damage_met_after_the_response_started_is_mended_in_flight() {
     let o = Origin::start().await;
