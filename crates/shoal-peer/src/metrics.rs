@@ -59,6 +59,10 @@ pub enum Verified {
     blob,
     /// A manifest against its digest.
     manifest,
+    /// A piece of a complete stored blob against the BLAKE3 recorded when
+    /// it was stored (damage at rest); the blob was dropped and fetched
+    /// again.
+    stored,
 }
 
 /// How an authorization check ended (`shoal_access_checks_total`).
@@ -266,7 +270,7 @@ impl Metrics {
         );
         r.register(
             "verification_failures",
-            "Content whose bytes did not match its digest (nothing was kept)",
+            "Content whose bytes did not match its digest (nothing of it was kept or served)",
             m.verification_failures.clone(),
         );
         r.register(

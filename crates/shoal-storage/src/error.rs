@@ -197,3 +197,60 @@ impl StoreError {
         move |source| StoreError::Io { action, path, source }
     }
 }
+
+/// Why a [`BlobReader::read_at`](crate::BlobReader::read_at) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A piece of a complete blob no longer hashes to the BLAKE3 recorded
+    /// when it was stored (or its record or bytes are gone): nothing of
+    /// that piece was returned.
+    #[error(
+        "piece {piece} of stored blob {digest} no longer matches the hash recorded when it was \
+         stored, so none of it was returned; drop the copy with Store::condemn and fetch the \
+         blob again, and check the node's disk if this repeats"
+    )]
+    Rotten {
+        /// The blob.
+        digest: Digest,
+        /// The damaged piece.
+        piece: PieceIndex,
+    },
+
+    /// Reading the blob file failed.
+    #[error("cannot read blob {digest}: {source}")]
+    Io {
+        /// The blob.
+        digest: Digest,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ReadError {
+    /// The damaged piece, when that is why the read failed.
+    pub fn rotten_piece(&self) -> Option<PieceIndex> {
+        match self {
+            ReadError::Rotten { piece, .. } => Some(*piece),
+            ReadError::Io { .. } => None,
+        }
+    }
+
+    /// The [`ReadError`] inside an [`io::Error`] made from one (callers that
+    /// pass reads on with `?` as `io::Error` can still tell rot apart).
+    pub fn from_io(e: &io::Error) -> Option<&ReadError> {
+        e.get_ref()?.downcast_ref()
+    }
+}
+
+/// Rot reads as [`io::ErrorKind::InvalidData`]; a failed read keeps the OS's
+/// kind. The [`ReadError`] stays inside (see [`ReadError::from_io`]).
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        let kind = match &e {
+            ReadError::Rotten { .. } => io::ErrorKind::InvalidData,
+            ReadError::Io { source, .. } => source.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}

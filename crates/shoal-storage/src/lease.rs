@@ -1,7 +1,9 @@
 //! In-process leases: who is reading, writing or removing each blob. GC and
 //! `remove_blob` take a removal lease, which is refused while any reader or
 //! writer lives, and readers and writers are refused while a removal runs,
-//! so a blob is never deleted under a live handle.
+//! so neither deletes a blob under a live handle. The one exception takes
+//! no lease: `condemn` drops a damaged complete blob's name and records
+//! under its readers, which keep their open file (see `condemn.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

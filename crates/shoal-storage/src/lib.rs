@@ -9,6 +9,8 @@
 //! - `writer`: [`BlobWriter`]: positional writes, piece records,
 //!   complete/discard.
 //! - `reader`: [`BlobReader`]: positional reads under a lease.
+//! - `checks`: the per-piece verdicts behind a complete blob's reads.
+//! - `condemn`: [`Store::condemn`], dropping a damaged blob under readers.
 //! - `catalog`: manifests and tags.
 //! - `provenance`: which registries a blob's bytes are known to come from.
 //! - `access`: content the origin last confirmed readable anonymously
@@ -22,7 +24,7 @@
 //! - `paths`: the on-disk layout, `root/blobs/<algo>/<hex>[.partial]`.
 //! - `info`: the plain values handed out ([`BlobInfo`], [`TagRecord`],
 //!   [`StoreUsage`], [`GcReport`]).
-//! - `error`: [`StoreError`].
+//! - `error`: [`StoreError`], and [`ReadError`] for reads.
 //!
 //! # Guarantees
 //! - A piece counts only once its BLAKE3 hash is recorded, and on resume
@@ -30,12 +32,24 @@
 //!   trusted.
 //! - A blob is complete only after the caller verified its digest and its
 //!   bytes were synced; complete blobs live under their final name.
-//! - A blob with a live [`BlobReader`] or [`BlobWriter`] is never evicted.
+//! - No byte of a complete blob opened with [`Store::open_blob`] is
+//!   returned unless the whole piece holding it hashed to the BLAKE3
+//!   recorded when it was stored, checked once per piece while any reader
+//!   of that file lives; a piece that does not match fails every read of
+//!   it with [`ReadError::Rotten`], naming the blob and the piece.
+//! - [`Store::condemn`] drops such a blob at once, even while readers hold
+//!   it: `open_blob` then answers `None` and a fresh `begin_write` starts,
+//!   while the old readers keep their file and keep refusing the bad piece.
+//! - A blob with a live [`BlobReader`] or [`BlobWriter`] is never evicted
+//!   or removed by GC or [`Store::remove_blob`]; only a condemnation takes
+//!   it from under them.
 #![warn(missing_docs)]
 
 mod access;
 mod begin;
 mod catalog;
+mod checks;
+mod condemn;
 pub mod config;
 mod db;
 mod error;
@@ -52,7 +66,7 @@ mod sweep;
 mod writer;
 
 pub use config::StoreConfig;
-pub use error::StoreError;
+pub use error::{ReadError, StoreError};
 pub use gc::{GcCandidate, GcPolicy};
 pub use info::{BlobInfo, GcReport, StoreUsage, StoredManifest, TagRecord};
 pub use reader::BlobReader;

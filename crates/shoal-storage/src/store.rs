@@ -1,16 +1,17 @@
 //! [`Store`]: opening a store and the blob-level queries and removal. The
 //! other `impl Store` blocks live beside it: writing in `begin.rs`,
 //! manifests and tags in `catalog.rs`, GC in `sweep.rs`, open-time repair
-//! in `recover.rs`.
+//! in `recover.rs`, dropping a damaged blob in `condemn.rs`.
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use shoal_core::{Digest, PieceIndex};
 
+use crate::checks::{CheckTable, FileId};
 use crate::config::StoreConfig;
 use crate::db::MetaDb;
 use crate::error::StoreError;
@@ -40,6 +41,10 @@ pub(crate) struct Inner {
     pub(crate) paths: Paths,
     pub(crate) db: MetaDb,
     pub(crate) leases: Arc<LeaseTable>,
+    /// Piece verdicts of the complete blob files open now.
+    pub(crate) checks: Arc<CheckTable>,
+    /// Held through one condemnation, so two never interleave.
+    pub(crate) condemning: Mutex<()>,
 }
 
 impl Store {
@@ -60,7 +65,16 @@ impl Store {
         }
         let db = MetaDb::open(paths.db(), paths.root())?;
         recover::reconcile(&paths, &db)?;
-        Ok(Store { inner: Arc::new(Inner { cfg, paths, db, leases: Arc::new(LeaseTable::default()) }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cfg,
+                paths,
+                db,
+                leases: Arc::new(LeaseTable::default()),
+                checks: Arc::new(CheckTable::default()),
+                condemning: Mutex::new(()),
+            }),
+        })
     }
 
     /// The settings the store was opened with.
@@ -84,14 +98,18 @@ impl Store {
         let Some(meta) = self.inner.db.blob(d)? else {
             return Ok(None);
         };
-        let count = shoal_core::PieceLayout::with_piece_size(meta.size, meta.piece_size).count();
-        let mut out = vec![None; count as usize];
+        self.recorded_hashes(d, &meta).map(Some)
+    }
+
+    /// The recorded hash per piece of `d` under `meta`'s layout.
+    fn recorded_hashes(&self, d: &Digest, meta: &BlobMeta) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
+        let mut out = vec![None; meta.layout().count() as usize];
         for (i, h) in self.inner.db.pieces(d)? {
             if let Some(slot) = out.get_mut(i as usize) {
                 *slot = Some(h);
             }
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// Every blob, in digest order.
@@ -112,8 +130,11 @@ impl Store {
     }
 
     /// A reader of `d` if it is complete; `None` otherwise. The reader holds
-    /// a lease that keeps GC away. Bumps the access time (persisted at most
-    /// once a minute).
+    /// a lease that keeps GC away, and checks each piece against its
+    /// recorded BLAKE3 before returning any byte of it (see
+    /// [`BlobReader::read_at`]); readers of the same file alive at once
+    /// share those checks. Bumps the access time (persisted at most once a
+    /// minute).
     pub fn open_blob(&self, d: &Digest) -> Result<Option<BlobReader>, StoreError> {
         let Some(lease) = self.inner.leases.read(d) else {
             return Ok(None); // being removed
@@ -133,11 +154,13 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io("open blob", &path)(e)),
         };
+        let id = FileId::of(&file).map_err(StoreError::io("inspect blob", &path))?;
+        let checks = self.inner.checks.get_or_load(d, id, || self.recorded_hashes(d, &meta))?;
         let now = to_ms(SystemTime::now());
         if now.saturating_sub(meta.last_access_ms) >= ACCESS_PERSIST_MS {
             self.inner.db.touch_blob(d, now)?;
         }
-        Ok(Some(BlobReader::new(d.clone(), meta.layout(), Arc::new(file), lease)))
+        Ok(Some(BlobReader::checked(d.clone(), meta.layout(), Arc::new(file), checks, lease)))
     }
 
     /// Removes `d` (file and records). `Ok(false)` if the store did not have

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::body::BlobBody;
 use super::errors::{self, Subject};
+use super::refetch::Refetch;
 use super::refusals;
 use super::{Ctx, Mirror};
 use crate::access::{self, proof};
@@ -48,7 +49,7 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
                             return ctx.reply(resp, Outcome::error);
                         }
                     }
-                    return serve(m, ctx, &digest, reader, None, Outcome::hit);
+                    return serve(m, ctx, &repo, &digest, reader, None, Outcome::hit);
                 }
                 Ok(None) => {} // evicted meanwhile: fetch it
                 Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),
@@ -85,7 +86,7 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         let e = OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, "download started without a file");
         return ctx.reply(e.into_response(), Outcome::error);
     };
-    serve(m, ctx, &digest, reader, Some(task.subscribe()), Outcome::origin)
+    serve(m, ctx, &repo, &digest, reader, Some(task.subscribe()), Outcome::origin)
 }
 
 /// `origin`'s registry is not a source of the stored blob: it must prove
@@ -181,6 +182,7 @@ fn headers(
 fn serve(
     m: &Mirror,
     mut ctx: Ctx,
+    repo: &RepoName,
     digest: &Digest,
     reader: BlobReader,
     progress: Option<watch::Receiver<Progress>>,
@@ -213,7 +215,9 @@ fn serve(
     }
     ctx.log.respond(status.as_u16(), result);
     let source = if progress.is_some() { Source::origin } else { Source::store };
+    let refetch = Refetch::new(m, &ctx, repo);
     let body =
-        BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log }.into_body();
+        BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log, refetch }
+            .into_body();
     builder.body(body).expect("valid response")
 }

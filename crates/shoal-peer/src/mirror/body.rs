@@ -6,21 +6,31 @@
 //! transfer, never a completed bad one) if the download fails or makes no
 //! progress for the stall deadline. Complete blobs are read in 1 MiB chunks
 //! with one chunk read ahead, so disk and socket overlap.
+//!
+//! A stored blob's reader checks each piece before returning it. When a
+//! piece fails, nothing of it is sent: the body condemns the copy and goes
+//! on from the same byte with a fresh download ([`Refetch`]), so the
+//! client still gets the right bytes, later.
 
 use std::ops::Range;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use shoal_storage::BlobReader;
+use shoal_core::Digest;
+use shoal_storage::{BlobReader, ReadError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::log::RequestLog;
+use super::refetch::Refetch;
 use crate::metrics::Source;
 use crate::task::progress::{Phase, Progress};
 
 const CHUNK: u64 = 1 << 20;
+/// Fresh downloads one response may switch to; a fresh copy found damaged
+/// too (a failing disk) ends the response after this many.
+const MAX_REFETCHES: u32 = 2;
 
 /// What a body reads and how.
 pub struct BlobBody {
@@ -36,12 +46,15 @@ pub struct BlobBody {
     pub source: Source,
     /// The request's outcome record.
     pub log: RequestLog,
+    /// How to fetch the blob again if the store's copy is damaged.
+    pub refetch: Refetch,
 }
 
 struct State {
     body: BlobBody,
     pos: u64,
-    prefetch: Option<(u64, JoinHandle<std::io::Result<Bytes>>)>,
+    prefetch: Option<(u64, JoinHandle<Result<Bytes, ReadError>>)>,
+    refetches: u32,
     done: bool,
 }
 
@@ -50,50 +63,64 @@ impl BlobBody {
     pub fn into_body(mut self) -> Body {
         self.log.expect_body(self.range.end - self.range.start);
         let pos = self.range.start;
-        let state = State { body: self, pos, prefetch: None, done: false };
+        let state = State { body: self, pos, prefetch: None, refetches: 0, done: false };
         Body::from_stream(futures_util::stream::unfold(state, step))
     }
 }
 
 async fn step(mut st: State) -> Option<(std::io::Result<Bytes>, State)> {
-    if st.done || st.pos >= st.body.range.end {
-        return None;
-    }
-    let readable = match readable_end(&mut st.body, st.pos).await {
-        Ok(end) => end.min(st.body.range.end),
-        Err(e) => {
-            st.body.log.fail(&e);
-            st.done = true;
-            return Some((Err(e), st));
+    loop {
+        if st.done || st.pos >= st.body.range.end {
+            return None;
         }
-    };
-    let len = (readable - st.pos).min(CHUNK);
-    let chunk = match st.prefetch.take() {
-        Some((at, job)) if at == st.pos => join(job).await,
-        _ => read(st.body.reader.clone(), st.pos, len).await,
-    };
-    match chunk {
-        Ok(bytes) => {
-            st.pos += bytes.len() as u64;
-            st.body.log.sent(bytes.len() as u64, st.body.source);
-            // Read ahead when the next chunk is already readable.
-            if st.pos < readable {
-                let n = (readable - st.pos).min(CHUNK);
-                let job = tokio::task::spawn_blocking({
-                    let r = st.body.reader.clone();
-                    let at = st.pos;
-                    move || read_exact(&r, at, n)
-                });
-                st.prefetch = Some((st.pos, job));
+        let readable = match readable_end(&mut st.body, st.pos).await {
+            Ok(end) => end.min(st.body.range.end),
+            Err(e) => return Some(fail(st, e)),
+        };
+        let len = (readable - st.pos).min(CHUNK);
+        let chunk = match st.prefetch.take() {
+            Some((at, job)) if at == st.pos => join(job, st.body.reader.digest().clone()).await,
+            _ => read(st.body.reader.clone(), st.pos, len).await,
+        };
+        let bytes = match chunk {
+            Ok(bytes) => bytes,
+            Err(ReadError::Rotten { piece, .. }) if st.refetches < MAX_REFETCHES => {
+                st.refetches += 1;
+                // Read ahead from the damaged copy: dropped, not sent.
+                st.prefetch = None;
+                match st.body.refetch.recover(&st.body.reader, piece, st.body.stall).await {
+                    Ok((reader, progress)) => {
+                        st.body.reader = reader;
+                        st.body.progress = Some(progress);
+                        st.body.source = Source::origin;
+                        continue;
+                    }
+                    Err(e) => return Some(fail(st, e)),
+                }
             }
-            Some((Ok(bytes), st))
+            Err(e) => return Some(fail(st, e.into())),
+        };
+        st.pos += bytes.len() as u64;
+        st.body.log.sent(bytes.len() as u64, st.body.source);
+        // Read ahead when the next chunk is already readable.
+        if st.pos < readable {
+            let n = (readable - st.pos).min(CHUNK);
+            let job = tokio::task::spawn_blocking({
+                let r = st.body.reader.clone();
+                let at = st.pos;
+                move || read_exact(&r, at, n)
+            });
+            st.prefetch = Some((st.pos, job));
         }
-        Err(e) => {
-            st.body.log.fail(&e);
-            st.done = true;
-            Some((Err(e), st))
-        }
+        return Some((Ok(bytes), st));
     }
+}
+
+/// End the body with `e`: the client sees a cut transfer.
+fn fail(mut st: State, e: std::io::Error) -> (std::io::Result<Bytes>, State) {
+    st.body.log.fail(&e);
+    st.done = true;
+    (Err(e), st)
 }
 
 /// Wait until at least one byte at `pos` is readable; return the end of
@@ -132,24 +159,30 @@ async fn readable_end(body: &mut BlobBody, pos: u64) -> std::io::Result<u64> {
     }
 }
 
-async fn read(reader: BlobReader, at: u64, n: u64) -> std::io::Result<Bytes> {
-    join(tokio::task::spawn_blocking(move || read_exact(&reader, at, n))).await
+async fn read(reader: BlobReader, at: u64, n: u64) -> Result<Bytes, ReadError> {
+    let digest = reader.digest().clone();
+    join(tokio::task::spawn_blocking(move || read_exact(&reader, at, n)), digest).await
 }
 
-async fn join(job: JoinHandle<std::io::Result<Bytes>>) -> std::io::Result<Bytes> {
-    job.await.map_err(std::io::Error::other)?
+async fn join(job: JoinHandle<Result<Bytes, ReadError>>, digest: Digest) -> Result<Bytes, ReadError> {
+    job.await.unwrap_or_else(|e| Err(ReadError::Io { digest, source: std::io::Error::other(e) }))
 }
 
-fn read_exact(reader: &BlobReader, at: u64, n: u64) -> std::io::Result<Bytes> {
+/// Reads `n` bytes at `at`. On a stored blob this is where pieces are
+/// checked (BLAKE3, on the blocking pool).
+fn read_exact(reader: &BlobReader, at: u64, n: u64) -> Result<Bytes, ReadError> {
     let mut buf = vec![0u8; n as usize];
     let mut filled = 0;
     while filled < buf.len() {
         let got = reader.read_at(at + filled as u64, &mut buf[filled..])?;
         if got == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("blob file {} ended at {}", reader.digest(), at + filled as u64),
-            ));
+            return Err(ReadError::Io {
+                digest: reader.digest().clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("blob file ended at {}", at + filled as u64),
+                ),
+            });
         }
         filled += got;
     }

@@ -7,6 +7,7 @@
 //! - [`manifests`]: tags resolved at the origin, digests from the store.
 //! - [`prefetch`]: starting an image's blobs when its manifest is served.
 //! - [`body`]: streaming blob bodies that follow a download.
+//! - [`refetch`]: a body's way back when the stored copy is damaged.
 //! - [`errors`]: mapping failures to OCI error answers.
 //! - [`refusals`]: the answers for content the access check refused.
 //! - [`listing`]: the digests a manifest lists (which its readers may read).
@@ -20,6 +21,7 @@ pub mod listing;
 pub mod log;
 pub mod manifests;
 pub mod prefetch;
+pub mod refetch;
 pub mod refusals;
 
 use std::sync::Arc;

@@ -4,9 +4,10 @@
 //! a request for a task is answered only from a download for that
 //! registry, or a stored blob whose bytes are known to come from it, never
 //! from bytes fetched for another registry. Every piece is checked against
-//! its recorded BLAKE3 before it leaves; a piece that fails is refused as
-//! `Corrupt` (and a complete blob with a rotten piece is dropped from the
-//! store so it is fetched again).
+//! its recorded BLAKE3 before it leaves (by the store's reader for a
+//! complete blob, here for a download in flight); a piece that fails is
+//! refused as `Corrupt`, and a complete blob with a rotten piece is
+//! condemned in the store so it is fetched again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,13 @@ use shoal_core::{PieceLayout, TaskId};
 use shoal_proto::{
     Bitfield, PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply, read_frame, write_frame,
 };
-use shoal_storage::BlobReader;
+use shoal_storage::{BlobReader, ReadError};
 use shoal_transport::{Endpoint, PeerConnection, RateLimiter, UploadSlots};
 use tokio_util::sync::CancellationToken;
 
 use super::handout::Verdict;
 use super::wire;
+use crate::metrics::{Verified, VerifyLabels};
 use crate::task::TaskManager;
 use crate::task::progress::Phase;
 
@@ -232,13 +234,16 @@ impl PieceServer {
             .map_err(std::io::Error::other)
             .and_then(|r| r);
         let reply = match read {
-            Ok(bytes) if *blake3::hash(&bytes).as_bytes() == hash => Ok((bytes, hash)),
-            Ok(_) => {
+            // A reader from the store has checked the piece already.
+            Ok(bytes) if reader.verifies() || *blake3::hash(&bytes).as_bytes() == hash => Ok((bytes, hash)),
+            Err(e) if ReadError::from_io(&e).and_then(ReadError::rotten_piece).is_none() => {
+                Err(refuse(PeerErrorCode::NotFound, format!("reading piece {index}: {e}")))
+            }
+            _ => {
                 tracing::error!(%task, index, "a stored piece failed verification on the way out");
-                self.drop_corrupt(task).await;
+                self.drop_corrupt(task, &reader).await;
                 Err(refuse(PeerErrorCode::Corrupt, format!("piece {index} failed verification here")))
             }
-            Err(e) => Err(refuse(PeerErrorCode::NotFound, format!("reading piece {index}: {e}"))),
         };
         match reply {
             Ok((bytes, hash)) => {
@@ -291,12 +296,23 @@ impl PieceServer {
         }
     }
 
-    /// A stored piece failed its check: drop the blob (it is fetched again
-    /// when next asked for) and tell the scheduler we no longer hold it.
-    async fn drop_corrupt(&self, task: &TaskId) {
+    /// A stored piece failed its check: condemn the copy `reader` reads
+    /// (at once, even while local clients read it; it is fetched again when
+    /// next asked for), count it, and tell the scheduler we no longer hold
+    /// the blob.
+    async fn drop_corrupt(&self, task: &TaskId, reader: &BlobReader) {
         let store = self.tasks.store().clone();
-        let d = task.digest().clone();
-        let _ = tokio::task::spawn_blocking(move || store.remove_blob(&d)).await;
+        let r = reader.clone();
+        match tokio::task::spawn_blocking(move || store.condemn(&r)).await {
+            Ok(Ok(true)) => {
+                self.metrics.verification_failures.get_or_create(&VerifyLabels { kind: Verified::stored }).inc();
+            }
+            // Condemned already (by a mirror response that met the damage
+            // too), fetched afresh since, or a download's partial file.
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(%task, error = %e, "could not drop a damaged stored blob"),
+            Err(e) => tracing::warn!(%task, error = %e, "could not drop a damaged stored blob"),
+        }
         self.swarm.leave(task).await;
     }
 }

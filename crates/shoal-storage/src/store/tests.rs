@@ -43,3 +43,35 @@ fn a_blob_keeps_the_piece_size_it_was_stored_with() {
         assert_eq!(Some(*blake3::hash(&buf).as_bytes()), hashes[i as usize], "piece {i} hashes as recorded");
     }
 }
+
+/// A complete blob whose piece record was lost cannot be checked, so that
+/// piece is refused like a damaged one; the others still read.
+#[test]
+fn a_piece_without_a_record_is_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path().join("store"))).unwrap();
+    let bytes: Vec<u8> = (0..(1u64 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let d = Digest::sha256_of(&bytes);
+    let layout = PieceLayout::for_blob(bytes.len() as u64);
+    fs::write(store.inner.paths.complete(&d), &bytes).unwrap();
+    let meta = BlobMeta {
+        size: layout.blob_size,
+        piece_size: layout.piece_size,
+        complete: true,
+        created_ms: 0,
+        last_access_ms: 0,
+        sources: Vec::new(),
+    };
+    store.inner.db.put_blob(&d, &meta, redb::Durability::Immediate).unwrap();
+    for i in (0..layout.count()).filter(|&i| i != 1) {
+        let r = layout.range(i);
+        store.inner.db.record_piece(&d, i, *blake3::hash(&bytes[r.start as usize..r.end as usize]).as_bytes()).unwrap();
+    }
+
+    let reader = store.open_blob(&d).unwrap().unwrap();
+    let mut buf = vec![0u8; layout.piece_size as usize];
+    assert_eq!(reader.read_at(0, &mut buf).unwrap(), buf.len());
+    assert_eq!(buf, bytes[..buf.len()]);
+    let e = reader.read_at(layout.range(1).start, &mut buf).unwrap_err();
+    assert!(matches!(e, crate::ReadError::Rotten { piece: 1, .. }), "{e}");
+}
