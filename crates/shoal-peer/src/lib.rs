@@ -62,6 +62,9 @@ pub struct DaemonConfig {
     pub download: DownloadConfig,
     /// How the origin's authorization answers are kept and waited for.
     pub access: AccessConfig,
+    /// Where to write the token of the daemon's own mirror requests, for
+    /// `shoal prewarm` on this node (`None`: nowhere).
+    pub node_token_file: Option<std::path::PathBuf>,
     /// How often GC runs.
     pub gc_interval: Duration,
     /// How long in-flight responses may take to finish after a shutdown
@@ -76,6 +79,7 @@ impl Default for DaemonConfig {
             admin: AdminConfig::default(),
             download: DownloadConfig::default(),
             access: AccessConfig::default(),
+            node_token_file: None,
             gc_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
         }
@@ -182,6 +186,11 @@ pub async fn run(
     }
 
     let node_token = Arc::new(access::NodeToken::new());
+    if let Some(path) = &config.node_token_file
+        && let Err(e) = node_token.write_to(path)
+    {
+        tracing::warn!(error = %e, "could not write the node token; `shoal prewarm` on this node will pull as an anonymous client");
+    }
     let mirror_state = mirror::Mirror {
         store: store.clone(),
         upstreams: Arc::new(upstreams),

@@ -34,6 +34,11 @@
 //! retries = 4
 //! backoff = "200ms"
 //!
+//! [access]
+//! auth_ttl = "5m"                     # reuse the origin's yes per credential, registry, repo
+//! refusal_ttl = "5s"
+//! auth_wait = "10s"                   # origin silent this long: counts as unreachable
+//!
 //! [registries."docker.io"]
 //! url = "https://registry-1.docker.io"
 //! timeout = "30s"
@@ -41,6 +46,7 @@
 //! retries = 3
 //! # ca_bundle = "/etc/ssl/my-ca.pem"; insecure_skip_verify = false
 //! # username = "..."; password = "..."
+//! # share_credentials = false         # true: they answer for clients that send none
 //! ```
 
 use std::collections::BTreeMap;
@@ -61,6 +67,10 @@ use crate::listen::ListenList;
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/config.toml";
 /// Default mirror address.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:65001";
+/// The file beside the store holding the token of the daemon's own mirror
+/// requests (read by `shoal prewarm` on the node).
+pub(crate) const NODE_TOKEN_FILE: &str = "node-token";
+
 /// Default metrics/admin address.
 pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:65002";
 
@@ -81,6 +91,7 @@ pub(crate) struct FileConfig {
     store: StoreSection,
     mirror: MirrorSection,
     download: DownloadSection,
+    access: AccessSection,
     swarm: SwarmSection,
 }
 
@@ -136,6 +147,15 @@ struct MirrorSection {
     idle_timeout: Option<HumanDuration>,
     client_stall: Option<HumanDuration>,
     max_connections: Option<usize>,
+}
+
+/// `[access]`: how long the origin's authorization answers are reused.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AccessSection {
+    auth_ttl: Option<HumanDuration>,
+    refusal_ttl: Option<HumanDuration>,
+    auth_wait: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -208,6 +228,7 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     };
     let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
 
+    let node_token_file = data_dir.join(NODE_TOKEN_FILE);
     let mut store = StoreConfig::new(data_dir);
     if let Some(q) = args.quota.or(file.store.quota) {
         store.quota = q.0;
@@ -238,7 +259,7 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
         upstreams.registries.entry(name.to_owned()).or_default().url = Some(url);
     }
 
-    let mut daemon = DaemonConfig::default();
+    let mut daemon = DaemonConfig { node_token_file: Some(node_token_file), ..DaemonConfig::default() };
     if let Some(s) = args.stale_tags.or(file.mirror.stale_tags) {
         daemon.mirror.stale_tags = s;
     }
@@ -280,6 +301,19 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     }
     if let Some(r) = file.download.retries {
         daemon.download.retries = r;
+    }
+    let access = &mut daemon.access;
+    if let Some(t) = file.access.auth_ttl {
+        access.auth_ttl = t.0;
+    }
+    if let Some(t) = file.access.refusal_ttl {
+        access.refusal_ttl = t.0;
+    }
+    if let Some(w) = file.access.auth_wait {
+        if w.0.is_zero() {
+            bail!("access.auth_wait must be longer than zero (e.g. \"10s\")");
+        }
+        access.auth_wait = w.0;
     }
     if let Some(b) = file.download.backoff {
         daemon.download.backoff = b.0;
@@ -368,6 +402,32 @@ mod tests {
         assert_eq!(r.upstreams.default_registry, "ghcr.io");
         assert_eq!(r.upstreams.registries["127.0.0.1:5000"].timeout.0.as_secs(), 5);
         assert_eq!(r.upstreams.registries["docker.io"].url.as_ref().unwrap().as_str(), "https://mirror.example/");
+    }
+
+    #[test]
+    fn access_settings_and_shared_credentials() {
+        let r = merge(FileConfig::default(), &DaemonArgs::default(), None).unwrap();
+        assert_eq!(r.daemon.access.auth_ttl.as_secs(), 300, "a few minutes by default");
+        assert!(!r.upstreams.registries.values().any(|c| c.share_credentials));
+        let file = parse(
+            r#"
+            [access]
+            auth_ttl = "0s"
+            refusal_ttl = "2s"
+            auth_wait = "3s"
+            [registries."ghcr.io"]
+            username = "robot"
+            password = "pw"
+            share_credentials = true
+            "#,
+        );
+        let r = merge(file, &DaemonArgs::default(), None).unwrap();
+        assert!(r.daemon.access.auth_ttl.is_zero(), "0 asks the origin every time");
+        assert_eq!(r.daemon.access.refusal_ttl.as_secs(), 2);
+        assert_eq!(r.daemon.access.auth_wait.as_secs(), 3);
+        assert!(r.upstreams.registries["ghcr.io"].share_credentials);
+        let zero = merge(parse("[access]\nauth_wait = \"0s\""), &DaemonArgs::default(), None).unwrap_err();
+        assert!(zero.to_string().contains("access.auth_wait"), "{zero}");
     }
 
     #[test]

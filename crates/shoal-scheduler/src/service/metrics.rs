@@ -44,6 +44,7 @@ pub struct SchedulerMetrics {
     grants: Gauge,
     prewarm_jobs: Gauge,
     prewarm_active: Gauge,
+    piece_maps: Gauge,
     requests: Family<RequestLabels, Counter>,
     decision: Histogram,
     origin_grants: Counter,
@@ -62,6 +63,11 @@ impl SchedulerMetrics {
         r.register("grants", "Origin grants held", m.grants.clone());
         r.register("prewarm_jobs", "Prewarm jobs held (finished ones for an hour)", m.prewarm_jobs.clone());
         r.register("prewarm_jobs_active", "Prewarm jobs with a node still queued or running", m.prewarm_active.clone());
+        r.register(
+            "piece_maps",
+            "Final piece maps held for joiners that arrive after a blob's authority left",
+            m.piece_maps.clone(),
+        );
         r.register("requests", "Requests answered, by kind and result", m.requests.clone());
         r.register(
             "decision_duration_seconds",
@@ -83,6 +89,7 @@ impl SchedulerMetrics {
             grants: Gauge::default(),
             prewarm_jobs: Gauge::default(),
             prewarm_active: Gauge::default(),
+            piece_maps: Gauge::default(),
             requests: Family::default(),
             // 1 µs .. ~0.26 s: a decision takes microseconds; the tail shows
             // lock contention.
@@ -101,6 +108,7 @@ impl SchedulerMetrics {
         set(&self.grants, s.grants);
         set(&self.prewarm_jobs, s.prewarm_jobs);
         set(&self.prewarm_active, s.prewarm_active);
+        set(&self.piece_maps, s.piece_maps);
     }
 
     /// Counts one answered request.

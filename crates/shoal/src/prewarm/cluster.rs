@@ -91,7 +91,7 @@ impl Api {
 pub(super) async fn run(args: PrewarmArgs, selector: NodeSelector) -> anyhow::Result<()> {
     let platforms = Platform::parse_all_or_host(&args.platforms)?;
     let mirror = args.mirror.trim_end_matches('/').to_owned();
-    let client = shoal_prewarm::http_client();
+    let client = super::mirror_client(&args);
     for image in &args.images {
         let r = shoal_prewarm::image_ref::parse(image)?;
         shoal_prewarm::resolve::check(&client, &mirror, &r, &platforms).await?;

@@ -36,7 +36,7 @@ pub(super) fn bar(image: &str, total: u64) -> indicatif::ProgressBar {
 pub(super) async fn run(args: PrewarmArgs) -> anyhow::Result<()> {
     let platforms = Platform::parse_all_or_host(&args.platforms)?;
     let mirror = args.mirror.trim_end_matches('/').to_owned();
-    let client = shoal_prewarm::http_client();
+    let client = super::mirror_client(&args);
     let terminal = args.output == Output::Text && std::io::stderr().is_terminal();
     let mut reports = Vec::new();
     for image in &args.images {

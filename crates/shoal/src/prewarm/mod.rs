@@ -52,12 +52,31 @@ pub(crate) struct PrewarmArgs {
     /// The local daemon's mirror.
     #[arg(long, env = "SHOAL_MIRROR", default_value = "http://127.0.0.1:65001")]
     pub(crate) mirror: String,
+    /// The daemon's token file: with it, images are fetched as the node
+    /// (the daemon's credentials for private registries apply); without
+    /// (not readable), as an anonymous client [default: DATA_DIR/node-token].
+    #[arg(long, env = "SHOAL_NODE_TOKEN", value_name = "FILE")]
+    pub(crate) node_token: Option<std::path::PathBuf>,
     /// The local daemon's admin address (for jobs on other nodes).
     #[arg(long, env = "SHOAL_METRICS_LISTEN", default_value = "127.0.0.1:65002")]
     pub(crate) admin: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) output: Output,
+}
+
+/// The HTTP client for the local mirror: as the node when the daemon's
+/// token file can be read (see [`PrewarmArgs::node_token`]).
+fn mirror_client(args: &PrewarmArgs) -> reqwest::Client {
+    let path = args
+        .node_token
+        .clone()
+        .unwrap_or_else(|| crate::config::default_data_dir().join(crate::config::NODE_TOKEN_FILE));
+    let token = shoal_peer::access::NodeToken::read_from(&path);
+    if token.is_none() {
+        tracing::debug!(path = %path.display(), "no node token readable; prewarming as an anonymous client");
+    }
+    shoal_prewarm::http_client_as(token)
 }
 
 /// Entry point of `shoal prewarm`.
