@@ -1,10 +1,11 @@
 //! Pulls through shoal from registries that need credentials: htpasswd
 //! basic auth and bearer tokens (a token server the registry trusts), with
 //! the client's own credentials passed through, and with credentials the
-//! daemon holds itself (docker config.json).
+//! daemon holds itself (docker config.json), which answer for a client
+//! without any only when the registry shares them.
 
 use shoal_e2e::{Origin, assert_has_image, hosts_dir, pull_fresh, shoal_for};
-use shoal_testkit::{Registry, ShoalDaemon, TokenServer};
+use shoal_testkit::{Containerd, Registry, ShoalDaemon, TokenServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn basic_auth_pull_through_shoal() {
@@ -47,7 +48,7 @@ async fn token_auth_pull_through_shoal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn daemon_credentials_run_the_token_flow_itself() {
+async fn daemon_credentials_answer_for_anonymous_clients_only_when_shared() {
     let tokens = TokenServer::start(&[("carol", "pw2")]).await.unwrap();
     let registry = Registry::builder().token_auth(&tokens).start().await.unwrap();
     let origin = Origin::around(registry).await;
@@ -57,18 +58,34 @@ async fn daemon_credentials_run_the_token_flow_itself() {
     let auth = base64_encode("carol:pw2");
     std::fs::write(&docker_config, format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, origin.front.host()))
         .unwrap();
-    let shoal = ShoalDaemon::builder()
-        .default_registry(&origin.front.host())
-        .registry(&origin.front.host(), &origin.front.url())
-        .arg("--docker-config")
-        .arg(docker_config.to_str().unwrap())
-        .start()
-        .await
-        .unwrap();
-    let hosts = hosts_dir(&origin.front, Some(&shoal.mirror_url()));
     let reference = format!("{}/private/own:v1", origin.front.host());
+    let daemon = |shared: bool| {
+        let mut b = ShoalDaemon::builder()
+            .default_registry(&origin.front.host())
+            .registry(&origin.front.host(), &origin.front.url())
+            .arg("--docker-config")
+            .arg(docker_config.to_str().unwrap());
+        if shared {
+            b = b.share_credentials(&origin.front.host());
+        }
+        b.start()
+    };
 
-    // containerd has no credentials: shoal authenticates with its own.
+    // By default the node's credentials are its own: a containerd without
+    // any gets nothing through shoal (nor from the origin).
+    let pushed = tokens.requests().len();
+    let private = daemon(false).await.unwrap();
+    let hosts = hosts_dir(&origin.front, Some(&private.mirror_url()));
+    let c = Containerd::start().await.expect("start containerd");
+    assert!(c.pull(&reference, hosts.path(), None).await.is_err(), "an anonymous pull got a private image");
+    let as_carol = tokens.requests()[pushed..].iter().filter(|t| t.user.as_deref() == Some("carol")).count();
+    assert_eq!(as_carol, 0, "the daemon used its credentials for an anonymous client: {:?}", tokens.requests());
+    drop((c, private));
+
+    // Shared node-wide (share_credentials): containerd has no credentials,
+    // shoal authenticates with its own.
+    let shoal = daemon(true).await.unwrap();
+    let hosts = hosts_dir(&origin.front, Some(&shoal.mirror_url()));
     let c = pull_fresh(&reference, hosts.path(), None).await;
     assert_has_image(&c, &image).await;
     let issued = tokens.issued();

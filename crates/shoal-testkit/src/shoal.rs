@@ -43,6 +43,8 @@ pub struct ShoalDaemonBuilder {
     data_dir: Option<PathBuf>,
     default_registry: Option<String>,
     registries: Vec<(String, String)>,
+    /// Registries whose credentials answer for clients that send none.
+    shared: Vec<String>,
     extra: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -71,6 +73,14 @@ impl ShoalDaemonBuilder {
     /// Adds `[registries."<ns>"] url = "<url>"`.
     pub fn registry(mut self, ns: &str, url: &str) -> Self {
         self.registries.push((ns.to_string(), url.to_string()));
+        self
+    }
+
+    /// Sets `share_credentials = true` for registry `ns` (added with
+    /// [`registry`](Self::registry)): the daemon's credentials answer for
+    /// clients that send none.
+    pub fn share_credentials(mut self, ns: &str) -> Self {
+        self.shared.push(ns.to_string());
         self
     }
 
@@ -107,6 +117,9 @@ impl ShoalDaemonBuilder {
         }
         for (ns, url) in &self.registries {
             s.push_str(&format!("\n[registries.{}]\nurl = {}\n", toml_str(ns), toml_str(url)));
+            if self.shared.contains(ns) {
+                s.push_str("share_credentials = true\n");
+            }
         }
         s
     }
