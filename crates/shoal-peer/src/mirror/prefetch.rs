@@ -25,14 +25,15 @@ use super::Mirror;
 /// Most blobs one manifest starts.
 pub const MAX_BLOBS: usize = 128;
 
-/// The config and layer digests of an image manifest, in order, without
-/// repeats; nothing for an index, a list or anything unparsable.
-pub fn blobs_of(media_type: &str, body: &[u8]) -> Vec<Digest> {
+/// The config and layer digests of an image manifest with their sizes, in
+/// order, without repeats; nothing for an index, a list or anything
+/// unparsable.
+pub fn blobs_of(media_type: &str, body: &[u8]) -> Vec<(Digest, u64)> {
     if !IMAGE_TYPES.contains(&media_type) {
         return Vec::new();
     }
     let blobs = serde_json::from_slice(body).ok().and_then(|m| manifest::blobs(&m).ok()).unwrap_or_default();
-    blobs.into_iter().map(|(d, _)| d).take(MAX_BLOBS).collect()
+    blobs.into_iter().take(MAX_BLOBS).collect()
 }
 
 /// Starts, in the background, the download of every blob of the manifest
@@ -48,7 +49,7 @@ pub fn start(m: &Mirror, origin: Arc<OriginClient>, repo: &RepoName, media_type:
     let (m, repo) = (m.clone(), repo.clone());
     tokio::spawn(async move {
         let mut started = 0;
-        for d in blobs {
+        for (d, size) in blobs {
             if m.tasks.get(&d).is_some() {
                 continue;
             }
@@ -61,7 +62,10 @@ pub fn start(m: &Mirror, origin: Arc<OriginClient>, repo: &RepoName, media_type:
                     continue;
                 }
             }
-            m.tasks.get_or_start(origin.clone(), &repo, &d, caller.clone());
+            // The descriptor's size spares the swarm path its HEAD; a wrong
+            // one fails the download (the origin announces another size).
+            let hint = (size > 0).then_some(size);
+            m.tasks.start_sized(origin.clone(), &repo, &d, caller.clone(), hint);
             started += 1;
         }
         if started > 0 {
@@ -83,8 +87,8 @@ mod tests {
             "layers": [{"digest": b.to_string(), "size": 2}, {"digest": b.to_string(), "size": 2}],
         })
         .to_string();
-        assert_eq!(blobs_of(IMAGE_TYPES[0], body.as_bytes()), vec![a.clone(), b.clone()]);
-        assert_eq!(blobs_of(IMAGE_TYPES[1], body.as_bytes()), vec![a, b]);
+        assert_eq!(blobs_of(IMAGE_TYPES[0], body.as_bytes()), vec![(a.clone(), 1), (b.clone(), 2)]);
+        assert_eq!(blobs_of(IMAGE_TYPES[1], body.as_bytes()), vec![(a, 1), (b, 2)]);
         assert!(blobs_of("application/vnd.oci.image.index.v1+json", body.as_bytes()).is_empty());
         assert!(blobs_of(IMAGE_TYPES[0], b"not json").is_empty());
     }

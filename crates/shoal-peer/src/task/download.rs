@@ -43,6 +43,8 @@ pub struct Download {
     /// On whose behalf (with whose credentials) the origin is asked: the
     /// first client's.
     pub caller: Caller,
+    /// The blob's size, when a manifest's descriptor gave it.
+    pub size: Option<u64>,
     /// Where progress is published.
     pub progress: watch::Sender<Progress>,
 }
@@ -56,7 +58,13 @@ impl Download {
         let cancel = manager.cancel.clone();
         let progress = Arc::new(self.progress);
         let (origin, caller) = (self.origin.clone(), self.caller.clone());
-        let driver = Driver { manager: manager.clone(), task: task.clone(), origin: self.origin, caller: self.caller };
+        let driver = Driver {
+            manager: manager.clone(),
+            task: task.clone(),
+            origin: self.origin,
+            caller: self.caller,
+            size_hint: self.size,
+        };
         let started = Instant::now();
         let result = tokio::select! {
             r = driver.drive(progress.clone()) => r,
@@ -88,6 +96,7 @@ pub(super) struct Driver {
     pub(super) task: Arc<Task>,
     pub(super) origin: Arc<OriginClient>,
     pub(super) caller: Caller,
+    pub(super) size_hint: Option<u64>,
 }
 
 pub(super) enum Begin {

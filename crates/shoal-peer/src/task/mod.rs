@@ -237,6 +237,20 @@ impl TaskManager {
         digest: &Digest,
         caller: Caller,
     ) -> Arc<Task> {
+        self.start_sized(origin, repo, digest, caller, None)
+    }
+
+    /// [`get_or_start`](Self::get_or_start) knowing the blob's size from a
+    /// manifest's descriptor (`size`), which spares a new download its
+    /// `HEAD` for the size.
+    pub fn start_sized(
+        self: &Arc<Self>,
+        origin: Arc<OriginClient>,
+        repo: &RepoName,
+        digest: &Digest,
+        caller: Caller,
+        size: Option<u64>,
+    ) -> Arc<Task> {
         let mut tasks = self.tasks.lock().expect("task map poisoned");
         if let Some(t) = tasks.get(digest) {
             return t.clone();
@@ -253,7 +267,7 @@ impl TaskManager {
         });
         tasks.insert(digest.clone(), task.clone());
         drop(tasks);
-        let job = download::Download { manager: self.clone(), task: task.clone(), origin, caller, progress: tx };
+        let job = download::Download { manager: self.clone(), task: task.clone(), origin, caller, size, progress: tx };
         tokio::spawn(job.run());
         task
     }

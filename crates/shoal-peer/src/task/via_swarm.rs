@@ -1,8 +1,8 @@
 //! The download path when the node is part of a swarm.
 //!
-//! 1. Ask the origin for the blob's size with the client's credentials (a
-//!    HEAD: no body). (The client's access was checked before the task was
-//!    started or joined: `crate::access`.)
+//! 1. Learn the blob's size: from the manifest that listed it (prefetch),
+//!    else a HEAD with the client's credentials. (The client's access was
+//!    checked before the task was started or joined: `crate::access`.)
 //! 2. Join the task, (registry, digest), at the scheduler. With the origin
 //!    grant, fetch the missing runs from the origin (this node is a seed,
 //!    and an authority for the task's piece hashes). Otherwise fetch pieces
@@ -57,7 +57,10 @@ impl Driver {
         let size = match &info {
             Some(i) if i.complete => return self.already_complete(&progress).await,
             Some(i) => i.size,
-            None => self.origin.head_blob(&self.task.repo, &self.task.digest, &self.caller).await?,
+            None => match self.size_hint {
+                Some(size) => size,
+                None => self.origin.head_blob(&self.task.repo, &self.task.digest, &self.caller).await?,
+            },
         };
         let writer = match self.begin(size).await? {
             Begin::Write(w) => w,
