@@ -95,6 +95,12 @@ struct Parent {
     /// Its availability stream, restarted when it becomes an authority (so
     /// its bitfield, with every hash, comes again).
     watcher: Option<tokio::task::AbortHandle>,
+    /// Its availability stream delivered something.
+    heard: bool,
+    /// Hashes it announced before the trusted map knew them: checked when
+    /// the map learns them, so a contradiction found later still excludes
+    /// it before those pieces are asked of it.
+    unchecked: Vec<(u32, [u8; 32])>,
 }
 
 /// How often a fetch logs its [`super::picker::Outlook`] (at debug level):
@@ -163,9 +169,19 @@ impl Fetcher<'_> {
         // the idle wait).
         let mut progress_at = tokio::time::Instant::now();
         let mut outlook_at = progress_at;
+        let mut known = trust.known().count();
         let end = loop {
             if picker.complete() {
                 break FetchEnd::Complete;
+            }
+            if trust.known().count() != known {
+                known = trust.known().count();
+                for p in ps.iter_mut().filter(|p| !p.view.excluded) {
+                    if let Some(piece) = recheck(p, trust) {
+                        let why = "announced a piece hash that contradicts the trusted piece map";
+                        exclude(p, excluded, &mut failures, piece, FailureKind::Corrupt, why);
+                    }
+                }
             }
             let now = tokio::time::Instant::now();
             for p in ps.iter_mut() {
@@ -230,6 +246,13 @@ impl Fetcher<'_> {
             let idle_left = (progress_at + self.config.idle).saturating_duration_since(now);
             // Held back by the pace is not idle.
             if inflight == 0 && idle_left.is_zero() && paced.is_none() {
+                // A parent whose availability never came (its address
+                // answers nothing: the connect is still waiting) is a
+                // failed parent, not one to offer again next round.
+                for p in ps.iter_mut().filter(|p| p.fetch && !p.heard && !p.view.excluded) {
+                    let why = format!("its availability did not come within {:?}", self.config.idle);
+                    exclude(p, excluded, &mut failures, 0, FailureKind::Unreachable, &why);
+                }
                 let why = if trust.known().count() == 0 {
                     format!("no trusted piece hashes for {:?} (no authority reachable, no final map)", self.config.idle)
                 } else {
@@ -257,6 +280,9 @@ impl Fetcher<'_> {
                 Ok(None) => break FetchEnd::Stuck("no parents".into()),
                 Err(_) => continue,
             };
+            if let Event::Avail(i, _) = &ev {
+                ps[*i].heard = true;
+            }
             match ev {
                 Event::Avail(i, PeerEvent::Bitfield { size, piece_size, have, hashes }) => {
                     if size != layout.blob_size || piece_size != layout.piece_size || !have.is_valid_for(count) {
@@ -427,6 +453,8 @@ impl Fetcher<'_> {
                 authority,
                 fetch: is_parent,
                 watcher,
+                heard: false,
+                unchecked: Vec::new(),
                 view: ParentView {
                     key,
                     have: shoal_proto::Bitfield::new(count),
@@ -456,8 +484,9 @@ impl Fetcher<'_> {
 }
 
 /// Parent `p` announced `pieces` (index, hash): an authority's hashes go
-/// into the trusted map; anyone else's are checked against it. `false`
-/// when a hash contradicts the trusted map.
+/// into the trusted map; anyone else's are checked against it, or kept to
+/// check once the map knows them. `false` when a hash contradicts the
+/// trusted map.
 fn announce(p: &mut Parent, trust: &mut TrustedMap, pieces: &[(u32, [u8; 32])]) -> bool {
     let mut consistent = true;
     for &(i, h) in pieces {
@@ -465,11 +494,30 @@ fn announce(p: &mut Parent, trust: &mut TrustedMap, pieces: &[(u32, [u8; 32])]) 
             if trust.learn(i, h, &p.info.host) == Learned::Conflict {
                 tracing::warn!(authority = %p.info.host, piece = i, "two authorities disagree about a piece's hash");
             }
-        } else if trust.check(i, &h) == Check::Mismatch {
-            consistent = false;
+            continue;
+        }
+        match trust.check(i, &h) {
+            Check::Mismatch => consistent = false,
+            Check::Unknown => p.unchecked.push((i, h)),
+            Check::Match => {}
         }
     }
     consistent
+}
+
+/// Check `p`'s announced hashes that the trusted map has learned since;
+/// the first piece whose hash contradicts it, if any.
+fn recheck(p: &mut Parent, trust: &TrustedMap) -> Option<u32> {
+    let mut bad = None;
+    p.unchecked.retain(|&(i, h)| match trust.check(i, &h) {
+        Check::Unknown => true,
+        Check::Match => false,
+        Check::Mismatch => {
+            bad.get_or_insert(i);
+            false
+        }
+    });
+    bad
 }
 
 /// Exclude parent `p` from this task for good and report it.
@@ -487,6 +535,9 @@ fn exclude(
     failures.push(Failure { parent: p.info.host.clone(), piece, kind });
 }
 
+/// Longest wait for a connection to a parent (PROTOCOL.md: connect 5 s).
+const CONNECT: Duration = Duration::from_secs(5);
+
 const BUSY: &str = "busy";
 const ELSEWHERE: &str = "elsewhere";
 
@@ -502,7 +553,10 @@ impl Drop for AbortOnDrop {
 /// stopped it, if any.
 async fn watch(endpoint: Endpoint, me: HostId, parent: ParentInfo, task: TaskId, i: usize, tx: mpsc::Sender<Event>) {
     let run = async {
-        let conn = endpoint.connect(parent.addr).await.map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(CONNECT, endpoint.connect(parent.addr))
+            .await
+            .map_err(|_| format!("no connection within {CONNECT:?}"))?
+            .map_err(|e| e.to_string())?;
         let (_send, mut recv, _) =
             wire::open(&conn, &me, &parent.host, &PeerRequest::Interest { task }, Duration::from_secs(5))
                 .await

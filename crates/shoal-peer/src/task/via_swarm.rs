@@ -75,7 +75,14 @@ impl Driver {
         let fed = self.swarm_loop(sw, &task, layout, &mut picker, &mut trust, &tx).await;
         let ended = self.finish_sink(fed, tx, sink_job).await;
         let ended = self.blame(sw, &task, &trust, ended).await;
-        let _ = reporter.await;
+        if ended.is_err() {
+            // The reporter waits for the task's final phase, which is
+            // published only once this returns: stop it, and leave here.
+            reporter.abort();
+            sw.leave(&task).await;
+        } else {
+            let _ = reporter.await;
+        }
         ended
     }
 
