@@ -3,6 +3,9 @@
 //! free loopback ports with a temp store. Everything stops on drop.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fake_peer;
+pub mod watched_link;
+
 use std::time::Duration;
 
 use prometheus_client::registry::Registry as PromRegistry;
