@@ -1,7 +1,8 @@
-//! Store throughput: writing a 64 MiB blob as 4 MiB pieces (positional
-//! writes + `record_piece`, and `put_piece`), and reading it back with
-//! `read_at` in 1 MiB chunks. Each write iteration starts a fresh blob in a
-//! fresh store so nothing is "already complete".
+//! Store throughput: writing a 64 MiB blob in the pieces the store cuts it
+//! into (256 KiB today: positional writes + `record_piece`, and
+//! `put_piece`), and reading it back with `read_at` in 1 MiB chunks. Each
+//! write iteration starts a fresh blob in a fresh store so nothing is
+//! "already complete".
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -11,7 +12,6 @@ use shoal_core::Digest;
 use shoal_storage::{Store, StoreConfig};
 
 const BLOB: usize = 64 << 20;
-const PIECE: usize = 4 << 20;
 const CHUNK: usize = 1 << 20;
 
 fn blob_bytes() -> Vec<u8> {
@@ -35,8 +35,9 @@ fn write(c: &mut Criterion) {
             fresh_store,
             |(dir, store)| {
                 let mut w = store.begin_write(&d, BLOB as u64).unwrap();
-                for (i, piece) in bytes.chunks(PIECE).enumerate() {
-                    let offset = (i * PIECE) as u64;
+                let piece_size = w.layout().piece_size as usize;
+                for (i, piece) in bytes.chunks(piece_size).enumerate() {
+                    let offset = (i * piece_size) as u64;
                     let mut h = blake3::Hasher::new();
                     for (j, part) in piece.chunks(CHUNK).enumerate() {
                         w.write_at(offset + (j * CHUNK) as u64, part).unwrap();
@@ -56,7 +57,8 @@ fn write(c: &mut Criterion) {
             fresh_store,
             |(dir, store)| {
                 let mut w = store.begin_write(&d, BLOB as u64).unwrap();
-                for (i, piece) in bytes.chunks(PIECE).enumerate() {
+                let piece_size = w.layout().piece_size as usize;
+                for (i, piece) in bytes.chunks(piece_size).enumerate() {
                     w.put_piece(i as u32, piece).unwrap();
                 }
                 black_box(w.complete(&d).unwrap());
@@ -73,7 +75,8 @@ fn read(c: &mut Criterion) {
     let (_dir, store) = fresh_store();
     let d = Digest::sha256_of(&bytes);
     let mut w = store.begin_write(&d, BLOB as u64).unwrap();
-    for (i, piece) in bytes.chunks(PIECE).enumerate() {
+    let piece_size = w.layout().piece_size as usize;
+    for (i, piece) in bytes.chunks(piece_size).enumerate() {
         w.put_piece(i as u32, piece).unwrap();
     }
     let reader = w.complete(&d).unwrap();

@@ -9,7 +9,7 @@
 //! split finely. Small pieces matter in a swarm: a child passes a piece on
 //! only once it holds and has verified all of it, so each hop costs one
 //! piece's transfer time at the share of the uplink it gets. In the swarm
-//! benchmark (8 nodes at 100 Mbit/s, a 2 x 128 MiB image; BENCHMARKS.md),
+//! benchmark (8 nodes at 100 Mbit/s, a 2 x 128 MiB image; docs/design/swarm-tuning-history.md),
 //! measured side by side in one sitting: 1 MiB pieces 25.9-26.3 s, 256 KiB
 //! ones 24.3-24.5 s, 128 KiB ones 24.7 s with the daemons' CPU time up by
 //! a seventh (an earlier version went from 43 s to 35-36 s when 4 MiB

@@ -120,7 +120,7 @@ impl RateLimiter {
     /// (at least [`MIN_BURST`]). The burst is what may leave at once after
     /// a pause: with a quarter second's worth (2.8 MB at 90 Mbit/s), the
     /// uploads that resumed together overflowed the node's link queue, and
-    /// the 8-node benchmark lost twice the packets (BENCHMARKS.md). Larger
+    /// the 8-node benchmark lost twice the packets (docs/design/swarm-tuning-history.md). Larger
     /// requests still pass: they wait for their bytes.
     pub fn per_second(rate: u64) -> Self {
         let burst = (rate as u128 * BURST_TIME.as_nanos() / 1_000_000_000) as u64;

@@ -96,7 +96,7 @@ pub struct TransportTuning {
 /// queue short. Where peer traffic shares a node's link with its origin
 /// download (TCP) and with other peers, the short queue matters: in the
 /// swarm benchmark the origin resent less with BBR, and 4 nodes finished
-/// sooner (BENCHMARKS.md). quinn marks its BBR experimental, so Cubic
+/// sooner (docs/design/swarm-tuning-history.md). quinn marks its BBR experimental, so Cubic
 /// stays the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CongestionControl {

@@ -36,7 +36,7 @@ pub struct FetchConfig {
     /// Requests in flight per parent. One: a parent then serves each of
     /// its children one piece at a time, so a fresh piece is not shared
     /// with queued relays on its uplink. Against 4, at 100 Mbit/s per node
-    /// (`benches/swarm`, BENCHMARKS.md): N=8 4 of 5 pairs faster (26.15 vs
+    /// (`benches/swarm`, docs/design/swarm-tuning-history.md): N=8 4 of 5 pairs faster (26.15 vs
     /// 26.70 s), N=4 2 of 2 (0.7 s), N=2 the same. A child still keeps
     /// every parent busy, and a round trip inside a cluster is far shorter
     /// than a piece.

@@ -19,14 +19,14 @@
 //! so the end of a download is not held up. With only the grace (500 ms),
 //! a seed of the 8-node benchmark uploaded 1.12-1.25 copies of the image,
 //! and every extra copy is uplink the fresh pieces did not get
-//! (BENCHMARKS.md).
+//! (docs/design/swarm-tuning-history.md).
 //!
 //! Only sources hand out one copy at a time: a node fetching the blob from
 //! the origin, or holding it complete. A node still downloading the blob
 //! from peers serves a piece to every child that asks at once: its fresh
 //! pieces are what the other children lack, and refusing all but one of
 //! them left relays' uplinks half idle (p50 of the 8-node benchmark,
-//! BENCHMARKS.md).
+//! docs/design/swarm-tuning-history.md).
 //!
 //! A source also spreads its uplink over its children: at most
 //! [`PER_CHILD`] uploads to one child at a time (more are answered `Busy`).

@@ -6,7 +6,7 @@
 //! retransmissions counts the same as one that needed none. In the 8-node
 //! benchmark these figures told Cubic (1-2% of packets lost at the links'
 //! 50 ms queues, round trips of 60 ms on a 1 ms path) from BBR (no loss at
-//! the same throughput); see BENCHMARKS.md.
+//! the same throughput); see docs/design/swarm-tuning-history.md.
 //!
 //! [`PathTotals`] is the pure part: it turns two readings of a connection's
 //! cumulative counters into the increments to add (a counter that went

@@ -217,7 +217,7 @@ fn salt(host: &str) -> u64 {
 /// other children it gets a seventh of the seed's uplink (8 nodes). With a
 /// flat 2 s interval the children of the 8-node benchmark held 0.02 of the
 /// image 2 s in, when the origin had sent 0.09 (0.03-0.05 with these
-/// early asks; BENCHMARKS.md).
+/// early asks; docs/design/swarm-tuning-history.md).
 async fn refresh_parents(
     sw: Arc<Swarm>,
     task: TaskId,
