@@ -295,6 +295,20 @@ impl Gate {
         }
     }
 
+    /// The origin refused `caller` the repository itself (a tag answered
+    /// 401/403): if the caller was anonymous, nothing of it is public any
+    /// more.
+    pub async fn repo_refused(&self, registry: &str, repo: &RepoName, caller: &Caller, e: &OriginError) {
+        if !matches!(e, OriginError::Unauthorized { .. }) || !self.fingerprints.of(caller).is_anonymous() {
+            return;
+        }
+        let (store, registry, repo) = (self.store.clone(), registry.to_owned(), repo.to_string());
+        let forgot = tokio::task::spawn_blocking(move || store.forget_public(&registry, &repo, None)).await;
+        if !matches!(forgot, Ok(Ok(()))) {
+            tracing::warn!("could not update the record of public content");
+        }
+    }
+
     async fn remember_public(&self, registry: &str, repo: &RepoName, digests: &[Digest]) {
         let (store, registry, repo, digests) =
             (self.store.clone(), registry.to_owned(), repo.to_string(), digests.to_vec());

@@ -33,9 +33,11 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         Err(e) => return ctx.reply(errors::origin_error(&e, Subject::Blob), Outcome::error),
     };
     let caller = m.caller(&origin, &ctx);
-    if let Err(e) = m.access.check(&origin, &repo, access::Subject::Blob(&digest), &caller).await {
-        return ctx.reply(refusals::denied(&e, Subject::Blob), Outcome::error);
-    }
+    let from_store = match m.access.check(&origin, &repo, access::Subject::Blob(&digest), &caller).await {
+        Ok(access::Allowed::Public) => Outcome::stale,
+        Ok(_) => Outcome::hit,
+        Err(e) => return ctx.reply(refusals::denied(&e, Subject::Blob), Outcome::error),
+    };
     let d = digest.clone();
     let stored = m.blocking(move |s| Ok(s.blob_info(&d)?.filter(|i| i.complete).map(|i| i.sources))).await;
     match stored {
@@ -49,7 +51,7 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
                             return ctx.reply(resp, Outcome::error);
                         }
                     }
-                    return serve(m, ctx, &repo, &digest, reader, None, Outcome::hit);
+                    return serve(m, ctx, &repo, &digest, reader, None, from_store);
                 }
                 Ok(None) => {} // evicted meanwhile: fetch it
                 Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),

@@ -151,7 +151,10 @@ async fn by_tag(
                 // No digest in the HEAD answer: fetch the manifest to know it.
             }
             Err(e) if unreachable(&e) => return stale(m, ctx, &origin, &caller, &repo, &tag, e).await,
-            Err(e) => return ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error),
+            Err(e) => {
+                m.access.repo_refused(&registry, &repo, &caller, &e).await;
+                return ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error);
+            }
         }
     }
     match origin.get_manifest(&repo, &reference, &accept, &caller).await {
@@ -170,7 +173,10 @@ async fn by_tag(
             ctx.reply(manifest_response(&digest, &resp.media_type, resp.body, head), Outcome::origin)
         }
         Err(e) if unreachable(&e) => stale(m, ctx, &origin, &caller, &repo, &tag, e).await,
-        Err(e) => ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error),
+        Err(e) => {
+            m.access.repo_refused(&registry, &repo, &caller, &e).await;
+            ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error)
+        }
     }
 }
 
