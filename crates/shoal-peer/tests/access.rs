@@ -240,6 +240,63 @@ async fn with_the_origin_down_private_content_goes_only_to_recently_confirmed_cr
     drop(front);
 }
 
+/// A listener on 127.0.0.1 that accepts connections and never answers;
+/// its URL. Stops (closing them) when the handle is dropped.
+async fn black_hole() -> (String, AbortOnDrop) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    (url, AbortOnDrop(task))
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An origin that accepts connections and never answers costs an anonymous
+/// client of a private repository at most `auth_wait` before its 503, for a
+/// cached blob and for a tag alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_origin_hanging_a_stranger_is_refused_within_auth_wait() {
+    let o = Origin::private(&[(USER, PASS)]).await;
+    let image = push_image(&o.registry, "private/app", "v1", Some((USER, PASS)), 300_000, 18).await;
+    let daemon = Daemon::start(&o.front, |_, _| {}).await;
+    pull(&daemon.mirror, &image, Some(&alice())).await;
+    let tag_path = format!("/v2/{}/manifests/{}", image.repo, image.tag);
+    assert_eq!(ask("GET", &format!("{}{tag_path}", daemon.mirror), Some(&alice())).await.status, 200);
+    until_complete(&daemon, 2).await;
+    let dir = daemon.stop().await;
+    let (hole, _hole) = black_hole().await;
+    let wait = Duration::from_secs(2);
+    let daemon = Daemon::start_in(dir, &o.front, |c, reg| {
+        c.access.auth_wait = wait;
+        reg.url = Some(hole.parse().unwrap());
+    })
+    .await;
+
+    let (layer, layer_bytes) = image.layer();
+    let blob = daemon.blob_url(&image.repo, layer);
+    let by_tag = format!("{}{tag_path}", daemon.mirror);
+    for (url, content) in [(&blob, layer_bytes), (&by_tag, &image.manifest[..])] {
+        let started = Instant::now();
+        let a = ask("GET", url, None).await;
+        let took = started.elapsed();
+        assert_eq!((a.status, a.code().as_str()), (503, "UNAVAILABLE"), "{url}: {a:?}");
+        assert!(!a.leaks(content), "{url}: content in the refusal");
+        assert!(took < wait + Duration::from_secs(1), "{url}: the 503 took {took:?}, auth_wait is {wait:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_the_origin_down_public_content_stays_available_after_auth_ttl() {
     let o = Origin::start().await;

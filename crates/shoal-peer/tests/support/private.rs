@@ -80,7 +80,6 @@ pub async fn push_image(
 }
 
 /// What the mirror answered.
-#[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
@@ -88,6 +87,20 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// Whether the body ended early (a cut stream).
     pub cut: bool,
+}
+
+/// Status, headers and the start of the body (as text), not all of it.
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let start = String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).into_owned();
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("body_start", &start)
+            .field("cut", &self.cut)
+            .finish()
+    }
 }
 
 impl Answer {
