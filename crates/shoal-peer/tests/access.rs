@@ -523,7 +523,8 @@ async fn with_auth_ttl_zero_every_request_is_checked() {
 async fn an_expired_confirmation_is_asked_for_again() {
     let o = Origin::private(&[(USER, PASS)]).await;
     let image = push_image(&o.registry, "private/app", "v1", Some((USER, PASS)), 300_000, 16).await;
-    let ttl = Duration::from_millis(800);
+    // Long enough for the pull to finish inside it on a busy machine.
+    let ttl = Duration::from_secs(2);
     let daemon = Daemon::start(&o.front, |c, _| c.access.auth_ttl = ttl).await;
     pull_and_store(&daemon, &image, &alice()).await;
     let (layer, layer_bytes) = image.layer();
@@ -540,7 +541,7 @@ async fn an_expired_confirmation_is_asked_for_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refusal_is_kept_only_for_refusal_ttl() {
     let o = Origin::private(&[(USER, PASS)]).await;
-    let refusal_ttl = Duration::from_secs(1);
+    let refusal_ttl = Duration::from_secs(2);
     let daemon = Daemon::start(&o.front, |c, _| c.access.refusal_ttl = refusal_ttl).await;
     let data = random_bytes(100_000, 17);
     let d = sha256_digest(&data);
