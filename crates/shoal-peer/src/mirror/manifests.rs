@@ -130,7 +130,7 @@ async fn by_tag(
     let reference = Reference::Tag(tag.clone());
     let accept = ctx.accept();
     if ctx.head {
-        match origin.head_manifest(&repo, &reference, &accept, &caller).await {
+        match bounded(m, origin.head_manifest(&repo, &reference, &accept, &caller), &origin).await {
             Ok(h) => {
                 if let (Some(digest), Some(size)) = (h.digest, h.size) {
                     let tag_key = (registry.clone(), repo.to_string(), tag.clone());
@@ -157,7 +157,7 @@ async fn by_tag(
             }
         }
     }
-    match origin.get_manifest(&repo, &reference, &accept, &caller).await {
+    match bounded(m, origin.get_manifest(&repo, &reference, &accept, &caller), &origin).await {
         Ok(resp) => {
             let digest = Digest::sha256_of(&resp.body);
             if let Some(announced) = resp.digest.as_ref().filter(|a| a.algorithm() == digest.algorithm())
@@ -178,6 +178,25 @@ async fn by_tag(
             ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error)
         }
     }
+}
+
+/// A tag request to the origin, given at most `auth_wait` like every
+/// authorization answer: an origin that hangs counts as unreachable, so a
+/// client gets the stale answer it may have, or its 503, in time (the
+/// origin client alone would retry for minutes).
+async fn bounded<T>(
+    m: &Mirror,
+    ask: impl std::future::Future<Output = Result<T, OriginError>>,
+    origin: &OriginClient,
+) -> Result<T, OriginError> {
+    let wait = m.access.config().auth_wait;
+    tokio::time::timeout(wait, ask).await.unwrap_or_else(|_| {
+        Err(OriginError::Timeout {
+            registry: origin.registry().to_owned(),
+            url: format!("{}v2/…/manifests/…", origin.base_url()),
+            after: wait,
+        })
+    })
 }
 
 /// The origin could not answer now (down, cut off, overloaded), as opposed

@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_peer;
+pub mod fake_registry;
+pub mod private;
 pub mod watched_link;
 
 use std::time::Duration;
@@ -146,9 +148,22 @@ impl Origin {
         Origin { registry, front }
     }
 
+    /// A registry that wants HTTP Basic credentials of one of `users`,
+    /// with a counting front.
+    pub async fn private(users: &[(&str, &str)]) -> Origin {
+        let registry = Registry::builder().htpasswd(users).start().await.unwrap();
+        let front = CountingFront::start(&registry.url()).await.unwrap();
+        Origin { registry, front }
+    }
+
     /// Push `bytes` as a blob of `repo`; the digest.
     pub async fn blob(&self, repo: &str, bytes: Vec<u8>) -> String {
-        shoal_testkit::push_blob(&self.registry.url(), repo, bytes, None).await.unwrap()
+        self.blob_as(repo, bytes, None).await
+    }
+
+    /// Push `bytes` as a blob of `repo` with `creds`; the digest.
+    pub async fn blob_as(&self, repo: &str, bytes: Vec<u8>, creds: Option<(&str, &str)>) -> String {
+        shoal_testkit::push_blob(&self.registry.url(), repo, bytes, creds).await.unwrap()
     }
 }
 
