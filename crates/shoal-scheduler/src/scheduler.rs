@@ -189,10 +189,11 @@ impl Scheduler {
         // not count: its holder may have dropped it. Nor does any copy when
         // no trusted piece map can be had: the joiner could not check it.
         let (hosts, ttl, memory) = (&self.hosts, self.limits.ttl_ms, self.limits.failure_ms);
-        let live_complete =
-            self.tasks[t].peers.iter().any(|p| {
+        let live_complete = self.tasks[t].complete > 0
+            && self.tasks[t].peers.iter().any(|p| {
                 p.complete && p.host != h && hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) == 0
-            }) && self.ensure_trust(now, t);
+            })
+            && self.ensure_trust(now, t);
         let held = self.tasks[t].holds(h);
         let spread = if held || live_complete { None } else { self.spread_wait(now, t, h) };
         let granted = held || (!live_complete && spread.is_none() && self.try_grant(now, t, h));

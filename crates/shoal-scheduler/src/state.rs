@@ -276,6 +276,9 @@ pub(crate) struct Task {
     pub(crate) complete: usize,
     /// Origin grant holders (at most `max_origin_grants`).
     pub(crate) holders: Vec<Holder>,
+    /// Peers whose `authority` flag is set (a handful), so a join lists
+    /// them without scanning the task's peers.
+    pub(crate) authorities: Vec<HostSlot>,
     /// Queued for a grant check at the next tick.
     pub(crate) dirty: bool,
     /// When the first peer joined.
@@ -294,6 +297,7 @@ impl Task {
             seeders: 0,
             complete: 0,
             holders: Vec::new(),
+            authorities: Vec::new(),
             dirty: false,
             created,
         }
@@ -306,6 +310,21 @@ impl Task {
 
     pub(crate) fn holds(&self, h: HostSlot) -> bool {
         self.holders.iter().any(|x| x.host == h)
+    }
+
+    /// Marks host `h`'s entry an authority (see `scheduler/maps.rs`).
+    pub(crate) fn set_authority(&mut self, t: TaskSlot, index: &EntryIndex, h: HostSlot, on: bool) {
+        if let Some(entry) = self.entry_mut(t, index, h) {
+            entry.authority = on;
+        }
+        let listed = self.authorities.iter().position(|&a| a == h);
+        match (on, listed) {
+            (true, None) => self.authorities.push(h),
+            (false, Some(p)) => {
+                self.authorities.swap_remove(p);
+            }
+            _ => {}
+        }
     }
 
     /// The entry of host `h`, if it is a peer of this task.
@@ -370,6 +389,9 @@ impl Task {
         self.swap(t, index, i, last);
         let entry = self.peers.pop().expect("peer i exists");
         index.remove(&entry_key(t, entry.host));
+        if let Some(p) = self.authorities.iter().position(|&a| a == entry.host) {
+            self.authorities.swap_remove(p);
+        }
         entry
     }
 }

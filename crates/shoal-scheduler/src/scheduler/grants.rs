@@ -118,9 +118,7 @@ impl Scheduler {
                 }
                 if let Some(next) = best_waiting(task, &self.hosts) {
                     task.holders[j] = Holder { host: next, progressed_at: now };
-                    if let Some(entry) = task.entry_mut(t, &self.index, next) {
-                        entry.authority = true;
-                    }
+                    task.set_authority(t, &self.index, next, true);
                     out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
                     out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
                 }
@@ -143,9 +141,7 @@ impl Scheduler {
                     break;
                 };
                 task.holders.push(Holder { host: next, progressed_at: now });
-                if let Some(entry) = task.entry_mut(t, &self.index, next) {
-                    entry.authority = true;
-                }
+                task.set_authority(t, &self.index, next, true);
                 self.grants += 1;
                 out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
             }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use shoal_core::HostId;
 
-use crate::state::{HostSlot, TaskSlot, map_bytes};
+use crate::state::{HostSlot, TaskSlot, entry_key, map_bytes};
 use crate::time::Millis;
 
 use super::Scheduler;
@@ -133,9 +133,10 @@ impl Scheduler {
         let (ttl, memory, max) = (self.limits.ttl_ms, self.limits.failure_ms, self.limits.max_failures);
         let task = &self.tasks[t];
         let mut found: Vec<(bool, u32, HostSlot)> = task
-            .peers
+            .authorities
             .iter()
-            .filter(|p| p.authority && Some(p.host) != except)
+            .filter(|&&a| Some(a) != except)
+            .filter_map(|&a| self.index.get(&entry_key(t, a)).map(|&i| &task.peers[i as usize]))
             .filter(|p| self.hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) < max)
             .map(|p| (p.complete, p.pieces_done, p.host))
             .collect();
@@ -145,9 +146,7 @@ impl Scheduler {
 
     /// `h` now holds an origin grant on task `t`: its hashes are trusted.
     pub(crate) fn make_authority(&mut self, t: TaskSlot, h: HostSlot) {
-        if let Some(entry) = self.tasks[t].entry_mut(t, &self.index, h) {
-            entry.authority = true;
-        }
+        self.tasks[t].set_authority(t, &self.index, h, true);
     }
 
     /// A child found `parent`'s piece map wrong on task `t`: it is no
@@ -155,8 +154,8 @@ impl Scheduler {
     /// and a final map it vouched for is dropped.
     pub(crate) fn revoke_authority(&mut self, now: Millis, t: TaskSlot, parent: HostSlot) {
         let keep = self.limits.max_failures as usize;
+        self.tasks[t].set_authority(t, &self.index, parent, false);
         if let Some(entry) = self.tasks[t].entry_mut(t, &self.index, parent) {
-            entry.authority = false;
             let log = entry.failures.get_or_insert_with(Box::default);
             for _ in 0..keep {
                 log.record(now, keep);

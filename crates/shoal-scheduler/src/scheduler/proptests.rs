@@ -49,6 +49,10 @@ pub(super) fn assert_consistent(s: &Scheduler) {
             let i = s.index[&entry_key(t, h)] as usize;
             assert!(!task.peers[i].complete, "a complete peer holds no grant");
         }
+        let flagged: BTreeSet<_> = task.peers.iter().filter(|p| p.authority).map(|p| p.host).collect();
+        let listed: BTreeSet<_> = task.authorities.iter().copied().collect();
+        assert_eq!(listed.len(), task.authorities.len(), "an authority is listed once");
+        assert_eq!(flagged, listed, "the authority list matches the entries' flags");
         entries += task.peers.len();
         grants += task.holders.len();
     }
