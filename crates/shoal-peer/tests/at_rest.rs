@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shoal_testkit::{random_bytes, sha256_digest};
-use support::{Cluster, Daemon, Origin, get_all, sample};
+use support::{Cluster, Daemon, Origin, get_all, promtool_accepts, sample};
 
 const MIB: usize = 1 << 20;
 /// The store's piece size for the blobs here (under 256 MiB).
@@ -163,24 +163,4 @@ async fn a_parent_refuses_a_damaged_piece_and_drops_its_copy() {
     assert_eq!(sample(&holder.metrics().await, STORED), 1.0, "the holder counts its damaged copy once");
     assert!(!blob_file(&holder, &d).exists(), "the damaged copy is gone from the holder's store");
     assert_eq!(holder.status().await["store"]["complete_blobs"], 0);
-}
-
-fn promtool_accepts(metrics: &str) {
-    let promtool = shoal_testkit::require_tool("promtool").unwrap();
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -218,17 +218,22 @@ mod tests {
         assert_eq!((args.max_origin_grants, args.log_format), (3, LogFormat::Json));
     }
 
-    #[test]
-    fn a_missing_certificate_says_how_to_make_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = SchedulerArgs {
+    /// A scheduler on free ports with certificates in `dir`.
+    fn args_in(dir: &std::path::Path) -> SchedulerArgs {
+        SchedulerArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
-            certs_dir: dir.path().to_path_buf(),
+            certs_dir: dir.to_path_buf(),
             max_origin_grants: 1,
             parents_per_join: 4,
             log_format: LogFormat::Human,
-        };
+        }
+    }
+
+    #[test]
+    fn a_missing_certificate_says_how_to_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = args_in(dir.path());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let err = runtime.block_on(run(args, std::future::pending())).unwrap_err();
         let msg = format!("{err:#}");
@@ -242,14 +247,7 @@ mod tests {
         let node = shoal_transport::issue(&ca, "shoal-scheduler", &[]).unwrap();
         shoal_transport::write_node(dir.path(), "x", &node, &ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
             .unwrap();
-        let args = SchedulerArgs {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            metrics_listen: "127.0.0.1:0".parse().unwrap(),
-            certs_dir: dir.path().to_path_buf(),
-            max_origin_grants: 1,
-            parents_per_join: 4,
-            log_format: LogFormat::Human,
-        };
+        let args = args_in(dir.path());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let run = runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), run(args, std::future::pending())).await });
