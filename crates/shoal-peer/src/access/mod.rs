@@ -89,8 +89,11 @@ impl Subject<'_> {
 pub enum Allowed {
     /// The origin confirmed it within `auth_ttl`.
     Cached,
-    /// The origin confirmed it just now.
-    Origin,
+    /// The origin confirmed it just now; for a blob, with its size.
+    Origin {
+        /// The blob's size as the origin's `HEAD` gave it.
+        size: Option<u64>,
+    },
     /// The origin is unreachable and the content is public (last confirmed
     /// readable without credentials).
     Public,
@@ -151,6 +154,11 @@ impl Gate {
         }
     }
 
+    /// The settings it runs with.
+    pub fn config(&self) -> &AccessConfig {
+        &self.config
+    }
+
     fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
@@ -193,33 +201,25 @@ impl Gate {
         }
         let ask = async {
             match subject {
-                Subject::Blob(d) => origin.head_blob(repo, d, caller).await.map(drop),
+                Subject::Blob(d) => origin.head_blob(repo, d, caller).await.map(Some),
                 Subject::Manifest(d) => {
-                    origin.head_manifest(repo, &Reference::Digest(d.clone()), &[], caller).await.map(drop)
+                    origin.head_manifest(repo, &Reference::Digest(d.clone()), &[], caller).await.map(|_| None)
                 }
             }
         };
-        let answer = match tokio::time::timeout(self.config.auth_wait, ask).await {
-            Ok(a) => a,
-            Err(_) => Err(OriginError::Timeout {
-                registry: registry.to_owned(),
-                url: format!("{}v2/{repo}/…/{digest}", origin.base_url()),
-                after: self.config.auth_wait,
-            }),
-        };
-        match answer {
-            Ok(()) => {
+        match within(origin, self.config.auth_wait, ask).await {
+            Ok(size) => {
                 self.confirmed(registry, repo, caller, std::slice::from_ref(digest)).await;
                 self.count(AccessResult::origin);
-                Ok(Allowed::Origin)
+                Ok(Allowed::Origin { size })
             }
             Err(e) if is_refusal(&e) => {
                 self.refused(registry, repo, caller, digest, &e).await;
                 self.count(AccessResult::refused);
                 Err(Denied::Refused(e))
             }
-            Err(e) if e.is_retryable() || matches!(e, OriginError::Timeout { .. }) => {
-                if self.public(registry, repo, digest).await {
+            Err(e) if e.is_retryable() => {
+                if self.offline(registry, repo, caller, digest).await == Some(Allowed::Public) {
                     self.count(AccessResult::public_stale);
                     tracing::warn!(%registry, %repo, %digest, error = %e, "origin unreachable; serving public content without its confirmation");
                     return Ok(Allowed::Public);
@@ -258,21 +258,18 @@ impl Gate {
         }
     }
 
-    /// Whether `caller` was confirmed for `digest` in `repo` within
-    /// `auth_ttl` (no origin request).
-    pub fn recently_allowed(&self, registry: &str, repo: &RepoName, caller: &Caller, digest: &Digest) -> bool {
-        self.cache().allowed(self.now(), &self.key(registry, repo, caller), digest)
-    }
-
-    /// Whether the origin last said anonymous clients may read `digest` in
-    /// `repo`.
-    pub async fn public(&self, registry: &str, repo: &RepoName, digest: &Digest) -> bool {
+    /// Whether `caller` may read `digest` in `repo` while the origin cannot
+    /// be asked: the origin confirmed it for those credentials within
+    /// `auth_ttl` (`Cached`), or last let anonymous clients read it
+    /// (`Public`, for everyone).
+    pub async fn offline(&self, registry: &str, repo: &RepoName, caller: &Caller, digest: &Digest) -> Option<Allowed> {
+        if self.cache().allowed(self.now(), &self.key(registry, repo, caller), digest) {
+            return Some(Allowed::Cached);
+        }
         let (store, registry, repo, digest) =
             (self.store.clone(), registry.to_owned(), repo.to_string(), digest.clone());
-        matches!(
-            tokio::task::spawn_blocking(move || store.public_since(&registry, &repo, &digest)).await,
-            Ok(Ok(Some(_)))
-        )
+        let public = tokio::task::spawn_blocking(move || store.public_since(&registry, &repo, &digest)).await;
+        matches!(public, Ok(Ok(Some(_)))).then_some(Allowed::Public)
     }
 
     /// The origin refused `caller` `digest` in `repo` (401/403/404): keep
@@ -285,13 +282,7 @@ impl Gate {
         let not_found = refusal.status == 404;
         self.cache().refuse(self.now(), &key, digest, refusal);
         if key.who.is_anonymous() {
-            let (store, registry, repo) = (self.store.clone(), registry.to_owned(), repo.to_string());
-            let which = not_found.then(|| digest.clone());
-            let forgot =
-                tokio::task::spawn_blocking(move || store.forget_public(&registry, &repo, which.as_ref())).await;
-            if !matches!(forgot, Ok(Ok(()))) {
-                tracing::warn!("could not update the record of public content");
-            }
+            self.forget_public(registry, repo, not_found.then(|| digest.clone())).await;
         }
     }
 
@@ -299,24 +290,54 @@ impl Gate {
     /// 401/403): if the caller was anonymous, nothing of it is public any
     /// more.
     pub async fn repo_refused(&self, registry: &str, repo: &RepoName, caller: &Caller, e: &OriginError) {
-        if !matches!(e, OriginError::Unauthorized { .. }) || !self.fingerprints.of(caller).is_anonymous() {
-            return;
-        }
-        let (store, registry, repo) = (self.store.clone(), registry.to_owned(), repo.to_string());
-        let forgot = tokio::task::spawn_blocking(move || store.forget_public(&registry, &repo, None)).await;
-        if !matches!(forgot, Ok(Ok(()))) {
-            tracing::warn!("could not update the record of public content");
+        if matches!(e, OriginError::Unauthorized { .. }) && self.fingerprints.of(caller).is_anonymous() {
+            self.forget_public(registry, repo, None).await;
         }
     }
 
     async fn remember_public(&self, registry: &str, repo: &RepoName, digests: &[Digest]) {
-        let (store, registry, repo, digests) =
-            (self.store.clone(), registry.to_owned(), repo.to_string(), digests.to_vec());
-        let done = tokio::task::spawn_blocking(move || store.record_public(&registry, &repo, &digests)).await;
-        if !matches!(done, Ok(Ok(()))) {
-            tracing::warn!("could not record public content");
+        let (registry, repo, digests) = (registry.to_owned(), repo.to_string(), digests.to_vec());
+        self.store_job("record public content", move |s| s.record_public(&registry, &repo, &digests)).await;
+    }
+
+    /// `digest` (`None`: everything) of `registry/repo` is not public any
+    /// more.
+    async fn forget_public(&self, registry: &str, repo: &RepoName, digest: Option<Digest>) {
+        let (registry, repo) = (registry.to_owned(), repo.to_string());
+        self.store_job("forget public content", move |s| s.forget_public(&registry, &repo, digest.as_ref())).await;
+    }
+
+    /// Run a store update on the blocking pool; a failure is logged (the
+    /// record only widens what is served while the origin is down).
+    async fn store_job(
+        &self,
+        what: &str,
+        job: impl FnOnce(&Store) -> Result<(), shoal_storage::StoreError> + Send + 'static,
+    ) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || job(&store)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not {what}"),
+            Err(e) => tracing::warn!(error = %e, "could not {what}"),
         }
     }
+}
+
+/// `ask` the origin, giving it at most `wait`: an origin that hangs counts
+/// as unreachable (a retryable [`OriginError::Timeout`]) instead of holding
+/// the client for the origin client's own retries.
+pub async fn within<T>(
+    origin: &OriginClient,
+    wait: Duration,
+    ask: impl std::future::Future<Output = Result<T, OriginError>>,
+) -> Result<T, OriginError> {
+    tokio::time::timeout(wait, ask).await.unwrap_or_else(|_| {
+        Err(OriginError::Timeout {
+            registry: origin.registry().to_owned(),
+            url: origin.base_url().to_string(),
+            after: wait,
+        })
+    })
 }
 
 /// A refusal the client should see as the origin sent it.
@@ -348,12 +369,5 @@ fn rebuild(registry: &str, repo: &RepoName, digest: &Digest, r: Refusal) -> Orig
             www_authenticate: r.challenge,
             body: r.body,
         },
-    }
-}
-
-impl Gate {
-    /// The settings it runs with.
-    pub fn config(&self) -> &AccessConfig {
-        &self.config
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use shoal_core::{Digest, PieceIndex, PieceLayout, RepoName};
 use shoal_origin::{Caller, OriginClient, OriginError};
-use shoal_storage::BlobReader;
+use shoal_storage::{BlobReader, Store};
+
+use crate::metrics::{Metrics, ProofLabels, ProofResult};
 
 /// Bytes asked for: far too many to guess, few enough to cost nothing.
 pub const PROOF_BYTES: u64 = 4096;
@@ -95,21 +97,12 @@ pub async fn prove(
         }
         Ok(got)
     };
-    let theirs = match tokio::time::timeout(wait, theirs).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e @ (OriginError::Unauthorized { .. } | OriginError::NotFound { .. }))) => {
-            return Err(ProofError::Refused(e));
-        }
-        Ok(Err(e)) if e.is_retryable() => return Err(ProofError::Unreachable(e)),
-        Ok(Err(OriginError::BodyTooShort { .. })) => Vec::new(),
-        Ok(Err(e)) => return Err(ProofError::Refused(e)),
-        Err(_) => {
-            return Err(ProofError::Unreachable(OriginError::Timeout {
-                registry: origin.registry().to_owned(),
-                url: format!("{}v2/{repo}/blobs/{digest}", origin.base_url()),
-                after: wait,
-            }));
-        }
+    let theirs = match super::within(origin, wait, theirs).await {
+        Ok(t) => t,
+        // Fewer bytes than asked for: compared (and found different) below.
+        Err(OriginError::BodyTooShort { .. }) => Vec::new(),
+        Err(e) if e.is_retryable() => return Err(ProofError::Unreachable(e)),
+        Err(e) => return Err(ProofError::Refused(e)),
     };
     if theirs == ours {
         Ok(())
@@ -120,6 +113,50 @@ pub async fn prove(
             offset: slice.start,
         })
     }
+}
+
+/// What a proof is recorded in.
+pub struct Ledger<'a> {
+    /// The store: a registry that proved it holds a blob becomes one of its
+    /// sources.
+    pub store: &'a Store,
+    /// `shoal_provenance_proofs_total`.
+    pub metrics: &'a Metrics,
+}
+
+/// [`prove`], then count the outcome and, when the registry held the
+/// bytes, record it as a source of the blob, so it is not asked again.
+#[allow(clippy::too_many_arguments)]
+pub async fn establish(
+    ledger: Ledger<'_>,
+    origin: &OriginClient,
+    repo: &RepoName,
+    digest: &Digest,
+    caller: &Caller,
+    reader: &BlobReader,
+    verified: &[PieceIndex],
+    wait: Duration,
+) -> Result<(), ProofError> {
+    let result = prove(origin, repo, digest, caller, reader, verified, wait).await;
+    let label = match &result {
+        Ok(()) => ProofResult::held,
+        Err(ProofError::Mismatch { .. }) => ProofResult::mismatch,
+        Err(_) => ProofResult::failed,
+    };
+    ledger.metrics.provenance_proofs.get_or_create(&ProofLabels { result: label }).inc();
+    let registry = origin.registry();
+    match &result {
+        Ok(()) => {
+            let (store, d, r) = (ledger.store.clone(), digest.clone(), registry.to_owned());
+            match tokio::task::spawn_blocking(move || store.add_blob_source(&d, &r)).await {
+                Ok(Ok(_)) => tracing::info!(%digest, %registry, "registry proved it holds a blob stored from another"),
+                Ok(Err(e)) => tracing::warn!(%digest, error = %e, "could not record the blob's new source"),
+                Err(e) => tracing::warn!(%digest, error = %e, "could not record the blob's new source"),
+            }
+        }
+        Err(e) => tracing::warn!(%digest, %registry, error = %e, "registry did not prove it holds the blob"),
+    }
+    result
 }
 
 fn read_exact(reader: &BlobReader, slice: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {

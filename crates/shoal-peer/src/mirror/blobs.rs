@@ -21,7 +21,7 @@ use super::refetch::Refetch;
 use super::refusals;
 use super::{Ctx, Mirror};
 use crate::access::{self, proof};
-use crate::metrics::{Outcome, ProofLabels, ProofResult, Source};
+use crate::metrics::{Outcome, Source};
 use crate::oci_error::{ErrorCode, OciError};
 use crate::task::Task;
 use crate::task::progress::{Phase, Progress};
@@ -33,9 +33,11 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         Err(e) => return ctx.reply(errors::origin_error(&e, Subject::Blob), Outcome::error),
     };
     let caller = m.caller(&origin, &ctx);
-    let from_store = match m.access.check(&origin, &repo, access::Subject::Blob(&digest), &caller).await {
-        Ok(access::Allowed::Public) => Outcome::stale,
-        Ok(_) => Outcome::hit,
+    let (from_store, checked_size) = match m.access.check(&origin, &repo, access::Subject::Blob(&digest), &caller).await
+    {
+        Ok(access::Allowed::Public) => (Outcome::stale, None),
+        Ok(access::Allowed::Origin { size }) => (Outcome::hit, size),
+        Ok(access::Allowed::Cached) => (Outcome::hit, None),
         Err(e) => return ctx.reply(refusals::denied(&e, Subject::Blob), Outcome::error),
     };
     let d = digest.clone();
@@ -67,7 +69,8 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         return ctx.reply(resp, Outcome::error);
     }
     if ctx.head {
-        let known = m.tasks.get(&digest).and_then(|t| t.subscribe().borrow().size());
+        // The check's own HEAD gave the size already, when it asked.
+        let known = m.tasks.get(&digest).and_then(|t| t.subscribe().borrow().size()).or(checked_size);
         let size = match known {
             Some(size) => Ok(size),
             None => origin.head_blob(&repo, &digest, &caller).await,
@@ -103,28 +106,11 @@ async fn provenance(
     reader: &BlobReader,
     verified: &[PieceIndex],
 ) -> Result<(), Response> {
+    let ledger = proof::Ledger { store: &m.store, metrics: &m.metrics };
     let wait = m.access.config().auth_wait;
-    let result = proof::prove(origin, repo, digest, caller, reader, verified, wait).await;
-    let label = match &result {
-        Ok(()) => ProofResult::held,
-        Err(proof::ProofError::Mismatch { .. }) => ProofResult::mismatch,
-        Err(_) => ProofResult::failed,
-    };
-    m.metrics.provenance_proofs.get_or_create(&ProofLabels { result: label }).inc();
-    match result {
-        Ok(()) => {
-            let (d, registry) = (digest.clone(), origin.registry().to_owned());
-            if let Err(e) = m.blocking(move |s| s.add_blob_source(&d, &registry)).await {
-                tracing::warn!(%digest, error = %e, "could not record the blob's new source");
-            }
-            tracing::info!(%digest, registry = %origin.registry(), "registry proved it holds a blob stored from another");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::warn!(%digest, registry = %origin.registry(), error = %e, "registry did not prove it holds the blob");
-            Err(refusals::unproved(&e))
-        }
-    }
+    proof::establish(ledger, origin, repo, digest, caller, reader, verified, wait)
+        .await
+        .map_err(|e| refusals::unproved(&e))
 }
 
 /// As [`provenance`], against a download of the blob from another

@@ -21,7 +21,7 @@ use shoal_origin::{Caller, OriginClient, OriginError};
 
 use super::errors::{self, Subject};
 use super::{Ctx, Mirror, listing, prefetch, refusals};
-use crate::access::{self, Allowed};
+use crate::access::{self, Allowed, within};
 use crate::metrics::{Outcome, Verified, VerifyLabels};
 use crate::oci_error::{ErrorCode, OciError};
 
@@ -129,8 +129,12 @@ async fn by_tag(
     let registry = origin.registry().to_owned();
     let reference = Reference::Tag(tag.clone());
     let accept = ctx.accept();
+    // Like every authorization answer, a tag gets at most `auth_wait`: an
+    // origin that hangs counts as unreachable, so a client gets the stale
+    // answer it may have, or its 503, in time.
+    let wait = m.access.config().auth_wait;
     if ctx.head {
-        match bounded(m, origin.head_manifest(&repo, &reference, &accept, &caller), &origin).await {
+        match within(&origin, wait, origin.head_manifest(&repo, &reference, &accept, &caller)).await {
             Ok(h) => {
                 if let (Some(digest), Some(size)) = (h.digest, h.size) {
                     let tag_key = (registry.clone(), repo.to_string(), tag.clone());
@@ -157,7 +161,7 @@ async fn by_tag(
             }
         }
     }
-    match bounded(m, origin.get_manifest(&repo, &reference, &accept, &caller), &origin).await {
+    match within(&origin, wait, origin.get_manifest(&repo, &reference, &accept, &caller)).await {
         Ok(resp) => {
             let digest = Digest::sha256_of(&resp.body);
             if let Some(announced) = resp.digest.as_ref().filter(|a| a.algorithm() == digest.algorithm())
@@ -178,25 +182,6 @@ async fn by_tag(
             ctx.reply(errors::origin_error(&e, Subject::Manifest), Outcome::error)
         }
     }
-}
-
-/// A tag request to the origin, given at most `auth_wait` like every
-/// authorization answer: an origin that hangs counts as unreachable, so a
-/// client gets the stale answer it may have, or its 503, in time (the
-/// origin client alone would retry for minutes).
-async fn bounded<T>(
-    m: &Mirror,
-    ask: impl std::future::Future<Output = Result<T, OriginError>>,
-    origin: &OriginClient,
-) -> Result<T, OriginError> {
-    let wait = m.access.config().auth_wait;
-    tokio::time::timeout(wait, ask).await.unwrap_or_else(|_| {
-        Err(OriginError::Timeout {
-            registry: origin.registry().to_owned(),
-            url: format!("{}v2/…/manifests/…", origin.base_url()),
-            after: wait,
-        })
-    })
 }
 
 /// The origin could not answer now (down, cut off, overloaded), as opposed
@@ -276,9 +261,7 @@ async fn stale(
     let Ok(Some((rec, man))) = found else {
         return ctx.reply(errors::origin_error(&err, Subject::Manifest), Outcome::error);
     };
-    let may = m.access.recently_allowed(&registry, repo, caller, &rec.digest)
-        || m.access.public(&registry, repo, &rec.digest).await;
-    if !may {
+    if m.access.offline(&registry, repo, caller, &rec.digest).await.is_none() {
         let e = OciError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Unavailable,

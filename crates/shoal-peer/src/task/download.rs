@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use shoal_core::{PieceIndex, PieceLayout};
 use shoal_origin::{BlobStream, Caller, OriginClient, OriginError};
-use shoal_storage::{BlobWriter, StoreError};
+use shoal_storage::{BlobReader, BlobWriter, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use super::progress::{Phase, Progress};
 use super::sink::{Sink, SinkEnd, SinkMsg};
 use super::{Task, TaskError, TaskManager};
+use crate::access::proof::{self, ProofError};
 use crate::metrics::{Kind, KindLabels};
 use crate::swarm::downlink::Owed;
 
@@ -367,13 +368,10 @@ impl Driver {
         let w = if sources.contains(&registry) || verified.is_empty() {
             w
         } else {
-            let wait = self.origin.read_timeout();
-            let (repo, digest) = (&self.task.repo, &self.task.digest);
-            match crate::access::proof::prove(&self.origin, repo, digest, &self.caller, &w.reader(), &verified, wait)
-                .await
-            {
+            let digest = &self.task.digest;
+            match self.establish(&w.reader(), &verified).await {
                 Ok(()) => w,
-                Err(crate::access::proof::ProofError::Unreachable(e)) => return Err(TaskError::Origin(e)),
+                Err(ProofError::Unreachable(e)) => return Err(TaskError::Origin(e)),
                 Err(e) => {
                     tracing::warn!(%digest, %registry, error = %e, "partial download from another registry not resumed; starting afresh");
                     let (store, d) = (self.manager.store.clone(), digest.clone());
@@ -401,19 +399,23 @@ impl Driver {
         let (Some(reader), sources) = found else {
             return Err(self.internal("blob vanished from the store while being opened".into()));
         };
-        let registry = &self.task.registry;
-        if !sources.unwrap_or_default().contains(registry) {
+        if !sources.unwrap_or_default().contains(&self.task.registry) {
             let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
-            let wait = self.origin.read_timeout();
-            let (repo, digest) = (&self.task.repo, &self.task.digest);
-            crate::access::proof::prove(&self.origin, repo, digest, &self.caller, &reader, &all, wait).await?;
-            let (store, d, r) = (self.manager.store.clone(), digest.clone(), registry.clone());
-            self.blocking(move || store.add_blob_source(&d, &r)).await?;
+            self.establish(&reader, &all).await?;
         }
         let layout = reader.layout();
         let _ = self.task.reader.set(reader);
         progress.send_replace(Progress { phase: Phase::Done, ..Progress::running(layout, &[]) });
         Ok(())
+    }
+
+    /// This task's registry must prove it holds the `verified` pieces of
+    /// `reader` (bytes fetched for another registry) before they go to its
+    /// clients; it is then recorded as a source (`crate::access::proof`).
+    async fn establish(&self, reader: &BlobReader, verified: &[PieceIndex]) -> Result<(), ProofError> {
+        let ledger = proof::Ledger { store: &self.manager.store, metrics: &self.manager.metrics };
+        let (repo, digest, wait) = (&self.task.repo, &self.task.digest, self.origin.read_timeout());
+        proof::establish(ledger, &self.origin, repo, digest, &self.caller, reader, verified, wait).await
     }
 
     pub(super) async fn blocking<T: Send + 'static>(

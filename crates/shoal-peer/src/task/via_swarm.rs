@@ -101,8 +101,7 @@ impl Driver {
             return ended; // every byte came from the origin
         }
         for p in &peers {
-            self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: "bad_map".into() }).inc();
-            sw.piece_failed(task, &Failure { parent: p.clone(), piece: 0, kind: FailureKind::BadMap }).await;
+            self.count_failure(sw, task, &Failure { parent: p.clone(), piece: 0, kind: FailureKind::BadMap }).await;
         }
         tracing::error!(%task, ?peers, %actual, "pieces matched the peers' piece map but the blob has the wrong digest; reported them");
         Err(TaskError::BadPieceMap { digest: self.task.digest.clone(), peers, actual: actual.clone() })
@@ -163,15 +162,7 @@ impl Driver {
             let (end, failures) = fetcher.run(state, joined, &mut more, tx).await;
             refresher.abort();
             for f in &failures {
-                let kind = match f.kind {
-                    FailureKind::Corrupt => "corrupt",
-                    FailureKind::Timeout => "timeout",
-                    FailureKind::Unreachable => "unreachable",
-                    FailureKind::Missing => "missing",
-                    FailureKind::BadMap => "bad_map",
-                };
-                self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: kind.into() }).inc();
-                sw.piece_failed(task, f).await;
+                self.count_failure(sw, task, f).await;
             }
             match end {
                 FetchEnd::Complete => return Ok(()),
@@ -185,6 +176,20 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Count a parent's failure (`shoal_piece_failures_total`) and tell
+    /// the scheduler.
+    async fn count_failure(&self, sw: &Arc<Swarm>, task: &TaskId, f: &Failure) {
+        let kind = match f.kind {
+            FailureKind::Corrupt => "corrupt",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Missing => "missing",
+            FailureKind::BadMap => "bad_map",
+        };
+        self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: kind.into() }).inc();
+        sw.piece_failed(task, f).await;
     }
 
     /// Fetch every piece still missing from the origin.
