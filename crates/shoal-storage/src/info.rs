@@ -29,6 +29,14 @@ pub struct BlobInfo {
     pub sources: Vec<String>,
 }
 
+impl BlobInfo {
+    /// Complete, with bytes known to come from `registry`: what may be
+    /// served under that registry's name without a proof.
+    pub fn complete_from(&self, registry: &str) -> bool {
+        self.complete && self.sources.iter().any(|s| s == registry)
+    }
+}
+
 /// A stored manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredManifest {

@@ -44,11 +44,14 @@ mod tests {
         let mut w = store.begin_write(&d, bytes.len() as u64).unwrap();
         w.put_piece(0, &bytes).unwrap();
         w.add_source("docker.io");
+        assert!(!store.blob_info(&d).unwrap().unwrap().complete_from("docker.io"), "a partial is not complete");
         // A proof recorded while the download runs survives its completion.
         assert!(store.add_blob_source(&d, "ghcr.io").unwrap());
         w.complete(&d).unwrap();
         let info = store.blob_info(&d).unwrap().unwrap();
         assert_eq!(info.sources, vec!["ghcr.io".to_owned(), "docker.io".to_owned()]);
+        assert!(info.complete_from("docker.io") && info.complete_from("ghcr.io"));
+        assert!(!info.complete_from("quay.io"), "another registry must prove it holds the bytes");
         store.add_blob_source(&d, "docker.io").unwrap();
         assert_eq!(store.blob_info(&d).unwrap().unwrap().sources.len(), 2, "no duplicates");
     }

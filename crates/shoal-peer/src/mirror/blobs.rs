@@ -41,13 +41,13 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         Err(e) => return ctx.reply(refusals::denied(&e, Subject::Blob), Outcome::error),
     };
     let d = digest.clone();
-    let stored = m.blocking(move |s| Ok(s.blob_info(&d)?.filter(|i| i.complete).map(|i| i.sources))).await;
+    let stored = m.blocking(move |s| Ok(s.blob_info(&d)?.filter(|i| i.complete))).await;
     match stored {
-        Ok(Some(sources)) => {
+        Ok(Some(info)) => {
             let d = digest.clone();
             match m.blocking(move |s| s.open_blob(&d)).await {
                 Ok(Some(reader)) => {
-                    if !sources.iter().any(|s| s == origin.registry()) {
+                    if !info.complete_from(origin.registry()) {
                         let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
                         if let Err(resp) = provenance(m, &origin, &repo, &digest, &caller, &reader, &all).await {
                             return ctx.reply(resp, Outcome::error);

@@ -166,19 +166,30 @@ impl PieceServer {
     /// The layout and piece hashes of `task`'s blob if the store holds it
     /// complete, from that registry.
     async fn complete_hashes(&self, task: &TaskId) -> Option<(PieceLayout, Vec<[u8; 32]>)> {
-        let store = self.tasks.store().clone();
-        let task = task.clone();
-        let found = tokio::task::spawn_blocking(move || -> Result<_, shoal_storage::StoreError> {
-            let Some(info) = store.blob_info(task.digest())? else { return Ok(None) };
-            if !info.complete || !info.sources.iter().any(|s| s == task.registry()) {
-                return Ok(None);
-            }
-            let hashes = store.piece_hashes(task.digest())?.unwrap_or_default();
-            Ok(Some((info.layout, hashes)))
-        });
-        let (layout, hashes) = found.await.ok()?.ok()??;
+        let (reader, hashes) = self.stored(task).await.ok()??;
+        let layout = reader.layout();
         let hashes: Option<Vec<[u8; 32]>> = hashes.into_iter().collect();
         hashes.filter(|h| h.len() == layout.count() as usize).map(|h| (layout, h))
+    }
+
+    /// A reader of `task`'s blob and its recorded piece hashes, if the
+    /// store holds it complete and its bytes are known to come from the
+    /// task's registry.
+    async fn stored(&self, task: &TaskId) -> Result<Option<(BlobReader, Vec<Option<[u8; 32]>>)>, String> {
+        let store = self.tasks.store().clone();
+        let t = task.clone();
+        tokio::task::spawn_blocking(move || -> Result<Option<_>, shoal_storage::StoreError> {
+            let from_registry = store.blob_info(t.digest())?.is_some_and(|i| i.complete_from(t.registry()));
+            if !from_registry {
+                return Ok(None);
+            }
+            let Some(reader) = store.open_blob(t.digest())? else { return Ok(None) };
+            let hashes = store.piece_hashes(t.digest())?.unwrap_or_default();
+            Ok(Some((reader, hashes)))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
 
     /// Send piece `index` of `task`, checked against its recorded hash.
@@ -273,22 +284,7 @@ impl PieceServer {
                 return Ok((reader, layout, p.hashes[index as usize], p.pieces_done()));
             }
         }
-        let store = self.tasks.store().clone();
-        let t = task.clone();
-        let found = tokio::task::spawn_blocking(move || -> Result<Option<_>, shoal_storage::StoreError> {
-            let from_registry =
-                store.blob_info(t.digest())?.is_some_and(|i| i.sources.iter().any(|s| s == t.registry()));
-            if !from_registry {
-                return Ok(None);
-            }
-            let Some(reader) = store.open_blob(t.digest())? else { return Ok(None) };
-            let hashes = store.piece_hashes(t.digest())?.unwrap_or_default();
-            Ok(Some((reader, hashes)))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        let Some((reader, hashes)) = found else { return Err(format!("{task} is not here")) };
+        let Some((reader, hashes)) = self.stored(task).await? else { return Err(format!("{task} is not here")) };
         let layout = reader.layout();
         match hashes.get(index as usize).copied().flatten() {
             Some(h) => Ok((reader, layout, h, layout.count())),

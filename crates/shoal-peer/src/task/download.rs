@@ -393,13 +393,11 @@ impl Driver {
     pub(super) async fn already_complete(&self, progress: &watch::Sender<Progress>) -> Result<(), TaskError> {
         let store = self.manager.store.clone();
         let digest = self.task.digest.clone();
-        let found = self
-            .blocking(move || Ok((store.open_blob(&digest)?, store.blob_info(&digest)?.map(|i| i.sources))))
-            .await?;
-        let (Some(reader), sources) = found else {
+        let found = self.blocking(move || Ok((store.open_blob(&digest)?, store.blob_info(&digest)?))).await?;
+        let (Some(reader), info) = found else {
             return Err(self.internal("blob vanished from the store while being opened".into()));
         };
-        if !sources.unwrap_or_default().contains(&self.task.registry) {
+        if !info.is_some_and(|i| i.complete_from(&self.task.registry)) {
             let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
             self.establish(&reader, &all).await?;
         }
