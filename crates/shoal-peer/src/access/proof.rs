@@ -63,17 +63,28 @@ pub fn pick_slice(layout: PieceLayout, verified: &[PieceIndex], random: u64) -> 
     start..start + len
 }
 
-/// Ask `origin` for a random slice of `digest` within the `verified`
-/// pieces of `reader`, with `caller`'s credentials, within `wait`.
-pub async fn prove(
-    origin: &OriginClient,
-    repo: &RepoName,
-    digest: &Digest,
-    caller: &Caller,
+/// Who must prove they hold a blob: `origin`'s registry, asked for it in
+/// `repo` on behalf of `caller` (with its credentials).
+#[derive(Clone, Copy)]
+pub struct Claim<'a> {
+    /// The registry.
+    pub origin: &'a OriginClient,
+    /// The repository the request named.
+    pub repo: &'a RepoName,
+    /// Whose credentials.
+    pub caller: &'a Caller,
+}
+
+/// Ask the claim's registry for a random slice of `reader`'s blob within
+/// its `verified` pieces, within `wait`.
+async fn prove(
+    claim: Claim<'_>,
     reader: &BlobReader,
     verified: &[PieceIndex],
     wait: Duration,
 ) -> Result<(), ProofError> {
+    let Claim { origin, repo, caller } = claim;
+    let digest = reader.digest();
     if verified.is_empty() || reader.size() == 0 {
         return Ok(()); // nothing held: nothing to leak, nothing to compare
     }
@@ -124,27 +135,25 @@ pub struct Ledger<'a> {
     pub metrics: &'a Metrics,
 }
 
-/// [`prove`], then count the outcome and, when the registry held the
-/// bytes, record it as a source of the blob, so it is not asked again.
-#[allow(clippy::too_many_arguments)]
+/// Have the claim's registry prove it holds the `verified` pieces of
+/// `reader`'s blob (within `wait`), count the outcome and, when it did,
+/// record it as a source of the blob, so it is not asked again.
 pub async fn establish(
     ledger: Ledger<'_>,
-    origin: &OriginClient,
-    repo: &RepoName,
-    digest: &Digest,
-    caller: &Caller,
+    claim: Claim<'_>,
     reader: &BlobReader,
     verified: &[PieceIndex],
     wait: Duration,
 ) -> Result<(), ProofError> {
-    let result = prove(origin, repo, digest, caller, reader, verified, wait).await;
+    let result = prove(claim, reader, verified, wait).await;
+    let digest = reader.digest();
     let label = match &result {
         Ok(()) => ProofResult::held,
         Err(ProofError::Mismatch { .. }) => ProofResult::mismatch,
         Err(_) => ProofResult::failed,
     };
     ledger.metrics.provenance_proofs.get_or_create(&ProofLabels { result: label }).inc();
-    let registry = origin.registry();
+    let registry = claim.origin.registry();
     match &result {
         Ok(()) => {
             let (store, d, r) = (ledger.store.clone(), digest.clone(), registry.to_owned());

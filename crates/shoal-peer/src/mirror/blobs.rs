@@ -11,7 +11,6 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use shoal_core::{ByteRange, Digest, PieceIndex, RepoName, content_range};
-use shoal_origin::{Caller, OriginClient};
 use shoal_storage::BlobReader;
 use tokio::sync::watch;
 
@@ -49,7 +48,8 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
                 Ok(Some(reader)) => {
                     if !info.complete_from(origin.registry()) {
                         let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
-                        if let Err(resp) = provenance(m, &origin, &repo, &digest, &caller, &reader, &all).await {
+                        let claim = proof::Claim { origin: &origin, repo: &repo, caller: &caller };
+                        if let Err(resp) = provenance(m, claim, &reader, &all).await {
                             return ctx.reply(resp, Outcome::error);
                         }
                     }
@@ -64,7 +64,8 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
     }
     if let Some(task) = m.tasks.get(&digest)
         && task.registry != origin.registry()
-        && let Err(resp) = provenance_in_flight(m, &origin, &repo, &caller, &task).await
+        && let Err(resp) =
+            provenance_in_flight(m, proof::Claim { origin: &origin, repo: &repo, caller: &caller }, &task).await
     {
         return ctx.reply(resp, Outcome::error);
     }
@@ -94,34 +95,23 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
     serve(m, ctx, &repo, &digest, reader, Some(task.subscribe()), Outcome::origin)
 }
 
-/// `origin`'s registry is not a source of the stored blob: it must prove
+/// The claim's registry is not a source of the stored blob: it must prove
 /// it holds the same bytes (checked against `verified` pieces of `reader`)
 /// before they go out under its name; then it is recorded as a source.
 async fn provenance(
     m: &Mirror,
-    origin: &OriginClient,
-    repo: &RepoName,
-    digest: &Digest,
-    caller: &Caller,
+    claim: proof::Claim<'_>,
     reader: &BlobReader,
     verified: &[PieceIndex],
 ) -> Result<(), Response> {
     let ledger = proof::Ledger { store: &m.store, metrics: &m.metrics };
     let wait = m.access.config().auth_wait;
-    proof::establish(ledger, origin, repo, digest, caller, reader, verified, wait)
-        .await
-        .map_err(|e| refusals::unproved(&e))
+    proof::establish(ledger, claim, reader, verified, wait).await.map_err(|e| refusals::unproved(&e))
 }
 
 /// As [`provenance`], against a download of the blob from another
 /// registry: once it verified a piece (waiting up to `origin_wait`).
-async fn provenance_in_flight(
-    m: &Mirror,
-    origin: &OriginClient,
-    repo: &RepoName,
-    caller: &Caller,
-    task: &Task,
-) -> Result<(), Response> {
+async fn provenance_in_flight(m: &Mirror, claim: proof::Claim<'_>, task: &Task) -> Result<(), Response> {
     let mut rx = task.subscribe();
     let ready = |p: &Progress| p.pieces_done() > 0 || matches!(p.phase, Phase::Done | Phase::Failed(_));
     let verified: Vec<PieceIndex> = match tokio::time::timeout(m.config.origin_wait, rx.wait_for(ready)).await {
@@ -142,7 +132,7 @@ async fn provenance_in_flight(
         );
         return Err(e.into_response());
     };
-    provenance(m, origin, repo, &task.digest, caller, &reader, &verified).await
+    provenance(m, claim, &reader, &verified).await
 }
 
 fn headers(

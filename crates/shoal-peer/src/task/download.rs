@@ -412,8 +412,8 @@ impl Driver {
     /// clients; it is then recorded as a source (`crate::access::proof`).
     async fn establish(&self, reader: &BlobReader, verified: &[PieceIndex]) -> Result<(), ProofError> {
         let ledger = proof::Ledger { store: &self.manager.store, metrics: &self.manager.metrics };
-        let (repo, digest, wait) = (&self.task.repo, &self.task.digest, self.origin.read_timeout());
-        proof::establish(ledger, &self.origin, repo, digest, &self.caller, reader, verified, wait).await
+        let claim = proof::Claim { origin: &self.origin, repo: &self.task.repo, caller: &self.caller };
+        proof::establish(ledger, claim, reader, verified, self.origin.read_timeout()).await
     }
 
     pub(super) async fn blocking<T: Send + 'static>(
