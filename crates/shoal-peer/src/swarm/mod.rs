@@ -10,6 +10,7 @@
 //! - [`downlink`]: pacing peer fetches so a seed's origin stream keeps its share.
 //! - [`path_stats`]: loss, congestion and round trips of the upload paths.
 //! - [`picker`]: which piece to ask which parent for (pure).
+//! - [`tuning`]: every swarm setting, with defaults.
 //! - [`trust`]: the piece hashes pieces are checked against, and who
 //!   vouched for them (pure).
 //! - [`server`]: serving availability and pieces to other peers.
@@ -30,6 +31,7 @@ pub mod prewarm;
 pub mod remote;
 pub mod server;
 pub mod trust;
+pub mod tuning;
 pub mod wire;
 
 pub use config::SwarmConfig;
@@ -38,3 +40,4 @@ pub use link::{LinkError, SchedulerLink};
 pub use node::{Joined, Swarm};
 pub use prewarm::PrewarmCallError;
 pub use remote::RemoteScheduler;
+pub use tuning::SwarmTuning;

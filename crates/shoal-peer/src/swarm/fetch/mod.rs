@@ -23,6 +23,8 @@ use shoal_proto::{FailureKind, ParentInfo, PeerErrorCode, PeerEvent, PeerRequest
 use shoal_transport::{Endpoint, RateLimiter};
 use tokio::sync::mpsc;
 
+pub mod core;
+
 use super::downlink::Downlink;
 use super::node::Joined;
 use super::picker::{ParentView, Picker};
