@@ -143,7 +143,7 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
     let swarm = swarm_setup.map(|s| {
-        let max_uploads = s.config.max_uploads as usize;
+        let max_uploads = s.config.tuning.max_uploads as usize;
         let limiter = |rate: u64| {
             Arc::new(if rate == 0 {
                 shoal_transport::RateLimiter::unlimited()
@@ -175,7 +175,7 @@ pub async fn run(
             tasks: tasks.clone(),
             slots: node.slots.clone(),
             limit: node.upload_limit.clone(),
-            deadline: node.config.fetch.piece_deadline,
+            deadline: node.config.tuning.piece_deadline,
             metrics: metrics.clone(),
             swarm: node.clone(),
             handouts: Default::default(),

@@ -181,10 +181,7 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
             advertise: endpoint.local_addr()?,
             labels: shoal_proto::HostLabels { node: host.clone(), zone: None, rack: None },
             upload_capacity: 1 << 30,
-            max_uploads: 32,
-            fetch: Default::default(),
-            scheduler_deadline: Duration::from_secs(5),
-            give_up_after: Duration::from_secs(120),
+            tuning: shoal_peer::swarm::SwarmTuning::default(),
         };
         let swarm = shoal_peer::SwarmSetup {
             config,

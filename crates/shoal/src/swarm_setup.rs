@@ -112,13 +112,10 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
         advertise,
         labels,
         upload_capacity: s.upload_capacity.map(|b| b.0).unwrap_or(1_250_000_000),
-        // Few uploads at a time finish pieces that can be traded on; many
-        // slow ones (a seed serving every child at once) finish late together.
-        max_uploads: s.max_uploads.unwrap_or(16),
-        fetch: Default::default(),
-        // Room for three replicas' attempts (remote::ATTEMPT each).
-        scheduler_deadline: Duration::from_secs(5),
-        give_up_after: Duration::from_secs(120),
+        tuning: {
+            let d = shoal_peer::swarm::SwarmTuning::default();
+            shoal_peer::swarm::SwarmTuning { max_uploads: s.max_uploads.unwrap_or(d.max_uploads), ..d }
+        },
     };
     Ok(SwarmSetup {
         config,

@@ -1,12 +1,11 @@
 //! The swarm's settings (the binary fills them from its config file).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use shoal_core::HostId;
 use shoal_proto::HostLabels;
 
-use super::fetch::FetchConfig;
+use super::tuning::SwarmTuning;
 
 /// How this node takes part in the swarm.
 #[derive(Debug, Clone)]
@@ -19,13 +18,6 @@ pub struct SwarmConfig {
     pub labels: HostLabels,
     /// Upload capacity announced to the scheduler, bytes/s.
     pub upload_capacity: u64,
-    /// Concurrent uploads accepted.
-    pub max_uploads: u32,
-    /// Piece fetching.
-    pub fetch: FetchConfig,
-    /// Deadline of one scheduler call.
-    pub scheduler_deadline: Duration,
-    /// How long a download keeps asking the swarm before it gives up on it
-    /// and goes to the origin regardless of grants.
-    pub give_up_after: Duration,
+    /// How pieces are fetched and served (the same defaults everywhere).
+    pub tuning: SwarmTuning,
 }

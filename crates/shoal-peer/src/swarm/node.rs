@@ -53,7 +53,7 @@ pub struct Joined {
 
 impl Swarm {
     async fn call(&self, task: Option<&Digest>, req: SchedulerRequest) -> Result<SchedulerResponse, LinkError> {
-        let d = self.config.scheduler_deadline;
+        let d = self.config.tuning.scheduler_deadline;
         match tokio::time::timeout(d, self.link.call(task, req)).await {
             Ok(r) => r,
             Err(_) => Err(LinkError(format!("no answer within {d:?}"))),
@@ -66,7 +66,7 @@ impl Swarm {
             addr: self.config.advertise,
             labels: self.config.labels.clone(),
             upload_capacity: self.config.upload_capacity,
-            max_uploads: self.config.max_uploads,
+            max_uploads: self.config.tuning.max_uploads,
         }
     }
 
@@ -195,7 +195,7 @@ impl Swarm {
                 let load = HostLoad {
                     uploads: self.slots.in_use() as u32,
                     upload_bps: 0,
-                    busy: self.slots.in_use() >= self.config.max_uploads as usize,
+                    busy: self.slots.in_use() >= self.config.tuning.max_uploads as usize,
                 };
                 let req = SchedulerRequest::Heartbeat { host: self.config.host.clone(), load };
                 match self.call(None, req).await {

@@ -136,8 +136,8 @@ impl Driver {
                 tracing::debug!(%task, "origin grant: this node seeds the task");
                 return self.origin_rest(picker, layout, tx).await;
             }
-            if started.elapsed() > sw.config.give_up_after {
-                tracing::warn!(%task, after = ?sw.config.give_up_after, "the swarm did not deliver in time; fetching the rest from the origin");
+            if started.elapsed() > sw.config.tuning.give_up_after {
+                tracing::warn!(%task, after = ?sw.config.tuning.give_up_after, "the swarm did not deliver in time; fetching the rest from the origin");
                 return self.origin_rest(picker, layout, tx).await;
             }
             if joined.parents.iter().all(|p| excluded.contains(&p.host)) {
@@ -153,7 +153,7 @@ impl Driver {
                 endpoint: &sw.endpoint,
                 limit: &sw.download_limit,
                 downlink: &sw.downlink,
-                config: &sw.config.fetch,
+                config: &sw.config.tuning,
             };
             let (more_tx, mut more) = mpsc::channel(4);
             let refresher = tokio::spawn(refresh_parents(sw.clone(), task.clone(), self.task.subscribe(), more_tx));

@@ -254,14 +254,7 @@ impl PeerSpec {
             advertise,
             labels: shoal_proto::HostLabels { node: self.host.clone(), zone: None, rack: None },
             upload_capacity: 1 << 30,
-            max_uploads: 16,
-            fetch: shoal_peer::swarm::fetch::FetchConfig {
-                per_parent: 4,
-                piece_deadline: Duration::from_secs(10),
-                idle: Duration::from_secs(3),
-            },
-            scheduler_deadline: Duration::from_secs(5),
-            give_up_after: Duration::from_secs(60),
+            tuning: shoal_peer::swarm::SwarmTuning::default(),
         };
         shoal_peer::SwarmSetup {
             config,

@@ -29,31 +29,9 @@ use super::downlink::Downlink;
 use super::node::Joined;
 use super::picker::{ParentView, Picker};
 use super::trust::{Check, Learned, TrustedMap};
+use super::tuning::SwarmTuning;
 use super::wire;
 use crate::task::sink::SinkMsg;
-
-/// Tuning of piece fetching.
-#[derive(Debug, Clone)]
-pub struct FetchConfig {
-    /// Requests in flight per parent. One: a parent then serves each of
-    /// its children one piece at a time, so a fresh piece is not shared
-    /// with queued relays on its uplink. Against 4, at 100 Mbit/s per node
-    /// (`benches/swarm`, docs/design/swarm-tuning-history.md): N=8 4 of 5 pairs faster (26.15 vs
-    /// 26.70 s), N=4 2 of 2 (0.7 s), N=2 the same. A child still keeps
-    /// every parent busy, and a round trip inside a cluster is far shorter
-    /// than a piece.
-    pub per_parent: usize,
-    /// Deadline for one piece (request to last byte).
-    pub piece_deadline: Duration,
-    /// Give up on the parents when nothing happens for this long.
-    pub idle: Duration,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        FetchConfig { per_parent: 1, piece_deadline: Duration::from_secs(30), idle: Duration::from_secs(10) }
-    }
-}
 
 /// How a fetch round ended.
 #[derive(Debug)]
@@ -108,11 +86,6 @@ struct Parent {
 /// How often a fetch logs its [`super::picker::Outlook`] (at debug level):
 /// `benches/swarm/outlook.py` turns these lines into a table.
 const OUTLOOK_EVERY: Duration = Duration::from_secs(1);
-/// How long a parent that answered "busy" is left alone.
-const BUSY_COOLDOWN: Duration = Duration::from_millis(300);
-/// How long a piece a parent just handed to another child is not asked of
-/// it (longer than its grace, `handout::GRACE`).
-const ELSEWHERE_WAIT: Duration = Duration::from_millis(1000);
 
 /// What a fetch needs from the node.
 pub struct Fetcher<'a> {
@@ -125,7 +98,7 @@ pub struct Fetcher<'a> {
     /// The node's downlink: paces requests while origin bytes are owed.
     pub downlink: &'a Arc<Downlink>,
     /// Tuning.
-    pub config: &'a FetchConfig,
+    pub config: &'a SwarmTuning,
 }
 
 /// The state of a task's download that outlives one fetch round.
@@ -373,13 +346,13 @@ impl Fetcher<'_> {
                             if v.inflight > 0 {
                                 v.max_inflight = v.inflight;
                             } else {
-                                ps[i].cool_until = Some(tokio::time::Instant::now() + BUSY_COOLDOWN);
+                                ps[i].cool_until = Some(tokio::time::Instant::now() + self.config.busy_cooldown);
                             }
                         }
                         // It just gave this piece to another child: take
                         // others from it, this one from that child.
                         FailureKind::Missing if detail == ELSEWHERE => {
-                            ps[i].held_back.push((piece, tokio::time::Instant::now() + ELSEWHERE_WAIT));
+                            ps[i].held_back.push((piece, tokio::time::Instant::now() + self.config.elsewhere_wait));
                         }
                         FailureKind::Missing => {
                             tracing::info!(parent = %ps[i].info.host, piece, %detail, "parent lacks a piece it announced");
