@@ -152,13 +152,13 @@ pub async fn run(
             })
         };
         let node = Arc::new(swarm::Swarm {
-            config: s.config,
             endpoint: s.endpoint,
             link: s.link,
             download_limit: limiter(s.download_rate),
             upload_limit: limiter(s.upload_rate),
             slots: shoal_transport::UploadSlots::new(max_uploads),
-            downlink: Default::default(),
+            downlink: Arc::new(swarm::downlink::Downlink::new(&s.config.tuning)),
+            config: s.config,
         });
         (node, s.heartbeat)
     });
@@ -178,7 +178,7 @@ pub async fn run(
             deadline: node.config.tuning.piece_deadline,
             metrics: metrics.clone(),
             swarm: node.clone(),
-            handouts: Default::default(),
+            handouts: Arc::new(std::sync::Mutex::new(swarm::handout::Handouts::new(&node.config.tuning))),
         };
         swarm_jobs.push(tokio::spawn(server.run(node.endpoint.clone(), stop.clone())));
         swarm_jobs.push(tokio::spawn(node.clone().heartbeats(store.clone(), *heartbeat, stop.clone())));

@@ -1,11 +1,14 @@
 //! Limits on what a node spends on its peers: byte rates ([`TokenBucket`],
 //! pure, with time passed in; [`RateLimiter`], its async wrapper) and the
-//! number of concurrent uploads ([`UploadSlots`]).
+//! number of concurrent uploads ([`UploadSlots`]). Time is
+//! `tokio::time::Instant`, the daemon's one clock, so paused time in tests
+//! reaches the bucket too.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
@@ -141,7 +144,7 @@ impl RateLimiter {
     /// tests with paused time run instantly.
     pub async fn acquire(&self, n: u64) {
         let Some(bucket) = &self.bucket else { return };
-        let wait = bucket.lock().await.take(tokio::time::Instant::now().into_std(), n);
+        let wait = bucket.lock().await.take(Instant::now(), n);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -204,7 +207,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_second_paces_after_its_burst() {
         let l = RateLimiter::per_second(1 << 20);
-        let t0 = tokio::time::Instant::now();
+        let t0 = Instant::now();
         l.acquire(MIN_BURST).await;
         assert_eq!(t0.elapsed(), Duration::ZERO, "the burst passes at once");
         l.acquire(1 << 19).await;
@@ -282,7 +285,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn limiter_paces_with_paused_time() {
         let limiter = RateLimiter::new(1 << 20, 64 << 10);
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         // 64 KiB burst, then 4 MiB at 1 MiB/s: 4 s.
         for _ in 0..((4 << 20) + (64 << 10)) / (64 << 10) {
             limiter.acquire(64 << 10).await;
@@ -294,7 +297,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn limiter_is_shared_by_clones() {
         let limiter = RateLimiter::new(1000, 0);
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let (a, b) = (limiter.clone(), limiter.clone());
         tokio::join!(a.acquire(1000), b.acquire(1000));
         assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());

@@ -15,32 +15,35 @@
 //! max(1, peer bytes left / origin bytes left) × origin rate
 //! ```
 //!
-//! (never below [`MIN_RATE`]): both finish together, and peers get at least
+//! (never below [`SwarmTuning::pace_floor`]): both finish together, and peers get at least
 //! the origin's pace, so a small pull from peers is not held to a crawl by
 //! a large seed download. A node owing nothing to one side is not paced.
 //!
 //! [`PaceCore`] is the pure rule (time and counters passed in);
 //! [`Downlink`] is the node-wide state, and [`Owed`] the guard a download
-//! holds for the bytes it still expects.
+//! holds for the bytes it still expects. The floor, the sampling interval
+//! and the burst come from [`SwarmTuning`]; the clock is tokio's, so
+//! paused time in tests moves the pace too.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_transport::TokenBucket;
+use tokio::time::Instant;
 
-/// Slowest pace for peer requests while origin bytes are owed (bytes/s):
-/// an origin that stalls does not stall the peers outright.
-pub const MIN_RATE: u64 = 1 << 20;
-/// How often the origin's rate is re-estimated.
-pub const SAMPLE: Duration = Duration::from_millis(250);
-/// Most credit saved up while no request was made (bytes).
-const BURST: u64 = 2 << 20;
+use super::tuning::SwarmTuning;
 
 /// The pacing rule. See the module docs.
 #[derive(Debug, Clone)]
 pub struct PaceCore {
+    /// Slowest pace while origin bytes are owed, bytes/s.
+    floor: u64,
+    /// How often the origin's rate is re-estimated.
+    sample_every: Duration,
+    /// Most request credit saved up, bytes.
+    burst: u64,
     /// The last sample of origin bytes received: when, how many.
     sample: Option<(Instant, u64)>,
     /// Smoothed origin rate, bytes/s (0: none measured yet).
@@ -49,13 +52,27 @@ pub struct PaceCore {
     bucket: TokenBucket,
 }
 
-impl Default for PaceCore {
-    fn default() -> Self {
-        PaceCore { sample: None, origin_rate: 0, bucket: TokenBucket::new(MIN_RATE, 0) }
-    }
-}
-
 impl PaceCore {
+    /// Unpaced until both sides are owed bytes, with the node's
+    /// [`SwarmTuning::pace_floor`], [`SwarmTuning::pace_sample`] and
+    /// [`SwarmTuning::pace_burst`].
+    pub fn new(tuning: &SwarmTuning) -> PaceCore {
+        PaceCore {
+            floor: tuning.pace_floor,
+            sample_every: tuning.pace_sample,
+            burst: tuning.pace_burst,
+            sample: None,
+            origin_rate: 0,
+            bucket: TokenBucket::new(tuning.pace_floor, 0),
+        }
+    }
+
+    /// Back to unpaced (one side is owed nothing), keeping the settings.
+    fn reset(&mut self) {
+        self.sample = None;
+        self.origin_rate = 0;
+        self.bucket = TokenBucket::new(self.floor, 0);
+    }
     /// May a request for `n` bytes go to a peer at `now`? `Ok` takes the
     /// bytes (possibly into debt); `Err` says how long until one may.
     /// `received` counts origin bytes ever received by the node; the
@@ -69,12 +86,12 @@ impl PaceCore {
         n: u64,
     ) -> Result<(), Duration> {
         if origin_left == 0 || peer_left == 0 {
-            *self = PaceCore::default();
+            self.reset();
             return Ok(());
         }
         if self.sample.is_none() {
             // Pacing starts now, with a burst's credit.
-            self.bucket = TokenBucket::new(MIN_RATE, BURST);
+            self.bucket = TokenBucket::new(self.floor, self.burst);
         }
         self.measure(now, received);
         self.bucket.set_rate(now, self.allowed(origin_left, peer_left));
@@ -84,7 +101,7 @@ impl PaceCore {
     /// The pace allowed for peer bytes, bytes/s.
     pub fn allowed(&self, origin_left: u64, peer_left: u64) -> u64 {
         let ratio = (peer_left as f64 / origin_left as f64).max(1.0);
-        ((self.origin_rate as f64 * ratio) as u64).max(MIN_RATE)
+        ((self.origin_rate as f64 * ratio) as u64).max(self.floor)
     }
 
     fn measure(&mut self, now: Instant, received: u64) {
@@ -93,7 +110,7 @@ impl PaceCore {
             return;
         };
         let dt = now.saturating_duration_since(at);
-        if dt < SAMPLE {
+        if dt < self.sample_every {
             return;
         }
         let rate = (received.saturating_sub(then) as f64 / dt.as_secs_f64()) as u64;
@@ -103,7 +120,7 @@ impl PaceCore {
 }
 
 /// The node-wide figures [`PaceCore`] decides on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Downlink {
     origin_left: AtomicU64,
     peer_left: AtomicU64,
@@ -119,6 +136,16 @@ enum Side {
 }
 
 impl Downlink {
+    /// Nothing owed yet; paced by the node's [`SwarmTuning`].
+    pub fn new(tuning: &SwarmTuning) -> Downlink {
+        Downlink {
+            origin_left: AtomicU64::new(0),
+            peer_left: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            core: Mutex::new(PaceCore::new(tuning)),
+        }
+    }
+
     /// A download from the origin that still expects `bytes`.
     pub fn owe_origin(self: &Arc<Self>, bytes: u64) -> Owed {
         self.owe(Side::Origin, bytes)
@@ -146,7 +173,7 @@ impl Downlink {
         let origin_left = self.origin_left.load(Ordering::Relaxed);
         let peer_left = self.peer_left.load(Ordering::Relaxed);
         let received = self.received.load(Ordering::Relaxed);
-        let now = tokio::time::Instant::now().into_std();
+        let now = Instant::now();
         self.core.lock().expect("downlink pace poisoned").try_take(now, received, origin_left, peer_left, n)
     }
 }
@@ -188,7 +215,7 @@ mod tests {
     /// the origin delivering `origin_rate` bytes/s: the bytes granted.
     fn granted(origin_rate: u64, origin_left: u64, peer_left: u64, piece: u64, secs: u64) -> u64 {
         let t0 = Instant::now();
-        let mut core = PaceCore::default();
+        let mut core = PaceCore::new(&SwarmTuning::default());
         let (mut now, mut total) = (t0, 0);
         while now < t0 + Duration::from_secs(secs) {
             let received = (now - t0).as_millis() as u64 * origin_rate / 1000;
@@ -222,16 +249,35 @@ mod tests {
     #[test]
     fn nothing_owed_to_one_side_means_no_pacing() {
         let t0 = Instant::now();
-        let mut core = PaceCore::default();
+        let mut core = PaceCore::new(&SwarmTuning::default());
         for _ in 0..1000 {
             assert_eq!(core.try_take(t0, 0, 0, 100 * MIB, MIB), Ok(()));
             assert_eq!(core.try_take(t0, 0, 100 * MIB, 0, MIB), Ok(()));
         }
     }
 
+    /// The node-wide pace reads tokio's clock: with time paused it waits
+    /// exactly as long as paused time says, and not a moment less.
+    #[tokio::test(start_paused = true)]
+    async fn the_pace_follows_paused_time() {
+        let tuning = SwarmTuning::default();
+        let link = Arc::new(Downlink::new(&tuning));
+        let (_origin, _peers) = (link.owe_origin(100 * MIB), link.owe_peers(100 * MIB));
+        // The burst's credit, then one request into debt; the origin has
+        // delivered nothing, so the debt is paid at the floor.
+        assert_eq!(link.try_take(tuning.pace_burst), Ok(()));
+        assert_eq!(link.try_take(MIB), Ok(()));
+        let wait = link.try_take(MIB).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(MIB / tuning.pace_floor));
+        tokio::time::advance(wait - Duration::from_millis(1)).await;
+        assert!(link.try_take(MIB).is_err(), "1 ms of debt is left");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(link.try_take(MIB), Ok(()));
+    }
+
     #[test]
     fn owed_bytes_are_counted_and_forgotten_on_drop() {
-        let link = Arc::new(Downlink::default());
+        let link = Arc::new(Downlink::new(&SwarmTuning::default()));
         let mut origin = link.owe_origin(10 * MIB);
         let peers = link.owe_peers(4 * MIB);
         origin.arrived(3 * MIB);

@@ -29,26 +29,24 @@
 //! docs/design/swarm-tuning-history.md).
 //!
 //! A source also spreads its uplink over its children: at most
-//! [`PER_CHILD`] uploads to one child at a time (more are answered `Busy`).
+//! [`SwarmTuning::per_child`] uploads to one child at a time (more are answered `Busy`).
 //! Each child relays what it got from the source to the others, so a child
 //! that took more than its share from the source had more to relay than
 //! its uplink could carry, while others had nothing to relay.
+//!
+//! The grace is [`SwarmTuning::handout_grace`].
 //!
 //! Pure: time is passed in; the piece server calls [`Handouts::begin`]
 //! before an upload and [`Handouts::end`] after it.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_core::Digest;
 use shoal_proto::Bitfield;
+use tokio::time::Instant;
 
-/// How long after an upload of a piece ends it is still refused to other
-/// children: time for the recipient to announce it.
-pub const GRACE: Duration = Duration::from_millis(500);
-
-/// Uploads a source sends one child at once.
-pub const PER_CHILD: u32 = 2;
+use super::tuning::SwarmTuning;
 
 /// Entries kept before expired ones are swept.
 const SWEEP_AT: usize = 4096;
@@ -91,7 +89,8 @@ pub enum Verdict {
     /// This piece went out before and we still hold pieces that have not:
     /// take one of those from us, this one from a child.
     Fresh,
-    /// This child has [`PER_CHILD`] uploads from us in flight already.
+    /// This child has [`SwarmTuning::per_child`] uploads from us in flight
+    /// already.
     ChildBusy,
 }
 
@@ -100,21 +99,22 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Handouts {
     grace: Duration,
+    per_child_max: u32,
     entries: HashMap<(Digest, u32), Entry>,
     sent: HashMap<Digest, Sent>,
     per_child: HashMap<String, u32>,
 }
 
-impl Default for Handouts {
-    fn default() -> Self {
-        Handouts::new(GRACE)
-    }
-}
-
 impl Handouts {
-    /// With a given grace.
-    pub fn new(grace: Duration) -> Handouts {
-        Handouts { grace, entries: HashMap::new(), sent: HashMap::new(), per_child: HashMap::new() }
+    /// With the node's grace and per-child cap.
+    pub fn new(tuning: &SwarmTuning) -> Handouts {
+        Handouts {
+            grace: tuning.handout_grace,
+            per_child_max: tuning.per_child,
+            entries: HashMap::new(),
+            sent: HashMap::new(),
+            per_child: HashMap::new(),
+        }
     }
 
     /// May `piece` of `task` (a blob of `pieces` pieces, of which we hold
@@ -142,7 +142,7 @@ impl Handouts {
             return Verdict::Fresh;
         }
         let child = self.per_child.entry(peer.to_owned()).or_insert(0);
-        if *child >= PER_CHILD {
+        if *child >= self.per_child_max {
             return Verdict::ChildBusy;
         }
         *child += 1;
@@ -191,11 +191,16 @@ mod tests {
     /// The test blobs' piece count.
     const PIECES: u32 = 8192;
 
+    /// Production's settings (grace 500 ms, two uploads per child).
+    fn handouts() -> Handouts {
+        Handouts::new(&SwarmTuning::default())
+    }
+
     #[test]
     fn one_copy_at_a_time_then_a_grace() {
         use Verdict::*;
         let task = Digest::sha256_of(b"t");
-        let mut h = Handouts::new(Duration::from_millis(500));
+        let mut h = handouts();
         let t0 = Instant::now();
         assert_eq!(h.begin(&task, 3, "a", HELD, PIECES, t0), Go);
         // Another child is refused while a's copy is in flight...
@@ -206,10 +211,12 @@ mod tests {
         h.end(&task, 3, "a", t0);
         h.end(&task, 3, "a", t0 + Duration::from_millis(100));
         // Within the grace after the last copy ended: still a's.
-        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, t0 + Duration::from_millis(599)), Elsewhere);
+        let ended = t0 + Duration::from_millis(100);
+        let grace = SwarmTuning::default().handout_grace;
+        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, ended + grace - Duration::from_millis(1)), Elsewhere);
         // After it: b's turn (b's second upload in flight).
-        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, t0 + Duration::from_millis(600)), Go);
-        assert_eq!(h.begin(&task, 3, "c", HELD, PIECES, t0 + Duration::from_millis(600)), Elsewhere);
+        assert_eq!(h.begin(&task, 3, "b", HELD, PIECES, ended + grace), Go);
+        assert_eq!(h.begin(&task, 3, "c", HELD, PIECES, ended + grace), Elsewhere);
         // Other tasks are independent.
         assert_eq!(h.begin(&Digest::sha256_of(b"u"), 3, "c", HELD, PIECES, t0), Go);
     }
@@ -218,9 +225,9 @@ mod tests {
     fn each_child_gets_at_most_per_child_uploads_at_once() {
         use Verdict::*;
         let (t, u) = (Digest::sha256_of(b"t"), Digest::sha256_of(b"u"));
-        let mut h = Handouts::new(Duration::from_millis(500));
+        let mut h = handouts();
         let t0 = Instant::now();
-        for i in 0..PER_CHILD {
+        for i in 0..SwarmTuning::default().per_child {
             assert_eq!(h.begin(&t, i, "a", HELD, PIECES, t0), Go);
         }
         // The cap holds across tasks, and for other children not at all.
@@ -238,7 +245,7 @@ mod tests {
     #[test]
     fn expired_entries_are_swept() {
         let task = Digest::sha256_of(b"t");
-        let mut h = Handouts::new(Duration::from_millis(10));
+        let mut h = Handouts::new(&SwarmTuning { handout_grace: Duration::from_millis(10), ..SwarmTuning::default() });
         let t0 = Instant::now();
         for i in 0..SWEEP_AT as u32 {
             assert_eq!(h.begin(&task, i, "a", HELD, PIECES, t0), Verdict::Go);
@@ -262,7 +269,7 @@ mod tests {
     fn fresh_pieces_go_out_before_second_copies() {
         use Verdict::*;
         let task = Digest::sha256_of(b"t");
-        let mut h = Handouts::new(Duration::from_millis(500));
+        let mut h = handouts();
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(10);
         // We hold 3 pieces; piece 0 goes to a.

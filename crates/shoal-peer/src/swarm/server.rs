@@ -329,7 +329,7 @@ impl<'a> Handout<'a> {
         peer: &'a str,
         (held, pieces): (u32, u32),
     ) -> Result<Handout<'a>, Verdict> {
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let verdict = handouts.lock().unwrap_or_else(|p| p.into_inner()).begin(task, piece, peer, held, pieces, now);
         // Built only when allowed: a guard built and dropped here would
         // record an upload that never happened.
@@ -343,7 +343,7 @@ impl<'a> Handout<'a> {
 impl Drop for Handout<'_> {
     fn drop(&mut self) {
         let mut h = self.handouts.lock().unwrap_or_else(|p| p.into_inner());
-        h.end(self.task, self.piece, self.peer, std::time::Instant::now());
+        h.end(self.task, self.piece, self.peer, tokio::time::Instant::now());
     }
 }
 
