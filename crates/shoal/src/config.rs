@@ -34,6 +34,17 @@
 //! retries = 4
 //! backoff = "200ms"
 //!
+//! [swarm]
+//! enabled = true
+//! upload_rate = "100MiB"
+//! max_uploads = 16                    # the same as [swarm.tuning] max_uploads
+//!
+//! [swarm.tuning]                      # any SwarmTuning field; unset: its default
+//! per_parent = 1
+//! idle = "10s"
+//! stuck_backoff = ["200ms", "2s"]     # [shortest, longest]
+//! pace_floor = "1MiB"                 # bytes/s
+//!
 //! [access]
 //! auth_ttl = "5m"                     # reuse the origin's yes per credential, registry, repo
 //! refusal_ttl = "5s"
@@ -62,6 +73,10 @@ use shoal_storage::StoreConfig;
 
 use crate::cli::{DaemonArgs, LogFormat};
 use crate::listen::ListenList;
+
+mod tuning;
+
+use self::tuning::TuningSection;
 
 /// Where the config file is looked for when `--config` is not given.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/config.toml";
@@ -118,12 +133,15 @@ pub(crate) struct SwarmSection {
     /// Upload and download byte rates to and from peers (0: unlimited).
     pub(crate) upload_rate: Option<ByteSize>,
     pub(crate) download_rate: Option<ByteSize>,
-    /// Concurrent uploads accepted.
+    /// Concurrent uploads accepted (the same as `[swarm.tuning]
+    /// max_uploads`, kept for existing files).
     pub(crate) max_uploads: Option<u32>,
     /// Upload capacity announced to the scheduler (bytes/s).
     pub(crate) upload_capacity: Option<ByteSize>,
     /// QUIC congestion control: "cubic" (default) or "bbr".
     pub(crate) congestion_control: Option<String>,
+    /// `[swarm.tuning]`: how pieces are fetched and served.
+    pub(crate) tuning: TuningSection,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -184,6 +202,9 @@ pub(crate) struct Resolved {
     pub(crate) source: Option<PathBuf>,
     /// Swarm settings as written (resolved when the daemon starts).
     pub(crate) swarm: SwarmSection,
+    /// `[swarm.tuning]` over the defaults, checked (used when the swarm
+    /// is on).
+    pub(crate) swarm_tuning: shoal_peer::swarm::SwarmTuning,
 }
 
 /// Read the file (if any) and apply flags/env over it.
@@ -344,11 +365,16 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     if args.swarm {
         swarm.enabled = Some(true);
     }
-    Ok(Resolved { listen, metrics_listen, log_format, store, upstreams, daemon, source, swarm })
+    let swarm_tuning = swarm.tuning.resolve(swarm.max_uploads)?;
+    Ok(Resolved { listen, metrics_listen, log_format, store, upstreams, daemon, source, swarm, swarm_tuning })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use shoal_peer::swarm::SwarmTuning;
+
     use super::*;
 
     fn parse(toml_text: &str) -> FileConfig {
@@ -475,6 +501,62 @@ mod tests {
         assert!(e.contains("lisen"), "{e}");
         let e = toml::from_str::<FileConfig>("[store]\nquota = \"lots\"").unwrap_err().to_string();
         assert!(e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn swarm_tuning_keys_over_the_defaults() {
+        let r = merge(FileConfig::default(), &DaemonArgs::default(), None).unwrap();
+        assert_eq!(r.swarm_tuning, SwarmTuning::default());
+        let file = parse(
+            r#"
+            [swarm]
+            max_uploads = 8
+            [swarm.tuning]
+            per_parent = 2
+            idle = "3s"
+            stuck_backoff = ["100ms", "5s"]
+            handout_grace = "250ms"
+            pace_floor = "2MiB"
+            pace_burst = 4096
+            "#,
+        );
+        let t = merge(file, &DaemonArgs::default(), None).unwrap().swarm_tuning;
+        let d = SwarmTuning::default();
+        let expected = SwarmTuning {
+            per_parent: 2,
+            idle: Duration::from_secs(3),
+            stuck_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            handout_grace: Duration::from_millis(250),
+            pace_floor: 2 << 20,
+            pace_burst: 4096,
+            max_uploads: 8,
+            ..d
+        };
+        assert_eq!(t, expected);
+        // The newer spelling of max_uploads works alone...
+        let t = merge(parse("[swarm.tuning]\nmax_uploads = 4"), &DaemonArgs::default(), None).unwrap().swarm_tuning;
+        assert_eq!(t.max_uploads, 4);
+        // ...but not beside the older one.
+        let both = "[swarm]\nmax_uploads = 4\n[swarm.tuning]\nmax_uploads = 4";
+        let e = merge(parse(both), &DaemonArgs::default(), None).unwrap_err().to_string();
+        assert!(e.contains("keep one of them"), "{e}");
+    }
+
+    #[test]
+    fn swarm_tuning_refuses_unknown_keys_and_broken_invariants() {
+        let e = toml::from_str::<FileConfig>("[swarm.tuning]\nper_parnet = 2").unwrap_err().to_string();
+        assert!(e.contains("per_parnet"), "{e}");
+        let e = toml::from_str::<FileConfig>("[swarm.tuning]\nidle = \"soon\"").unwrap_err().to_string();
+        assert!(e.contains("soon") && e.contains("idle"), "{e}");
+        for (bad, says) in [
+            ("per_parent = 0", "swarm.tuning.per_parent must be at least 1"),
+            ("stuck_backoff = [\"3s\", \"1s\"]", "swarm.tuning.stuck_backoff is [shortest, longest]"),
+            ("elsewhere_wait = \"400ms\"", "swarm.tuning.elsewhere_wait (400ms) must be longer than handout_grace"),
+            ("piece_deadline = \"0s\"", "swarm.tuning.piece_deadline must be longer than zero"),
+        ] {
+            let e = merge(parse(&format!("[swarm.tuning]\n{bad}")), &DaemonArgs::default(), None).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

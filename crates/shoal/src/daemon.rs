@@ -48,7 +48,11 @@ async fn run(cfg: config::Resolved) -> anyhow::Result<()> {
         "starting shoal daemon"
     );
     let swarm = if crate::swarm_setup::enabled(&cfg.swarm) {
-        Some(crate::swarm_setup::build(&cfg.swarm).await.context("joining the swarm ([swarm] config)")?)
+        Some(
+            crate::swarm_setup::build(&cfg.swarm, cfg.swarm_tuning.clone())
+                .await
+                .context("joining the swarm ([swarm] config)")?,
+        )
     } else {
         tracing::info!("swarm off: a standalone mirror (enable with --swarm and certificates from `shoal certs`)");
         None

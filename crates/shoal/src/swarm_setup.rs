@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shoal_peer::SwarmSetup;
-use shoal_peer::swarm::{EmbeddedScheduler, SchedulerLink, SwarmConfig};
+use shoal_peer::swarm::{EmbeddedScheduler, SchedulerLink, SwarmConfig, SwarmTuning};
 use shoal_transport::{Identity, IdentityFiles, Role, TransportTuning};
 
 use crate::config::SwarmSection;
@@ -63,8 +63,9 @@ fn tuning(s: &SwarmSection) -> anyhow::Result<TransportTuning> {
     Ok(t)
 }
 
-/// Build the swarm setup (binds the QUIC endpoint: call inside the runtime).
-pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
+/// Build the swarm setup (binds the QUIC endpoint: call inside the runtime)
+/// with the node's `[swarm.tuning]`.
+pub(crate) async fn build(s: &SwarmSection, swarm_tuning: SwarmTuning) -> anyhow::Result<SwarmSetup> {
     let host = host_id(s)?;
     let dir = s.certs_dir.clone().unwrap_or_else(|| DEFAULT_CERTS_DIR.into());
     let files = IdentityFiles::kubernetes(&dir);
@@ -112,10 +113,7 @@ pub(crate) async fn build(s: &SwarmSection) -> anyhow::Result<SwarmSetup> {
         advertise,
         labels,
         upload_capacity: s.upload_capacity.map(|b| b.0).unwrap_or(1_250_000_000),
-        tuning: {
-            let d = shoal_peer::swarm::SwarmTuning::default();
-            shoal_peer::swarm::SwarmTuning { max_uploads: s.max_uploads.unwrap_or(d.max_uploads), ..d }
-        },
+        tuning: swarm_tuning,
     };
     Ok(SwarmSetup {
         config,
@@ -153,7 +151,7 @@ mod tests {
                 certs_dir: Some(dir.path().to_path_buf()),
                 ..SwarmSection::default()
             };
-            runtime.block_on(build(&s)).map(|_| ()).map_err(|e| format!("{e:#}"))
+            runtime.block_on(build(&s, SwarmTuning::default())).map(|_| ()).map_err(|e| format!("{e:#}"))
         };
         start(shoal_transport::issue(&ca, "node-a", &[]).unwrap()).expect("a node certificate starts the swarm");
         let err = start(shoal_transport::issue_scheduler(&ca, "node-a", &[]).unwrap()).unwrap_err();

@@ -5,7 +5,8 @@
 //! demo, the tests and the simulator start from the same [`Default`]: what
 //! is measured is what runs in production. A field's comment says what it
 //! trades; the reasons behind each default are in
-//! docs/design/swarm-tuning-history.md.
+//! docs/design/swarm-tuning-history.md. [`SwarmTuning::check`] refuses
+//! settings that break the invariants the comments state.
 
 use std::time::Duration;
 
@@ -87,6 +88,103 @@ impl Default for SwarmTuning {
             pace_floor: 1 << 20,
             pace_sample: Duration::from_millis(250),
             pace_burst: 2 << 20,
+        }
+    }
+}
+
+/// A setting that breaks an invariant of [`SwarmTuning`]: the field, and
+/// what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct TuningError {
+    /// The field (and config key) at fault.
+    pub field: &'static str,
+    /// What is wrong and the fix.
+    pub problem: String,
+}
+
+impl SwarmTuning {
+    /// Refuses settings under which the swarm would stall or spin: a zero
+    /// that a field's loop cannot move past, or two fields out of order.
+    pub fn check(&self) -> Result<(), TuningError> {
+        let d = SwarmTuning::default();
+        let bad = |field, problem: String| Err(TuningError { field, problem });
+        if self.per_parent == 0 {
+            return bad("per_parent", "must be at least 1: a parent asked for nothing serves nothing".into());
+        }
+        if self.per_child == 0 {
+            return bad("per_child", "must be at least 1: a source would refuse every child".into());
+        }
+        if self.pace_floor == 0 {
+            return bad("pace_floor", format!("must be above zero bytes/s (default {})", d.pace_floor));
+        }
+        // Zero here is a deadline met before it starts, or a loop that
+        // re-checks without waiting.
+        for (field, value, default) in [
+            ("piece_deadline", self.piece_deadline, d.piece_deadline),
+            ("connect_timeout", self.connect_timeout, d.connect_timeout),
+            ("idle", self.idle, d.idle),
+            ("first_refresh", self.first_refresh, d.first_refresh),
+            ("give_up_after", self.give_up_after, d.give_up_after),
+            ("scheduler_deadline", self.scheduler_deadline, d.scheduler_deadline),
+            ("pace_sample", self.pace_sample, d.pace_sample),
+        ] {
+            if value.is_zero() {
+                return bad(field, format!("must be longer than zero (default {default:?})"));
+            }
+        }
+        if self.refresh < self.first_refresh {
+            return bad(
+                "refresh",
+                format!(
+                    "({:?}) must be at least first_refresh ({:?}): the interval doubles from first_refresh up to refresh",
+                    self.refresh, self.first_refresh
+                ),
+            );
+        }
+        let (low, high) = self.stuck_backoff;
+        if low.is_zero() {
+            return bad("stuck_backoff", format!("must start above zero (default {:?})", d.stuck_backoff));
+        }
+        if low > high {
+            return bad(
+                "stuck_backoff",
+                format!("is [shortest, longest]: the shortest ({low:?}) is longer than the longest ({high:?})"),
+            );
+        }
+        if self.elsewhere_wait <= self.handout_grace {
+            return bad(
+                "elsewhere_wait",
+                format!(
+                    "({:?}) must be longer than handout_grace ({:?}): a child must not ask again for a piece the source still refuses",
+                    self.elsewhere_wait, self.handout_grace
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_each_broken_invariant_names_its_field() {
+        assert_eq!(SwarmTuning::default().check(), Ok(()));
+        let d = SwarmTuning::default;
+        for (tuning, field) in [
+            (SwarmTuning { per_parent: 0, ..d() }, "per_parent"),
+            (SwarmTuning { per_child: 0, ..d() }, "per_child"),
+            (SwarmTuning { pace_floor: 0, ..d() }, "pace_floor"),
+            (SwarmTuning { idle: Duration::ZERO, ..d() }, "idle"),
+            (SwarmTuning { pace_sample: Duration::ZERO, ..d() }, "pace_sample"),
+            (SwarmTuning { refresh: Duration::from_millis(100), ..d() }, "refresh"),
+            (SwarmTuning { stuck_backoff: (Duration::from_secs(3), Duration::from_secs(2)), ..d() }, "stuck_backoff"),
+            (SwarmTuning { stuck_backoff: (Duration::ZERO, Duration::from_secs(2)), ..d() }, "stuck_backoff"),
+            (SwarmTuning { elsewhere_wait: d().handout_grace, ..d() }, "elsewhere_wait"),
+        ] {
+            assert_eq!(tuning.check().map_err(|e| e.field), Err(field));
         }
     }
 }
