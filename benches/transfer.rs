@@ -32,12 +32,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use shoal_transport::{Endpoint, Identity, RateLimiter, TransportTuning, recv_chunks, recv_exact, send_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 const PIECE: usize = 4 << 20;
 const HEADER: usize = 40;

@@ -2,10 +2,11 @@
 //! after a restart; a daemon stopped with SIGTERM drains and its store stays
 //! consistent.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_e2e::{Origin, data_dir, shoal_for};
 use shoal_testkit::{random_bytes, sha256_digest};
+use tokio::time::Instant;
 
 const MIB: u64 = 1 << 20;
 /// Bytes the origin may have sent that were still in socket buffers when

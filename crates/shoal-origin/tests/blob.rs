@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{AuthMode, BlobMode, Origin, Storage, drain, fast_config};
@@ -12,6 +12,7 @@ use http::HeaderValue;
 use shoal_core::{HumanDuration, RepoName};
 use shoal_origin::Caller;
 use shoal_origin::{OriginError, RegistryConfig};
+use tokio::time::Instant;
 
 fn repo() -> RepoName {
     "library/app".parse().unwrap()

@@ -147,7 +147,7 @@ async fn slow_headers_time_out() {
     let d = o.add_blob(b"x");
     o.set_blob_mode(BlobMode::SlowHeaders(Duration::from_secs(3)));
     let cfg = RegistryConfig { timeout: shoal_core::HumanDuration(Duration::from_millis(300)), ..fast_config() };
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     let e = o.client(cfg).get_blob(&repo(), &d, 0, &Caller::Node).await.unwrap_err();
     assert!(matches!(e, OriginError::Timeout { .. }), "{e}");
     assert!(e.is_retryable());

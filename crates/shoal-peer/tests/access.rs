@@ -9,12 +9,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_testkit::{random_bytes, sha256_digest};
 use support::fake_registry::FakeRegistry;
 use support::private::{PASS, USER, alice, ask, asked, basic, pull, push_image, shown, until_complete};
 use support::{Cluster, Daemon, Origin, sample};
+use tokio::time::Instant;
 
 const MIB: usize = 1 << 20;
 

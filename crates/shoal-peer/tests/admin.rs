@@ -155,7 +155,7 @@ async fn status_lists_downloads_by_digest_not_repository() {
     let daemon = Daemon::start(&o.front, |_, _| {}).await;
     let url = daemon.blob_url("secret-team/payroll-app", &d);
     let client = tokio::spawn(async move { support::get_all(&url, None).await });
-    let t0 = std::time::Instant::now();
+    let t0 = tokio::time::Instant::now();
     let status = loop {
         let s = daemon.status().await;
         if s["downloads"][0]["size"].is_u64() {

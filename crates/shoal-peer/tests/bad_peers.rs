@@ -17,7 +17,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_core::{HostId, PieceLayout, TaskId};
 use shoal_peer::swarm::SchedulerLink;
@@ -26,6 +26,7 @@ use shoal_testkit::{random_bytes, sha256_digest};
 use support::fake_peer::{FakeHost, FakePeer, Script, dead_addr, piece_map, stranger_identity};
 use support::watched_link::{WatchedLink, failures};
 use support::{Cluster, Daemon, Origin, PeerSpec, get_all, sample};
+use tokio::time::Instant;
 
 const MIB: usize = 1 << 20;
 const REPO: &str = "swarm/app";

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry as PromRegistry;
 use shoal_origin::{RegistryConfig, Upstreams, UpstreamsConfig};
@@ -16,6 +16,7 @@ use shoal_testkit::{CountingFront, Registry, random_bytes};
 use support::{Daemon, Origin, get_all, sample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 const MIB: usize = 1 << 20;
 

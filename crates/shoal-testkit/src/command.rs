@@ -73,7 +73,7 @@ mod tests {
 
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
-        let start = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
         let err = run(cmd, Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(err, Error::CommandTimeout { .. }), "{err}");
         assert!(start.elapsed() < Duration::from_secs(5));

@@ -33,9 +33,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::Command;
+use tokio::time::Instant;
 
 use crate::command::run;
 use crate::error::{Error, IoContext, Result};

@@ -14,12 +14,13 @@
 //! [`Containerd::start_cri`]: crate::containerd::Containerd::start_cri
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 pub use k8s_cri::v1::{AuthConfig, Image, ImageSpec as CriImageSpec};
 use k8s_cri::v1::{ImageStatusRequest, ListImagesRequest, PullImageRequest, VersionRequest};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::containerd::PULL_DEADLINE;

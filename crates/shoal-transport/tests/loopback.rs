@@ -3,7 +3,7 @@
 //! both congestion controllers.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_transport::quinn;
@@ -11,6 +11,7 @@ use shoal_transport::{
     CaBundle, CongestionControl, Endpoint, Identity, PeerConnection, RateLimiter, TransportError, TransportTuning,
     issue, new_ca, recv_exact, send_bytes,
 };
+use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(10);
 

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{Path, State};
@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use clap::Args;
 use shoal_core::{ByteRange, ByteSize, Digest};
 use shoal_peer::swarm::{EmbeddedScheduler, SwarmConfig};
+use tokio::time::Instant;
 
 /// `shoal demo` flags.
 #[derive(Args, Debug)]

@@ -2,9 +2,8 @@
 //! request is really over: at once for small answers, at the end of the
 //! body (complete or cut) for streamed blobs.
 
-use std::time::Instant;
-
 use http::Method;
+use tokio::time::Instant;
 
 use crate::metrics::{Kind, KindLabels, Metrics, Outcome, RequestLabels, Source, SourceLabels};
 

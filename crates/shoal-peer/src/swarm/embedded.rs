@@ -3,12 +3,12 @@
 //! the network) and by tests that run several peers in one process.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use shoal_core::Digest;
 use shoal_proto::{SchedulerRequest, SchedulerResponse};
 use shoal_scheduler::{Millis, Scheduler, SchedulerConfig};
+use tokio::time::Instant;
 
 use super::link::{LinkError, SchedulerLink};
 

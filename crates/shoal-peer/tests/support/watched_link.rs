@@ -6,12 +6,12 @@
 //! restarted and forgot).
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use shoal_core::{Digest, HostId};
 use shoal_peer::swarm::{LinkError, SchedulerLink};
 use shoal_proto::{FailureKind, ParentInfo, SchedulerRequest, SchedulerResponse};
+use tokio::time::Instant;
 
 /// One request passed on, its answer, and when it was answered.
 #[derive(Debug, Clone)]

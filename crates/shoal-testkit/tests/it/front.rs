@@ -1,8 +1,9 @@
 //! CountingFront: counting and every fault variant, against a real registry.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_testkit::{CountingFront, Fault, Registry, push_blob, random_bytes, sha256_digest};
+use tokio::time::Instant;
 
 use crate::support::fetch;
 

@@ -11,13 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shoal_core::ByteSize;
 use shoal_peer::admin::prewarm::{ApiError, PrewarmSubmitted, SubmitPrewarm};
 use shoal_prewarm::Platform;
 use shoal_proto::{NodeJobState, NodeSelector, PrewarmJob, PrewarmSpec};
+use tokio::time::Instant;
 
 use super::{Output, PrewarmArgs};
 

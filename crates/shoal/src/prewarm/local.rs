@@ -3,10 +3,11 @@
 //! terminal, a line every few seconds otherwise, or JSON at the end.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_core::ByteSize;
 use shoal_prewarm::{Event, Platform};
+use tokio::time::Instant;
 
 use super::{Output, PrewarmArgs};
 
