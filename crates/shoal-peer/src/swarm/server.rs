@@ -359,3 +359,30 @@ fn read_range(reader: &BlobReader, at: u64, len: usize) -> std::io::Result<Bytes
     }
     Ok(Bytes::from(buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::super::handout::Handouts;
+    use super::super::tuning::SwarmTuning;
+    use super::*;
+
+    /// The piece server stamps handouts with tokio's clock: with time
+    /// paused, the grace after an upload ends lasts exactly as long as
+    /// paused time says.
+    #[tokio::test(start_paused = true)]
+    async fn the_handout_grace_follows_paused_time() {
+        let tuning = SwarmTuning::default();
+        let handouts = Mutex::new(Handouts::new(&tuning));
+        let task = shoal_core::Digest::sha256_of(b"t");
+        // Nothing held is fresh (held 0): only the grace applies.
+        let ask = |peer| Handout::begin(&handouts, &task, 3, peer, (0, 8)).map(drop).err();
+        assert_eq!(ask("a"), None, "a's upload went and ended");
+        assert_eq!(ask("b"), Some(Verdict::Elsewhere));
+        tokio::time::advance(tuning.handout_grace - Duration::from_millis(1)).await;
+        assert_eq!(ask("b"), Some(Verdict::Elsewhere), "1 ms of the grace is left");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(ask("b"), None, "the grace is over: b's turn");
+    }
+}
