@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::parents::Parent;
 use crate::swarm::Joined;
-use crate::swarm::picker::Picker;
+use crate::swarm::picker::{Outlook, Picker};
 use crate::swarm::trust::TrustedMap;
 use crate::swarm::tuning::SwarmTuning;
 
@@ -344,6 +344,13 @@ impl FetchCore {
     /// The hashes pieces were checked against (for blame after a bad digest).
     pub fn trust(&self) -> &TrustedMap {
         &self.trust
+    }
+
+    /// What the round could ask for at `now` (for the driver's debug log).
+    pub fn outlook(&self, now: Instant) -> Outlook {
+        let trusted = self.trust.known();
+        let views: Vec<_> = self.parents.iter().map(|p| p.view(now, trusted)).collect();
+        self.picker.outlook(&views)
     }
 
     /// Pieces held.
