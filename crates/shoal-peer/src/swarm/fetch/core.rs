@@ -35,6 +35,7 @@ use shoal_proto::{FailureKind, ParentInfo, PeerEvent};
 use tokio::time::Instant;
 
 use super::parents::Parent;
+use super::rarity::Rarity;
 use crate::swarm::Joined;
 use crate::swarm::picker::{Outlook, Picker};
 use crate::swarm::trust::TrustedMap;
@@ -183,6 +184,12 @@ pub(super) enum Phase {
     Ended,
 }
 
+/// `piece` is missing (neither held nor in flight) and its trusted hash is
+/// known: it may be asked of a parent.
+pub(super) fn wanted(picker: &Picker, trust: &TrustedMap, piece: u32) -> bool {
+    !picker.holds(piece) && !picker.is_inflight(piece) && trust.get(piece).is_some()
+}
+
 /// One task's download from the swarm. See the module docs.
 pub struct FetchCore {
     pub(super) tuning: SwarmTuning,
@@ -229,6 +236,11 @@ pub struct FetchCore {
     pub(super) read_at: u32,
     /// Pieces held.
     pub(super) held: u32,
+    /// The wanted pieces the round's parents hold, rarest first.
+    pub(super) rarity: Rarity,
+    /// Bumped whenever a parent may offer something it did not before (a
+    /// parent's `barren` mark is good for one generation).
+    pub(super) generation: u64,
 }
 
 impl FetchCore {
@@ -273,6 +285,8 @@ impl FetchCore {
             known: 0,
             read_at: 0,
             held,
+            rarity: Rarity::new(count, salt),
+            generation: 0,
         }
     }
 
@@ -391,20 +405,5 @@ impl FetchCore {
     pub(super) fn join(&mut self) {
         self.join_out = true;
         self.out.push_back(Action::Join { want_map: !self.trust.is_complete(), held: self.held });
-    }
-
-    /// Exclude parent `i` for the whole download and report it.
-    pub(super) fn exclude(&mut self, i: usize, piece: u32, kind: FailureKind, detail: &str) {
-        let p = &mut self.parents[i];
-        tracing::warn!(parent = %p.info.host, piece, ?kind, %detail, "excluding a parent from this task");
-        p.excluded = true;
-        self.excluded.insert(p.info.host.clone());
-        self.report(i, piece, kind);
-    }
-
-    /// Report parent `i`'s failure.
-    pub(super) fn report(&mut self, i: usize, piece: u32, kind: FailureKind) {
-        let parent = self.parents[i].host().clone();
-        self.out.push_back(Action::Report(Failure { parent, piece, kind }));
     }
 }

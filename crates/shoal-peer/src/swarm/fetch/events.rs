@@ -22,15 +22,22 @@ impl FetchCore {
                     // excluded for good (a later round may find it
                     // re-stored).
                     tracing::warn!(parent = %self.parents[i].host(), "parent announced another geometry; ignoring it");
-                    self.parents[i].excluded = true;
+                    self.drop_parent(i);
                     return self.report(i, 0, FailureKind::Missing);
                 }
                 if hashes.len() != have.count() as usize {
                     return self.exclude(i, 0, FailureKind::Corrupt, "malformed bitfield");
                 }
                 let pieces: Vec<(u32, [u8; 32])> = have.iter().zip(hashes).collect();
-                if self.parents[i].announce(&mut self.trust, &pieces) {
-                    self.parents[i].have = have;
+                let mut learned = Vec::new();
+                let consistent = self.parents[i].announce(&mut self.trust, &pieces, &mut learned);
+                self.learned(&learned);
+                if consistent {
+                    // A bitfield says everything held now (it comes again
+                    // when a parent is followed anew).
+                    let gone: Vec<u32> = self.parents[i].have.iter().filter(|&p| !have.get(p)).collect();
+                    gone.into_iter().for_each(|piece| self.loses(i, piece));
+                    pieces.iter().for_each(|&(piece, _)| self.gains(i, piece));
                 } else {
                     let why = "announced piece hashes that contradict the trusted piece map";
                     self.exclude(i, 0, FailureKind::Corrupt, why);
@@ -40,8 +47,11 @@ impl FetchCore {
                 if index >= count {
                     return self.exclude(i, index, FailureKind::Corrupt, "announced a piece beyond the blob");
                 }
-                if self.parents[i].announce(&mut self.trust, &[(index, blake3)]) {
-                    self.parents[i].have.set(index);
+                let mut learned = Vec::new();
+                let consistent = self.parents[i].announce(&mut self.trust, &[(index, blake3)], &mut learned);
+                self.learned(&learned);
+                if consistent {
+                    self.gains(i, index);
                 } else {
                     let why = "announced a piece hash that contradicts the trusted piece map";
                     self.exclude(i, index, FailureKind::Corrupt, why);
@@ -51,7 +61,7 @@ impl FetchCore {
             PeerEvent::Gone => {
                 // Keep using what it announced until a request fails.
                 if self.parents[i].have.count() == 0 {
-                    self.parents[i].excluded = true;
+                    self.drop_parent(i);
                 }
             }
         }
@@ -67,7 +77,7 @@ impl FetchCore {
             // route) is a failed parent: reported and excluded at once, not
             // retried round after round.
             Some(e) => self.exclude(i, 0, FailureKind::Unreachable, &e),
-            None => self.parents[i].excluded = true,
+            None => self.drop_parent(i),
         }
     }
 
@@ -77,6 +87,7 @@ impl FetchCore {
             return;
         }
         self.picker.done(piece);
+        self.resync(piece);
         self.trust.used(piece);
         self.held += 1;
         self.inflight = self.inflight.saturating_sub(1);
@@ -95,6 +106,8 @@ impl FetchCore {
             return;
         }
         self.picker.failed(piece);
+        self.resync(piece);
+        self.generation += 1;
         self.inflight = self.inflight.saturating_sub(1);
         let Some(&i) = self.ids.get(&id) else { return };
         self.parents[i].inflight = self.parents[i].inflight.saturating_sub(1);
@@ -121,7 +134,7 @@ impl FetchCore {
             }
             PieceError::Missing(detail) => {
                 tracing::info!(parent = %host, piece, %detail, "parent lacks a piece it announced");
-                self.parents[i].forget(piece);
+                self.loses(i, piece);
                 self.report(i, piece, FailureKind::Missing);
             }
             PieceError::Corrupt(detail) => self.exclude(i, piece, FailureKind::Corrupt, &detail),

@@ -23,9 +23,11 @@ use tokio::time::Instant;
 
 pub mod core;
 mod events;
+mod holdings;
 mod pace;
 mod parents;
 mod peer_io;
+mod rarity;
 mod rounds;
 #[cfg(test)]
 mod tests;

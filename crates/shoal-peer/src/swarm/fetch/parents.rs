@@ -40,6 +40,9 @@ pub(super) struct Parent {
     pub(super) heard: bool,
     /// Not asked again this round (failed, left, or another geometry).
     pub(super) excluded: bool,
+    /// It offered nothing wanted at the last pick, and nothing that could
+    /// change that happened since (the core's generation then).
+    pub(super) barren: Option<u64>,
     /// Hashes it announced before the trusted map knew them: checked when
     /// the map learns them, so a contradiction found later still excludes
     /// it before those pieces are asked of it.
@@ -69,6 +72,7 @@ impl Parent {
             fetch,
             heard: false,
             excluded: false,
+            barren: None,
             unchecked: Vec::new(),
         }
     }
@@ -76,6 +80,21 @@ impl Parent {
     /// Its host id.
     pub(super) fn host(&self) -> &HostId {
         &self.info.host
+    }
+
+    /// Its pieces count toward rarity: offered and not excluded.
+    pub(super) fn counted(&self) -> bool {
+        self.fetch && !self.excluded
+    }
+
+    /// It would take a request at `now` and may have something for us.
+    pub(super) fn free(&self, now: Instant, generation: u64) -> bool {
+        self.askable(now) && self.inflight < self.max_inflight && self.barren != Some(generation)
+    }
+
+    /// It would give `piece` now (slots aside).
+    pub(super) fn offers(&self, piece: u32) -> bool {
+        self.have.get(piece) && !self.held_back.iter().any(|&(p, _)| p == piece)
     }
 
     /// It may be asked for pieces at `now` (offered, not excluded, not
@@ -118,14 +137,23 @@ impl Parent {
 
     /// It announced `pieces` (index, hash): an authority's hashes go into
     /// the trusted map; anyone else's are checked against it, or kept to
-    /// check once the map knows them. `false` when a hash contradicts the
-    /// trusted map.
-    pub(super) fn announce(&mut self, trust: &mut TrustedMap, pieces: &[(u32, [u8; 32])]) -> bool {
+    /// check once the map knows them (pieces whose hash became known go
+    /// to `learned`). `false` when a hash contradicts the trusted map.
+    pub(super) fn announce(
+        &mut self,
+        trust: &mut TrustedMap,
+        pieces: &[(u32, [u8; 32])],
+        learned: &mut Vec<u32>,
+    ) -> bool {
         let mut consistent = true;
         for &(i, h) in pieces {
             if self.authority {
-                if trust.learn(i, h, &self.info.host) == Learned::Conflict {
-                    tracing::warn!(authority = %self.info.host, piece = i, "two authorities disagree about a piece's hash");
+                match trust.learn(i, h, &self.info.host) {
+                    Learned::New => learned.push(i),
+                    Learned::Same => {}
+                    Learned::Conflict => {
+                        tracing::warn!(authority = %self.info.host, piece = i, "two authorities disagree about a piece's hash")
+                    }
                 }
                 continue;
             }

@@ -8,9 +8,10 @@ use shoal_core::HostId;
 use shoal_proto::{FailureKind, OriginGrant, ParentInfo};
 use tokio::time::Instant;
 
-use super::core::{Action, End, FetchCore, Pace, ParentId, Phase, ToOrigin};
+use super::core::{Action, End, FetchCore, Pace, ParentId, Phase, ToOrigin, wanted};
 use super::parents::Parent;
 use crate::swarm::Joined;
+use crate::swarm::picker::spread;
 
 impl FetchCore {
     /// The scheduler answered a join: a round's, or a refresh.
@@ -61,11 +62,16 @@ impl FetchCore {
     }
 
     fn learn_map(&mut self, j: &Joined) {
-        if let Some(map) = &j.map
-            && !self.trust.learn_all(&map.hashes, &map.from)
-        {
-            tracing::warn!(from = %map.from, "the scheduler's piece map has the wrong length; ignored");
+        let Some(map) = &j.map else { return };
+        if self.trust.is_complete() {
+            return;
         }
+        if !self.trust.learn_all(&map.hashes, &map.from) {
+            tracing::warn!(from = %map.from, "the scheduler's piece map has the wrong length; ignored");
+            return;
+        }
+        let every: Vec<u32> = (0..self.layout.count()).collect();
+        self.learned(&every);
     }
 
     /// Take in a scheduler answer: its final map into the trusted map, its
@@ -85,8 +91,14 @@ impl FetchCore {
                 continue;
             }
             if let Some(i) = self.parents.iter().position(|p| p.info.host == info.host) {
+                if is_parent && !self.parents[i].fetch {
+                    self.parents[i].fetch = true;
+                    self.generation += 1;
+                    if self.parents[i].counted() {
+                        self.count_pieces(i, true);
+                    }
+                }
                 let p = &mut self.parents[i];
-                p.fetch |= is_parent;
                 if authority && !p.authority {
                     // Its hashes count from now on: follow it again, so its
                     // bitfield (every hash) comes anew.
@@ -142,7 +154,7 @@ impl FetchCore {
     }
 
     fn fetching(&mut self, now: Instant, pace: &mut dyn Pace) {
-        let known = self.trust.known().count();
+        let known = self.trust.known_count();
         if known != self.known {
             self.known = known;
             for i in 0..self.parents.len() {
@@ -158,6 +170,7 @@ impl FetchCore {
         let expired = self.parents.iter().filter_map(Parent::next_expiry).any(|t| t <= now);
         if expired {
             self.parents.iter_mut().for_each(|p| p.expire(now));
+            self.generation += 1;
             self.dirty = true;
         }
         if self.paced_until.is_some_and(|t| t <= now) {
@@ -187,7 +200,7 @@ impl FetchCore {
                     self.exclude(i, 0, FailureKind::Unreachable, &why);
                 }
             }
-            let why = if self.trust.known().count() == 0 {
+            let why = if self.trust.known_count() == 0 {
                 "no trusted piece hashes (no authority reachable, no final map)"
             } else {
                 "no new pieces"
@@ -201,27 +214,72 @@ impl FetchCore {
         }
     }
 
-    /// Ask parents for what they offer, as far as the pace allows.
+    /// Ask parents for what they offer, as far as the pace allows: the
+    /// pieces from the client's read position on (the window) in order,
+    /// then the rarest. Each piece goes to the parent offering it with the
+    /// fewest requests in flight (a seed, holding everything, counts as a
+    /// little busier: it should serve what nobody else has, while children
+    /// hand each other the rest), ties spread per node.
     fn request(&mut self, now: Instant, pace: &mut dyn Pace) {
-        if !self.parents.iter().any(|p| p.askable(now) && p.inflight < p.max_inflight) {
+        let generation = self.generation;
+        let mut free: Vec<usize> = (0..self.parents.len()).filter(|&i| self.parents[i].free(now, generation)).collect();
+        if free.is_empty() {
             return;
         }
-        let trusted = self.trust.known();
-        let views: Vec<_> = self.parents.iter().map(|p| p.view(now, trusted)).collect();
+        let count = self.layout.count();
+        let full: Vec<bool> = free.iter().map(|&i| self.parents[i].have.count() == count).collect();
         let read = self.picker.first_missing_from(self.read_at).unwrap_or(0);
-        for pick in self.picker.pick(&views, read) {
-            let Some(expected) = self.trust.get(pick.piece) else { continue };
-            let len = self.layout.len_of(pick.piece);
+        let window = read..read.saturating_add(self.tuning.window).min(count);
+        let mut picks: Vec<(usize, u32)> = Vec::new();
+        let mut found = vec![false; free.len()];
+        let candidates = window.clone().filter(|&p| wanted(&self.picker, &self.trust, p));
+        let ranked = self.rarity.ranked().filter(|p| !window.contains(p));
+        for piece in candidates.chain(ranked) {
+            let best = (0..free.len())
+                .filter(|&f| self.parents[free[f]].offers(piece))
+                .inspect(|&f| found[f] = true)
+                .filter(|&f| {
+                    let p = &self.parents[free[f]];
+                    p.inflight + picks.iter().filter(|&&(q, _)| q == free[f]).count() < p.max_inflight
+                })
+                .min_by_key(|&f| {
+                    let p = &self.parents[free[f]];
+                    let load = p.inflight + picks.iter().filter(|&&(q, _)| q == free[f]).count();
+                    (load + if full[f] { 2 } else { 0 }, spread(self.picker.salt ^ p.key, piece), free[f])
+                });
+            if let Some(f) = best {
+                picks.push((free[f], piece));
+                let p = &self.parents[free[f]];
+                if p.inflight + picks.iter().filter(|&&(q, _)| q == free[f]).count() >= p.max_inflight {
+                    free.remove(f);
+                    found.remove(f);
+                    if free.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Parents left with free slots offered nothing wanted: skip them
+        // until something changes.
+        for (f, &i) in free.iter().enumerate() {
+            if !found[f] {
+                self.parents[i].barren = Some(generation);
+            }
+        }
+        for (i, piece) in picks {
+            let Some(expected) = self.trust.get(piece) else { continue };
+            let len = self.layout.len_of(piece);
             if let Err(wait) = pace.try_take(now, len) {
                 self.paced_until = Some(now + wait);
                 break;
             }
-            self.picker.started(pick.piece);
-            let p = &mut self.parents[pick.parent];
+            self.picker.started(piece);
+            self.resync(piece);
+            let p = &mut self.parents[i];
             p.inflight += 1;
             self.inflight += 1;
             let (parent, peer) = (p.id, p.info.clone());
-            self.out.push_back(Action::Request { parent, peer, piece: pick.piece, len, expected });
+            self.out.push_back(Action::Request { parent, peer, piece, len, expected });
         }
     }
 
@@ -236,6 +294,7 @@ impl FetchCore {
             self.out.push_back(Action::Unfollow(p.id));
         }
         self.ids.clear();
+        self.rarity.clear();
         self.paced_until = None;
         self.phase = Phase::Paused(now + self.pause);
     }

@@ -508,3 +508,21 @@ fn a_complete_download_ends() {
     assert_eq!(h.core.held(), PIECES);
     assert!(h.core.missing().is_empty());
 }
+
+#[test]
+fn rarest_first_beyond_the_window_and_a_parent_with_nothing_is_asked_once_it_gains() {
+    let mut h = H::new(SwarmTuning { window: 0, ..SwarmTuning::default() });
+    let a = h.start(joined(&["a", "b", "c"], &[], true));
+    let (ia, ib, ic) = (id_of(&a, "a"), id_of(&a, "b"), id_of(&a, "c"));
+    assert!(h.feed(Input::Avail(ic, bitfield(&[], hash))).is_empty(), "c holds nothing");
+    // Piece 3 is held by a alone; every other by a and b.
+    let out = h.feed(Input::Avail(ib, bitfield(&[0, 1, 2, 4, 5, 6, 7], hash)));
+    let b_first = requests(&out);
+    assert_eq!(b_first.len(), 1);
+    let out = h.feed(Input::Avail(ia, bitfield(&all(), hash)));
+    assert_eq!(requests(&out), vec![(ia, 3)], "the rarest piece first");
+    // c gains a piece nobody was asked for: it is asked at once.
+    let k = (0..PIECES).find(|&k| k != 3 && k != b_first[0].1).unwrap();
+    let out = h.feed(Input::Avail(ic, PeerEvent::Have { index: k, blake3: hash(k) }));
+    assert_eq!(requests(&out), vec![(ic, k)]);
+}
