@@ -85,8 +85,15 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         };
     }
     let task = m.tasks.get_or_start(origin, &repo, &digest, caller);
-    if let Err(e) = task.wait_started(m.config.origin_wait).await {
-        return ctx.reply(errors::start_error(&e), Outcome::error);
+    let layout = match task.wait_started(m.config.origin_wait).await {
+        Ok(layout) => layout,
+        Err(e) => return ctx.reply(errors::start_error(&e), Outcome::error),
+    };
+    // A client reading from the middle (a lazy-pulling snapshotter) is
+    // served first from there: the swarm fetches from its offset on.
+    let asked = ctx.headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
+    if let Some(Ok(r)) = asked.map(|r| r.resolve(layout.blob_size)) {
+        task.read_from(r.start);
     }
     let Some(reader) = task.reader() else {
         let e = OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, "download started without a file");

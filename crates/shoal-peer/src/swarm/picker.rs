@@ -79,7 +79,7 @@ pub struct Picker {
 }
 
 /// A cheap, well-mixed hash of (salt, piece) (SplitMix64 finaliser).
-fn spread(salt: u64, piece: u32) -> u64 {
+pub(crate) fn spread(salt: u64, piece: u32) -> u64 {
     let mut z = salt ^ (u64::from(piece).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -112,6 +112,28 @@ impl Picker {
     /// The request failed; the piece is missing again.
     pub fn failed(&mut self, piece: u32) {
         self.inflight[piece as usize] = false;
+    }
+
+    /// Every request in flight is abandoned: those pieces are missing again.
+    pub fn abandon(&mut self) {
+        self.inflight.iter_mut().for_each(|f| *f = false);
+    }
+
+    /// `piece` is held.
+    pub fn holds(&self, piece: u32) -> bool {
+        self.have.get(piece as usize).copied().unwrap_or(false)
+    }
+
+    /// A request for `piece` is in flight.
+    pub fn is_inflight(&self, piece: u32) -> bool {
+        self.inflight.get(piece as usize).copied().unwrap_or(false)
+    }
+
+    /// The first missing piece (neither held nor in flight) at or after
+    /// `from`, else the first one before it.
+    pub fn first_missing_from(&self, from: u32) -> Option<u32> {
+        let missing = |&i: &u32| !self.have[i as usize] && !self.inflight[i as usize];
+        (from.min(self.pieces)..self.pieces).find(missing).or_else(|| (0..from.min(self.pieces)).find(missing))
     }
 
     /// Every piece is held.

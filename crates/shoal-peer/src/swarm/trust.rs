@@ -46,6 +46,8 @@ pub struct TrustedMap {
     voucher: Vec<u16>,
     hosts: Vec<HostId>,
     known: Bitfield,
+    /// How many hashes are known.
+    known_count: u32,
     /// Pieces stored after matching this map.
     used: Bitfield,
     conflicts: u32,
@@ -59,6 +61,7 @@ impl TrustedMap {
             voucher: vec![0; pieces as usize],
             hosts: Vec::new(),
             known: Bitfield::new(pieces),
+            known_count: 0,
             used: Bitfield::new(pieces),
             conflicts: 0,
         }
@@ -84,6 +87,7 @@ impl TrustedMap {
                 };
                 self.voucher[i as usize] = who as u16;
                 self.known.set(i);
+                self.known_count += 1;
                 Learned::New
             }
         }
@@ -121,9 +125,14 @@ impl TrustedMap {
         &self.known
     }
 
+    /// How many pieces' hashes are known.
+    pub fn known_count(&self) -> u32 {
+        self.known_count
+    }
+
     /// Whether every piece's hash is known.
     pub fn is_complete(&self) -> bool {
-        self.known.is_full()
+        self.known_count == self.known.len()
     }
 
     /// Piece `i` was stored after matching this map.

@@ -127,6 +127,9 @@ pub struct Task {
     /// This node fetches (part of) the blob from the origin: its pieces
     /// enter the swarm here.
     seeding: AtomicBool,
+    /// Where the client reads from (a byte offset): a Range request into
+    /// the blob while it downloads moves the swarm's window there.
+    read_at: watch::Sender<u64>,
 }
 
 impl Task {
@@ -144,6 +147,17 @@ impl Task {
     /// A receiver of this task's progress.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.clone()
+    }
+
+    /// A client reads the blob from byte `offset` on (a Range request):
+    /// the download fetches from there first.
+    pub fn read_from(&self, offset: u64) {
+        self.read_at.send_if_modified(|at| std::mem::replace(at, offset) != offset);
+    }
+
+    /// The client's read position (a byte offset), as it changes.
+    pub fn read_position(&self) -> watch::Receiver<u64> {
+        self.read_at.subscribe()
     }
 
     /// A reader of the (partial or complete) blob file, once it exists.
@@ -264,6 +278,7 @@ impl TaskManager {
             progress: rx,
             reader: OnceLock::new(),
             seeding: AtomicBool::new(false),
+            read_at: watch::Sender::new(0),
         });
         tasks.insert(digest.clone(), task.clone());
         drop(tasks);

@@ -22,28 +22,20 @@
 //! later get this node as a parent while it is still downloading; a seed
 //! that completes reports its final piece map.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use shoal_core::{PieceLayout, TaskId};
-use shoal_proto::{FailureKind, HaveState, OriginGrant};
+use shoal_core::{PieceIndex, PieceLayout, TaskId};
+use shoal_proto::{FailureKind, HaveState};
 use tokio::sync::{mpsc, watch};
 
 use super::download::{Begin, Driver, runs_of};
 use super::progress::{Phase, Progress};
 use super::sink::SinkMsg;
 use super::{Task, TaskError};
-use crate::metrics::FailureLabels;
-use crate::swarm::fetch::{Failure, FetchEnd, Fetcher, TaskState};
-use crate::swarm::picker::Picker;
+use crate::metrics::{FailureLabels, Metrics};
+use crate::swarm::Swarm;
+use crate::swarm::fetch::{self, End, Failure, PieceSink, ToOrigin, WriterGone};
 use crate::swarm::trust::TrustedMap;
-use crate::swarm::{Joined, Swarm};
-
-/// The shortest and longest pause before asking the scheduler again after
-/// a round that made no progress (doubling in between): a parent that
-/// refuses every connection must not turn into hundreds of joins.
-const STUCK_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(2));
 
 impl Driver {
     pub(super) async fn drive_swarm(
@@ -67,14 +59,28 @@ impl Driver {
             Begin::AlreadyComplete => return self.already_complete(&progress).await,
         };
         let (layout, held, tx, sink_job) = self.start_sink(writer, &progress);
-        let mut picker = Picker::new(layout.count(), held);
-        picker.salt = salt(sw.config.host.as_str());
         let task = self.task.id();
-        let mut trust = TrustedMap::new(layout.count());
         let reporter = tokio::spawn(report(sw.clone(), self.task.clone(), progress.subscribe()));
-        let fed = self.swarm_loop(sw, &task, layout, &mut picker, &mut trust, &tx).await;
+        let sink = Sink { tx: &tx, sw, task: &task, metrics: &self.manager.metrics };
+        let (ended, core) = fetch::fetch(sw, &task, layout, held, &sink, self.task.read_position()).await;
+        let fed = match ended {
+            Ok(End::Complete) => Ok(()),
+            Ok(End::Origin(why)) => {
+                match &why {
+                    ToOrigin::Granted => tracing::debug!(%task, "origin grant: this node seeds the task"),
+                    ToOrigin::SchedulerUnreachable(e) => {
+                        tracing::warn!(%task, error = %e, "scheduler unreachable; fetching the rest from the origin")
+                    }
+                    ToOrigin::GaveUp(after) => {
+                        tracing::warn!(%task, ?after, "the swarm did not deliver in time; fetching the rest from the origin")
+                    }
+                }
+                self.origin_rest(&core.missing(), layout, &tx).await
+            }
+            Err(WriterGone) => Err(self.internal("the writer thread stopped".into())),
+        };
         let ended = self.finish_sink(fed, tx, sink_job).await;
-        let ended = self.blame(sw, &task, &trust, ended).await;
+        let ended = self.blame(sw, &task, core.trust(), ended).await;
         if ended.is_err() {
             // The reporter waits for the task's final phase, which is
             // published only once this returns: stop it, and leave here.
@@ -101,159 +107,63 @@ impl Driver {
             return ended; // every byte came from the origin
         }
         for p in &peers {
-            self.count_failure(sw, task, &Failure { parent: p.clone(), piece: 0, kind: FailureKind::BadMap }).await;
+            let f = Failure { parent: p.clone(), piece: 0, kind: FailureKind::BadMap };
+            count_failure(&self.manager.metrics, &f);
+            sw.piece_failed(task, &f).await;
         }
         tracing::error!(%task, ?peers, %actual, "pieces matched the peers' piece map but the blob has the wrong digest; reported them");
         Err(TaskError::BadPieceMap { digest: self.task.digest.clone(), peers, actual: actual.clone() })
     }
 
-    async fn swarm_loop(
-        &self,
-        sw: &Arc<Swarm>,
-        task: &TaskId,
-        layout: PieceLayout,
-        picker: &mut Picker,
-        trust: &mut TrustedMap,
-        tx: &mpsc::Sender<SinkMsg>,
-    ) -> Result<(), TaskError> {
-        let started = tokio::time::Instant::now();
-        let mut excluded = HashSet::new();
-        let mut pause = Duration::ZERO;
-        loop {
-            if picker.complete() {
-                return Ok(());
-            }
-            let held = layout.count() - picker.missing().count() as u32;
-            let have = HaveState { pieces_done: held, pieces_total: Some(layout.count()), complete: false };
-            let joined = match sw.join(task, have, !trust.is_complete()).await {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!(%task, error = %e, "scheduler unreachable; fetching the rest from the origin");
-                    return self.origin_rest(picker, layout, tx).await;
-                }
-            };
-            if joined.origin == OriginGrant::Granted {
-                tracing::debug!(%task, "origin grant: this node seeds the task");
-                return self.origin_rest(picker, layout, tx).await;
-            }
-            if started.elapsed() > sw.config.tuning.give_up_after {
-                tracing::warn!(%task, after = ?sw.config.tuning.give_up_after, "the swarm did not deliver in time; fetching the rest from the origin");
-                return self.origin_rest(picker, layout, tx).await;
-            }
-            if joined.parents.iter().all(|p| excluded.contains(&p.host)) {
-                let wait = match joined.origin {
-                    OriginGrant::Wait { retry_after_ms } => retry_after_ms.clamp(20, 2_000),
-                    OriginGrant::Granted => 0,
-                };
-                tokio::time::sleep(Duration::from_millis(wait).max(pause)).await;
-                continue;
-            }
-            let fetcher = Fetcher {
-                me: &sw.config.host,
-                endpoint: &sw.endpoint,
-                limit: &sw.download_limit,
-                downlink: &sw.downlink,
-                config: &sw.config.tuning,
-            };
-            let (more_tx, mut more) = mpsc::channel(4);
-            let refresher = tokio::spawn(refresh_parents(sw.clone(), task.clone(), self.task.subscribe(), more_tx));
-            let before = picker.missing().count();
-            let state = TaskState { task, layout, picker: &mut *picker, trust: &mut *trust, excluded: &mut excluded };
-            let (end, failures) = fetcher.run(state, joined, &mut more, tx).await;
-            refresher.abort();
-            for f in &failures {
-                self.count_failure(sw, task, f).await;
-            }
-            match end {
-                FetchEnd::Complete => return Ok(()),
-                FetchEnd::SinkGone => return Err(self.internal("the writer thread stopped".into())),
-                FetchEnd::Stuck(why) => {
-                    let progressed = picker.missing().count() < before;
-                    pause =
-                        if progressed { Duration::ZERO } else { (pause * 2).clamp(STUCK_BACKOFF.0, STUCK_BACKOFF.1) };
-                    tracing::info!(%task, %why, ?pause, "parents cannot finish the blob; asking the scheduler again");
-                    tokio::time::sleep(pause).await;
-                }
-            }
-        }
-    }
-
-    /// Count a parent's failure (`shoal_piece_failures_total`) and tell
-    /// the scheduler.
-    async fn count_failure(&self, sw: &Arc<Swarm>, task: &TaskId, f: &Failure) {
-        let kind = match f.kind {
-            FailureKind::Corrupt => "corrupt",
-            FailureKind::Timeout => "timeout",
-            FailureKind::Unreachable => "unreachable",
-            FailureKind::Missing => "missing",
-            FailureKind::BadMap => "bad_map",
-        };
-        self.manager.metrics.piece_failures.get_or_create(&FailureLabels { kind: kind.into() }).inc();
-        sw.piece_failed(task, f).await;
-    }
-
-    /// Fetch every piece still missing from the origin.
+    /// Fetch the `missing` pieces from the origin.
     async fn origin_rest(
         &self,
-        picker: &mut Picker,
+        missing: &[PieceIndex],
         layout: PieceLayout,
         tx: &mpsc::Sender<SinkMsg>,
     ) -> Result<(), TaskError> {
         self.task.seeding.store(true, std::sync::atomic::Ordering::Relaxed);
-        let missing: Vec<u32> = picker.missing().collect();
-        let runs = runs_of(&missing, layout);
-        self.feed(&runs, None, layout.blob_size, tx).await?;
-        missing.into_iter().for_each(|i| picker.done(i));
-        Ok(())
+        let runs = runs_of(missing, layout);
+        self.feed(&runs, None, layout.blob_size, tx).await
     }
 }
 
-/// A node's salt for the picker's tie-break (FNV-1a of its host id).
-fn salt(host: &str) -> u64 {
-    host.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+/// The download as the swarm's fetch driver sees it: verified pieces go
+/// to the writer thread; failures are counted and reported.
+struct Sink<'a> {
+    tx: &'a mpsc::Sender<SinkMsg>,
+    sw: &'a Arc<Swarm>,
+    task: &'a TaskId,
+    metrics: &'a Metrics,
 }
 
-/// While a fetch runs, ask the scheduler again for parents, first after
-/// [`FIRST_REFRESH`], then at doubling intervals up to every [`REFRESH`]:
-/// peers that joined after us, or gained pieces since, become parents too,
-/// so children trade with each other instead of all waiting on the seed's
-/// upload. The first answers come early because at the start of a swarm
-/// the seed hands each piece to one child only: until a child knows the
-/// other children it gets a seventh of the seed's uplink (8 nodes). With a
-/// flat 2 s interval the children of the 8-node benchmark held 0.02 of the
-/// image 2 s in, when the origin had sent 0.09 (0.03-0.05 with these
-/// early asks; docs/design/swarm-tuning-history.md).
-async fn refresh_parents(
-    sw: Arc<Swarm>,
-    task: TaskId,
-    progress: watch::Receiver<Progress>,
-    more: mpsc::Sender<Joined>,
-) {
-    let mut wait = FIRST_REFRESH;
-    loop {
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(REFRESH);
-        let have = {
-            let p = progress.borrow();
-            HaveState { pieces_done: p.pieces_done(), pieces_total: Some(p.pieces.len() as u32), complete: false }
-        };
-        if let Ok(j) = sw.join(&task, have, true).await
-            && (!j.parents.is_empty() || !j.authorities.is_empty() || j.map.is_some())
-            && more.send(j).await.is_err()
-        {
-            return;
-        }
+impl PieceSink for Sink<'_> {
+    async fn store(&self, index: u32, bytes: bytes::Bytes, hash: [u8; 32]) -> Result<(), WriterGone> {
+        self.tx.send(SinkMsg::Piece { index, bytes, hash }).await.map_err(|_| WriterGone)
+    }
+
+    fn failed(&self, failure: Failure) {
+        count_failure(self.metrics, &failure);
+        let (sw, task) = (self.sw.clone(), self.task.clone());
+        tokio::spawn(async move { sw.piece_failed(&task, &failure).await });
     }
 }
 
-/// How often a running fetch asks for more parents, once past the start.
-const REFRESH: Duration = Duration::from_secs(2);
-/// When a running fetch first asks for more parents.
-const FIRST_REFRESH: Duration = Duration::from_millis(250);
+/// Count a parent's failure (`shoal_piece_failures_total`).
+fn count_failure(metrics: &Metrics, f: &Failure) {
+    let kind = match f.kind {
+        FailureKind::Corrupt => "corrupt",
+        FailureKind::Timeout => "timeout",
+        FailureKind::Unreachable => "unreachable",
+        FailureKind::Missing => "missing",
+        FailureKind::BadMap => "bad_map",
+    };
+    metrics.piece_failures.get_or_create(&FailureLabels { kind: kind.into() }).inc();
+}
 
-/// Tell the scheduler about progress as pieces land (at most every 200 ms),
-/// and about completion, with the final piece map when this node read the
-/// blob from the origin (it is the task's authority).
+/// Tell the scheduler about progress as pieces land (at most every
+/// `progress_every`), and about completion, with the final piece map when
+/// this node read the blob from the origin (it is the task's authority).
 async fn report(sw: Arc<Swarm>, t: Arc<Task>, mut rx: watch::Receiver<Progress>) {
     let task = t.id();
     let final_map = |p: &Progress| t.seeding().then(|| p.hashes.clone());
@@ -276,7 +186,7 @@ async fn report(sw: Arc<Swarm>, t: Arc<Task>, mut rx: watch::Receiver<Progress>)
         if complete {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(sw.config.tuning.progress_every).await;
         if rx.changed().await.is_err() {
             let (done, total, phase, map) = {
                 let p = rx.borrow();

@@ -1,0 +1,86 @@
+//! Who holds what in the fetch core's round: parents' announced pieces
+//! and their rarity counts, parents dropped for the round or excluded for
+//! the download, and the reports that go with it.
+
+use shoal_proto::FailureKind;
+
+use super::core::{Action, Failure, FetchCore, wanted};
+
+impl FetchCore {
+    /// Exclude parent `i` for the whole download and report it.
+    pub(super) fn exclude(&mut self, i: usize, piece: u32, kind: FailureKind, detail: &str) {
+        tracing::warn!(parent = %self.parents[i].info.host, piece, ?kind, %detail, "excluding a parent from this task");
+        self.drop_parent(i);
+        self.excluded.insert(self.parents[i].info.host.clone());
+        self.report(i, piece, kind);
+    }
+
+    /// Parent `i` is not asked again this round: its pieces stop counting.
+    pub(super) fn drop_parent(&mut self, i: usize) {
+        if self.parents[i].counted() {
+            self.count_pieces(i, false);
+        }
+        self.parents[i].excluded = true;
+    }
+
+    /// Count parent `i`'s pieces toward rarity (`on`) or stop counting
+    /// them (the caller knows which it was).
+    pub(super) fn count_pieces(&mut self, i: usize, on: bool) {
+        for piece in self.parents[i].have.iter() {
+            if on {
+                self.rarity.add(piece);
+            } else {
+                self.rarity.sub(piece);
+            }
+            self.rarity.sync(piece, wanted(&self.picker, &self.trust, piece));
+        }
+    }
+
+    /// Parent `i` holds `piece` now (it announced it).
+    pub(super) fn gains(&mut self, i: usize, piece: u32) {
+        let p = &mut self.parents[i];
+        if p.have.get(piece) {
+            return;
+        }
+        p.have.set(piece);
+        self.generation += 1;
+        if p.counted() {
+            self.rarity.add(piece);
+            self.resync(piece);
+        }
+    }
+
+    /// Parent `i` does not hold `piece` (it said so).
+    pub(super) fn loses(&mut self, i: usize, piece: u32) {
+        let p = &mut self.parents[i];
+        if !p.have.get(piece) {
+            return;
+        }
+        p.forget(piece);
+        if p.counted() {
+            self.rarity.sub(piece);
+            self.resync(piece);
+        }
+    }
+
+    /// The trusted map learned `pieces`: they may be asked for now.
+    pub(super) fn learned(&mut self, pieces: &[u32]) {
+        if pieces.is_empty() {
+            return;
+        }
+        self.generation += 1;
+        pieces.iter().for_each(|&piece| self.resync(piece));
+    }
+
+    /// Whether `piece` is wanted changed (held, in flight, trusted): rank
+    /// it anew.
+    pub(super) fn resync(&mut self, piece: u32) {
+        self.rarity.sync(piece, wanted(&self.picker, &self.trust, piece));
+    }
+
+    /// Report parent `i`'s failure.
+    pub(super) fn report(&mut self, i: usize, piece: u32, kind: FailureKind) {
+        let parent = self.parents[i].host().clone();
+        self.out.push_back(Action::Report(Failure { parent, piece, kind }));
+    }
+}
