@@ -168,12 +168,11 @@ impl Downlink {
         }
     }
 
-    /// May a request for `n` bytes go to a peer now? See [`PaceCore::try_take`].
-    pub fn try_take(&self, n: u64) -> Result<(), Duration> {
+    /// May a request for `n` bytes go to a peer at `now`? See [`PaceCore::try_take`].
+    pub fn try_take(&self, now: Instant, n: u64) -> Result<(), Duration> {
         let origin_left = self.origin_left.load(Ordering::Relaxed);
         let peer_left = self.peer_left.load(Ordering::Relaxed);
         let received = self.received.load(Ordering::Relaxed);
-        let now = Instant::now();
         self.core.lock().expect("downlink pace poisoned").try_take(now, received, origin_left, peer_left, n)
     }
 }
@@ -256,8 +255,9 @@ mod tests {
         }
     }
 
-    /// The node-wide pace reads tokio's clock: with time paused it waits
-    /// exactly as long as paused time says, and not a moment less.
+    /// The pace runs on the time its caller reads from tokio's clock (the
+    /// fetch driver's): with time paused it waits exactly as long as paused
+    /// time says, and not a moment less.
     #[tokio::test(start_paused = true)]
     async fn the_pace_follows_paused_time() {
         let tuning = SwarmTuning::default();
@@ -265,14 +265,14 @@ mod tests {
         let (_origin, _peers) = (link.owe_origin(100 * MIB), link.owe_peers(100 * MIB));
         // The burst's credit, then one request into debt; the origin has
         // delivered nothing, so the debt is paid at the floor.
-        assert_eq!(link.try_take(tuning.pace_burst), Ok(()));
-        assert_eq!(link.try_take(MIB), Ok(()));
-        let wait = link.try_take(MIB).unwrap_err();
+        assert_eq!(link.try_take(Instant::now(), tuning.pace_burst), Ok(()));
+        assert_eq!(link.try_take(Instant::now(), MIB), Ok(()));
+        let wait = link.try_take(Instant::now(), MIB).unwrap_err();
         assert_eq!(wait, Duration::from_secs(MIB / tuning.pace_floor));
         tokio::time::advance(wait - Duration::from_millis(1)).await;
-        assert!(link.try_take(MIB).is_err(), "1 ms of debt is left");
+        assert!(link.try_take(Instant::now(), MIB).is_err(), "1 ms of debt is left");
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(link.try_take(MIB), Ok(()));
+        assert_eq!(link.try_take(Instant::now(), MIB), Ok(()));
     }
 
     #[test]

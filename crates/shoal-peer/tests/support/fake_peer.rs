@@ -14,7 +14,9 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use shoal_core::{HostId, PieceLayout, TaskId};
 use shoal_peer::swarm::SchedulerLink;
