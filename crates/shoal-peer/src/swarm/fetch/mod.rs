@@ -156,6 +156,9 @@ pub async fn fetch<S: PieceSink>(
                 }
             },
             () = sleep_until(deadline) => {}
+            // Finished jobs are reaped, or a long download keeps one entry
+            // per piece request it ever made.
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
             Ok(()) = read_at.changed(), if layout.blob_size > 0 => {
                 let piece = piece_of(*read_at.borrow_and_update());
                 core.handle(Instant::now(), Input::ReadAt(piece));
