@@ -9,7 +9,8 @@
 //! - [`fetch`]: fetching a task's pieces from parents.
 //! - [`downlink`]: pacing peer fetches so a seed's origin stream keeps its share.
 //! - [`path_stats`]: loss, congestion and round trips of the upload paths.
-//! - [`picker`]: which piece to ask which parent for (pure).
+//! - [`picker`]: a download's pieces held and in flight, and its outlook
+//!   (pure).
 //! - [`tuning`]: every swarm setting, with defaults.
 //! - [`trust`]: the piece hashes pieces are checked against, and who
 //!   vouched for them (pure).
