@@ -599,15 +599,17 @@ fn nodes_with_different_salts_ask_for_different_pieces() {
 
 #[test]
 fn load_spreads_across_parents() {
-    let mut h = H::new(SwarmTuning { per_parent: 8, ..SwarmTuning::default() });
-    let a = h.start(joined(&["a", "b"], &[], true));
-    let (ia, ib) = (id_of(&a, "a"), id_of(&a, "b"));
-    h.core.handle(h.now, Input::Avail(ia, bitfield(&all(), hash)));
-    h.core.handle(h.now, Input::Avail(ib, bitfield(&all(), hash)));
-    let asked = requests(&h.drain());
-    assert_eq!(asked.len(), PIECES as usize, "{asked:?}");
-    let at = |p| asked.iter().filter(|&&(q, _)| q == p).count();
-    assert_eq!((at(ia), at(ib)), (4, 4), "each parent takes half though either could take all: {asked:?}");
+    for salt in 0..16 {
+        let mut h = H::salted(SwarmTuning { per_parent: 8, ..SwarmTuning::default() }, [], salt);
+        let a = h.start(joined(&["a", "b"], &[], true));
+        let (ia, ib) = (id_of(&a, "a"), id_of(&a, "b"));
+        h.core.handle(h.now, Input::Avail(ia, bitfield(&all(), hash)));
+        h.core.handle(h.now, Input::Avail(ib, bitfield(&all(), hash)));
+        let asked = requests(&h.drain());
+        assert_eq!(asked.len(), PIECES as usize, "{asked:?}");
+        let at = |p| asked.iter().filter(|&&(q, _)| q == p).count();
+        assert_eq!((at(ia), at(ib)), (4, 4), "salt {salt}: each takes half though either could take all: {asked:?}");
+    }
 }
 
 #[test]
