@@ -15,12 +15,15 @@
 //! - [`trust`]: the piece hashes pieces are checked against, and who
 //!   vouched for them (pure).
 //! - [`server`]: serving availability and pieces to other peers.
+//! - [`downloads`]: what the server needs of the downloads running here
+//!   (implemented by `task`).
 //! - [`handout`]: one copy of a piece out at a time (super-seeding).
 //! - [`prewarm`]: the scheduler calls behind prewarm jobs.
 //! - [`wire`]: stream set-up (hello exchange).
 
 pub mod config;
 pub mod downlink;
+pub mod downloads;
 pub mod embedded;
 pub mod fetch;
 pub mod handout;
