@@ -40,3 +40,27 @@ impl Downloads for TaskManager {
         Some(Running { progress: t.subscribe(), seeding: t.seeding(), reader: t.reader() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shoal_core::{Digest, PieceLayout};
+
+    use super::*;
+    use crate::task::TaskError;
+
+    #[test]
+    fn only_recorded_pieces_are_offered_with_their_hashes() {
+        let mut p = Progress::running(PieceLayout::with_piece_size(40, 10), &[(1, [7; 32])]);
+        assert_eq!(p.stage(), Stage::Running);
+        assert_eq!((p.hash_of(0), p.hash_of(1), p.hash_of(4)), (None, Some([7; 32]), None));
+        assert_eq!(p.held(), 1);
+        p.phase = Phase::Done;
+        assert_eq!(p.stage(), Stage::Complete);
+        p.phase = Phase::Failed(Arc::new(TaskError::Cancelled(Digest::sha256_of(b"b"))));
+        assert_eq!(p.stage(), Stage::Failed);
+        assert_eq!(Progress::starting().stage(), Stage::Starting);
+        assert_eq!(Progress::starting().layout(), None);
+    }
+}
