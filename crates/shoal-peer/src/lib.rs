@@ -172,7 +172,8 @@ pub async fn run(
     if let Some((node, heartbeat)) = &swarm {
         let server = swarm::server::PieceServer {
             host: node.config.host.clone(),
-            tasks: tasks.clone(),
+            downloads: tasks.clone(),
+            store: store.clone(),
             slots: node.slots.clone(),
             limit: node.upload_limit.clone(),
             deadline: node.config.tuning.piece_deadline,

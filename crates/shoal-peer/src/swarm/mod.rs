@@ -9,17 +9,21 @@
 //! - [`fetch`]: fetching a task's pieces from parents.
 //! - [`downlink`]: pacing peer fetches so a seed's origin stream keeps its share.
 //! - [`path_stats`]: loss, congestion and round trips of the upload paths.
-//! - [`picker`]: which piece to ask which parent for (pure).
+//! - [`picker`]: a download's pieces held and in flight, and its outlook
+//!   (pure).
 //! - [`tuning`]: every swarm setting, with defaults.
 //! - [`trust`]: the piece hashes pieces are checked against, and who
 //!   vouched for them (pure).
 //! - [`server`]: serving availability and pieces to other peers.
+//! - [`downloads`]: what the server needs of the downloads running here
+//!   (implemented by `task`).
 //! - [`handout`]: one copy of a piece out at a time (super-seeding).
 //! - [`prewarm`]: the scheduler calls behind prewarm jobs.
 //! - [`wire`]: stream set-up (hello exchange).
 
 pub mod config;
 pub mod downlink;
+pub mod downloads;
 pub mod embedded;
 pub mod fetch;
 pub mod handout;

@@ -7,7 +7,8 @@
 //! its recorded BLAKE3 before it leaves (by the store's reader for a
 //! complete blob, here for a download in flight); a piece that fails is
 //! refused as `Corrupt`, and a complete blob with a rotten piece is
-//! condemned in the store so it is fetched again.
+//! condemned in the store so it is fetched again. Downloads in flight are
+//! seen only through [`Downloads`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,23 +19,24 @@ use shoal_core::{PieceLayout, TaskId};
 use shoal_proto::{
     Bitfield, PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply, read_frame, write_frame,
 };
-use shoal_storage::{BlobReader, ReadError};
+use shoal_storage::{BlobReader, ReadError, Store};
 use shoal_transport::{Endpoint, PeerConnection, RateLimiter, UploadSlots};
 use tokio_util::sync::CancellationToken;
 
+use super::downloads::{Downloads, Held, Running, Stage};
 use super::handout::Verdict;
 use super::wire;
 use crate::metrics::{Verified, VerifyLabels};
-use crate::task::TaskManager;
-use crate::task::progress::Phase;
 
 /// What the server needs.
 #[derive(Clone)]
-pub struct PieceServer {
+pub struct PieceServer<D> {
     /// Our identity on the wire.
     pub host: shoal_core::HostId,
-    /// Downloads in flight (and the store behind them).
-    pub tasks: Arc<TaskManager>,
+    /// Downloads in flight.
+    pub downloads: D,
+    /// The store complete blobs are served from.
+    pub store: Store,
     /// Cap on concurrent uploads.
     pub slots: UploadSlots,
     /// Upload byte rate.
@@ -49,7 +51,7 @@ pub struct PieceServer {
     pub handouts: Arc<std::sync::Mutex<super::handout::Handouts>>,
 }
 
-impl PieceServer {
+impl<D: Downloads + Clone> PieceServer<D> {
     /// Accept connections until `stop` fires.
     pub async fn run(self, endpoint: Endpoint, stop: CancellationToken) {
         loop {
@@ -101,47 +103,48 @@ impl PieceServer {
 
     /// The download of `task` running here, if it fetches for that
     /// registry.
-    fn running(&self, task: &TaskId) -> Option<Arc<crate::task::Task>> {
-        self.tasks.get(task.digest()).filter(|t| t.registry == task.registry())
+    fn running(&self, task: &TaskId) -> Option<Running<D::Held>> {
+        self.downloads.running(task)
     }
 
     /// Send what we hold of `task`, then every new piece, until complete.
     async fn interest(&self, mut send: SendStream, task: &TaskId) -> Result<(), shoal_proto::FrameError> {
         if let Some(t) = self.running(task) {
-            let mut rx = t.subscribe();
-            let _ = rx.wait_for(|p| !matches!(p.phase, Phase::Starting)).await;
+            let mut rx = t.progress;
+            let _ = rx.wait_for(|p| p.stage() != Stage::Starting).await;
             let (size, piece_size, mut sent, hashes) = {
                 let p = rx.borrow_and_update();
-                let Some(layout) = p.layout else { return Ok(()) };
-                (layout.blob_size, layout.piece_size, p.pieces.clone(), p.hashes.clone())
+                let Some(layout) = p.layout() else { return Ok(()) };
+                let held: Vec<Option<[u8; 32]>> = (0..layout.count()).map(|i| p.hash_of(i)).collect();
+                let sent: Vec<bool> = held.iter().map(Option::is_some).collect();
+                (layout.blob_size, layout.piece_size, sent, held.into_iter().flatten().collect())
             };
             let mut have = Bitfield::new(sent.len() as u32);
             sent.iter().enumerate().filter(|(_, h)| **h).for_each(|(i, _)| have.set(i as u32));
-            let hashes = have.iter().map(|i| hashes[i as usize]).collect();
             write_frame(&mut send, &PeerEvent::Bitfield { size, piece_size, have, hashes }).await?;
             loop {
-                let (new, phase) = {
+                let (new, stage) = {
                     let p = rx.borrow_and_update();
-                    let new: Vec<(u32, [u8; 32])> = (0..p.pieces.len())
-                        .filter(|&i| p.pieces[i] && !sent[i])
-                        .map(|i| (i as u32, p.hashes[i]))
+                    let new: Vec<(u32, [u8; 32])> = (0..sent.len() as u32)
+                        .filter(|&i| !sent[i as usize])
+                        .filter_map(|i| p.hash_of(i).map(|h| (i, h)))
                         .collect();
-                    (new, p.phase.clone())
+                    (new, p.stage())
                 };
                 for (i, blake3) in new {
                     sent[i as usize] = true;
                     write_frame(&mut send, &PeerEvent::Have { index: i, blake3 }).await?;
                 }
-                match phase {
-                    Phase::Done => {
+                match stage {
+                    Stage::Complete => {
                         write_frame(&mut send, &PeerEvent::Complete).await?;
                         break;
                     }
-                    Phase::Failed(_) => {
+                    Stage::Failed => {
                         write_frame(&mut send, &PeerEvent::Gone).await?;
                         break;
                     }
-                    _ => {}
+                    Stage::Starting | Stage::Running => {}
                 }
                 if rx.changed().await.is_err() {
                     // The task ended; its last state was sent above, or the
@@ -176,7 +179,7 @@ impl PieceServer {
     /// store holds it complete and its bytes are known to come from the
     /// task's registry.
     async fn stored(&self, task: &TaskId) -> Result<Option<(BlobReader, Vec<Option<[u8; 32]>>)>, String> {
-        let store = self.tasks.store().clone();
+        let store = self.store.clone();
         let t = task.clone();
         tokio::task::spawn_blocking(move || -> Result<Option<_>, shoal_storage::StoreError> {
             let from_registry = store.blob_info(t.digest())?.is_some_and(|i| i.complete_from(t.registry()));
@@ -218,7 +221,7 @@ impl PieceServer {
         // fetching the blob from the origin, or holding it complete (see
         // `handout`). A node still downloading it from peers relays to
         // every child that asks.
-        let source = self.running(task).is_none_or(|t| t.seeding());
+        let source = self.running(task).is_none_or(|t| t.seeding);
         let digest = task.digest();
         let _handout = match source.then(|| Handout::begin(&self.handouts, digest, index, peer, (held, layout.count())))
         {
@@ -277,11 +280,9 @@ impl PieceServer {
     /// pieces of the blob we hold.
     async fn locate(&self, task: &TaskId, index: u32) -> Result<(BlobReader, PieceLayout, [u8; 32], u32), String> {
         if let Some(t) = self.running(task) {
-            let p = t.subscribe().borrow().clone();
-            if let (Some(layout), Some(reader)) = (p.layout, t.reader())
-                && p.pieces.get(index as usize).copied().unwrap_or(false)
-            {
-                return Ok((reader, layout, p.hashes[index as usize], p.pieces_done()));
+            let p = t.progress.borrow();
+            if let (Some(layout), Some(reader), Some(hash)) = (p.layout(), t.reader.clone(), p.hash_of(index)) {
+                return Ok((reader, layout, hash, p.held()));
             }
         }
         let Some((reader, hashes)) = self.stored(task).await? else { return Err(format!("{task} is not here")) };
@@ -297,7 +298,7 @@ impl PieceServer {
     /// next asked for), count it, and tell the scheduler we no longer hold
     /// the blob.
     async fn drop_corrupt(&self, task: &TaskId, reader: &BlobReader) {
-        let store = self.tasks.store().clone();
+        let store = self.store.clone();
         let r = reader.clone();
         match tokio::task::spawn_blocking(move || store.condemn(&r)).await {
             Ok(Ok(true)) => {

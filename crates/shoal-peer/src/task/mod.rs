@@ -11,10 +11,12 @@
 //! - [`download`]: the async driver that talks to the origin, with retries.
 //! - [`sink`]: the blocking side that writes, hashes and records pieces.
 //! - `via_swarm`: the download path through the scheduler and parents.
+//! - `swarm_view`: the downloads as the swarm's piece server sees them.
 
 pub mod download;
 pub mod progress;
 pub mod sink;
+mod swarm_view;
 mod via_swarm;
 
 use std::collections::HashMap;

@@ -257,7 +257,6 @@ impl FetchCore {
     ) -> FetchCore {
         let count = layout.count();
         let mut picker = Picker::new(count, held);
-        picker.window = tuning.window;
         picker.salt = salt;
         let held = count - picker.missing().count() as u32;
         FetchCore {

@@ -18,7 +18,7 @@ pub(super) struct Parent {
     pub(super) id: ParentId,
     /// Where to reach it.
     pub(super) info: ParentInfo,
-    /// A stable hash of its host id, for the picker's tie-break.
+    /// A stable hash of its host id, for the tie-break between parents.
     pub(super) key: u64,
     /// Pieces it announced (and did not since deny).
     pub(super) have: Bitfield,
@@ -116,10 +116,10 @@ impl Parent {
         self.cool_until.into_iter().chain(self.held_back.iter().map(|&(_, t)| t)).min()
     }
 
-    /// The picker's view at `now`: only pieces whose trusted hash is known.
+    /// Its view for the [`crate::swarm::picker::Outlook`] at `now`: only
+    /// pieces whose trusted hash is known.
     pub(super) fn view(&self, now: Instant, trusted: &Bitfield) -> ParentView {
         ParentView {
-            key: self.key,
             have: self.have.intersect(trusted),
             inflight: self.inflight,
             max_inflight: self.max_inflight,
