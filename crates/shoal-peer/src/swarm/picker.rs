@@ -114,6 +114,23 @@ impl Picker {
         self.inflight[piece as usize] = false;
     }
 
+    /// Every request in flight is abandoned: those pieces are missing again.
+    pub fn abandon(&mut self) {
+        self.inflight.iter_mut().for_each(|f| *f = false);
+    }
+
+    /// A request for `piece` is in flight.
+    pub fn is_inflight(&self, piece: u32) -> bool {
+        self.inflight.get(piece as usize).copied().unwrap_or(false)
+    }
+
+    /// The first missing piece (neither held nor in flight) at or after
+    /// `from`, else the first one before it.
+    pub fn first_missing_from(&self, from: u32) -> Option<u32> {
+        let missing = |&i: &u32| !self.have[i as usize] && !self.inflight[i as usize];
+        (from.min(self.pieces)..self.pieces).find(missing).or_else(|| (0..from.min(self.pieces)).find(missing))
+    }
+
     /// Every piece is held.
     pub fn complete(&self) -> bool {
         self.have.iter().all(|&h| h)

@@ -1,5 +1,5 @@
 //! The fetch core: one task's download from the swarm as a pure state
-//! machine (API contract; the implementation lands with issue 16).
+//! machine.
 //!
 //! No sockets, tasks or clock: the caller passes time in and carries out
 //! the [`Action`]s. The daemon's driver (`super`) does so with QUIC streams
@@ -9,17 +9,36 @@
 //!
 //! Loop: `handle(now, input)` for each input, then `poll(now, pace)` until
 //! it returns `None`, then wait for the next input or until `deadline()`.
+//!
+//! A download goes in rounds. A round starts with a [`Action::Join`]: the
+//! origin grant ends the swarm part ([`ToOrigin::Granted`]); parents that
+//! are all excluded (or none) mean a pause (the scheduler's `retry_after`)
+//! and another join; otherwise every parent and authority is followed.
+//! Authorities' hashes (and the scheduler's final map) fill the
+//! [`TrustedMap`]; other parents' hashes are only checked against it, and
+//! only pieces with a trusted hash are asked for. While a round runs the
+//! core asks the scheduler again (first after `first_refresh`, doubling up
+//! to `refresh`) for parents that joined or gained pieces since, and takes
+//! the grant when a refresh brings it. A round ends stuck when every
+//! parent failed or left, or nothing arrived for `idle` with nothing in
+//! flight (and the pace not holding requests back): every parent is
+//! unfollowed, and after a pause that doubles while rounds make no
+//! progress the core joins again. A parent that sends a bad piece,
+//! contradicts the trusted map, times out or cannot be reached is
+//! excluded for the whole download and reported.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use shoal_core::{HostId, PieceLayout};
 use shoal_proto::{FailureKind, ParentInfo, PeerEvent};
 use tokio::time::Instant;
 
-use super::super::picker::Picker;
-use super::super::trust::TrustedMap;
-use super::super::tuning::SwarmTuning;
+use super::parents::Parent;
 use crate::swarm::Joined;
+use crate::swarm::picker::Picker;
+use crate::swarm::trust::TrustedMap;
+use crate::swarm::tuning::SwarmTuning;
 
 /// A parent as the core names it: unique within one core, never reused
 /// (an input for a parent the core dropped is ignored).
@@ -141,12 +160,77 @@ pub trait Pace {
     fn try_take(&mut self, now: Instant, n: u64) -> Result<(), Duration>;
 }
 
-/// One task's download from the swarm. See the module docs.
-pub struct FetchCore {
-    _private: (),
+/// No pacing: every request may go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unpaced;
+
+impl Pace for Unpaced {
+    fn try_take(&mut self, _now: Instant, _n: u64) -> Result<(), Duration> {
+        Ok(())
+    }
 }
 
-#[allow(unused_variables, clippy::new_ret_no_self)]
+/// Where the download stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// A round's join is to be sent or answered.
+    Joining,
+    /// Paused until then before the next round's join.
+    Paused(Instant),
+    /// A round runs.
+    Fetching,
+    /// Over: the [`End`] was handed out.
+    Ended,
+}
+
+/// One task's download from the swarm. See the module docs.
+pub struct FetchCore {
+    pub(super) tuning: SwarmTuning,
+    pub(super) me: HostId,
+    pub(super) layout: PieceLayout,
+    pub(super) picker: Picker,
+    pub(super) trust: TrustedMap,
+    /// Parents that failed this download: never asked again by it.
+    pub(super) excluded: HashSet<HostId>,
+    pub(super) phase: Phase,
+    /// Actions decided, not handed out yet.
+    pub(super) out: VecDeque<Action>,
+    pub(super) started: Instant,
+    /// A join (a round's or a refresh) is out, its answer not in yet.
+    pub(super) join_out: bool,
+    /// The pause after the last round that made no progress.
+    pub(super) pause: Duration,
+    /// The current round's parents.
+    pub(super) parents: Vec<Parent>,
+    /// Ids of this round's parents (current or earlier streams of the
+    /// same parent: their piece answers still count) -> index in
+    /// `parents`.
+    pub(super) ids: HashMap<ParentId, usize>,
+    pub(super) next_id: u32,
+    /// Requests in flight this round.
+    pub(super) inflight: usize,
+    /// When the last piece arrived (or the round started). Only pieces
+    /// count: parent lists, "busy" answers and announcements do not, or a
+    /// scheduler that keeps naming a parent with nothing to give would keep
+    /// the fetch alive forever.
+    pub(super) progress_at: Instant,
+    /// Missing pieces when the round started.
+    pub(super) missing_at_start: u32,
+    /// When the next refresh goes out, and the interval after it.
+    pub(super) refresh_at: Instant,
+    pub(super) refresh_every: Duration,
+    /// The pace holds requests back until then.
+    pub(super) paced_until: Option<Instant>,
+    /// Something changed since the last pick: pick again.
+    pub(super) dirty: bool,
+    /// Trusted hashes known at the last recheck of parents' hashes.
+    pub(super) known: u32,
+    /// The client reads from this piece on.
+    pub(super) read_at: u32,
+    /// Pieces held.
+    pub(super) held: u32,
+}
+
 impl FetchCore {
     /// A download of `layout`'s pieces, `held` already stored, by host `me`
     /// (whose `salt` spreads its piece choices from other nodes'). It
@@ -159,36 +243,161 @@ impl FetchCore {
         held: impl IntoIterator<Item = u32>,
         salt: u64,
     ) -> FetchCore {
-        unimplemented!("issue 16")
+        let count = layout.count();
+        let mut picker = Picker::new(count, held);
+        picker.window = tuning.window;
+        picker.salt = salt;
+        let held = count - picker.missing().count() as u32;
+        FetchCore {
+            tuning: tuning.clone(),
+            me,
+            layout,
+            picker,
+            trust: TrustedMap::new(count),
+            excluded: HashSet::new(),
+            phase: Phase::Joining,
+            out: VecDeque::new(),
+            started: now,
+            join_out: false,
+            pause: Duration::ZERO,
+            parents: Vec::new(),
+            ids: HashMap::new(),
+            next_id: 0,
+            inflight: 0,
+            progress_at: now,
+            missing_at_start: count - held,
+            refresh_at: now,
+            refresh_every: tuning.first_refresh,
+            paced_until: None,
+            dirty: true,
+            known: 0,
+            read_at: 0,
+            held,
+        }
     }
 
     /// Take in what the driver saw.
     pub fn handle(&mut self, now: Instant, input: Input) {
-        unimplemented!("issue 16")
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.dirty = true;
+        match input {
+            Input::Joined(j) => self.joined(now, j),
+            Input::JoinFailed(e) => {
+                self.join_out = false;
+                if self.phase == Phase::Joining {
+                    tracing::warn!(error = %e, "scheduler unreachable; fetching the rest from the origin");
+                    self.end(End::Origin(ToOrigin::SchedulerUnreachable(e)));
+                }
+                // A failed refresh changes nothing: the round goes on.
+            }
+            Input::Avail(id, ev) => {
+                if let Some(i) = self.current(id) {
+                    self.avail(i, ev);
+                }
+            }
+            Input::AvailEnded(id, error) => {
+                if let Some(i) = self.current(id) {
+                    self.avail_ended(i, error);
+                }
+            }
+            Input::PieceArrived(id, piece) => self.arrived(now, id, piece),
+            Input::PieceFailed(id, piece, error) => self.failed(now, id, piece, error),
+            Input::ReadAt(piece) => self.read_at = piece.min(self.layout.count()),
+        }
     }
 
     /// The next action, if any; `None`: wait for an input or `deadline()`.
     pub fn poll(&mut self, now: Instant, pace: &mut dyn Pace) -> Option<Action> {
-        unimplemented!("issue 16")
+        if self.out.is_empty() {
+            self.step(now, pace);
+        }
+        self.out.pop_front()
     }
 
     /// When to poll again if no input comes first.
     pub fn deadline(&self) -> Option<Instant> {
-        unimplemented!("issue 16")
+        match self.phase {
+            Phase::Ended | Phase::Joining => None,
+            Phase::Paused(until) => Some(until),
+            Phase::Fetching => {
+                let idle =
+                    (self.inflight == 0 && self.paced_until.is_none()).then(|| self.progress_at + self.tuning.idle);
+                let refresh = (!self.join_out).then_some(self.refresh_at);
+                let expiry = self.parents.iter().filter_map(Parent::next_expiry).min();
+                [idle, refresh, expiry, self.paced_until].into_iter().flatten().min()
+            }
+        }
     }
 
     /// Pieces neither held nor in flight.
     pub fn missing(&self) -> Vec<u32> {
-        unimplemented!("issue 16")
+        self.picker.missing().collect()
     }
 
     /// The pieces held and the picker's view of them.
     pub fn picker(&self) -> &Picker {
-        unimplemented!("issue 16")
+        &self.picker
     }
 
     /// The hashes pieces were checked against (for blame after a bad digest).
     pub fn trust(&self) -> &TrustedMap {
-        unimplemented!("issue 16")
+        &self.trust
+    }
+
+    /// Pieces held.
+    pub fn held(&self) -> u32 {
+        self.held
+    }
+
+    /// Requests in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight
+    }
+
+    /// Parents that failed this download (never asked again by it).
+    pub fn excluded(&self) -> &HashSet<HostId> {
+        &self.excluded
+    }
+
+    /// The download from the swarm is over (an [`End`] was handed out or
+    /// is queued).
+    pub fn is_over(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// The index of `id` if it is a current stream of this round's parent.
+    fn current(&self, id: ParentId) -> Option<usize> {
+        self.ids.get(&id).copied().filter(|&i| self.parents[i].id == id)
+    }
+
+    /// Queue `end`: in-flight pieces count as missing from now on.
+    pub(super) fn end(&mut self, end: End) {
+        self.picker.abandon();
+        self.inflight = 0;
+        self.phase = Phase::Ended;
+        self.out.push_back(Action::End(end));
+    }
+
+    /// Ask the scheduler (a round's join or a refresh).
+    pub(super) fn join(&mut self) {
+        self.join_out = true;
+        self.out.push_back(Action::Join { want_map: !self.trust.is_complete(), held: self.held });
+    }
+
+    /// Exclude parent `i` for the whole download and report it.
+    pub(super) fn exclude(&mut self, i: usize, piece: u32, kind: FailureKind, detail: &str) {
+        let p = &mut self.parents[i];
+        tracing::warn!(parent = %p.info.host, piece, ?kind, %detail, "excluding a parent from this task");
+        p.excluded = true;
+        self.excluded.insert(p.info.host.clone());
+        self.report(i, piece, kind);
+    }
+
+    /// Report parent `i`'s failure.
+    pub(super) fn report(&mut self, i: usize, piece: u32, kind: FailureKind) {
+        let parent = self.parents[i].host().clone();
+        self.out.push_back(Action::Report(Failure { parent, piece, kind }));
     }
 }

@@ -24,6 +24,11 @@ use shoal_transport::{Endpoint, RateLimiter};
 use tokio::sync::mpsc;
 
 pub mod core;
+mod events;
+mod parents;
+mod rounds;
+#[cfg(test)]
+mod tests;
 
 use super::downlink::Downlink;
 use super::node::Joined;

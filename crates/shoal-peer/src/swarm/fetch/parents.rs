@@ -1,0 +1,160 @@
+//! One parent as the fetch core sees it within a round: what it holds,
+//! what is in flight there, and the per-parent policy (busy cool-down,
+//! "elsewhere" hold-back, the hashes it announced before they were
+//! trusted). Pure data; time is passed in.
+
+use shoal_core::HostId;
+use shoal_proto::{Bitfield, ParentInfo};
+use tokio::time::Instant;
+
+use super::core::ParentId;
+use crate::swarm::picker::ParentView;
+use crate::swarm::trust::{Check, Learned, TrustedMap};
+
+/// A parent of the current round.
+#[derive(Debug, Clone)]
+pub(super) struct Parent {
+    /// Its id now (a new one each time it is followed again).
+    pub(super) id: ParentId,
+    /// Where to reach it.
+    pub(super) info: ParentInfo,
+    /// A stable hash of its host id, for the picker's tie-break.
+    pub(super) key: u64,
+    /// Pieces it announced (and did not since deny).
+    pub(super) have: Bitfield,
+    /// Our requests to it in flight.
+    pub(super) inflight: usize,
+    /// Most requests it takes now: shrinks to what it served when it
+    /// answered "busy" with requests of ours in flight, probes back up by
+    /// one per piece it delivers.
+    pub(super) max_inflight: usize,
+    /// Answered "busy" with none of ours in flight: left alone until then.
+    pub(super) cool_until: Option<Instant>,
+    /// Pieces it answered "elsewhere" for, each until when it is not asked.
+    pub(super) held_back: Vec<(u32, Instant)>,
+    /// The scheduler names it an authority: its hashes are trusted.
+    pub(super) authority: bool,
+    /// Offered as a parent (not only followed for its hashes).
+    pub(super) fetch: bool,
+    /// Its availability stream delivered something.
+    pub(super) heard: bool,
+    /// Not asked again this round (failed, left, or another geometry).
+    pub(super) excluded: bool,
+    /// Hashes it announced before the trusted map knew them: checked when
+    /// the map learns them, so a contradiction found later still excludes
+    /// it before those pieces are asked of it.
+    pub(super) unchecked: Vec<(u32, [u8; 32])>,
+}
+
+impl Parent {
+    /// A parent just followed, holding nothing we know of.
+    pub(super) fn new(
+        id: ParentId,
+        info: ParentInfo,
+        pieces: u32,
+        per_parent: usize,
+        authority: bool,
+        fetch: bool,
+    ) -> Self {
+        Parent {
+            id,
+            key: host_key(&info.host),
+            info,
+            have: Bitfield::new(pieces),
+            inflight: 0,
+            max_inflight: per_parent,
+            cool_until: None,
+            held_back: Vec::new(),
+            authority,
+            fetch,
+            heard: false,
+            excluded: false,
+            unchecked: Vec::new(),
+        }
+    }
+
+    /// Its host id.
+    pub(super) fn host(&self) -> &HostId {
+        &self.info.host
+    }
+
+    /// It may be asked for pieces at `now` (offered, not excluded, not
+    /// cooling down after a "busy").
+    pub(super) fn askable(&self, now: Instant) -> bool {
+        self.fetch && !self.excluded && self.cool_until.is_none_or(|t| t <= now)
+    }
+
+    /// Drop cool-downs and hold-backs that ran out by `now`.
+    pub(super) fn expire(&mut self, now: Instant) {
+        if self.cool_until.is_some_and(|t| t <= now) {
+            self.cool_until = None;
+        }
+        self.held_back.retain(|&(_, until)| until > now);
+    }
+
+    /// The soonest a cool-down or hold-back runs out, if any.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.cool_until.into_iter().chain(self.held_back.iter().map(|&(_, t)| t)).min()
+    }
+
+    /// The picker's view at `now`: only pieces whose trusted hash is known.
+    pub(super) fn view(&self, now: Instant, trusted: &Bitfield) -> ParentView {
+        ParentView {
+            key: self.key,
+            have: self.have.intersect(trusted),
+            inflight: self.inflight,
+            max_inflight: self.max_inflight,
+            excluded: !self.askable(now),
+            held_back: self.held_back.iter().map(|&(piece, _)| piece).collect(),
+        }
+    }
+
+    /// It no longer holds `piece` (it said so).
+    pub(super) fn forget(&mut self, piece: u32) {
+        let mut fresh = Bitfield::new(self.have.len());
+        self.have.iter().filter(|&p| p != piece).for_each(|p| fresh.set(p));
+        self.have = fresh;
+    }
+
+    /// It announced `pieces` (index, hash): an authority's hashes go into
+    /// the trusted map; anyone else's are checked against it, or kept to
+    /// check once the map knows them. `false` when a hash contradicts the
+    /// trusted map.
+    pub(super) fn announce(&mut self, trust: &mut TrustedMap, pieces: &[(u32, [u8; 32])]) -> bool {
+        let mut consistent = true;
+        for &(i, h) in pieces {
+            if self.authority {
+                if trust.learn(i, h, &self.info.host) == Learned::Conflict {
+                    tracing::warn!(authority = %self.info.host, piece = i, "two authorities disagree about a piece's hash");
+                }
+                continue;
+            }
+            match trust.check(i, &h) {
+                Check::Mismatch => consistent = false,
+                Check::Unknown => self.unchecked.push((i, h)),
+                Check::Match => {}
+            }
+        }
+        consistent
+    }
+
+    /// Check the announced hashes the trusted map has learned since; the
+    /// first piece whose hash contradicts it, if any.
+    pub(super) fn recheck(&mut self, trust: &TrustedMap) -> Option<u32> {
+        let mut bad = None;
+        self.unchecked.retain(|&(i, h)| match trust.check(i, &h) {
+            Check::Unknown => true,
+            Check::Match => false,
+            Check::Mismatch => {
+                bad.get_or_insert(i);
+                false
+            }
+        });
+        bad
+    }
+}
+
+/// A stable, well-spread key of a host id (FNV-1a).
+pub(super) fn host_key(host: &HostId) -> u64 {
+    host.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
