@@ -188,15 +188,12 @@ impl<T: Copy> Net<T> {
             c.1 = (link.cap - others).max(0.0);
         }
         let mut rates: Vec<Option<f64>> = vec![None; touched.len()];
-        loop {
-            // The tightest link with flows left to fix.
-            let Some(&(l, left, n)) = crossed
-                .iter()
-                .filter(|c| c.2 > 0)
-                .min_by(|a, b| (a.1 / f64::from(a.2)).total_cmp(&(b.1 / f64::from(b.2))).then(a.0.cmp(&b.0)))
-            else {
-                break;
-            };
+        // The tightest link with flows left to fix, until none is left.
+        while let Some(&(l, left, n)) = crossed
+            .iter()
+            .filter(|c| c.2 > 0)
+            .min_by(|a, b| (a.1 / f64::from(a.2)).total_cmp(&(b.1 / f64::from(b.2))).then(a.0.cmp(&b.0)))
+        {
             let fair = (left / f64::from(n)).max(MIN_RATE);
             for (k, &f) in touched.iter().enumerate() {
                 if rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
