@@ -28,6 +28,8 @@ struct Link {
     /// Bytes/s.
     cap: f64,
     flows: Vec<u32>,
+    /// The sum of its flows' rates.
+    used: f64,
 }
 
 struct Flow<T> {
@@ -60,7 +62,7 @@ impl<T: Copy> Net<T> {
     /// A link of `cap` bytes/s.
     pub fn link(&mut self, cap: f64) -> LinkId {
         assert!(cap > 0.0, "a link needs a positive capacity");
-        self.links.push(Link { cap, flows: Vec::new() });
+        self.links.push(Link { cap, flows: Vec::new(), used: 0.0 });
         LinkId(self.links.len() as u32 - 1)
     }
 
@@ -148,10 +150,12 @@ impl<T: Copy> Net<T> {
     }
 
     fn unlink(&mut self, f: u32, links: [u32; 2]) {
+        let rate = std::mem::take(&mut self.flows[f as usize].rate);
         for l in links {
-            let v = &mut self.links[l as usize].flows;
-            if let Some(p) = v.iter().position(|&x| x == f) {
-                v.swap_remove(p);
+            let link = &mut self.links[l as usize];
+            link.used = (link.used - rate).max(0.0);
+            if let Some(p) = link.flows.iter().position(|&x| x == f) {
+                link.flows.swap_remove(p);
             }
         }
     }
@@ -170,22 +174,21 @@ impl<T: Copy> Net<T> {
         // not yet fixed).
         let mut crossed: Vec<(u32, f64, u32)> = Vec::new();
         for &f in &touched {
+            let rate = self.flows[f as usize].rate;
             for l in self.flows[f as usize].links {
                 match crossed.iter_mut().find(|c| c.0 == l) {
-                    Some(c) => c.2 += 1,
-                    None => crossed.push((l, 0.0, 1)),
+                    Some(c) => {
+                        c.1 += rate;
+                        c.2 += 1;
+                    }
+                    None => crossed.push((l, rate, 1)),
                 }
             }
         }
+        // What the other flows on each link leave.
         for c in crossed.iter_mut() {
             let link = &self.links[c.0 as usize];
-            let others: f64 = link
-                .flows
-                .iter()
-                .filter(|f| touched.binary_search(f).is_err())
-                .map(|&f| self.flows[f as usize].rate)
-                .sum();
-            c.1 = (link.cap - others).max(0.0);
+            c.1 = (link.cap - (link.used - c.1)).max(0.0);
         }
         let mut rates: Vec<Option<f64>> = vec![None; touched.len()];
         // The tightest link with flows left to fix, until none is left.
@@ -214,7 +217,11 @@ impl<T: Copy> Net<T> {
                 continue;
             }
             settle(flow, now);
+            let delta = rate - flow.rate;
             flow.rate = rate;
+            for l in flow.links {
+                self.links[l as usize].used += delta;
+            }
             flow.epoch = flow.epoch.wrapping_add(1);
             let secs = flow.left.max(0.0) / rate;
             let at = SimTime(now.0.saturating_add((secs * 1e9).ceil() as u64));
