@@ -17,6 +17,7 @@ impl World {
         let Some(core) = layer.core.take() else { return };
         let missing = core.missing();
         drop(core);
+        let parents = std::mem::take(&mut layer.parents);
         layer.phase = Phase::Origin;
         layer.seeding = true;
         layer.peer_owed = 0;
@@ -28,6 +29,7 @@ impl World {
             let at = self.now.after(self.sc.latency * 2);
             self.q.push(at, Ev::OriginStart(n, l));
         }
+        self.unfollow_all(n, l, parents);
     }
 
     /// Start the next origin piece of layer `l` on node `n`, if any.

@@ -377,7 +377,7 @@ impl World {
         layer.phase = Phase::Done;
         layer.done_at = Some(now);
         layer.core = None;
-        layer.parents.clear();
+        let parents = std::mem::take(&mut layer.parents);
         layer.peer_owed = 0;
         layer.origin_owed = 0;
         let followers = std::mem::take(&mut layer.followers);
@@ -388,6 +388,15 @@ impl World {
         for (c, pid) in followers {
             self.send(Ev::Input(c, l, Input::Avail(pid, PeerEvent::Complete)));
             self.send(Ev::Input(c, l, Input::AvailEnded(pid, None)));
+        }
+        self.unfollow_all(n, l, parents);
+    }
+
+    /// Node `n`'s download of layer `l` from peers is over: its
+    /// availability streams close (the driver drops them with the fetch).
+    pub fn unfollow_all(&mut self, n: u32, l: u32, parents: std::collections::BTreeMap<ParentId, u32>) {
+        for (pid, p) in parents {
+            self.nodes[p as usize].layers[l as usize].followers.retain(|&(c, id)| (c, id) != (n, pid));
         }
     }
 
