@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// A whole swarm in this process: an origin, a scheduler and peers
     /// pulling one image at once; prints who got what from where.
     Demo(crate::demo::DemoArgs),
+    /// Simulate N nodes pulling one image (the real scheduler and fetch
+    /// cores on a virtual clock); prints one JSON object.
+    Simulate(crate::simulate_cmd::SimulateArgs),
     /// Make the cluster CA and node certificates for mutual TLS.
     #[command(subcommand)]
     Certs(crate::certs_cmd::CertsCommand),

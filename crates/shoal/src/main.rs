@@ -8,6 +8,7 @@
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
 //! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
 //! - [`demo`]: `shoal demo`, a whole swarm in one process.
+//! - [`simulate_cmd`]: `shoal simulate`, a deterministic swarm simulation.
 //! - [`certs_cmd`]: `shoal certs`, the cluster CA and node certificates.
 //! - [`containerd_cmd`]: `shoal containerd configure`, hosts.toml files for containerd.
 //! - [`listen`]: listen addresses as flags and the config file write them.
@@ -24,6 +25,7 @@ mod listen;
 mod logging;
 mod prewarm;
 mod scheduler_cmd;
+mod simulate_cmd;
 mod status;
 mod swarm_setup;
 
@@ -48,6 +50,7 @@ fn run() -> anyhow::Result<()> {
         cli::Command::Prewarm(args) => prewarm::main(args),
         cli::Command::Certs(cmd) => certs_cmd::main(cmd),
         cli::Command::Demo(args) => demo::main(args),
+        cli::Command::Simulate(args) => simulate_cmd::main(args),
         cli::Command::Scheduler(args) => scheduler_cmd::main(args),
         cli::Command::Containerd(cmd) => containerd_cmd::main(cmd),
     }

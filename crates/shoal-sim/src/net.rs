@@ -1,0 +1,305 @@
+//! Links and flows: every host has an uplink and a downlink of a given
+//! capacity (bytes/s); a flow crosses its sender's uplink and its
+//! receiver's downlink, and runs at its fair share of the two.
+//!
+//! The shares are max-min fair, computed locally: when a flow starts or
+//! ends, the flows on the two links it crosses are given max-min fair
+//! rates (progressive filling) over every link they cross, with the other
+//! flows on those links held at their current rates; a flow elsewhere
+//! keeps its rate until one of its own links changes (so it may stay
+//! below its fair share for a while, never above a link's capacity). Completions sit in a heap
+//! with lazy invalidation: a flow whose rate changed gets a new generation
+//! and a new entry, and entries of an older generation are skipped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::clock::SimTime;
+
+/// A link (one direction of a host's connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LinkId(pub u32);
+
+/// A flow, valid until it completes or is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowId(u32);
+
+struct Link {
+    /// Bytes/s.
+    cap: f64,
+    flows: Vec<u32>,
+    /// The sum of its flows' rates.
+    used: f64,
+}
+
+struct Flow<T> {
+    links: [u32; 2],
+    /// Bytes not yet sent as of `since`.
+    left: f64,
+    len: f64,
+    /// Bytes/s.
+    rate: f64,
+    since: SimTime,
+    epoch: u32,
+    tag: Option<T>,
+}
+
+/// The network: links, flows, completions.
+pub struct Net<T> {
+    links: Vec<Link>,
+    flows: Vec<Flow<T>>,
+    free: Vec<u32>,
+    done: BinaryHeap<Reverse<(SimTime, u32, u32)>>,
+}
+
+impl<T: Copy> Default for Net<T> {
+    fn default() -> Self {
+        Net { links: Vec::new(), flows: Vec::new(), free: Vec::new(), done: BinaryHeap::new() }
+    }
+}
+
+impl<T: Copy> Net<T> {
+    /// A link of `cap` bytes/s.
+    pub fn link(&mut self, cap: f64) -> LinkId {
+        assert!(cap > 0.0, "a link needs a positive capacity");
+        self.links.push(Link { cap, flows: Vec::new(), used: 0.0 });
+        LinkId(self.links.len() as u32 - 1)
+    }
+
+    /// Start a flow of `bytes` from `up` to `down` at `now`.
+    pub fn start(&mut self, now: SimTime, up: LinkId, down: LinkId, bytes: u64, tag: T) -> FlowId {
+        let flow = Flow {
+            links: [up.0, down.0],
+            left: bytes as f64,
+            len: bytes as f64,
+            rate: 0.0,
+            since: now,
+            epoch: 0,
+            tag: Some(tag),
+        };
+        let id = match self.free.pop() {
+            Some(i) => {
+                let epoch = self.flows[i as usize].epoch.wrapping_add(1);
+                self.flows[i as usize] = Flow { epoch, ..flow };
+                i
+            }
+            None => {
+                self.flows.push(flow);
+                self.flows.len() as u32 - 1
+            }
+        };
+        self.links[up.0 as usize].flows.push(id);
+        self.links[down.0 as usize].flows.push(id);
+        self.refresh(now, [up.0, down.0]);
+        FlowId(id)
+    }
+
+    /// Stop a flow before it completes; returns its tag and the bytes it
+    /// had sent.
+    pub fn remove(&mut self, now: SimTime, id: FlowId) -> Option<(T, u64)> {
+        let f = self.flows.get_mut(id.0 as usize)?;
+        let tag = f.tag.take()?;
+        settle(f, now);
+        let sent = (f.len - f.left).max(0.0) as u64;
+        f.epoch = f.epoch.wrapping_add(1);
+        let links = f.links;
+        self.unlink(id.0, links);
+        self.free.push(id.0);
+        self.refresh(now, links);
+        Some((tag, sent))
+    }
+
+    /// Flows crossing `link`.
+    pub fn flows_on(&self, link: LinkId) -> Vec<FlowId> {
+        self.links[link.0 as usize].flows.iter().map(|&f| FlowId(f)).collect()
+    }
+
+    /// When the next flow completes.
+    pub fn next_at(&mut self) -> Option<SimTime> {
+        while let Some(&Reverse((at, f, epoch))) = self.done.peek() {
+            let flow = &self.flows[f as usize];
+            if flow.epoch == epoch && flow.tag.is_some() {
+                return Some(at);
+            }
+            self.done.pop();
+        }
+        None
+    }
+
+    /// The next completed flow, if one is due by `now`: it is removed and
+    /// its tag returned.
+    pub fn pop_done(&mut self, now: SimTime) -> Option<T> {
+        let at = self.next_at()?;
+        if at > now {
+            return None;
+        }
+        let Reverse((at, f, _)) = self.done.pop().expect("peeked");
+        let flow = &mut self.flows[f as usize];
+        let tag = flow.tag.take().expect("live flow");
+        flow.epoch = flow.epoch.wrapping_add(1);
+        let links = flow.links;
+        self.unlink(f, links);
+        self.free.push(f);
+        self.refresh(at, links);
+        Some(tag)
+    }
+
+    /// Flows running now.
+    pub fn live(&self) -> usize {
+        self.flows.len() - self.free.len()
+    }
+
+    fn unlink(&mut self, f: u32, links: [u32; 2]) {
+        let rate = std::mem::take(&mut self.flows[f as usize].rate);
+        for l in links {
+            let link = &mut self.links[l as usize];
+            link.used = (link.used - rate).max(0.0);
+            if let Some(p) = link.flows.iter().position(|&x| x == f) {
+                link.flows.swap_remove(p);
+            }
+        }
+    }
+
+    /// Recompute the rates of the flows on `links` at `now`: max-min fair
+    /// (progressive filling) among those flows, over every link they
+    /// cross, with the other flows on those links held at their rates.
+    fn refresh(&mut self, now: SimTime, links: [u32; 2]) {
+        let mut touched: Vec<u32> = Vec::new();
+        for l in links {
+            touched.extend_from_slice(&self.links[l as usize].flows);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        // (link, capacity left for the touched flows, touched flows on it
+        // not yet fixed).
+        let mut crossed: Vec<(u32, f64, u32)> = Vec::new();
+        for &f in &touched {
+            let rate = self.flows[f as usize].rate;
+            for l in self.flows[f as usize].links {
+                match crossed.iter_mut().find(|c| c.0 == l) {
+                    Some(c) => {
+                        c.1 += rate;
+                        c.2 += 1;
+                    }
+                    None => crossed.push((l, rate, 1)),
+                }
+            }
+        }
+        // What the other flows on each link leave.
+        for c in crossed.iter_mut() {
+            let link = &self.links[c.0 as usize];
+            c.1 = (link.cap - (link.used - c.1)).max(0.0);
+        }
+        let mut rates: Vec<Option<f64>> = vec![None; touched.len()];
+        // The tightest link with flows left to fix, until none is left.
+        while let Some(&(l, left, n)) = crossed
+            .iter()
+            .filter(|c| c.2 > 0)
+            .min_by(|a, b| (a.1 / f64::from(a.2)).total_cmp(&(b.1 / f64::from(b.2))).then(a.0.cmp(&b.0)))
+        {
+            let fair = (left / f64::from(n)).max(MIN_RATE);
+            for (k, &f) in touched.iter().enumerate() {
+                if rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
+                    continue;
+                }
+                rates[k] = Some(fair);
+                for fl in self.flows[f as usize].links {
+                    let c = crossed.iter_mut().find(|c| c.0 == fl).expect("crossed");
+                    c.1 = (c.1 - fair).max(0.0);
+                    c.2 -= 1;
+                }
+            }
+        }
+        for (k, &f) in touched.iter().enumerate() {
+            let rate = rates[k].expect("every touched flow got a rate");
+            let flow = &mut self.flows[f as usize];
+            if flow.rate == rate {
+                continue;
+            }
+            settle(flow, now);
+            let delta = rate - flow.rate;
+            flow.rate = rate;
+            for l in flow.links {
+                self.links[l as usize].used += delta;
+            }
+            flow.epoch = flow.epoch.wrapping_add(1);
+            let secs = flow.left.max(0.0) / rate;
+            let at = SimTime(now.0.saturating_add((secs * 1e9).ceil() as u64));
+            self.done.push(Reverse((at, f, flow.epoch)));
+        }
+    }
+}
+
+/// The slowest a flow runs (bytes/s): a link shared by more flows than
+/// its capacity allows still moves each (no flow waits forever).
+const MIN_RATE: f64 = 1.0;
+
+/// Account for the bytes `f` sent since it was last settled.
+fn settle<T>(f: &mut Flow<T>, now: SimTime) {
+    let dt = now.0.saturating_sub(f.since.0) as f64 / 1e9;
+    f.left -= f.rate * dt;
+    f.since = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: f64 = 1e6;
+
+    fn drain(net: &mut Net<u32>) -> Vec<(u32, f64)> {
+        let mut out = Vec::new();
+        while let Some(at) = net.next_at() {
+            let tag = net.pop_done(at).unwrap();
+            out.push((tag, at.secs()));
+        }
+        out
+    }
+
+    #[test]
+    fn one_flow_runs_at_the_slower_link() {
+        let mut net = Net::default();
+        let (up, down) = (net.link(10.0 * MB), net.link(5.0 * MB));
+        net.start(SimTime::ZERO, up, down, 10_000_000, 1);
+        let done = drain(&mut net);
+        assert_eq!(done.len(), 1);
+        assert!((done[0].1 - 2.0).abs() < 1e-6, "{done:?}");
+    }
+
+    #[test]
+    fn flows_sharing_an_uplink_split_it_and_the_survivor_speeds_up() {
+        let mut net = Net::default();
+        let up = net.link(10.0 * MB);
+        let (d1, d2) = (net.link(100.0 * MB), net.link(100.0 * MB));
+        net.start(SimTime::ZERO, up, d1, 10_000_000, 1);
+        net.start(SimTime::ZERO, up, d2, 20_000_000, 2);
+        // Both at 5 MB/s until flow 1 ends at 2 s; flow 2 has 10 MB left,
+        // then alone at 10 MB/s: done at 3 s.
+        let done = drain(&mut net);
+        assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), [1, 2]);
+        assert!((done[0].1 - 2.0).abs() < 1e-6 && (done[1].1 - 3.0).abs() < 1e-6, "{done:?}");
+    }
+
+    #[test]
+    fn a_flow_held_back_elsewhere_leaves_its_share_to_the_others() {
+        let mut net = Net::default();
+        let up = net.link(10.0 * MB);
+        let (slow, fast) = (net.link(2.0 * MB), net.link(100.0 * MB));
+        net.start(SimTime::ZERO, up, slow, 2_000_000, 1);
+        net.start(SimTime::ZERO, up, fast, 8_000_000, 2);
+        // 2 MB/s to the slow downlink, the other 8 MB/s to the fast one.
+        let done = drain(&mut net);
+        assert!(done.iter().all(|d| (d.1 - 1.0).abs() < 1e-6), "{done:?}");
+    }
+
+    #[test]
+    fn a_removed_flow_reports_what_it_sent_and_never_completes() {
+        let mut net = Net::default();
+        let (up, down) = (net.link(10.0 * MB), net.link(10.0 * MB));
+        let f = net.start(SimTime::ZERO, up, down, 10_000_000, 7);
+        let (tag, sent) = net.remove(SimTime::from_duration(std::time::Duration::from_millis(300)), f).unwrap();
+        assert_eq!((tag, sent), (7, 3_000_000));
+        assert_eq!(net.next_at(), None);
+        assert_eq!(net.live(), 0);
+    }
+}
