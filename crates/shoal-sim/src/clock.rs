@@ -58,11 +58,6 @@ impl Clock {
         self.base + Duration::from_nanos(t.0)
     }
 
-    /// `t` as a std instant (the handout and pacing rules take these).
-    pub fn std(&self, t: SimTime) -> std::time::Instant {
-        self.tokio(t).into_std()
-    }
-
     /// `t` as the scheduler core's time (its epoch is the start).
     pub fn millis(&self, t: SimTime) -> Millis {
         Millis(t.0 / 1_000_000)
@@ -85,7 +80,7 @@ mod tests {
         let t = SimTime::from_duration(Duration::from_millis(1_500));
         assert_eq!(c.from_tokio(c.tokio(t)), t);
         assert_eq!(c.millis(t), Millis(1_500));
-        assert_eq!(c.std(t) - c.std(SimTime::ZERO), Duration::from_millis(1_500));
+        assert_eq!(c.tokio(t) - c.tokio(SimTime::ZERO), Duration::from_millis(1_500));
         assert_eq!(t.after(Duration::from_millis(500)).since(t), Duration::from_millis(500));
     }
 }

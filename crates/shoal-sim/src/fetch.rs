@@ -85,13 +85,7 @@ impl World {
             let (origin_left, peer_left) = node.owed();
             let layer = &mut node.layers[l as usize];
             let Some(core) = layer.core.as_mut() else { return };
-            let mut pace = NodePace {
-                core: &mut node.pace,
-                clock: &self.clock,
-                received: node.origin_received,
-                origin_left,
-                peer_left,
-            };
+            let mut pace = NodePace { core: &mut node.pace, received: node.origin_received, origin_left, peer_left };
             let Some(action) = core.poll(now, &mut pace) else { break };
             self.act(n, l, action);
         }

@@ -13,9 +13,10 @@ use shoal_core::HostId;
 use shoal_peer::swarm::downlink::PaceCore;
 use shoal_peer::swarm::fetch::core::{FetchCore, Pace, ParentId};
 use shoal_peer::swarm::handout::Handouts;
+use shoal_peer::swarm::tuning::SwarmTuning;
 use shoal_proto::Bitfield;
 
-use crate::clock::{Clock, SimTime};
+use crate::clock::SimTime;
 use crate::net::LinkId;
 
 /// Where a layer download stands.
@@ -129,7 +130,7 @@ pub struct Node {
 
 impl Node {
     /// Node `i` with `layers` of `pieces[l]` pieces each.
-    pub fn new(i: u32, up: LinkId, down: LinkId, pieces: &[u32], handout_grace: Duration) -> Node {
+    pub fn new(i: u32, up: LinkId, down: LinkId, pieces: &[u32], tuning: &SwarmTuning) -> Node {
         Node {
             host: format!("n{i}").parse().expect("a valid host id"),
             addr: addr_of(i),
@@ -141,8 +142,8 @@ impl Node {
             alive: true,
             layers: pieces.iter().map(|&p| Layer::new(p)).collect(),
             uploads: 0,
-            handouts: Handouts::new(handout_grace),
-            pace: PaceCore::default(),
+            handouts: Handouts::new(tuning),
+            pace: PaceCore::new(tuning),
             origin_received: 0,
             finished_at: None,
             from_origin: 0,
@@ -180,8 +181,6 @@ pub fn index_of(addr: SocketAddr) -> u32 {
 pub struct NodePace<'a> {
     /// The rule.
     pub core: &'a mut PaceCore,
-    /// The clock (the rule takes std instants).
-    pub clock: &'a Clock,
     /// Origin bytes ever received.
     pub received: u64,
     /// Bytes still owed by the origin.
@@ -192,7 +191,6 @@ pub struct NodePace<'a> {
 
 impl Pace for NodePace<'_> {
     fn try_take(&mut self, now: tokio::time::Instant, n: u64) -> Result<(), Duration> {
-        let now = self.clock.std(self.clock.from_tokio(now));
         self.core.try_take(now, self.received, self.origin_left, self.peer_left, n)
     }
 }

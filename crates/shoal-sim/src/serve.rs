@@ -66,7 +66,7 @@ impl World {
         } else if layer.is_source() {
             let (held, pieces) = (layer.held.count(), layer.held.len());
             let child = self.nodes[xf.child as usize].host.as_str().to_owned();
-            let now = self.clock.std(self.now);
+            let now = self.clock.tokio(self.now);
             let parent = &mut self.nodes[xf.parent as usize];
             let digest = self.tasks[xf.layer as usize].digest();
             match parent.handouts.begin(digest, xf.piece, &child, held, pieces, now) {
@@ -96,7 +96,7 @@ impl World {
     /// Upload `x` ended (sent, or given up on): the parent's slot and
     /// handout are free.
     fn upload_ended(&mut self, x: &crate::world::Xfer) {
-        let now = self.clock.std(self.now);
+        let now = self.clock.tokio(self.now);
         let digest = self.tasks[x.layer as usize].digest().clone();
         let child = self.nodes[x.child as usize].host.as_str().to_owned();
         let parent = &mut self.nodes[x.parent as usize];

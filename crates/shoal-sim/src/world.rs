@@ -181,7 +181,7 @@ impl World {
             let rate = if slow { sc.rate / sc.slow_factor } else { sc.rate };
             let up = net.link(rate * sc.upload_share);
             let down = net.link(rate);
-            let mut node = Node::new(i, up, down, &pieces, tuning.handout_grace);
+            let mut node = Node::new(i, up, down, &pieces, &tuning);
             node.slow = slow;
             let jitter = sc.start_jitter.as_secs_f64() * rng.random::<f64>();
             node.start_at = SimTime::from_duration(Duration::from_secs_f64(jitter));
@@ -215,7 +215,7 @@ impl World {
     /// Run to the end (every live node finished, or the time limit) and
     /// report.
     pub fn run(mut self) -> Report {
-        let wall = std::time::Instant::now();
+        let wall = tokio::time::Instant::now();
         for i in 0..self.sc.nodes {
             let n = &self.nodes[i as usize];
             let (start, death) = (n.start_at, n.dies_at);
