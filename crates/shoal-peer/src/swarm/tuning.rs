@@ -18,6 +18,13 @@ pub struct SwarmTuning {
     /// with queued relays on its uplink; a child still keeps every parent
     /// busy, and a round trip inside a cluster is far shorter than a piece.
     pub per_parent: usize,
+    /// Parents one download follows and asks at once (authorities, which
+    /// it follows for their hashes, and parents that failed it do not
+    /// count). Each refresh may name new ones, and every piece a node gets
+    /// is announced to every node following it, so without a bound a node
+    /// of a large swarm follows hundreds of peers and each piece costs as
+    /// many messages; BitTorrent clients keep a few dozen.
+    pub max_parents: usize,
     /// Pieces just ahead of the client's read position fetched in order
     /// (the rest rarest first).
     pub window: u32,
@@ -70,6 +77,7 @@ impl Default for SwarmTuning {
     fn default() -> Self {
         SwarmTuning {
             per_parent: 1,
+            max_parents: 32,
             window: 2,
             piece_deadline: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -109,6 +117,9 @@ impl SwarmTuning {
     pub fn check(&self) -> Result<(), TuningError> {
         let d = SwarmTuning::default();
         let bad = |field, problem: String| Err(TuningError { field, problem });
+        if self.max_parents == 0 {
+            return bad("max_parents", "must be at least 1: a download with no parent never uses the swarm".into());
+        }
         if self.per_parent == 0 {
             return bad("per_parent", "must be at least 1: a parent asked for nothing serves nothing".into());
         }
@@ -175,6 +186,7 @@ mod tests {
         let d = SwarmTuning::default;
         for (tuning, field) in [
             (SwarmTuning { per_parent: 0, ..d() }, "per_parent"),
+            (SwarmTuning { max_parents: 0, ..d() }, "max_parents"),
             (SwarmTuning { per_child: 0, ..d() }, "per_child"),
             (SwarmTuning { pace_floor: 0, ..d() }, "pace_floor"),
             (SwarmTuning { idle: Duration::ZERO, ..d() }, "idle"),

@@ -12,6 +12,7 @@ use shoal_peer::swarm::SwarmTuning;
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct TuningSection {
     per_parent: Option<usize>,
+    max_parents: Option<usize>,
     window: Option<u32>,
     piece_deadline: Option<HumanDuration>,
     connect_timeout: Option<HumanDuration>,
@@ -66,6 +67,7 @@ impl TuningSection {
             t.stuck_backoff = (low.0, high.0);
         }
         t.per_parent = self.per_parent.unwrap_or(t.per_parent);
+        t.max_parents = self.max_parents.unwrap_or(t.max_parents);
         t.window = self.window.unwrap_or(t.window);
         t.max_uploads = max_uploads.unwrap_or(t.max_uploads);
         t.per_child = self.per_child.unwrap_or(t.per_child);

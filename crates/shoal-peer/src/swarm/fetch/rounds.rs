@@ -112,6 +112,11 @@ impl FetchCore {
                 }
                 continue;
             }
+            let followed = self.parents.iter().filter(|p| p.counted()).count();
+            if is_parent && !authority && followed >= self.tuning.max_parents {
+                // Enough parents; one that fails this download frees a place.
+                continue;
+            }
             self.follow(info, authority, is_parent);
         }
     }

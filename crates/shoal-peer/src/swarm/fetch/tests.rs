@@ -215,6 +215,26 @@ fn a_dead_parent_is_reported_and_its_pieces_asked_elsewhere() {
 }
 
 #[test]
+fn a_download_follows_at_most_max_parents_and_a_failed_one_frees_a_place() {
+    let mut h = H::new(SwarmTuning { max_parents: 2, ..SwarmTuning::default() });
+    let out = h.start(joined(&["a", "b", "c"], &["seed"], true));
+    let names: Vec<String> = follows(&out).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, vec!["seed", "a", "b"], "the authority always, then two parents: {out:?}");
+    let ia = id_of(&out, "a");
+    // A refresh names another: no place for it.
+    let out = h.at(SwarmTuning::default().first_refresh);
+    assert!(matches!(out.as_slice(), [Action::Join { .. }]), "{out:?}");
+    let out = h.feed(Input::Joined(joined(&["d"], &[], false)));
+    assert!(follows(&out).is_empty(), "d is not followed: {out:?}");
+    // a fails this download: its place goes to the next parent named.
+    h.feed(Input::AvailEnded(ia, Some("connection refused".into())));
+    let out = h.at(SwarmTuning::default().first_refresh * 3);
+    assert!(matches!(out.as_slice(), [Action::Join { .. }]), "{out:?}");
+    let out = h.feed(Input::Joined(joined(&["d"], &[], false)));
+    assert_eq!(follows(&out).into_iter().map(|(_, n)| n).collect::<Vec<_>>(), vec!["d".to_string()]);
+}
+
+#[test]
 fn a_stalled_parent_is_excluded_and_the_piece_asked_of_another() {
     let mut h = H::new(SwarmTuning { per_parent: 2, ..SwarmTuning::default() });
     let a = h.start(joined(&["a", "b"], &[], true));
