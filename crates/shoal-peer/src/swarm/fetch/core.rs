@@ -245,6 +245,9 @@ pub struct FetchCore {
     /// the minimum of the parents' [`Parent::next_expiry`], kept so a poll
     /// need not scan every parent.
     pub(super) expiry: Option<Instant>,
+    /// `picker.first_missing_from(read_at)` when known (`None`: to be
+    /// computed), kept so a pick need not scan from the read position.
+    pub(super) first_missing: Option<Option<u32>>,
     /// Buffers a pick reuses (no allocation per poll).
     pub(super) scratch: Scratch,
 }
@@ -312,6 +315,7 @@ impl FetchCore {
             rarity: Rarity::new(count, salt),
             generation: 0,
             expiry: None,
+            first_missing: None,
             scratch: Scratch::default(),
         }
     }
@@ -344,7 +348,10 @@ impl FetchCore {
             }
             Input::PieceArrived(id, piece) => self.arrived(now, id, piece),
             Input::PieceFailed(id, piece, error) => self.failed(now, id, piece, error),
-            Input::ReadAt(piece) => self.read_at = piece.min(self.layout.count()),
+            Input::ReadAt(piece) => {
+                self.read_at = piece.min(self.layout.count());
+                self.first_missing = None;
+            }
         }
     }
 
@@ -432,6 +439,32 @@ impl FetchCore {
         self.ids[at] = i;
     }
 
+    /// The first missing piece from the read position on (else before
+    /// it): `picker.first_missing_from(read_at)`, cached.
+    pub(super) fn first_missing(&mut self) -> Option<u32> {
+        match self.first_missing {
+            Some(first) => {
+                debug_assert_eq!(first, self.picker.first_missing_from(self.read_at));
+                first
+            }
+            None => {
+                let first = self.picker.first_missing_from(self.read_at);
+                self.first_missing = Some(first);
+                first
+            }
+        }
+    }
+
+    /// A request for `piece` starts (it is no longer missing).
+    pub(super) fn start(&mut self, piece: u32) {
+        self.picker.started(piece);
+        if self.first_missing == Some(Some(piece)) {
+            // Nothing from the read position (or, wrapped, from 0) up to
+            // `piece` is missing, so the scan may go on from after it.
+            self.first_missing = Some(self.picker.first_missing_from(piece + 1));
+        }
+    }
+
     /// Some parent's cool-down or hold-back runs out at `t`.
     pub(super) fn expires_at(&mut self, t: Instant) {
         self.expiry = Some(self.expiry.map_or(t, |e| e.min(t)));
@@ -445,6 +478,7 @@ impl FetchCore {
     /// Queue `end`: in-flight pieces count as missing from now on.
     pub(super) fn end(&mut self, end: End) {
         self.picker.abandon();
+        self.first_missing = None;
         self.inflight = 0;
         self.phase = Phase::Ended;
         self.out.push_back(Action::End(end));

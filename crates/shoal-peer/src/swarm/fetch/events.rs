@@ -106,6 +106,7 @@ impl FetchCore {
             return;
         }
         self.picker.failed(piece);
+        self.first_missing = None;
         self.resync(piece);
         self.generation += 1;
         self.inflight = self.inflight.saturating_sub(1);

@@ -131,7 +131,10 @@ impl FetchCore {
 
     /// Decide what to do next (into `out`).
     pub(super) fn step(&mut self, now: Instant, pace: &mut dyn Pace) {
-        if self.phase != Phase::Ended && self.picker.complete() {
+        // `held` counts the picker's held pieces (`picker.complete()`
+        // without a scan).
+        debug_assert_eq!(self.held == self.layout.count(), self.picker.complete());
+        if self.phase != Phase::Ended && self.held == self.layout.count() {
             return self.end(End::Complete);
         }
         match self.phase {
@@ -232,7 +235,7 @@ impl FetchCore {
         s.full.extend(s.free.iter().map(|&i| self.parents[i].held == count));
         s.pending.resize(s.free.len(), 0);
         s.found.resize(s.free.len(), false);
-        let read = self.picker.first_missing_from(self.read_at).unwrap_or(0);
+        let read = self.first_missing().unwrap_or(0);
         let window = read..read.saturating_add(self.tuning.window).min(count);
         let candidates = window.clone().filter(|&p| wanted(&self.picker, &self.trust, p));
         let ranked = self.rarity.ranked().filter(|p| !window.contains(p));
@@ -279,7 +282,7 @@ impl FetchCore {
                 self.paced_until = Some(now + wait);
                 break;
             }
-            self.picker.started(piece);
+            self.start(piece);
             self.resync(piece);
             let p = &mut self.parents[i];
             p.inflight += 1;
