@@ -50,11 +50,37 @@ pub struct Net<T> {
     flows: Vec<Flow<T>>,
     free: Vec<u32>,
     done: BinaryHeap<Reverse<(SimTime, u32, u32)>>,
+    /// A refresh's working buffers (no allocation per refresh).
+    scratch: Scratch,
 }
+
+/// [`Net::refresh`]'s buffers, empty (and `pos` all [`UNSEEN`]) between
+/// refreshes.
+#[derive(Default)]
+struct Scratch {
+    /// The flows whose rates are recomputed.
+    touched: Vec<u32>,
+    /// (link, capacity left for the touched flows, touched flows on it
+    /// not yet fixed).
+    crossed: Vec<(u32, f64, u32)>,
+    /// By link: its index in `crossed`, or [`UNSEEN`].
+    pos: Vec<u32>,
+    /// The new rate of each touched flow, once fixed.
+    rates: Vec<Option<f64>>,
+}
+
+/// [`Scratch::pos`] of a link not in `crossed`.
+const UNSEEN: u32 = u32::MAX;
 
 impl<T: Copy> Default for Net<T> {
     fn default() -> Self {
-        Net { links: Vec::new(), flows: Vec::new(), free: Vec::new(), done: BinaryHeap::new() }
+        Net {
+            links: Vec::new(),
+            flows: Vec::new(),
+            free: Vec::new(),
+            done: BinaryHeap::new(),
+            scratch: Scratch::default(),
+        }
     }
 }
 
@@ -63,6 +89,7 @@ impl<T: Copy> Net<T> {
     pub fn link(&mut self, cap: f64) -> LinkId {
         assert!(cap > 0.0, "a link needs a positive capacity");
         self.links.push(Link { cap, flows: Vec::new(), used: 0.0 });
+        self.scratch.pos.push(UNSEEN);
         LinkId(self.links.len() as u32 - 1)
     }
 
@@ -164,54 +191,56 @@ impl<T: Copy> Net<T> {
     /// (progressive filling) among those flows, over every link they
     /// cross, with the other flows on those links held at their rates.
     fn refresh(&mut self, now: SimTime, links: [u32; 2]) {
-        let mut touched: Vec<u32> = Vec::new();
+        let mut s = std::mem::take(&mut self.scratch);
         for l in links {
-            touched.extend_from_slice(&self.links[l as usize].flows);
+            s.touched.extend_from_slice(&self.links[l as usize].flows);
         }
-        touched.sort_unstable();
-        touched.dedup();
-        // (link, capacity left for the touched flows, touched flows on it
-        // not yet fixed).
-        let mut crossed: Vec<(u32, f64, u32)> = Vec::new();
-        for &f in &touched {
+        s.touched.sort_unstable();
+        s.touched.dedup();
+        for &f in &s.touched {
             let rate = self.flows[f as usize].rate;
             for l in self.flows[f as usize].links {
-                match crossed.iter_mut().find(|c| c.0 == l) {
-                    Some(c) => {
+                match s.pos[l as usize] {
+                    UNSEEN => {
+                        s.pos[l as usize] = s.crossed.len() as u32;
+                        s.crossed.push((l, rate, 1));
+                    }
+                    p => {
+                        let c = &mut s.crossed[p as usize];
                         c.1 += rate;
                         c.2 += 1;
                     }
-                    None => crossed.push((l, rate, 1)),
                 }
             }
         }
         // What the other flows on each link leave.
-        for c in crossed.iter_mut() {
+        for c in s.crossed.iter_mut() {
             let link = &self.links[c.0 as usize];
             c.1 = (link.cap - (link.used - c.1)).max(0.0);
         }
-        let mut rates: Vec<Option<f64>> = vec![None; touched.len()];
+        s.rates.resize(s.touched.len(), None);
         // The tightest link with flows left to fix, until none is left.
-        while let Some(&(l, left, n)) = crossed
+        while let Some(&(l, left, n)) = s
+            .crossed
             .iter()
             .filter(|c| c.2 > 0)
             .min_by(|a, b| (a.1 / f64::from(a.2)).total_cmp(&(b.1 / f64::from(b.2))).then(a.0.cmp(&b.0)))
         {
             let fair = (left / f64::from(n)).max(MIN_RATE);
-            for (k, &f) in touched.iter().enumerate() {
-                if rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
+            for (k, &f) in s.touched.iter().enumerate() {
+                if s.rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
                     continue;
                 }
-                rates[k] = Some(fair);
+                s.rates[k] = Some(fair);
                 for fl in self.flows[f as usize].links {
-                    let c = crossed.iter_mut().find(|c| c.0 == fl).expect("crossed");
+                    let c = &mut s.crossed[s.pos[fl as usize] as usize];
                     c.1 = (c.1 - fair).max(0.0);
                     c.2 -= 1;
                 }
             }
         }
-        for (k, &f) in touched.iter().enumerate() {
-            let rate = rates[k].expect("every touched flow got a rate");
+        for (k, &f) in s.touched.iter().enumerate() {
+            let rate = s.rates[k].expect("every touched flow got a rate");
             let flow = &mut self.flows[f as usize];
             if flow.rate == rate {
                 continue;
@@ -227,6 +256,13 @@ impl<T: Copy> Net<T> {
             let at = SimTime(now.0.saturating_add((secs * 1e9).ceil() as u64));
             self.done.push(Reverse((at, f, flow.epoch)));
         }
+        for c in &s.crossed {
+            s.pos[c.0 as usize] = UNSEEN;
+        }
+        s.touched.clear();
+        s.crossed.clear();
+        s.rates.clear();
+        self.scratch = s;
     }
 }
 
