@@ -7,14 +7,12 @@
 //! rates (progressive filling) over every link they cross, with the other
 //! flows on those links held at their current rates; a flow elsewhere
 //! keeps its rate until one of its own links changes (so it may stay
-//! below its fair share for a while, never above a link's capacity). Completions sit in a heap
-//! with lazy invalidation: a flow whose rate changed gets a new generation
-//! and a new entry, and entries of an older generation are skipped.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+//! below its fair share for a while, never above a link's capacity).
+//! Completions sit in an indexed heap ([`crate::due`]): a flow whose rate
+//! changed has its one entry moved, a flow that ends has it taken out.
 
 use crate::clock::SimTime;
+use crate::due::Due;
 
 /// A link (one direction of a host's connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,7 +38,6 @@ struct Flow<T> {
     /// Bytes/s.
     rate: f64,
     since: SimTime,
-    epoch: u32,
     tag: Option<T>,
 }
 
@@ -49,7 +46,7 @@ pub struct Net<T> {
     links: Vec<Link>,
     flows: Vec<Flow<T>>,
     free: Vec<u32>,
-    done: BinaryHeap<Reverse<(SimTime, u32, u32)>>,
+    done: Due,
     /// A refresh's working buffers (no allocation per refresh).
     scratch: Scratch,
 }
@@ -78,7 +75,7 @@ impl<T: Copy> Default for Net<T> {
             links: Vec::new(),
             flows: Vec::new(),
             free: Vec::new(),
-            done: BinaryHeap::new(),
+            done: Due::default(),
             scratch: Scratch::default(),
         }
     }
@@ -101,13 +98,11 @@ impl<T: Copy> Net<T> {
             len: bytes as f64,
             rate: 0.0,
             since: now,
-            epoch: 0,
             tag: Some(tag),
         };
         let id = match self.free.pop() {
             Some(i) => {
-                let epoch = self.flows[i as usize].epoch.wrapping_add(1);
-                self.flows[i as usize] = Flow { epoch, ..flow };
+                self.flows[i as usize] = flow;
                 i
             }
             None => {
@@ -128,8 +123,8 @@ impl<T: Copy> Net<T> {
         let tag = f.tag.take()?;
         settle(f, now);
         let sent = (f.len - f.left).max(0.0) as u64;
-        f.epoch = f.epoch.wrapping_add(1);
         let links = f.links;
+        self.done.remove(id.0);
         self.unlink(id.0, links);
         self.free.push(id.0);
         self.refresh(now, links);
@@ -143,14 +138,7 @@ impl<T: Copy> Net<T> {
 
     /// When the next flow completes.
     pub fn next_at(&mut self) -> Option<SimTime> {
-        while let Some(&Reverse((at, f, epoch))) = self.done.peek() {
-            let flow = &self.flows[f as usize];
-            if flow.epoch == epoch && flow.tag.is_some() {
-                return Some(at);
-            }
-            self.done.pop();
-        }
-        None
+        self.done.peek().map(|(at, _)| at)
     }
 
     /// The next completed flow, if one is due by `now`: it is removed and
@@ -160,10 +148,10 @@ impl<T: Copy> Net<T> {
         if at > now {
             return None;
         }
-        let Reverse((at, f, _)) = self.done.pop().expect("peeked");
+        let (at, f) = self.done.peek().expect("peeked");
+        self.done.remove(f);
         let flow = &mut self.flows[f as usize];
         let tag = flow.tag.take().expect("live flow");
-        flow.epoch = flow.epoch.wrapping_add(1);
         let links = flow.links;
         self.unlink(f, links);
         self.free.push(f);
@@ -251,10 +239,9 @@ impl<T: Copy> Net<T> {
             for l in flow.links {
                 self.links[l as usize].used += delta;
             }
-            flow.epoch = flow.epoch.wrapping_add(1);
             let secs = flow.left.max(0.0) / rate;
             let at = SimTime(now.0.saturating_add((secs * 1e9).ceil() as u64));
-            self.done.push(Reverse((at, f, flow.epoch)));
+            self.done.set(f, at);
         }
         for c in &s.crossed {
             s.pos[c.0 as usize] = UNSEEN;
