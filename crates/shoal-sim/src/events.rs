@@ -1,48 +1,26 @@
 //! The event queue: events ordered by (time, sequence number), so events
 //! at the same instant run in the order they were scheduled and a seed
-//! always replays the same run.
+//! always replays the same run. The heap holds only (time, sequence,
+//! slot) keys; the events (some large: scheduler messages, fetch inputs)
+//! stay put in a slab, so sifting the heap moves a few words per level.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::clock::SimTime;
 
-struct Entry<E> {
-    at: SimTime,
-    seq: u64,
-    event: E,
-}
-
-impl<E> PartialEq for Entry<E> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl<E> Eq for Entry<E> {}
-
-impl<E> PartialOrd for Entry<E> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<E> Ord for Entry<E> {
-    /// Reversed: the heap's top is the earliest (time, seq).
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// Events waiting for their time.
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
+    heap: BinaryHeap<Reverse<(SimTime, u64, u32)>>,
+    /// Events by slot; `None` marks a free slot (listed in `free`).
+    slots: Vec<Option<E>>,
+    free: Vec<u32>,
     seq: u64,
 }
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { heap: BinaryHeap::new(), seq: 0 }
+        EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), seq: 0 }
     }
 }
 
@@ -50,17 +28,30 @@ impl<E> EventQueue<E> {
     /// Schedule `event` at `at`.
     pub fn push(&mut self, at: SimTime, event: E) {
         self.seq += 1;
-        self.heap.push(Entry { at, seq: self.seq, event });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 events waiting")
+            }
+        };
+        self.heap.push(Reverse((at, self.seq, slot)));
     }
 
     /// When the next event is due.
     pub fn next_at(&self) -> Option<SimTime> {
-        self.heap.peek().map(|e| e.at)
+        self.heap.peek().map(|e| e.0.0)
     }
 
     /// The next event and its time.
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        self.heap.pop().map(|e| (e.at, e.event))
+        let Reverse((at, _, slot)) = self.heap.pop()?;
+        let event = self.slots[slot as usize].take().expect("a queued slot holds its event");
+        self.free.push(slot);
+        Some((at, event))
     }
 
     /// Events waiting.

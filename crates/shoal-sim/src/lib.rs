@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+mod due;
 pub mod events;
 mod fetch;
 pub mod net;

@@ -7,14 +7,12 @@
 //! rates (progressive filling) over every link they cross, with the other
 //! flows on those links held at their current rates; a flow elsewhere
 //! keeps its rate until one of its own links changes (so it may stay
-//! below its fair share for a while, never above a link's capacity). Completions sit in a heap
-//! with lazy invalidation: a flow whose rate changed gets a new generation
-//! and a new entry, and entries of an older generation are skipped.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+//! below its fair share for a while, never above a link's capacity).
+//! Completions sit in an indexed heap ([`crate::due`]): a flow whose rate
+//! changed has its one entry moved, a flow that ends has it taken out.
 
 use crate::clock::SimTime;
+use crate::due::Due;
 
 /// A link (one direction of a host's connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,7 +38,6 @@ struct Flow<T> {
     /// Bytes/s.
     rate: f64,
     since: SimTime,
-    epoch: u32,
     tag: Option<T>,
 }
 
@@ -49,12 +46,38 @@ pub struct Net<T> {
     links: Vec<Link>,
     flows: Vec<Flow<T>>,
     free: Vec<u32>,
-    done: BinaryHeap<Reverse<(SimTime, u32, u32)>>,
+    done: Due,
+    /// A refresh's working buffers (no allocation per refresh).
+    scratch: Scratch,
 }
+
+/// [`Net::refresh`]'s buffers, empty (and `pos` all [`UNSEEN`]) between
+/// refreshes.
+#[derive(Default)]
+struct Scratch {
+    /// The flows whose rates are recomputed.
+    touched: Vec<u32>,
+    /// (link, capacity left for the touched flows, touched flows on it
+    /// not yet fixed).
+    crossed: Vec<(u32, f64, u32)>,
+    /// By link: its index in `crossed`, or [`UNSEEN`].
+    pos: Vec<u32>,
+    /// The new rate of each touched flow, once fixed.
+    rates: Vec<Option<f64>>,
+}
+
+/// [`Scratch::pos`] of a link not in `crossed`.
+const UNSEEN: u32 = u32::MAX;
 
 impl<T: Copy> Default for Net<T> {
     fn default() -> Self {
-        Net { links: Vec::new(), flows: Vec::new(), free: Vec::new(), done: BinaryHeap::new() }
+        Net {
+            links: Vec::new(),
+            flows: Vec::new(),
+            free: Vec::new(),
+            done: Due::default(),
+            scratch: Scratch::default(),
+        }
     }
 }
 
@@ -63,6 +86,7 @@ impl<T: Copy> Net<T> {
     pub fn link(&mut self, cap: f64) -> LinkId {
         assert!(cap > 0.0, "a link needs a positive capacity");
         self.links.push(Link { cap, flows: Vec::new(), used: 0.0 });
+        self.scratch.pos.push(UNSEEN);
         LinkId(self.links.len() as u32 - 1)
     }
 
@@ -74,13 +98,11 @@ impl<T: Copy> Net<T> {
             len: bytes as f64,
             rate: 0.0,
             since: now,
-            epoch: 0,
             tag: Some(tag),
         };
         let id = match self.free.pop() {
             Some(i) => {
-                let epoch = self.flows[i as usize].epoch.wrapping_add(1);
-                self.flows[i as usize] = Flow { epoch, ..flow };
+                self.flows[i as usize] = flow;
                 i
             }
             None => {
@@ -101,8 +123,8 @@ impl<T: Copy> Net<T> {
         let tag = f.tag.take()?;
         settle(f, now);
         let sent = (f.len - f.left).max(0.0) as u64;
-        f.epoch = f.epoch.wrapping_add(1);
         let links = f.links;
+        self.done.remove(id.0);
         self.unlink(id.0, links);
         self.free.push(id.0);
         self.refresh(now, links);
@@ -116,14 +138,7 @@ impl<T: Copy> Net<T> {
 
     /// When the next flow completes.
     pub fn next_at(&mut self) -> Option<SimTime> {
-        while let Some(&Reverse((at, f, epoch))) = self.done.peek() {
-            let flow = &self.flows[f as usize];
-            if flow.epoch == epoch && flow.tag.is_some() {
-                return Some(at);
-            }
-            self.done.pop();
-        }
-        None
+        self.done.peek().map(|(at, _)| at)
     }
 
     /// The next completed flow, if one is due by `now`: it is removed and
@@ -133,10 +148,10 @@ impl<T: Copy> Net<T> {
         if at > now {
             return None;
         }
-        let Reverse((at, f, _)) = self.done.pop().expect("peeked");
+        let (at, f) = self.done.peek().expect("peeked");
+        self.done.remove(f);
         let flow = &mut self.flows[f as usize];
         let tag = flow.tag.take().expect("live flow");
-        flow.epoch = flow.epoch.wrapping_add(1);
         let links = flow.links;
         self.unlink(f, links);
         self.free.push(f);
@@ -164,54 +179,56 @@ impl<T: Copy> Net<T> {
     /// (progressive filling) among those flows, over every link they
     /// cross, with the other flows on those links held at their rates.
     fn refresh(&mut self, now: SimTime, links: [u32; 2]) {
-        let mut touched: Vec<u32> = Vec::new();
+        let mut s = std::mem::take(&mut self.scratch);
         for l in links {
-            touched.extend_from_slice(&self.links[l as usize].flows);
+            s.touched.extend_from_slice(&self.links[l as usize].flows);
         }
-        touched.sort_unstable();
-        touched.dedup();
-        // (link, capacity left for the touched flows, touched flows on it
-        // not yet fixed).
-        let mut crossed: Vec<(u32, f64, u32)> = Vec::new();
-        for &f in &touched {
+        s.touched.sort_unstable();
+        s.touched.dedup();
+        for &f in &s.touched {
             let rate = self.flows[f as usize].rate;
             for l in self.flows[f as usize].links {
-                match crossed.iter_mut().find(|c| c.0 == l) {
-                    Some(c) => {
+                match s.pos[l as usize] {
+                    UNSEEN => {
+                        s.pos[l as usize] = s.crossed.len() as u32;
+                        s.crossed.push((l, rate, 1));
+                    }
+                    p => {
+                        let c = &mut s.crossed[p as usize];
                         c.1 += rate;
                         c.2 += 1;
                     }
-                    None => crossed.push((l, rate, 1)),
                 }
             }
         }
         // What the other flows on each link leave.
-        for c in crossed.iter_mut() {
+        for c in s.crossed.iter_mut() {
             let link = &self.links[c.0 as usize];
             c.1 = (link.cap - (link.used - c.1)).max(0.0);
         }
-        let mut rates: Vec<Option<f64>> = vec![None; touched.len()];
+        s.rates.resize(s.touched.len(), None);
         // The tightest link with flows left to fix, until none is left.
-        while let Some(&(l, left, n)) = crossed
+        while let Some(&(l, left, n)) = s
+            .crossed
             .iter()
             .filter(|c| c.2 > 0)
             .min_by(|a, b| (a.1 / f64::from(a.2)).total_cmp(&(b.1 / f64::from(b.2))).then(a.0.cmp(&b.0)))
         {
             let fair = (left / f64::from(n)).max(MIN_RATE);
-            for (k, &f) in touched.iter().enumerate() {
-                if rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
+            for (k, &f) in s.touched.iter().enumerate() {
+                if s.rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
                     continue;
                 }
-                rates[k] = Some(fair);
+                s.rates[k] = Some(fair);
                 for fl in self.flows[f as usize].links {
-                    let c = crossed.iter_mut().find(|c| c.0 == fl).expect("crossed");
+                    let c = &mut s.crossed[s.pos[fl as usize] as usize];
                     c.1 = (c.1 - fair).max(0.0);
                     c.2 -= 1;
                 }
             }
         }
-        for (k, &f) in touched.iter().enumerate() {
-            let rate = rates[k].expect("every touched flow got a rate");
+        for (k, &f) in s.touched.iter().enumerate() {
+            let rate = s.rates[k].expect("every touched flow got a rate");
             let flow = &mut self.flows[f as usize];
             if flow.rate == rate {
                 continue;
@@ -222,11 +239,17 @@ impl<T: Copy> Net<T> {
             for l in flow.links {
                 self.links[l as usize].used += delta;
             }
-            flow.epoch = flow.epoch.wrapping_add(1);
             let secs = flow.left.max(0.0) / rate;
             let at = SimTime(now.0.saturating_add((secs * 1e9).ceil() as u64));
-            self.done.push(Reverse((at, f, flow.epoch)));
+            self.done.set(f, at);
         }
+        for c in &s.crossed {
+            s.pos[c.0 as usize] = UNSEEN;
+        }
+        s.touched.clear();
+        s.crossed.clear();
+        s.rates.clear();
+        self.scratch = s;
     }
 }
 

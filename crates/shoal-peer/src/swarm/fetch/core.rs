@@ -27,7 +27,7 @@
 //! contradicts the trusted map, times out or cannot be reached is
 //! excluded for the whole download and reported.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use shoal_core::{HostId, PieceLayout};
@@ -209,10 +209,10 @@ pub struct FetchCore {
     pub(super) pause: Duration,
     /// The current round's parents.
     pub(super) parents: Vec<Parent>,
-    /// Ids of this round's parents (current or earlier streams of the
-    /// same parent: their piece answers still count) -> index in
-    /// `parents`.
-    pub(super) ids: HashMap<ParentId, usize>,
+    /// By id: the index in `parents` of this round's parent with that id
+    /// (current or earlier streams of the same parent: their piece answers
+    /// still count), or [`NO_PARENT`]. Ids are dense, so a vector.
+    pub(super) ids: Vec<usize>,
     pub(super) next_id: u32,
     /// Requests in flight this round.
     pub(super) inflight: usize,
@@ -241,6 +241,34 @@ pub struct FetchCore {
     /// Bumped whenever a parent may offer something it did not before (a
     /// parent's `barren` mark is good for one generation).
     pub(super) generation: u64,
+    /// The soonest any parent's cool-down or hold-back runs out: always
+    /// the minimum of the parents' [`Parent::next_expiry`], kept so a poll
+    /// need not scan every parent.
+    pub(super) expiry: Option<Instant>,
+    /// `picker.first_missing_from(read_at)` when known (`None`: to be
+    /// computed), kept so a pick need not scan from the read position.
+    pub(super) first_missing: Option<Option<u32>>,
+    /// Buffers a pick reuses (no allocation per poll).
+    pub(super) scratch: Scratch,
+}
+
+/// `FetchCore::ids` entry of an id that names no parent of the round.
+pub(super) const NO_PARENT: usize = usize::MAX;
+
+/// A pick's working buffers, empty between picks.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// Parents still free, by index.
+    pub(super) free: Vec<usize>,
+    /// Requests picked for each of `free` so far.
+    pub(super) pending: Vec<usize>,
+    /// Each of `free` offered some piece considered.
+    pub(super) found: Vec<bool>,
+    /// Whether each parent free at the start of the pick holds every piece
+    /// (indexed as `free` was then).
+    pub(super) full: Vec<bool>,
+    /// (parent index, piece) picked.
+    pub(super) picks: Vec<(usize, u32)>,
 }
 
 impl FetchCore {
@@ -272,7 +300,7 @@ impl FetchCore {
             join_out: false,
             pause: Duration::ZERO,
             parents: Vec::new(),
-            ids: HashMap::new(),
+            ids: Vec::new(),
             next_id: 0,
             inflight: 0,
             progress_at: now,
@@ -286,6 +314,9 @@ impl FetchCore {
             held,
             rarity: Rarity::new(count, salt),
             generation: 0,
+            expiry: None,
+            first_missing: None,
+            scratch: Scratch::default(),
         }
     }
 
@@ -317,7 +348,10 @@ impl FetchCore {
             }
             Input::PieceArrived(id, piece) => self.arrived(now, id, piece),
             Input::PieceFailed(id, piece, error) => self.failed(now, id, piece, error),
-            Input::ReadAt(piece) => self.read_at = piece.min(self.layout.count()),
+            Input::ReadAt(piece) => {
+                self.read_at = piece.min(self.layout.count());
+                self.first_missing = None;
+            }
         }
     }
 
@@ -338,8 +372,7 @@ impl FetchCore {
                 let idle =
                     (self.inflight == 0 && self.paced_until.is_none()).then(|| self.progress_at + self.tuning.idle);
                 let refresh = (!self.join_out).then_some(self.refresh_at);
-                let expiry = self.parents.iter().filter_map(Parent::next_expiry).min();
-                [idle, refresh, expiry, self.paced_until].into_iter().flatten().min()
+                [idle, refresh, self.expiry, self.paced_until].into_iter().flatten().min()
             }
         }
     }
@@ -389,12 +422,63 @@ impl FetchCore {
 
     /// The index of `id` if it is a current stream of this round's parent.
     fn current(&self, id: ParentId) -> Option<usize> {
-        self.ids.get(&id).copied().filter(|&i| self.parents[i].id == id)
+        self.index(id).filter(|&i| self.parents[i].id == id)
+    }
+
+    /// The index of the round's parent with stream `id` (current or not).
+    pub(super) fn index(&self, id: ParentId) -> Option<usize> {
+        self.ids.get(id.0 as usize).copied().filter(|&i| i != NO_PARENT)
+    }
+
+    /// Stream `id` is parent `i`'s.
+    pub(super) fn set_index(&mut self, id: ParentId, i: usize) {
+        let at = id.0 as usize;
+        if self.ids.len() <= at {
+            self.ids.resize(at + 1, NO_PARENT);
+        }
+        self.ids[at] = i;
+    }
+
+    /// The first missing piece from the read position on (else before
+    /// it): `picker.first_missing_from(read_at)`, cached.
+    pub(super) fn first_missing(&mut self) -> Option<u32> {
+        match self.first_missing {
+            Some(first) => {
+                debug_assert_eq!(first, self.picker.first_missing_from(self.read_at));
+                first
+            }
+            None => {
+                let first = self.picker.first_missing_from(self.read_at);
+                self.first_missing = Some(first);
+                first
+            }
+        }
+    }
+
+    /// A request for `piece` starts (it is no longer missing).
+    pub(super) fn start(&mut self, piece: u32) {
+        self.picker.started(piece);
+        if self.first_missing == Some(Some(piece)) {
+            // Nothing from the read position (or, wrapped, from 0) up to
+            // `piece` is missing, so the scan may go on from after it.
+            self.first_missing = Some(self.picker.first_missing_from(piece + 1));
+        }
+    }
+
+    /// Some parent's cool-down or hold-back runs out at `t`.
+    pub(super) fn expires_at(&mut self, t: Instant) {
+        self.expiry = Some(self.expiry.map_or(t, |e| e.min(t)));
+    }
+
+    /// Recompute [`FetchCore::expiry`] after expiries were dropped.
+    pub(super) fn recompute_expiry(&mut self) {
+        self.expiry = self.parents.iter().filter_map(Parent::next_expiry).min();
     }
 
     /// Queue `end`: in-flight pieces count as missing from now on.
     pub(super) fn end(&mut self, end: End) {
         self.picker.abandon();
+        self.first_missing = None;
         self.inflight = 0;
         self.phase = Phase::Ended;
         self.out.push_back(Action::End(end));

@@ -60,7 +60,7 @@ impl FetchCore {
             PeerEvent::Complete => {}
             PeerEvent::Gone => {
                 // Keep using what it announced until a request fails.
-                if self.parents[i].have.count() == 0 {
+                if self.parents[i].held == 0 {
                     self.drop_parent(i);
                 }
             }
@@ -69,7 +69,7 @@ impl FetchCore {
 
     /// Parent `i`'s availability stream ended (with `error`).
     pub(super) fn avail_ended(&mut self, i: usize, error: Option<String>) {
-        if self.parents[i].have.count() > 0 {
+        if self.parents[i].held > 0 {
             return; // keep using what it announced until a request fails
         }
         match error {
@@ -92,7 +92,7 @@ impl FetchCore {
         self.held += 1;
         self.inflight = self.inflight.saturating_sub(1);
         self.progress_at = now;
-        if let Some(&i) = self.ids.get(&id) {
+        if let Some(i) = self.index(id) {
             let p = &mut self.parents[i];
             p.inflight = p.inflight.saturating_sub(1);
             // Probe back toward the full pipeline after a "busy".
@@ -106,10 +106,11 @@ impl FetchCore {
             return;
         }
         self.picker.failed(piece);
+        self.first_missing = None;
         self.resync(piece);
         self.generation += 1;
         self.inflight = self.inflight.saturating_sub(1);
-        let Some(&i) = self.ids.get(&id) else { return };
+        let Some(i) = self.index(id) else { return };
         self.parents[i].inflight = self.parents[i].inflight.saturating_sub(1);
         let host = self.parents[i].host().clone();
         match error {
@@ -123,14 +124,23 @@ impl FetchCore {
                 if p.inflight > 0 {
                     p.max_inflight = p.inflight;
                 } else {
-                    p.cool_until = Some(now + self.tuning.busy_cooldown);
+                    let until = now + self.tuning.busy_cooldown;
+                    if p.cool_until.replace(until).is_some() {
+                        // An earlier cool-down (run out, not yet dropped)
+                        // is gone: it may have been the soonest.
+                        self.recompute_expiry();
+                    } else {
+                        self.expires_at(until);
+                    }
                 }
             }
             // It just gave this piece to another child: take others from
             // it, this one from that child.
             PieceError::Elsewhere => {
                 tracing::debug!(parent = %host, piece, "parent handed the piece elsewhere; asking others");
-                self.parents[i].held_back.push((piece, now + self.tuning.elsewhere_wait));
+                let until = now + self.tuning.elsewhere_wait;
+                self.parents[i].held_back.push((piece, until));
+                self.expires_at(until);
             }
             PieceError::Missing(detail) => {
                 tracing::info!(parent = %host, piece, %detail, "parent lacks a piece it announced");

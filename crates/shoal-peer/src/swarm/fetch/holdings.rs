@@ -43,6 +43,7 @@ impl FetchCore {
             return;
         }
         p.have.set(piece);
+        p.held += 1;
         self.generation += 1;
         if p.counted() {
             self.rarity.add(piece);

@@ -22,6 +22,8 @@ pub(super) struct Parent {
     pub(super) key: u64,
     /// Pieces it announced (and did not since deny).
     pub(super) have: Bitfield,
+    /// How many: `have.count()`, kept so a pick need not count bits.
+    pub(super) held: u32,
     /// Our requests to it in flight.
     pub(super) inflight: usize,
     /// Most requests it takes now: shrinks to what it served when it
@@ -64,6 +66,7 @@ impl Parent {
             key: host_key(&info.host),
             info,
             have: Bitfield::new(pieces),
+            held: 0,
             inflight: 0,
             max_inflight: per_parent,
             cool_until: None,
@@ -128,11 +131,12 @@ impl Parent {
         }
     }
 
-    /// It no longer holds `piece` (it said so).
+    /// It no longer holds `piece` (it said so; the caller checked it did).
     pub(super) fn forget(&mut self, piece: u32) {
         let mut fresh = Bitfield::new(self.have.len());
         self.have.iter().filter(|&p| p != piece).for_each(|p| fresh.set(p));
         self.have = fresh;
+        self.held -= 1;
     }
 
     /// It announced `pieces` (index, hash): an authority's hashes go into

@@ -106,7 +106,7 @@ impl FetchCore {
                     let old = p.id;
                     let id = self.fresh_id();
                     self.parents[i].id = id;
-                    self.ids.insert(id, i);
+                    self.set_index(id, i);
                     self.out.push_back(Action::Unfollow(old));
                     self.out.push_back(Action::Follow(id, self.parents[i].info.clone()));
                 }
@@ -129,14 +129,17 @@ impl FetchCore {
     fn follow(&mut self, info: ParentInfo, authority: bool, fetch: bool) {
         let id = self.fresh_id();
         let p = Parent::new(id, info.clone(), self.layout.count(), self.tuning.per_parent, authority, fetch);
-        self.ids.insert(id, self.parents.len());
+        self.set_index(id, self.parents.len());
         self.parents.push(p);
         self.out.push_back(Action::Follow(id, info));
     }
 
     /// Decide what to do next (into `out`).
     pub(super) fn step(&mut self, now: Instant, pace: &mut dyn Pace) {
-        if self.phase != Phase::Ended && self.picker.complete() {
+        // `held` counts the picker's held pieces (`picker.complete()`
+        // without a scan).
+        debug_assert_eq!(self.held == self.layout.count(), self.picker.complete());
+        if self.phase != Phase::Ended && self.held == self.layout.count() {
             return self.end(End::Complete);
         }
         match self.phase {
@@ -172,9 +175,9 @@ impl FetchCore {
                 }
             }
         }
-        let expired = self.parents.iter().filter_map(Parent::next_expiry).any(|t| t <= now);
-        if expired {
+        if self.expiry.is_some_and(|t| t <= now) {
             self.parents.iter_mut().for_each(|p| p.expire(now));
+            self.recompute_expiry();
             self.generation += 1;
             self.dirty = true;
         }
@@ -227,38 +230,44 @@ impl FetchCore {
     /// hand each other the rest), ties spread per node.
     fn request(&mut self, now: Instant, pace: &mut dyn Pace) {
         let generation = self.generation;
-        let mut free: Vec<usize> = (0..self.parents.len()).filter(|&i| self.parents[i].free(now, generation)).collect();
-        if free.is_empty() {
+        let mut s = std::mem::take(&mut self.scratch);
+        s.free.extend((0..self.parents.len()).filter(|&i| self.parents[i].free(now, generation)));
+        if s.free.is_empty() {
+            self.scratch = s;
             return;
         }
         let count = self.layout.count();
-        let full: Vec<bool> = free.iter().map(|&i| self.parents[i].have.count() == count).collect();
-        let read = self.picker.first_missing_from(self.read_at).unwrap_or(0);
+        s.full.extend(s.free.iter().map(|&i| self.parents[i].held == count));
+        s.pending.resize(s.free.len(), 0);
+        s.found.resize(s.free.len(), false);
+        let read = self.first_missing().unwrap_or(0);
         let window = read..read.saturating_add(self.tuning.window).min(count);
-        let mut picks: Vec<(usize, u32)> = Vec::new();
-        let mut found = vec![false; free.len()];
         let candidates = window.clone().filter(|&p| wanted(&self.picker, &self.trust, p));
         let ranked = self.rarity.ranked().filter(|p| !window.contains(p));
         for piece in candidates.chain(ranked) {
-            let best = (0..free.len())
-                .filter(|&f| self.parents[free[f]].offers(piece))
-                .inspect(|&f| found[f] = true)
+            let best = (0..s.free.len())
+                .filter(|&f| self.parents[s.free[f]].offers(piece))
+                .inspect(|&f| s.found[f] = true)
                 .filter(|&f| {
-                    let p = &self.parents[free[f]];
-                    p.inflight + picks.iter().filter(|&&(q, _)| q == free[f]).count() < p.max_inflight
+                    let p = &self.parents[s.free[f]];
+                    p.inflight + s.pending[f] < p.max_inflight
                 })
                 .min_by_key(|&f| {
-                    let p = &self.parents[free[f]];
-                    let load = p.inflight + picks.iter().filter(|&&(q, _)| q == free[f]).count();
-                    (load + if full[f] { 2 } else { 0 }, spread(self.picker.salt ^ p.key, piece), free[f])
+                    let p = &self.parents[s.free[f]];
+                    let load = p.inflight + s.pending[f];
+                    // `full` keeps the pick's starting positions while
+                    // `free` shrinks (as the pick always did).
+                    (load + if s.full[f] { 2 } else { 0 }, spread(self.picker.salt ^ p.key, piece), s.free[f])
                 });
             if let Some(f) = best {
-                picks.push((free[f], piece));
-                let p = &self.parents[free[f]];
-                if p.inflight + picks.iter().filter(|&&(q, _)| q == free[f]).count() >= p.max_inflight {
-                    free.remove(f);
-                    found.remove(f);
-                    if free.is_empty() {
+                s.picks.push((s.free[f], piece));
+                s.pending[f] += 1;
+                let p = &self.parents[s.free[f]];
+                if p.inflight + s.pending[f] >= p.max_inflight {
+                    s.free.remove(f);
+                    s.pending.remove(f);
+                    s.found.remove(f);
+                    if s.free.is_empty() {
                         break;
                     }
                 }
@@ -266,19 +275,19 @@ impl FetchCore {
         }
         // Parents left with free slots offered nothing wanted: skip them
         // until something changes.
-        for (f, &i) in free.iter().enumerate() {
-            if !found[f] {
+        for (f, &i) in s.free.iter().enumerate() {
+            if !s.found[f] {
                 self.parents[i].barren = Some(generation);
             }
         }
-        for (i, piece) in picks {
+        for &(i, piece) in &s.picks {
             let Some(expected) = self.trust.get(piece) else { continue };
             let len = self.layout.len_of(piece);
             if let Err(wait) = pace.try_take(now, len) {
                 self.paced_until = Some(now + wait);
                 break;
             }
-            self.picker.started(piece);
+            self.start(piece);
             self.resync(piece);
             let p = &mut self.parents[i];
             p.inflight += 1;
@@ -286,6 +295,12 @@ impl FetchCore {
             let (parent, peer) = (p.id, p.info.clone());
             self.out.push_back(Action::Request { parent, peer, piece, len, expected });
         }
+        s.free.clear();
+        s.pending.clear();
+        s.found.clear();
+        s.full.clear();
+        s.picks.clear();
+        self.scratch = s;
     }
 
     /// The round cannot finish the blob: drop its parents, pause (longer
@@ -299,6 +314,7 @@ impl FetchCore {
             self.out.push_back(Action::Unfollow(p.id));
         }
         self.ids.clear();
+        self.expiry = None;
         self.rarity.clear();
         self.paced_until = None;
         self.phase = Phase::Paused(now + self.pause);
