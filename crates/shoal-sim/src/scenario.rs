@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use shoal_peer::swarm::SwarmTuning;
+
 /// A parameter that does not parse or makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScenarioError {
@@ -52,6 +54,8 @@ pub struct Scenario {
     pub time_limit: Duration,
     /// Keep each node's start, finish and byte counts for the report.
     pub timeline: bool,
+    /// Every node's swarm settings (production's by default).
+    pub tuning: SwarmTuning,
 }
 
 impl Default for Scenario {
@@ -71,6 +75,7 @@ impl Default for Scenario {
             start_jitter: Duration::ZERO,
             time_limit: Duration::from_secs(3600),
             timeline: false,
+            tuning: SwarmTuning::default(),
         }
     }
 }

@@ -158,7 +158,7 @@ pub struct World {
 impl World {
     /// Set up `sc`: nodes, links, start and death times.
     pub fn new(sc: Scenario) -> World {
-        let tuning = SwarmTuning::default();
+        let tuning = sc.tuning.clone();
         let mut rng = StdRng::seed_from_u64(sc.seed);
         let mut net = Net::default();
         let origin_up = net.link(sc.origin_rate);

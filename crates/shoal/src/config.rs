@@ -219,6 +219,13 @@ pub(crate) fn resolve(args: &DaemonArgs) -> anyhow::Result<Resolved> {
     merge(file, args, source)
 }
 
+/// The swarm settings a daemon started with the config file at `path`
+/// would run (`[swarm.tuning]` over the defaults, checked).
+pub(crate) fn swarm_tuning_of(path: &Path) -> anyhow::Result<shoal_peer::swarm::SwarmTuning> {
+    let swarm = read(path)?.swarm;
+    swarm.tuning.resolve(swarm.max_uploads)
+}
+
 fn read(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))

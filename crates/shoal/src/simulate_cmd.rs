@@ -52,6 +52,10 @@ pub(crate) struct SimulateArgs {
     /// Add each node's start, finish and bytes from the origin and peers.
     #[arg(long)]
     pub(crate) timeline: bool,
+    /// A daemon config file whose `[swarm.tuning]` every node runs
+    /// [default: production's defaults].
+    #[arg(long)]
+    pub(crate) config: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn main(args: SimulateArgs) -> anyhow::Result<()> {
@@ -75,6 +79,10 @@ pub(crate) fn main(args: SimulateArgs) -> anyhow::Result<()> {
         start_jitter: parse_duration(&args.start_jitter)?,
         time_limit: parse_duration(&args.time_limit)?,
         timeline: args.timeline,
+        tuning: match &args.config {
+            Some(path) => crate::config::swarm_tuning_of(path)?,
+            None => shoal_peer::swarm::SwarmTuning::default(),
+        },
     };
     let report = shoal_sim::simulate(sc)?;
     println!("{}", serde_json::to_string_pretty(&report)?);

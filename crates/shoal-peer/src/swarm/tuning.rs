@@ -77,7 +77,7 @@ impl Default for SwarmTuning {
     fn default() -> Self {
         SwarmTuning {
             per_parent: 1,
-            max_parents: 32,
+            max_parents: 16,
             window: 2,
             piece_deadline: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),

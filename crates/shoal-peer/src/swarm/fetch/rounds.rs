@@ -255,8 +255,6 @@ impl FetchCore {
                 .min_by_key(|&f| {
                     let p = &self.parents[s.free[f]];
                     let load = p.inflight + s.pending[f];
-                    // `full` keeps the pick's starting positions while
-                    // `free` shrinks (as the pick always did).
                     (load + if s.full[f] { 2 } else { 0 }, spread(self.picker.salt ^ p.key, piece), s.free[f])
                 });
             if let Some(f) = best {
@@ -267,6 +265,7 @@ impl FetchCore {
                     s.free.remove(f);
                     s.pending.remove(f);
                     s.found.remove(f);
+                    s.full.remove(f);
                     if s.free.is_empty() {
                         break;
                     }
