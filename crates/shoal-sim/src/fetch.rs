@@ -16,7 +16,7 @@ impl World {
         let now = self.clock.tokio(self.now);
         let layout = self.layouts[l as usize];
         let node = &mut self.nodes[n as usize];
-        let salt = salt(node.host.as_str());
+        let salt = shoal_peer::swarm::fetch::host_key(&node.host);
         let core = FetchCore::new(now, &self.tuning, node.host.clone(), layout, std::iter::empty(), salt);
         let layer = &mut node.layers[l as usize];
         layer.core = Some(core);
@@ -194,10 +194,4 @@ impl World {
         };
         self.q.push(at.max(self.now), Ev::Input(xf.child, xf.layer, Input::PieceFailed(xf.pid, xf.piece, err)));
     }
-}
-
-/// A node's salt for the picker's tie-break (FNV-1a of its host id), as
-/// the daemon's driver computes it.
-fn salt(host: &str) -> u64 {
-    host.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

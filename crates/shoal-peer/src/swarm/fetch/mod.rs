@@ -33,6 +33,7 @@ mod rounds;
 mod tests;
 
 pub use self::core::{Action, End, Failure, FetchCore, Input, Pace, ParentId, PieceError, ToOrigin};
+pub use self::parents::host_key;
 use self::peer_io::{Ev, PeerIo};
 use super::Swarm;
 

@@ -186,7 +186,8 @@ impl Parent {
     }
 }
 
-/// A stable, well-spread key of a host id (FNV-1a).
-pub(super) fn host_key(host: &HostId) -> u64 {
+/// A stable, well-spread key of a host id (FNV-1a): a parent's tie-break
+/// key, and a node's salt for its own piece choices.
+pub fn host_key(host: &HostId) -> u64 {
     host.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
