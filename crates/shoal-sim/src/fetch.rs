@@ -4,7 +4,7 @@
 //! and piece requests to parents), and whose end hands the rest to the
 //! origin.
 
-use shoal_peer::swarm::fetch::core::{Action, End, FetchCore, Input, PieceError, ToOrigin};
+use shoal_peer::swarm::fetch::core::{Action, End, FetchCore, Input, ParentId, PieceError, ToOrigin};
 use shoal_proto::{HaveState, PeerEvent, SchedulerRequest};
 
 use crate::node::{NodePace, Phase, index_of};
@@ -171,15 +171,37 @@ impl World {
             return;
         }
         layer.held.set(piece);
-        let blake3 = self.hashes[l as usize][piece as usize];
         let full = layer.held.is_full();
-        let followers = layer.followers.clone();
-        for (c, pid) in followers {
-            self.send(Ev::Input(c, l, Input::Avail(pid, PeerEvent::Have { index: piece, blake3 })));
+        if !layer.followers.is_empty() {
+            let mut to = self.fan_pool.pop().unwrap_or_default();
+            to.extend_from_slice(&layer.followers);
+            self.send(Ev::Haves(l, piece, to));
         }
         if full {
             self.layer_done(n, l);
         }
+    }
+
+    /// An announcement of `piece` of layer `l` reaches each of `to`, in
+    /// order.
+    pub fn haves_arrive(&mut self, l: u32, piece: u32, mut to: Vec<(u32, ParentId)>) {
+        let blake3 = self.hashes[l as usize][piece as usize];
+        // The queue counted one event; each follower's input is one.
+        self.count.events += to.len() as u64 - 1;
+        // Read every follower's state first: the reads of different nodes
+        // overlap, and the deliveries below find it in cache.
+        let mut warm = 0;
+        for &(c, pid) in &to {
+            if let Some(core) = self.nodes[c as usize].layers[l as usize].core.as_ref() {
+                warm ^= core.warm(pid, piece);
+            }
+        }
+        std::hint::black_box(warm);
+        for &(c, pid) in &to {
+            self.input(c, l, Input::Avail(pid, PeerEvent::Have { index: piece, blake3 }));
+        }
+        to.clear();
+        self.fan_pool.push(to);
     }
 
     /// A parent died under request `x`: the child hears at `noticed` or at

@@ -57,6 +57,9 @@ pub struct Net<T> {
 struct Scratch {
     /// The flows whose rates are recomputed.
     touched: Vec<u32>,
+    /// Each touched flow's links and rate, read in one pass (the flows
+    /// lie all over memory; one pass lets the reads overlap).
+    info: Vec<([u32; 2], f64)>,
     /// (link, capacity left for the touched flows, touched flows on it
     /// not yet fixed).
     crossed: Vec<(u32, f64, u32)>,
@@ -64,6 +67,17 @@ struct Scratch {
     pos: Vec<u32>,
     /// The new rate of each touched flow, once fixed.
     rates: Vec<Option<f64>>,
+    /// By `crossed` entry: where its touched flows start in `members`.
+    start: Vec<u32>,
+    /// The touched flows (indices into `touched`) on each crossed link,
+    /// link after link, each link's in `touched` order.
+    members: Vec<u32>,
+    /// Where the next member of each crossed link goes, while filling.
+    fill: Vec<u32>,
+    /// By `crossed` entry: its fair share (capacity left over flows left
+    /// to fix), or infinity once none is left; kept up to date as flows
+    /// are fixed rather than divided out at every comparison.
+    share: Vec<f64>,
 }
 
 /// [`Scratch::pos`] of a link not in `crossed`.
@@ -185,9 +199,12 @@ impl<T: Copy> Net<T> {
         }
         s.touched.sort_unstable();
         s.touched.dedup();
-        for &f in &s.touched {
-            let rate = self.flows[f as usize].rate;
-            for l in self.flows[f as usize].links {
+        s.info.extend(s.touched.iter().map(|&f| {
+            let flow = &self.flows[f as usize];
+            (flow.links, flow.rate)
+        }));
+        for &(links, rate) in &s.info {
+            for l in links {
                 match s.pos[l as usize] {
                     UNSEEN => {
                         s.pos[l as usize] = s.crossed.len() as u32;
@@ -206,24 +223,51 @@ impl<T: Copy> Net<T> {
             let link = &self.links[c.0 as usize];
             c.1 = (link.cap - (link.used - c.1)).max(0.0);
         }
+        s.share.extend(s.crossed.iter().map(|c| share_of(c.1, c.2)));
         s.rates.resize(s.touched.len(), None);
-        // The tightest link with flows left to fix, until none is left.
-        while let Some(&(l, left, n)) = s
-            .crossed
-            .iter()
-            .filter(|c| c.2 > 0)
-            .min_by(|a, b| (a.1 / f64::from(a.2)).total_cmp(&(b.1 / f64::from(b.2))).then(a.0.cmp(&b.0)))
-        {
-            let fair = (left / f64::from(n)).max(MIN_RATE);
-            for (k, &f) in s.touched.iter().enumerate() {
-                if s.rates[k].is_some() || !self.flows[f as usize].links.contains(&l) {
+        // Each crossed link's touched flows, found without a scan per link.
+        let mut at = 0;
+        for c in &s.crossed {
+            s.start.push(at);
+            at += c.2;
+        }
+        s.start.push(at);
+        s.members.resize(at as usize, 0);
+        s.fill.extend_from_slice(&s.start);
+        for (k, &(links, _)) in s.info.iter().enumerate() {
+            for l in links {
+                let p = s.pos[l as usize] as usize;
+                s.members[s.fill[p] as usize] = k as u32;
+                s.fill[p] += 1;
+            }
+        }
+        // The tightest link with flows left to fix (ties to the lowest
+        // link), until none is left.
+        loop {
+            let mut best: Option<usize> = None;
+            for (p, &share) in s.share.iter().enumerate() {
+                if share == f64::INFINITY {
+                    continue;
+                }
+                best = match best {
+                    Some(b) if (s.share[b], s.crossed[b].0) <= (share, s.crossed[p].0) => Some(b),
+                    _ => Some(p),
+                };
+            }
+            let Some(p) = best else { break };
+            let fair = s.share[p].max(MIN_RATE);
+            for m in s.start[p]..s.start[p + 1] {
+                let k = s.members[m as usize] as usize;
+                if s.rates[k].is_some() {
                     continue;
                 }
                 s.rates[k] = Some(fair);
-                for fl in self.flows[f as usize].links {
-                    let c = &mut s.crossed[s.pos[fl as usize] as usize];
+                for fl in s.info[k].0 {
+                    let q = s.pos[fl as usize] as usize;
+                    let c = &mut s.crossed[q];
                     c.1 = (c.1 - fair).max(0.0);
                     c.2 -= 1;
+                    s.share[q] = share_of(c.1, c.2);
                 }
             }
         }
@@ -247,10 +291,20 @@ impl<T: Copy> Net<T> {
             s.pos[c.0 as usize] = UNSEEN;
         }
         s.touched.clear();
+        s.info.clear();
+        s.share.clear();
         s.crossed.clear();
         s.rates.clear();
+        s.start.clear();
+        s.members.clear();
+        s.fill.clear();
         self.scratch = s;
     }
+}
+
+/// The fair share of `left` bytes/s over `n` flows; infinity for none.
+fn share_of(left: f64, n: u32) -> f64 {
+    if n == 0 { f64::INFINITY } else { left / f64::from(n) }
 }
 
 /// The slowest a flow runs (bytes/s): a link shared by more flows than

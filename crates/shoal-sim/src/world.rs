@@ -78,6 +78,11 @@ pub enum Ev {
     UploadLost(u32),
     /// The origin starts answering a node's request for a layer.
     OriginStart(u32, u32),
+    /// A node's announcement of piece `.1` of layer `.0` reaches the
+    /// followers it had when the piece was stored: one event for what the
+    /// daemon sends as one `Have` per follower (they all arrive at the
+    /// same instant, one after the other, as separate events would).
+    Haves(u32, u32, Vec<(u32, ParentId)>),
 }
 
 /// One piece request: from its sending to its end.
@@ -106,7 +111,8 @@ pub struct Xfer {
 /// Counters of what happened, for the report.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
-    /// Events processed (queue and flow completions).
+    /// Events processed: queue entries (a batch of announcements counts
+    /// once per follower) and flow completions.
     pub events: u64,
     /// Pieces moved between peers.
     pub peer_pieces: u64,
@@ -149,6 +155,8 @@ pub struct World {
     pub xfers: Vec<Option<Xfer>>,
     /// Free slots of `xfers`.
     pub free_xfers: Vec<u32>,
+    /// Follower lists of delivered [`Ev::Haves`], kept for reuse.
+    pub fan_pool: Vec<Vec<(u32, ParentId)>>,
     /// Nodes not finished and alive.
     pub running: u32,
     /// What happened.
@@ -208,6 +216,7 @@ impl World {
             hashes,
             xfers: Vec::new(),
             free_xfers: Vec::new(),
+            fan_pool: Vec::new(),
             count: Counters::default(),
         }
     }
@@ -258,7 +267,7 @@ impl World {
             Ev::SchedArrive(n, call, req) => {
                 let resp = self.sched.call(&self.clock, self.now, req);
                 let at = self.now.after(self.sc.latency);
-                self.q.push(at, Ev::SchedReply(n, call, resp));
+                self.q.push_in_order(at, Ev::SchedReply(n, call, resp));
             }
             Ev::SchedReply(n, call, resp) => self.sched_reply(n, call, resp),
             Ev::Tick => {
@@ -273,17 +282,18 @@ impl World {
             Ev::Request(x) => self.request_arrives(x),
             Ev::UploadLost(x) => self.upload_lost(x),
             Ev::OriginStart(n, l) => self.origin_next(n, l),
+            Ev::Haves(l, piece, to) => self.haves_arrive(l, piece, to),
         }
     }
 
     /// Send `req` from node `n` to the scheduler.
     pub fn sched_call(&mut self, n: u32, call: Call, req: SchedulerRequest) {
-        self.q.push(self.now.after(self.sc.latency), Ev::SchedArrive(n, call, req));
+        self.q.push_in_order(self.now.after(self.sc.latency), Ev::SchedArrive(n, call, req));
     }
 
     /// Deliver `ev` to node `to` one latency from now.
     pub fn send(&mut self, ev: Ev) {
-        self.q.push(self.now.after(self.sc.latency), ev);
+        self.q.push_in_order(self.now.after(self.sc.latency), ev);
     }
 
     fn start(&mut self, n: u32) {

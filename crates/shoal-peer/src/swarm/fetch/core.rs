@@ -325,7 +325,7 @@ impl FetchCore {
         if self.phase == Phase::Ended {
             return;
         }
-        self.dirty = true;
+        let was_dirty = std::mem::replace(&mut self.dirty, true);
         match input {
             Input::Joined(j) => self.joined(now, j),
             Input::JoinFailed(e) => {
@@ -338,7 +338,18 @@ impl FetchCore {
             }
             Input::Avail(id, ev) => {
                 if let Some(i) = self.current(id) {
+                    let (have, generation) = (matches!(ev, PeerEvent::Have { .. }), self.generation);
                     self.avail(i, ev);
+                    // A piece announced by a parent that cannot take a
+                    // request now changes no pick: every other parent
+                    // offered all it could at the last pick (its wanted
+                    // pieces went out, or it is marked barren), and this
+                    // one is polled again when it can. Unless the
+                    // announcement taught a trusted hash (a new generation):
+                    // then anyone may offer something wanted.
+                    if have && generation == self.generation && !self.parents[i].free(now, self.generation) {
+                        self.dirty = was_dirty;
+                    }
                 }
             }
             Input::AvailEnded(id, error) => {
@@ -375,6 +386,20 @@ impl FetchCore {
                 [idle, refresh, self.expiry, self.paced_until].into_iter().flatten().min()
             }
         }
+    }
+
+    /// Read what [`FetchCore::handle`] reads first for an announcement
+    /// of `piece` by stream `id`, and return something made of it (for
+    /// `std::hint::black_box`). It changes nothing: a driver that delivers
+    /// one announcement to many cores (the simulator) reads them all this
+    /// way first, so their cache misses overlap instead of queueing one
+    /// behind another.
+    pub fn warm(&self, id: ParentId, piece: u32) -> u64 {
+        let Some(i) = self.index(id) else { return 0 };
+        let p = &self.parents[i];
+        let bits = [p.have.get(piece), self.picker.holds(piece), self.picker.is_inflight(piece)];
+        let hash = self.trust.get(piece).map_or(0, |h| h[0]);
+        bits.iter().fold(u64::from(hash) ^ self.rarity.warm(piece), |acc, &b| (acc << 1) | u64::from(b))
     }
 
     /// Pieces neither held nor in flight.

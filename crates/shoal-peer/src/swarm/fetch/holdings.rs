@@ -44,7 +44,9 @@ impl FetchCore {
         }
         p.have.set(piece);
         p.held += 1;
-        self.generation += 1;
+        // Only this parent offers more than before: the others' `barren`
+        // marks still hold.
+        p.barren = None;
         if p.counted() {
             self.rarity.add(piece);
             self.resync(piece);

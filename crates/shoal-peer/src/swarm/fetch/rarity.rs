@@ -68,6 +68,15 @@ impl Rarity {
         self.listed[i] = rank;
     }
 
+    /// What `add` and `sync` read first for `piece` (see
+    /// `FetchCore::warm`).
+    pub(super) fn warm(&self, piece: u32) -> u64 {
+        let i = piece as usize;
+        let holders = self.holders.get(i).copied().unwrap_or(0);
+        let listed = self.listed.get(i).copied().flatten().unwrap_or(0);
+        u64::from(holders) ^ u64::from(listed)
+    }
+
     /// The listed pieces, rarest first.
     pub(super) fn ranked(&self) -> impl Iterator<Item = u32> + '_ {
         self.order.iter().map(|&(_, _, piece)| piece)

@@ -169,3 +169,24 @@ fn held_and_inflight_pieces_are_not_asked_for() {
     let out = h.feed(Input::PieceFailed(p3, 3, PieceError::Missing("gone".into())));
     assert_eq!(requests(&out), vec![(other, 3)]);
 }
+
+#[test]
+fn an_announcement_from_a_busy_parent_is_picked_up_when_it_frees_or_at_once_when_it_taught_a_hash() {
+    let mut h = H::new(SwarmTuning { per_parent: 1, window: 0, ..SwarmTuning::default() });
+    // No map: only the authority s's announcements make hashes trusted.
+    let a = h.start(joined(&["s", "b"], &["s"], false));
+    let (is, ib) = (id_of(&a, "s"), id_of(&a, "b"));
+    assert!(h.feed(Input::Avail(ib, bitfield(&[1], hash))).is_empty(), "piece 1's hash is not trusted yet");
+    let out = h.feed(Input::Avail(is, bitfield(&[0], hash)));
+    assert_eq!(requests(&out), vec![(is, 0)]);
+    // s is busy: its announcement of piece 2 asks nothing now, and b
+    // still offers nothing trusted.
+    let out = h.feed(Input::Avail(is, PeerEvent::Have { index: 2, blake3: hash(2) }));
+    assert_eq!(requests(&out), vec![]);
+    // s announces piece 1: its hash is trusted now, and b (free) holds it.
+    let out = h.feed(Input::Avail(is, PeerEvent::Have { index: 1, blake3: hash(1) }));
+    assert_eq!(requests(&out), vec![(ib, 1)], "b is asked at once");
+    // s's slot frees: it is asked for what it announced while busy.
+    let out = h.feed(Input::PieceArrived(is, 0));
+    assert_eq!(requests(&out), vec![(is, 2)]);
+}
