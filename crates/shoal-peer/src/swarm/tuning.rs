@@ -48,8 +48,9 @@ pub struct SwarmTuning {
     /// Shortest and longest pause before asking the scheduler again after
     /// a round that made no progress (doubling in between).
     pub stuck_backoff: (Duration, Duration),
-    /// How long a download keeps asking the swarm before it fetches the
-    /// rest from the origin regardless of grants.
+    /// How long a download may go without a piece from the swarm before
+    /// it fetches the rest from the origin regardless of grants (checked
+    /// when a round ends; a download still receiving pieces goes on).
     pub give_up_after: Duration,
     /// Deadline of one scheduler call (room for three replicas' attempts).
     pub scheduler_deadline: Duration,

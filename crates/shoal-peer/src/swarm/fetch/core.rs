@@ -150,7 +150,7 @@ pub enum ToOrigin {
     Granted,
     /// The scheduler could not be reached.
     SchedulerUnreachable(String),
-    /// The swarm did not deliver within [`SwarmTuning::give_up_after`].
+    /// The swarm delivered no piece for [`SwarmTuning::give_up_after`].
     GaveUp(Duration),
 }
 
@@ -202,7 +202,6 @@ pub struct FetchCore {
     pub(super) phase: Phase,
     /// Actions decided, not handed out yet.
     pub(super) out: VecDeque<Action>,
-    pub(super) started: Instant,
     /// A join (a round's or a refresh) is out, its answer not in yet.
     pub(super) join_out: bool,
     /// The pause after the last round that made no progress.
@@ -221,6 +220,9 @@ pub struct FetchCore {
     /// scheduler that keeps naming a parent with nothing to give would keep
     /// the fetch alive forever.
     pub(super) progress_at: Instant,
+    /// When the last piece arrived (or the download started): the swarm
+    /// is given up on after [`SwarmTuning::give_up_after`] without one.
+    pub(super) delivered_at: Instant,
     /// Missing pieces when the round started.
     pub(super) missing_at_start: u32,
     /// When the next refresh goes out, and the interval after it.
@@ -296,7 +298,6 @@ impl FetchCore {
             excluded: HashSet::new(),
             phase: Phase::Joining,
             out: VecDeque::new(),
-            started: now,
             join_out: false,
             pause: Duration::ZERO,
             parents: Vec::new(),
@@ -304,6 +305,7 @@ impl FetchCore {
             next_id: 0,
             inflight: 0,
             progress_at: now,
+            delivered_at: now,
             missing_at_start: count - held,
             refresh_at: now,
             refresh_every: tuning.first_refresh,

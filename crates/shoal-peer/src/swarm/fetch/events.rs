@@ -92,6 +92,7 @@ impl FetchCore {
         self.held += 1;
         self.inflight = self.inflight.saturating_sub(1);
         self.progress_at = now;
+        self.delivered_at = now;
         if let Some(i) = self.index(id) {
             let p = &mut self.parents[i];
             p.inflight = p.inflight.saturating_sub(1);

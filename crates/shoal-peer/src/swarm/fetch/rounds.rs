@@ -38,9 +38,12 @@ impl FetchCore {
             tracing::debug!("origin grant: this node seeds the task");
             return self.end(End::Origin(ToOrigin::Granted));
         }
+        // Only a swarm that stopped delivering is given up on: a node on a
+        // slow link still receiving pieces would get them no faster from
+        // the origin, and would cost it another copy.
         let after = self.tuning.give_up_after;
-        if now.saturating_duration_since(self.started) > after {
-            tracing::warn!(?after, "the swarm did not deliver in time; fetching the rest from the origin");
+        if now.saturating_duration_since(self.delivered_at) > after {
+            tracing::warn!(?after, "the swarm delivered no piece for this long; fetching the rest from the origin");
             return self.end(End::Origin(ToOrigin::GaveUp(after)));
         }
         if j.parents.iter().all(|p| self.excluded.contains(&p.host) || p.host == self.me) {

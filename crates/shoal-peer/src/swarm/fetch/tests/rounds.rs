@@ -157,3 +157,37 @@ fn a_complete_download_ends() {
     assert_eq!(h.core.held(), PIECES);
     assert!(h.core.missing().is_empty());
 }
+
+#[test]
+fn a_download_still_receiving_pieces_is_not_given_up() {
+    let t = SwarmTuning::default();
+    let mut h = H::new(t.clone());
+    let out = h.start(joined(&["a"], &[], true));
+    let ia = id_of(&out, "a");
+    // A piece arrives just before the give-up time: the clock starts anew.
+    let asked = requests(&h.feed(Input::Avail(ia, bitfield(&[0], hash))));
+    assert_eq!(asked, vec![(ia, 0)]);
+    h.at(t.give_up_after - ms(1));
+    h.feed(Input::PieceArrived(ia, 0));
+    // The round ends (a has nothing more) and a new one is answered past
+    // give_up_after from the start: the download goes on.
+    h.at(t.give_up_after + t.idle);
+    let out = h.feed(Input::Joined(joined(&["b"], &[], false)));
+    assert_eq!(follows(&out).len(), 1, "a piece came {:?} ago: {out:?}", t.idle);
+    // Nothing more: the first round answered give_up_after past the last
+    // piece gives up.
+    let mut at = t.give_up_after + t.idle;
+    let out = loop {
+        at += ms(100);
+        assert!(at < t.give_up_after * 4, "never gave up");
+        if !h.at(at).iter().any(|a| matches!(a, Action::Join { .. })) {
+            continue;
+        }
+        let out = h.feed(Input::Joined(joined(&["c"], &[], false)));
+        if out.iter().any(|a| matches!(a, Action::End(_))) {
+            break out;
+        }
+    };
+    assert!(at > t.give_up_after * 2, "gave up {at:?} after the start; the last piece came at {:?}", t.give_up_after);
+    assert_eq!(out, vec![Action::End(End::Origin(ToOrigin::GaveUp(t.give_up_after)))]);
+}
