@@ -158,6 +158,7 @@ pub async fn run(
             upload_limit: limiter(s.upload_rate),
             slots: shoal_transport::UploadSlots::new(max_uploads),
             downlink: Arc::new(swarm::downlink::Downlink::new(&s.config.tuning)),
+            registered: std::sync::atomic::AtomicBool::new(false),
             config: s.config,
         });
         (node, s.heartbeat)

@@ -284,3 +284,50 @@ async fn a_request_goes_out_with_the_hello() {
     assert_eq!(host.as_str(), "node-b");
     assert_eq!(request, ask);
 }
+
+/// A scheduler Service with no ready pods (its name does not resolve) at
+/// the daemon's start: the mirror serves at once, from the origin, and
+/// `/readyz` says what is missing without failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemon_whose_schedulers_do_not_resolve_serves_from_the_origin_and_says_so() {
+    let o = Origin::start().await;
+    let data = random_bytes(3 * MIB, 9);
+    let d = o.blob("swarm/alone", data.clone()).await;
+    let cluster = Cluster::new();
+    let identity = cluster.identity("node-a");
+    let endpoint = shoal_transport::Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &identity,
+        &shoal_transport::TransportTuning::default(),
+    )
+    .unwrap();
+    let missing = ["shoal-scheduler.no-such-namespace.invalid:65004".to_string()];
+    let link = shoal_peer::swarm::RemoteScheduler::connect(endpoint, "node-a".parse().unwrap(), &missing)
+        .await
+        .expect("a name that does not resolve yet is not fatal");
+    let spec = support::PeerSpec { host: "node-a".into(), identity, link: std::sync::Arc::new(link) };
+    let daemon = Daemon::start_peer(&o.front, spec).await;
+
+    let (code, _, body) = get_all(&daemon.blob_url("swarm/alone", &d), None).await.unwrap();
+    assert_eq!(code, 200);
+    assert!(body == data, "the blob's bytes");
+    assert_eq!(o.front.blob_gets(&d), 1);
+    let ready = reqwest::get(format!("{}/readyz", daemon.admin)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let text = ready.text().await.unwrap();
+    assert!(text.contains("schedulers are not reachable"), "{text}");
+    daemon.stop().await;
+
+    // A daemon that reached its scheduler says only "ready".
+    let other = Daemon::start_peer(&o.front, cluster.peer("node-b")).await;
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = reqwest::get(format!("{}/readyz", other.admin)).await.unwrap().text().await.unwrap();
+        if text == "ready\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text, "ready\n");
+    other.stop().await;
+}

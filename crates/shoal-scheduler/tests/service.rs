@@ -299,11 +299,33 @@ async fn replicas_can_be_given_as_names() {
     assert!(matches!(resp, SchedulerResponse::Registered { .. }), "{resp:?}");
 
     // Each name must resolve; the error names it.
-    let err =
-        SchedulerClient::resolve_all(endpoint(&ca, "node-b"), host("node-b"), vec![name, "sched".into()], DEADLINE)
-            .await
-            .unwrap_err();
+    let err = SchedulerClient::resolve_all(
+        endpoint(&ca, "node-b"),
+        host("node-b"),
+        vec![name.clone(), "sched".into()],
+        DEADLINE,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("scheduler address sched:"), "{err}");
+
+    // Resolved at the first call: a daemon starts before the Service has
+    // ready pods. A name that never resolves fails each call, naming it.
+    let later = SchedulerClient::resolve_later(endpoint(&ca, "node-c"), host("node-c"), vec![name], DEADLINE).unwrap();
+    assert_eq!(later.replicas(), vec![]);
+    let resp = later.call(None, register("node-c", "127.0.0.1:1".parse().unwrap())).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Registered { .. }), "{resp:?}");
+    assert_eq!(later.replicas(), vec![sched.addr]);
+    let missing = "shoal-scheduler.no-such-namespace.invalid:65004".to_string();
+    let never =
+        SchedulerClient::resolve_later(endpoint(&ca, "node-d"), host("node-d"), vec![missing], DEADLINE).unwrap();
+    let err = never.call(None, register("node-d", "127.0.0.1:1".parse().unwrap())).await.unwrap_err();
+    assert!(err.to_string().contains("could not resolve the scheduler address shoal-scheduler.no-such"), "{err}");
+    // Only the form is checked up front.
+    let err = SchedulerClient::resolve_later(endpoint(&ca, "node-e"), host("node-e"), vec!["sched".into()], DEADLINE)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("sched") && err.to_string().contains("host:port"), "{err}");
     sched.kill().await;
 }
 

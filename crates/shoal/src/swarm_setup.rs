@@ -158,6 +158,31 @@ mod tests {
         assert!(err.contains("scheduler certificate") && err.contains("shoal certs node"), "{err}");
     }
 
+    /// A scheduler Service with no ready pods (its name does not resolve)
+    /// does not stop the daemon; a malformed entry does, naming it.
+    #[test]
+    fn the_swarm_starts_while_the_schedulers_do_not_resolve() {
+        let ca = shoal_transport::new_ca("cluster").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cert = shoal_transport::issue(&ca, "node-a", &[]).unwrap();
+        shoal_transport::write_node(dir.path(), "x", &cert, &ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let start = |schedulers: &[&str]| {
+            let s = SwarmSection {
+                host: Some("node-a".into()),
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                certs_dir: Some(dir.path().to_path_buf()),
+                schedulers: schedulers.iter().map(|s| s.to_string()).collect(),
+                ..SwarmSection::default()
+            };
+            runtime.block_on(build(&s, SwarmTuning::default())).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        start(&["shoal-scheduler.no-such-namespace.invalid:65004"]).expect("an unresolvable name is not fatal");
+        let err = start(&["shoal-scheduler"]).unwrap_err();
+        assert!(err.contains("\"shoal-scheduler\"") && err.contains("host:port"), "{err}");
+    }
+
     #[test]
     fn congestion_control_comes_from_the_swarm_section() {
         let mut s = SwarmSection::default();

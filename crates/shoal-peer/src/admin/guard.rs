@@ -7,8 +7,9 @@
 //!   node's IP (DNS rebinding) and then read same-origin answers from the
 //!   admin port; the browser still sends that name as `Host`, so refusing
 //!   unknown names refuses the page. `/healthz` and `/readyz` are left open:
-//!   they say only "ok"/"ready", and a probe or load balancer health check
-//!   that sends a name must not get a node's daemon restarted.
+//!   they say only "ok"/"ready" (and whether the schedulers answer, no
+//!   address or name), and a probe or load balancer health check that
+//!   sends a name must not get a node's daemon restarted.
 //! - [`loopback_only`] (on `/api/v1/*`): the connection must come from
 //!   loopback, i.e. from the node itself or a hostNetwork pod on it. Status
 //!   lists what the node is downloading and a prewarm job makes nodes

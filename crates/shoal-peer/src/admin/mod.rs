@@ -173,7 +173,15 @@ async fn metrics_text(State(a): State<Admin>, headers: http::HeaderMap) -> Respo
 
 async fn readyz(State(a): State<Admin>) -> Response {
     if a.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
+        // The mirror serves without the swarm (from the origin): not
+        // reaching the schedulers is said, not failed.
+        let swarm_down = a.swarm.as_ref().is_some_and(|s| !s.registered.load(Ordering::Relaxed));
+        let body = if swarm_down {
+            "ready; the schedulers are not reachable yet: pulls go to the origin until they answer\n"
+        } else {
+            "ready\n"
+        };
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready (starting or draining)\n").into_response()
     }

@@ -35,6 +35,9 @@ pub struct Swarm {
     pub slots: UploadSlots,
     /// What this node still expects from the origin and from peers.
     pub downlink: Arc<super::downlink::Downlink>,
+    /// The schedulers know this host: registered, and the last heartbeat
+    /// was answered (`/readyz` says so when not).
+    pub registered: std::sync::atomic::AtomicBool,
 }
 
 /// The scheduler's answer to a join.
@@ -187,6 +190,7 @@ impl Swarm {
                 match self.register().await {
                     Ok(()) => {
                         registered = true;
+                        self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
                         self.announce(&store).await;
                     }
                     Err(e) => tracing::warn!(error = %e, "could not register with the scheduler; retrying"),
@@ -199,9 +203,15 @@ impl Swarm {
                 };
                 let req = SchedulerRequest::Heartbeat { host: self.config.host.clone(), load };
                 match self.call(None, req).await {
-                    Ok(SchedulerResponse::Error(e)) if e.code == SchedErrorCode::UnknownHost => registered = false,
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                    Ok(SchedulerResponse::Error(e)) if e.code == SchedErrorCode::UnknownHost => {
+                        registered = false;
+                        self.registered.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => self.registered.store(true, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => {
+                        self.registered.store(false, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(error = %e, "heartbeat failed");
+                    }
                 }
             }
             tokio::select! {

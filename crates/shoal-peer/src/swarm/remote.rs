@@ -22,12 +22,23 @@ pub struct RemoteScheduler {
 impl RemoteScheduler {
     /// Resolve `replicas` (`host:port` each; a DNS name such as a headless
     /// Service may stand for several, and is resolved again whenever every
-    /// known replica fails). Each replica gets [`ATTEMPT`] before the next
-    /// is tried, so one hung replica cannot eat a caller's whole deadline.
+    /// known replica fails). Only a malformed entry is an error: names that
+    /// do not resolve yet are resolved at the next call. Each replica gets
+    /// [`ATTEMPT`] before the next is tried, so one hung replica cannot eat
+    /// a caller's whole deadline.
     pub async fn connect(endpoint: Endpoint, me: HostId, replicas: &[String]) -> Result<RemoteScheduler, LinkError> {
-        let client = SchedulerClient::resolve_all(endpoint, me, replicas.to_vec(), ATTEMPT)
-            .await
-            .map_err(|e| LinkError(format!("resolving schedulers {replicas:?}: {e} (write host:port)")))?;
+        let client = SchedulerClient::resolve_later(endpoint, me, replicas.to_vec(), ATTEMPT)
+            .map_err(|e| LinkError(format!("schedulers {replicas:?}: {e}")))?;
+        // A name that does not resolve yet (a scheduler Service with no
+        // ready pods) is not fatal: every call resolves it again, the
+        // heartbeat loop registers once it answers, and pulls meanwhile go
+        // to the origin.
+        if let Err(e) = client.refresh().await {
+            tracing::warn!(
+                error = %e,
+                "the schedulers cannot be reached yet; the mirror serves from the origin and joins the swarm once they answer"
+            );
+        }
         Ok(RemoteScheduler { client })
     }
 }

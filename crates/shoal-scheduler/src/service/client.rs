@@ -27,9 +27,10 @@
 //! ([`SchedulerClient::resolve`]). A Kubernetes headless Service's DNS name
 //! (`shoal-scheduler.shoal.svc:65004`, `clusterIP: None`) resolves to the
 //! addresses of all its ready pods, i.e. every replica. The name is
-//! resolved at construction and again whenever every known replica failed
-//! a call; [`SchedulerClient::refresh`] re-resolves on demand (run it
-//! periodically to follow scale-ups).
+//! resolved at construction ([`SchedulerClient::resolve_later`]: at the
+//! first call) and again whenever every known replica failed a call;
+//! [`SchedulerClient::refresh`] re-resolves on demand (run it periodically
+//! to follow scale-ups).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -190,6 +191,31 @@ impl SchedulerClient {
         Ok(client)
     }
 
+    /// A client for `names_with_port` (host:port each) that resolves them
+    /// at its first call, and again whenever every known replica failed,
+    /// rather than now: a daemon starts while the scheduler Service has no
+    /// ready pods yet. Only the form of each name is checked here.
+    pub fn resolve_later(
+        endpoint: Endpoint,
+        me: HostId,
+        names_with_port: Vec<String>,
+        deadline: Duration,
+    ) -> Result<Self, ClientError> {
+        if names_with_port.is_empty() {
+            return Err(ClientError::NoReplicas);
+        }
+        for name in &names_with_port {
+            let port = name.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+                let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "write host:port");
+                return Err(ClientError::Resolve { name: name.clone(), source });
+            }
+        }
+        let mut client = Self::new(endpoint, me, Vec::new(), deadline);
+        client.names = names_with_port;
+        Ok(client)
+    }
+
     /// Sets how long a failed replica is tried last (default
     /// [`DEFAULT_DOWN_FOR`]).
     pub fn with_down_for(mut self, down_for: Duration) -> Self {
@@ -255,6 +281,10 @@ impl SchedulerClient {
             resolved = true;
             if let Err(e) = self.refresh().await {
                 tracing::debug!(error = %e, "re-resolving the scheduler replicas failed");
+                if tried.is_empty() {
+                    // Never resolved: say why, not "no replicas".
+                    return Err(e);
+                }
                 break;
             }
             if self.replicas().iter().all(|a| tried.contains(a)) {
