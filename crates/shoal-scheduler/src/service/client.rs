@@ -182,12 +182,8 @@ impl SchedulerClient {
         names_with_port: Vec<String>,
         deadline: Duration,
     ) -> Result<Self, ClientError> {
-        if names_with_port.is_empty() {
-            return Err(ClientError::NoReplicas);
-        }
-        let replicas = lookup(&names_with_port).await?;
-        let mut client = Self::new(endpoint, me, replicas, deadline);
-        client.names = names_with_port;
+        let client = Self::resolve_later(endpoint, me, names_with_port, deadline)?;
+        client.refresh().await?;
         Ok(client)
     }
 
