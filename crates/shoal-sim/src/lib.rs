@@ -37,7 +37,7 @@ mod serve;
 pub mod world;
 
 pub use report::{Outcome, Report};
-pub use scenario::{Scenario, ScenarioError, parse_duration, parse_rate};
+pub use scenario::{Scenario, ScenarioError, parse_rate};
 
 /// Simulate `sc` and report.
 pub fn simulate(sc: Scenario) -> Result<Report, ScenarioError> {

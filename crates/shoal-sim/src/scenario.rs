@@ -12,9 +12,6 @@ pub enum ScenarioError {
     /// A rate that is not a tc-style rate.
     #[error("rate {0:?} is invalid: write e.g. 100mbit, 1gbit or 12500000bps (bytes/s)")]
     Rate(String),
-    /// A duration that does not parse.
-    #[error("duration {0:?} is invalid: write e.g. 1ms, 250us or 2s")]
-    Duration(String),
     /// A value out of range.
     #[error("{0}")]
     Range(String),
@@ -143,21 +140,6 @@ pub fn parse_rate(s: &str) -> Result<f64, ScenarioError> {
     if per_sec.is_finite() && per_sec > 0.0 { Ok(per_sec) } else { Err(ScenarioError::Rate(s.into())) }
 }
 
-/// A short duration: `250us`, `1ms`, `0.5ms`, `2s`.
-pub fn parse_duration(s: &str) -> Result<Duration, ScenarioError> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| ScenarioError::Duration(s.into()))?;
-    let secs = match unit {
-        "us" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        _ => return Err(ScenarioError::Duration(s.into())),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| ScenarioError::Duration(s.into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,9 +150,6 @@ mod tests {
         assert_eq!(parse_rate("1gbit").unwrap(), 125_000_000.0);
         assert_eq!(parse_rate("1000bps").unwrap(), 1000.0);
         assert!(parse_rate("100").is_err() && parse_rate("fast").is_err() && parse_rate("0mbit").is_err());
-        assert_eq!(parse_duration("1ms").unwrap(), Duration::from_millis(1));
-        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
-        assert!(parse_duration("1h").is_err());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! cores on a virtual clock; prints one JSON object (docs/simulator.md).
 
 use clap::Args;
-use shoal_core::ByteSize;
-use shoal_sim::{Scenario, parse_duration, parse_rate};
+use shoal_core::{ByteSize, HumanDuration};
+use shoal_sim::{Scenario, parse_rate};
 
 /// `shoal simulate` flags.
 #[derive(Args, Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct SimulateArgs {
     pub(crate) origin_rate: Option<String>,
     /// One-way latency between any two hosts (e.g. 1ms, 250us).
     #[arg(long, default_value = "1ms")]
-    pub(crate) latency: String,
+    pub(crate) latency: HumanDuration,
     /// Seed of every random choice: a seed gives the same JSON every time.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
@@ -45,10 +45,10 @@ pub(crate) struct SimulateArgs {
     pub(crate) die_fraction: f64,
     /// Nodes start at a random moment within this long of the start.
     #[arg(long, default_value = "0s")]
-    pub(crate) start_jitter: String,
+    pub(crate) start_jitter: HumanDuration,
     /// Stop after this much simulated time and report the nodes not done.
     #[arg(long, default_value = "3600s")]
-    pub(crate) time_limit: String,
+    pub(crate) time_limit: HumanDuration,
     /// Add each node's start, finish and bytes from the origin and peers.
     #[arg(long)]
     pub(crate) timeline: bool,
@@ -70,14 +70,14 @@ pub(crate) fn main(args: SimulateArgs) -> anyhow::Result<()> {
         layers: args.layers,
         rate,
         origin_rate,
-        latency: parse_duration(&args.latency)?,
+        latency: args.latency.0,
         seed: args.seed,
         upload_share: args.upload_share,
         slow_fraction: args.slow_fraction,
         slow_factor: args.slow_factor,
         die_fraction: args.die_fraction,
-        start_jitter: parse_duration(&args.start_jitter)?,
-        time_limit: parse_duration(&args.time_limit)?,
+        start_jitter: args.start_jitter.0,
+        time_limit: args.time_limit.0,
         timeline: args.timeline,
         tuning: match &args.config {
             Some(path) => crate::config::swarm_tuning_of(path)?,
