@@ -71,7 +71,7 @@ impl Daemon {
             registries: [(origin.host(), reg)].into_iter().collect(),
             ..UpstreamsConfig::default()
         };
-        let store = Store::open(StoreConfig::new(dir.path().join("store"))).unwrap();
+        let store = open_store(dir.path()).await;
         let upstreams = Upstreams::new(upstreams).unwrap();
         let mirror_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -96,6 +96,11 @@ impl Daemon {
     }
 
     /// Shut down gracefully and hand back the store dir.
+    ///
+    /// `run` returns before every task it spawned has dropped its store
+    /// handle (a download finishing its last record), so a daemon started
+    /// on the same dir at once may find the store still locked for a
+    /// moment: [`open_store`] waits that out.
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown().await;
         let dir = tempfile::tempdir().unwrap();
@@ -131,6 +136,20 @@ impl Drop for Daemon {
         }
         if let Some(job) = self.job.take() {
             job.abort();
+        }
+    }
+}
+
+/// Open the store under `dir`, waiting up to 5 s for a daemon stopped on
+/// it just before to release it.
+async fn open_store(dir: &std::path::Path) -> Store {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Store::open(StoreConfig::new(dir.join("store"))) {
+            Err(shoal_storage::StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other.unwrap(),
         }
     }
 }
