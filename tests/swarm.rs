@@ -1,10 +1,14 @@
 //! The swarm as operators run it: `shoal scheduler` processes and
 //! `shoal daemon --swarm` processes with certificates from the cluster CA,
 //! pulling from Debian's docker-registry behind a counting front. Origin
-//! bytes are measured at the origin. The scheduler is killed mid-pull, and
-//! one of two replicas dies: every pull still ends with the right bytes.
+//! bytes are measured at the origin. The scheduler is killed mid-pull, one
+//! of two replicas dies, and the replica that owns the blob's task is
+//! killed mid-pull: every pull still ends with the right bytes, and the
+//! origin still sends the blob about once.
 
 use std::time::Duration;
+
+use std::net::SocketAddr;
 
 use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, swarm_peer};
 use shoal_testkit::{ShoalDaemon, random_bytes, sha256_digest};
@@ -117,4 +121,66 @@ async fn one_of_two_scheduler_replicas_dies() {
     // The surviving replica coordinated: the origin still sent the blob about once.
     let sent = origin.front.blob_bytes(&d);
     assert!(sent as f64 <= 1.1 * data.len() as f64, "origin sent {sent} bytes for {} to 3 peers", data.len());
+}
+
+/// The replica the daemons send `digest`'s task requests to first.
+fn owner<'a>(replicas: [&'a mut Scheduler; 2], digest: &str) -> (&'a mut Scheduler, &'a mut Scheduler) {
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.quic.parse().unwrap()).collect();
+    let first = shoal_scheduler::rendezvous(&addrs, digest.as_bytes())[0];
+    let [a, b] = replicas;
+    if first == addrs[0] { (a, b) } else { (b, a) }
+}
+
+fn spawn_pulls(peers: &[ShoalDaemon], digest: &str) -> tokio::task::JoinHandle<Vec<Vec<u8>>> {
+    let urls: Vec<String> = peers.iter().map(|p| format!("{}/v2/e2e/blob/blobs/{digest}", p.mirror_url())).collect();
+    tokio::spawn(async move {
+        let jobs: Vec<_> = urls
+            .into_iter()
+            .map(|u| {
+                tokio::spawn(async move {
+                    let resp = reqwest::get(&u).await.unwrap();
+                    assert_eq!(resp.status(), 200, "{u}");
+                    resp.bytes().await.unwrap().to_vec()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for j in jobs {
+            out.push(j.await.unwrap());
+        }
+        out
+    })
+}
+
+/// A rollout in two waves across the death of the replica that owns the
+/// blob's task (picked by rendezvous hashing, as the daemons pick it): the
+/// second wave joins at the surviving replica, which must know the first
+/// wave's seed rather than grant the origin again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_replica_that_owns_the_task_mid_pull_sends_nobody_else_to_the_origin() {
+    let (origin, data, d, pki) = setup(24 * MIB, 4).await;
+    // About three seconds from the origin: the kill lands in the first quarter.
+    origin.front.set_rate_limit(Some(8 * MIB as u64));
+    let mut a = Scheduler::start(&pki, "scheduler-a").await;
+    let mut b = Scheduler::start(&pki, "scheduler-b").await;
+    let mut peers = Vec::new();
+    for i in 0..8 {
+        peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&a, &b], "").await);
+    }
+    let (owning, _survivor) = owner([&mut a, &mut b], &d);
+    let first = spawn_pulls(&peers[..4], &d);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    owning.child.kill_now().unwrap();
+    let second = spawn_pulls(&peers[4..], &d);
+    for wave in [first, second] {
+        let bodies = tokio::time::timeout(Duration::from_secs(120), wave).await.expect("pulls hung").unwrap();
+        check(&bodies, &data, &d);
+    }
+    let sent = origin.front.blob_bytes(&d);
+    eprintln!("origin egress after the owning replica died: {:.3}x the blob", sent as f64 / data.len() as f64);
+    assert!(
+        sent as f64 <= 1.1 * data.len() as f64,
+        "origin sent {sent} bytes for {} to 8 peers after the owning replica died",
+        data.len()
+    );
 }

@@ -177,6 +177,21 @@ pub enum SchedulerRequest {
         /// The job.
         job: String,
     },
+    /// What the replica that owns `task` told `host` when it joined: sent
+    /// to the other replicas (as `Progress`, `PieceFailed` and `Leave` are
+    /// too), so that the replica that takes the task over when its owner
+    /// dies knows who is downloading it and who fetches from the origin,
+    /// and sends no one else there. Answered with `Ack`.
+    Follow {
+        /// The host.
+        host: HostId,
+        /// The task.
+        task: TaskId,
+        /// What it held when it joined.
+        have: HaveState,
+        /// The owner granted it the origin.
+        granted: bool,
+    },
 }
 
 /// A parent offered to a joining peer.
@@ -306,6 +321,12 @@ mod tests {
                 parent: host,
                 piece: 3,
                 kind: FailureKind::Corrupt,
+            },
+            SchedulerRequest::Follow {
+                host: "n2".parse().unwrap(),
+                task: TaskId::new("docker.io", shoal_core::Digest::sha256_of(b"u")).unwrap(),
+                have: HaveState { pieces_done: 1, pieces_total: Some(4), complete: false },
+                granted: true,
             },
         ];
         for r in reqs {

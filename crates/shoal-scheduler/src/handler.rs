@@ -28,7 +28,7 @@ pub struct Handled {
     pub response: SchedulerResponse,
     /// The request kind (`register`, `heartbeat`, `join`, `progress`,
     /// `piece_failed`, `leave`, `prewarm_submit`, `prewarm_poll`,
-    /// `prewarm_report`, `prewarm_status`): a metrics label.
+    /// `prewarm_report`, `prewarm_status`, `follow`): a metrics label.
     pub kind: &'static str,
     /// A join took an origin grant the host did not hold before.
     pub new_grant: bool,
@@ -100,6 +100,9 @@ pub fn handle_detailed(
         SchedulerRequest::PrewarmStatus { host: _, job } => {
             core.prewarm_status(now, &job).map(SchedulerResponse::PrewarmJob)
         }
+        SchedulerRequest::Follow { host, task, have, granted } => {
+            core.follow(now, &host, &task, have_from(have), granted).map(|()| ack())
+        }
     };
     let response = result.unwrap_or_else(|e| match e {
         SchedError::UnknownHost(_) => error(SchedErrorCode::UnknownHost, e.to_string()),
@@ -127,7 +130,8 @@ pub fn request_host(req: &SchedulerRequest) -> &HostId {
         | SchedulerRequest::SubmitPrewarm { host, .. }
         | SchedulerRequest::PollPrewarm { host }
         | SchedulerRequest::ReportPrewarm { host, .. }
-        | SchedulerRequest::PrewarmStatus { host, .. } => host,
+        | SchedulerRequest::PrewarmStatus { host, .. }
+        | SchedulerRequest::Follow { host, .. } => host,
     }
 }
 
@@ -144,6 +148,7 @@ pub fn request_kind(req: &SchedulerRequest) -> &'static str {
         SchedulerRequest::PollPrewarm { .. } => "prewarm_poll",
         SchedulerRequest::ReportPrewarm { .. } => "prewarm_report",
         SchedulerRequest::PrewarmStatus { .. } => "prewarm_status",
+        SchedulerRequest::Follow { .. } => "follow",
     }
 }
 

@@ -46,6 +46,7 @@ use crate::state::{
 use crate::time::{Millis, as_ms};
 use crate::types::{Expired, Have, HeapUsage, HostInfo, JoinDecision, Load, OriginGrant, Parent, SchedError, Stats};
 
+mod follow;
 mod grants;
 mod maps;
 #[cfg(test)]

@@ -258,19 +258,24 @@ async fn tasks_stick_to_their_replica_and_fail_over_when_it_dies() {
         assert_eq!(r.service.core().lock().unwrap().stats().hosts, 1);
     }
 
-    // Each task lives on its rendezvous owner, and stays there.
+    // Each task lives on its rendezvous owner, and stays there; the other
+    // replica only follows what the owner decided.
     for round in 0..2 {
         for task in &tasks {
             let resp = a.call(Some(task), join("node-a", task)).await.unwrap();
             assert!(matches!(resp, SchedulerResponse::Parents { origin: OriginGrant::Granted, .. }), "{resp:?}");
             let owner = rendezvous(&replicas, task.to_string().as_bytes())[0];
-            let (mine, other) = if owner == one.addr { (&one, &two) } else { (&two, &one) };
+            let mine = if owner == one.addr { &one } else { &two };
             assert!(mine.has_task("node-a", task), "round {round}: task not on its owner");
-            assert!(!other.has_task("node-a", task), "round {round}: task on the other replica");
         }
     }
-    let on_one: Vec<&Digest> = tasks.iter().filter(|t| one.has_task("node-a", t)).collect();
+    let on_one: Vec<&Digest> =
+        tasks.iter().filter(|t| rendezvous(&replicas, t.to_string().as_bytes())[0] == one.addr).collect();
     assert!(!on_one.is_empty() && on_one.len() < tasks.len(), "both replicas should own tasks");
+    // The other replica follows the owner's grants (copied in the background).
+    for task in &tasks {
+        eventually(|| one.has_task("node-a", task) && two.has_task("node-a", task)).await;
+    }
 
     // Replica one dies: every call still succeeds, on replica two.
     let (one_addr, started) = (one.addr, tokio::time::Instant::now());
@@ -285,6 +290,67 @@ async fn tasks_stick_to_their_replica_and_fail_over_when_it_dies() {
     assert!(started.elapsed() < DEADLINE * 4, "failover took {:?}", started.elapsed());
     assert_eq!(a.order(Some(on_one[0])), vec![two.addr, one_addr]);
     two.kill().await;
+}
+
+/// Waits up to 5 s for `cond` (copies to other replicas are sent in the
+/// background).
+async fn eventually(cond: impl Fn() -> bool) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < until, "the other replica never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Killing the replica that owns a task mid-download (the one rendezvous
+/// hashing picks for its digest, not one at random) sends nobody else to
+/// the origin: the replica that takes the task over was copied who joined,
+/// who got the grant and how far each got.
+#[tokio::test]
+async fn the_replica_that_takes_a_task_over_knows_its_seed_and_downloaders() {
+    let ca = new_ca("cluster").unwrap();
+    let one = Replica::start(&ca, "sched-1", SchedulerConfig::default(), ServiceConfig::default());
+    let two = Replica::start(&ca, "sched-2", SchedulerConfig::default(), ServiceConfig::default());
+    let replicas = vec![one.addr, two.addr];
+    let task = Digest::sha256_of(b"a layer in a rollout");
+    let (owner, next) =
+        if rendezvous(&replicas, task.to_string().as_bytes())[0] == one.addr { (one, two) } else { (two, one) };
+    let mut peers = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        let (client, addr) = peer(&ca, name, replicas.clone());
+        client.call(None, register(name, addr)).await.unwrap();
+        peers.push(client);
+    }
+    let resp = peers[0].call(Some(&task), join("node-a", &task)).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Parents { origin: OriginGrant::Granted, .. }), "{resp:?}");
+    let resp = peers[1].call(Some(&task), join("node-b", &task)).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Parents { origin: OriginGrant::Wait { .. }, .. }), "{resp:?}");
+    let have = HaveState { pieces_done: 10, pieces_total: Some(64), complete: false };
+    let progress = SchedulerRequest::Progress { host: host("node-a"), task: tid(&task), have, map: None };
+    assert_eq!(peers[0].call(Some(&task), progress).await.unwrap(), SchedulerResponse::Ack);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let have = HaveState { pieces_done: 2, pieces_total: Some(64), complete: false };
+    let progress = SchedulerRequest::Progress { host: host("node-b"), task: tid(&task), have, map: None };
+    assert_eq!(peers[1].call(Some(&task), progress).await.unwrap(), SchedulerResponse::Ack);
+    // Past a tick of the other replica, which would hand a grant it thinks
+    // free to the peer that reported last.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    eventually(|| next.has_task("node-a", &task)).await;
+    assert!(owner.has_task("node-a", &task));
+
+    owner.kill().await;
+    let resp = call_until_answered(&peers[2], Some(&task), join("node-c", &task)).await;
+    let SchedulerResponse::Parents { parents, origin, authorities, .. } = resp else {
+        panic!("{resp:?}");
+    };
+    assert!(matches!(origin, OriginGrant::Wait { .. }), "node-c was sent to the origin beside the seed");
+    assert!(parents.iter().any(|p| p.host == host("node-a") && p.pieces_done == 10), "{parents:?}");
+    assert!(authorities.iter().any(|p| p.host == host("node-a")), "{authorities:?}");
+    let resp = peers[1].call(Some(&task), join("node-b", &task)).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Parents { origin: OriginGrant::Wait { .. }, .. }), "{resp:?}");
+    let resp = peers[0].call(Some(&task), join("node-a", &task)).await.unwrap();
+    assert!(matches!(resp, SchedulerResponse::Parents { origin: OriginGrant::Granted, .. }), "the seed keeps it");
+    next.kill().await;
 }
 
 #[tokio::test]

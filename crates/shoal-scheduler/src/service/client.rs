@@ -14,6 +14,14 @@
 //!   fails is skipped for that call and marked down for a few seconds, so
 //!   later calls try the next one first; after that it is probed again.
 //!   Replicas marked down are still tried last, never skipped outright.
+//! - Once a replica answered a task's request, the other replicas (those
+//!   not marked down) get a copy in the background: a join's outcome as
+//!   `Follow`, and `Progress`, `PieceFailed` and `Leave` as they are. So
+//!   when the replica that owns a task dies, the next one in rendezvous
+//!   order already knows who is downloading the blob, who holds it and who
+//!   fetches it from the origin, and sends nobody else to the origin. A
+//!   copy that fails only marks its replica down; the call does not wait
+//!   for copies.
 //! - Host-level requests (`task = None`: register, heartbeat) go to every
 //!   replica at once (but those marked down, unless no other answers),
 //!   because every replica must know the host before it can answer that
@@ -28,18 +36,20 @@
 //! (`shoal-scheduler.shoal.svc:65004`, `clusterIP: None`) resolves to the
 //! addresses of all its ready pods, i.e. every replica. The name is
 //! resolved at construction ([`SchedulerClient::resolve_later`]: at the
-//! first call) and again whenever every known replica failed a call;
-//! [`SchedulerClient::refresh`] re-resolves on demand (run it periodically
-//! to follow scale-ups).
+//! first call), again whenever every known replica failed a call, and
+//! before a host-level request (the heartbeats) once the last resolution
+//! is [`DEFAULT_REFRESH_EVERY`] old, so scale-ups and rescheduled pods are
+//! followed; [`SchedulerClient::refresh`] re-resolves on demand.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_core::{Digest, HostId};
 use shoal_proto::{
-    FrameError, HelloError, SchedErrorCode, SchedulerRequest, SchedulerResponse, hello_client, read_frame, write_frame,
+    FrameError, HelloError, OriginGrant, SchedErrorCode, SchedulerRequest, SchedulerResponse, hello_client, read_frame,
+    write_frame,
 };
 use shoal_transport::{Endpoint, TransportError};
 use tokio::time::Instant;
@@ -48,6 +58,10 @@ use crate::rendezvous::rendezvous;
 
 /// How long a failed replica is tried last, by default.
 pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(3);
+
+/// How old the replica list may get before a host-level request (a
+/// heartbeat) resolves the names again, by default.
+pub const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// A call reached no replica.
 #[derive(Debug, thiserror::Error)]
@@ -136,13 +150,20 @@ fn list(failures: &[ReplicaFailure]) -> String {
 /// marks and the connection pool are per client.
 #[derive(Debug)]
 pub struct SchedulerClient {
+    shared: Arc<Shared>,
+    /// Names (host:port) to resolve the replicas from; empty for fixed
+    /// addresses.
+    names: Vec<String>,
+    refresh_every: Duration,
+}
+
+/// What the background copies to other replicas need too.
+#[derive(Debug)]
+struct Shared {
     endpoint: Endpoint,
     me: HostId,
     deadline: Duration,
     down_for: Duration,
-    /// Names (host:port) to resolve the replicas from; empty for fixed
-    /// addresses.
-    names: Vec<String>,
     state: Mutex<State>,
 }
 
@@ -151,15 +172,17 @@ struct State {
     replicas: Vec<SocketAddr>,
     /// Replicas that failed, with when they are probed first again.
     down: HashMap<SocketAddr, Instant>,
+    /// When the names were last resolved.
+    resolved_at: Option<Instant>,
 }
 
 impl SchedulerClient {
     /// A client for fixed replica addresses. `deadline` bounds each
     /// attempt at one replica (connect, hello, request, answer).
     pub fn new(endpoint: Endpoint, me: HostId, replicas: Vec<SocketAddr>, deadline: Duration) -> Self {
-        let state = State { replicas: dedup(replicas), down: HashMap::new() };
-        let names = Vec::new();
-        SchedulerClient { endpoint, me, deadline, down_for: DEFAULT_DOWN_FOR, names, state: Mutex::new(state) }
+        let state = State { replicas: dedup(replicas), ..State::default() };
+        let shared = Shared { endpoint, me, deadline, down_for: DEFAULT_DOWN_FOR, state: Mutex::new(state) };
+        SchedulerClient { shared: Arc::new(shared), names: Vec::new(), refresh_every: DEFAULT_REFRESH_EVERY }
     }
 
     /// A client for the replicas `name_with_port` resolves to (e.g. a
@@ -215,7 +238,16 @@ impl SchedulerClient {
     /// Sets how long a failed replica is tried last (default
     /// [`DEFAULT_DOWN_FOR`]).
     pub fn with_down_for(mut self, down_for: Duration) -> Self {
-        self.down_for = down_for;
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.down_for = down_for;
+        }
+        self
+    }
+
+    /// Sets how old the replica list may get before a heartbeat resolves
+    /// the names again (default [`DEFAULT_REFRESH_EVERY`]).
+    pub fn with_refresh_every(mut self, every: Duration) -> Self {
+        self.refresh_every = every;
         self
     }
 
@@ -227,6 +259,7 @@ impl SchedulerClient {
             let mut state = self.lock();
             state.down.retain(|addr, _| replicas.contains(addr));
             state.replicas = replicas;
+            state.resolved_at = Some(Instant::now());
         }
         Ok(self.replicas())
     }
@@ -241,7 +274,7 @@ impl SchedulerClient {
     pub fn order(&self, task: Option<&Digest>) -> Vec<SocketAddr> {
         let key = match task {
             Some(task) => task.to_string().into_bytes(),
-            None => self.me.as_str().as_bytes().to_vec(),
+            None => self.shared.me.as_str().as_bytes().to_vec(),
         };
         let state = self.lock();
         let now = Instant::now();
@@ -257,6 +290,9 @@ impl SchedulerClient {
         if self.lock().replicas.is_empty() && self.names.is_empty() {
             return Err(ClientError::NoReplicas);
         }
+        if task.is_none() {
+            self.refresh_if_old().await;
+        }
         let mut failures = Vec::new();
         let mut tried = HashSet::new();
         let mut resolved = false;
@@ -264,7 +300,10 @@ impl SchedulerClient {
             let order: Vec<_> = self.order(task).into_iter().filter(|a| !tried.contains(a)).collect();
             tried.extend(order.iter().copied());
             let answer = match task {
-                Some(_) => self.failover(&order, &req, &mut failures).await,
+                Some(_) => self.failover(&order, &req, &mut failures).await.map(|(addr, answer)| {
+                    self.copy_to_others(addr, &req, &answer);
+                    answer
+                }),
                 None => self.broadcast(&order, &req, &mut failures).await,
             };
             if let Some(answer) = answer {
@@ -293,27 +332,72 @@ impl SchedulerClient {
         Err(ClientError::AllFailed { failures })
     }
 
-    /// Tries `order` one at a time; the first answer wins.
+    /// Re-resolves the names if the last resolution is older than
+    /// `refresh_every`; a failure keeps the list as it was.
+    async fn refresh_if_old(&self) {
+        let old = self.lock().resolved_at.is_none_or(|at| at.elapsed() >= self.refresh_every);
+        if old
+            && !self.names.is_empty()
+            && let Err(e) = self.refresh().await
+        {
+            tracing::debug!(error = %e, "re-resolving the scheduler replicas failed; keeping the known ones");
+        }
+    }
+
+    /// Tries `order` one at a time; the first answer wins, with the
+    /// replica that gave it.
     async fn failover(
         &self,
         order: &[SocketAddr],
         req: &SchedulerRequest,
         failures: &mut Vec<ReplicaFailure>,
-    ) -> Option<SchedulerResponse> {
+    ) -> Option<(SocketAddr, SchedulerResponse)> {
         for &addr in order {
-            match self.attempt(addr, req).await {
+            match self.shared.attempt(addr, req).await {
                 Ok(answer) => {
-                    self.mark_up(addr);
-                    return Some(answer);
+                    self.shared.mark_up(addr);
+                    return Some((addr, answer));
                 }
                 Err(error) => {
                     log_failure(addr, &error);
-                    self.mark_down(addr);
+                    self.shared.mark_down(addr);
                     failures.push(ReplicaFailure { addr, error });
                 }
             }
         }
         None
+    }
+
+    /// Sends the copy of a task request that `answered` took (see the
+    /// module docs) to every other replica not marked down, in the
+    /// background.
+    fn copy_to_others(&self, answered: SocketAddr, req: &SchedulerRequest, answer: &SchedulerResponse) {
+        let Some(copy) = copy_of(req, answer) else {
+            return;
+        };
+        let others: Vec<_> = self.replicas().into_iter().filter(|&a| a != answered && !self.is_down(a)).collect();
+        if others.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for addr in others {
+            let (shared, copy) = (Arc::clone(&self.shared), copy.clone());
+            runtime.spawn(async move {
+                match shared.attempt(addr, &copy).await {
+                    Ok(_) => shared.mark_up(addr),
+                    // A replica that cannot be reached is down for the
+                    // real requests too; one that refused only the copy
+                    // (an older version that cannot decode it) is not.
+                    Err(error @ (AttemptError::Connect(_) | AttemptError::Open(_) | AttemptError::Timeout(_))) => {
+                        log_failure(addr, &error);
+                        shared.mark_down(addr);
+                    }
+                    Err(error) => log_failure(addr, &error),
+                }
+            });
+        }
     }
 
     /// Asks every replica in `order` that is not marked down at once (all
@@ -329,17 +413,18 @@ impl SchedulerClient {
     ) -> Option<SchedulerResponse> {
         let (up, down): (Vec<_>, Vec<_>) = order.iter().partition(|&&addr| !self.is_down(addr));
         for group in [up, down] {
-            let results = futures_util::future::join_all(group.iter().map(|&addr| self.attempt(addr, req))).await;
+            let results =
+                futures_util::future::join_all(group.iter().map(|&addr| self.shared.attempt(addr, req))).await;
             let mut answers = Vec::new();
             for (addr, result) in group.into_iter().zip(results) {
                 match result {
                     Ok(answer) => {
-                        self.mark_up(addr);
+                        self.shared.mark_up(addr);
                         answers.push(answer);
                     }
                     Err(error) => {
                         log_failure(addr, &error);
-                        self.mark_down(addr);
+                        self.shared.mark_down(addr);
                         failures.push(ReplicaFailure { addr, error });
                     }
                 }
@@ -358,6 +443,16 @@ impl SchedulerClient {
         None
     }
 
+    fn is_down(&self, addr: SocketAddr) -> bool {
+        self.lock().down.get(&addr).is_some_and(|until| *until > Instant::now())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+}
+
+impl Shared {
     /// One request to one replica, under the deadline.
     async fn attempt(&self, addr: SocketAddr, req: &SchedulerRequest) -> Result<SchedulerResponse, AttemptError> {
         let work = async {
@@ -383,10 +478,6 @@ impl SchedulerClient {
         }
     }
 
-    fn is_down(&self, addr: SocketAddr) -> bool {
-        self.lock().down.get(&addr).is_some_and(|until| *until > Instant::now())
-    }
-
     fn mark_down(&self, addr: SocketAddr) {
         let until = Instant::now() + self.down_for;
         self.lock().down.insert(addr, until);
@@ -398,6 +489,28 @@ impl SchedulerClient {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The copy the other replicas get of a task request the owner answered
+/// with `answer`: a join's outcome, or the report itself. Nothing for a
+/// join that was refused, or for requests only the owner keeps (prewarm
+/// jobs).
+fn copy_of(req: &SchedulerRequest, answer: &SchedulerResponse) -> Option<SchedulerRequest> {
+    match (req, answer) {
+        (SchedulerRequest::Join { host, task, have, .. }, SchedulerResponse::Parents { origin, .. }) => {
+            Some(SchedulerRequest::Follow {
+                host: host.clone(),
+                task: task.clone(),
+                have: *have,
+                granted: *origin == OriginGrant::Granted,
+            })
+        }
+        (
+            SchedulerRequest::Progress { .. } | SchedulerRequest::PieceFailed { .. } | SchedulerRequest::Leave { .. },
+            _,
+        ) if !matches!(answer, SchedulerResponse::Error(_)) => Some(req.clone()),
+        _ => None,
     }
 }
 
