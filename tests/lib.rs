@@ -138,7 +138,13 @@ pub struct SchedulerProcess {
 impl SchedulerProcess {
     /// Start one with a scheduler certificate for `name`.
     pub async fn start(pki: &Pki, name: &str) -> SchedulerProcess {
-        let quic = format!("127.0.0.1:{}", free_port());
+        Self::start_at(pki, name, &format!("127.0.0.1:{}", free_port())).await
+    }
+
+    /// [`SchedulerProcess::start`] on QUIC address `quic` (a daemon may
+    /// have been told it before the scheduler started).
+    pub async fn start_at(pki: &Pki, name: &str, quic: &str) -> SchedulerProcess {
+        let quic = quic.to_owned();
         let metrics = format!("127.0.0.1:{}", free_port());
         let logs = tempfile::tempdir().unwrap();
         let mut cmd = std::process::Command::new(shoal_bin().unwrap());
@@ -156,7 +162,13 @@ impl SchedulerProcess {
 /// The `[swarm]` section of a daemon `host` that uses `schedulers`, with
 /// extra lines (`zone = "a"`).
 pub fn swarm_toml(pki: &Pki, host: &str, schedulers: &[&SchedulerProcess], swarm_extra: &str) -> String {
-    let list: Vec<String> = schedulers.iter().map(|s| format!("{:?}", s.quic)).collect();
+    let addrs: Vec<&str> = schedulers.iter().map(|s| s.quic.as_str()).collect();
+    swarm_toml_at(pki, host, &addrs, swarm_extra)
+}
+
+/// [`swarm_toml`] with the schedulers given by address.
+pub fn swarm_toml_at(pki: &Pki, host: &str, schedulers: &[&str], swarm_extra: &str) -> String {
+    let list: Vec<String> = schedulers.iter().map(|s| format!("{s:?}")).collect();
     format!(
         "[swarm]\nenabled = true\nhost = {host:?}\nlisten = \"127.0.0.1:0\"\ncerts_dir = {:?}\nschedulers = [{}]\n{swarm_extra}\n",
         pki.certs(host).display().to_string(),

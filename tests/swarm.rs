@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, swarm_peer};
+use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, swarm_peer, swarm_toml_at};
 use shoal_testkit::{ShoalDaemon, random_bytes, sha256_digest};
 
 const MIB: usize = 1 << 20;
@@ -183,4 +183,44 @@ async fn killing_the_replica_that_owns_the_task_mid_pull_sends_nobody_else_to_th
         "origin sent {sent} bytes for {} to 8 peers after the owning replica died",
         data.len()
     );
+}
+
+/// A daemon whose scheduler is not up yet serves its mirror at once (from
+/// the origin) and joins the swarm when the scheduler appears: a second
+/// daemon then gets the blob from it, not from the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemon_started_before_its_scheduler_serves_at_once_and_joins_when_it_appears() {
+    let (origin, data, d, pki) = setup(8 * MIB, 5).await;
+    let quic = format!("127.0.0.1:{}", shoal_testkit::free_port());
+    let started = tokio::time::Instant::now();
+    let early = shoal_testkit::ShoalDaemon::builder()
+        .default_registry(&origin.front.host())
+        .registry(&origin.front.host(), &origin.front.url())
+        .config_toml(&swarm_toml_at(&pki, "node-early", &[&quic], ""))
+        .start()
+        .await
+        .unwrap();
+    let v2 = reqwest::get(format!("{}/v2/", early.mirror_url())).await.unwrap();
+    assert_eq!(v2.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5), "/v2/ answered after {:?}", started.elapsed());
+    let readyz = format!("{}/readyz", early.metrics_url());
+    let text = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+    assert!(text.contains("schedulers are not reachable"), "{text}");
+    check(&pull_all(std::slice::from_ref(&early), &d).await, &data, &d);
+    assert_eq!(origin.front.blob_gets(&d), 1);
+
+    let sched = Scheduler::start_at(&pki, "scheduler-0", &quic).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+        if text == "ready\n" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "never joined the scheduler: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let late = swarm_peer(&origin, &pki, "node-late", &[&sched], "").await;
+    check(&pull_all(std::slice::from_ref(&late), &d).await, &data, &d);
+    assert_eq!(origin.front.blob_gets(&d), 1, "the second daemon went to the origin, not to the first");
+    assert!(received_from_peers(&late).await >= data.len() as f64);
 }
