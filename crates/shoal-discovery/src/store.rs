@@ -100,3 +100,36 @@ impl RecordStore for BoundedStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn record(key: &[u8], expires_in: Option<Duration>, now: Instant) -> ProviderRecord {
+        let mut r = ProviderRecord::new(RecordKey::new(&key), PeerId::random(), Vec::new());
+        r.expires = expires_in.map(|d| (now + d).into_std());
+        r
+    }
+
+    #[test]
+    fn expired_keys_are_swept_and_make_room() {
+        let t0 = Instant::now();
+        let config = MemoryStoreConfig { max_provided_keys: 2, ..MemoryStoreConfig::default() };
+        let mut store = BoundedStore::new(PeerId::random(), config);
+        store.add_provider(record(b"old", Some(Duration::from_secs(60)), t0)).unwrap();
+        store.add_provider(record(b"kept", None, t0)).unwrap();
+        assert_eq!(store.stored_keys(), 2);
+        // Full: a third key is refused while nothing has expired.
+        store.sweep(t0 + Duration::from_secs(59));
+        assert!(store.add_provider(record(b"new", None, t0)).is_err());
+        assert_eq!(store.stored_keys(), 2);
+        // Once "old" has expired, the sweep drops it and a new key fits.
+        store.sweep(t0 + Duration::from_secs(61));
+        assert_eq!(store.stored_keys(), 1);
+        store.add_provider(record(b"new", None, t0)).unwrap();
+        assert_eq!(store.stored_keys(), 2);
+        assert!(store.providers(&RecordKey::new(&b"old")).is_empty());
+    }
+}
