@@ -1,11 +1,11 @@
 //! Bootstrap: when to resolve and dial the configured peers, and resolving
 //! them.
 //!
-//! While no other node is connected (the first daemon of a rollout, or all
-//! others restarting), the list is tried again after a pause that doubles
-//! up to a cap, so a node started before its peers joins them once they are
-//! up. While connected, names are resolved again on a fixed period, so
-//! daemons that appeared behind a headless Service are dialled too.
+//! While this node knows no member (the first daemon of a rollout), the
+//! list is tried again after a pause that doubles up to a cap, so a node
+//! started before its peers joins them once they are up. Once in a
+//! cluster, names are resolved again on a fixed period, so daemons that
+//! appeared behind a headless Service are dialled too.
 
 use std::net::SocketAddr;
 use std::time::Duration;

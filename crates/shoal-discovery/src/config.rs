@@ -34,11 +34,11 @@ pub struct DiscoveryConfig {
     pub query_timeout: Duration,
     /// Longest wait for a provider to describe itself (host, address, state).
     pub request_timeout: Duration,
-    /// How often bootstrap names are resolved again and unconnected
-    /// addresses dialled.
+    /// How often bootstrap names are resolved again, once in a cluster;
+    /// addresses no member was reached at before are dialled.
     pub resolve_interval: Duration,
-    /// While no other node is connected, bootstrap is retried after this
-    /// pause, doubling up to `bootstrap_backoff_max`.
+    /// While no member is connected or in the routing table, bootstrap is
+    /// retried after this pause, doubling up to `bootstrap_backoff_max`.
     pub bootstrap_backoff: Duration,
     /// Longest pause between bootstrap retries.
     pub bootstrap_backoff_max: Duration,

@@ -31,6 +31,8 @@ use crate::provider::{DescribeRequest, DescribeResponse, KAD_PROTOCOL, Provider,
 const TICK: Duration = Duration::from_millis(100);
 /// How often expired provider records are swept from the store.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Addresses remembered as members' (see `Driver::known`).
+const MAX_KNOWN_ADDRS: usize = 65_536;
 /// Listen addresses taken from one peer's identify.
 const MAX_ADDRS_PER_PEER: usize = 8;
 
@@ -50,9 +52,12 @@ pub(crate) struct Driver {
     finds: HashMap<kad::QueryId, Find>,
     describes: HashMap<OutboundRequestId, kad::QueryId>,
     listen: Vec<SocketAddr>,
-    /// Addresses of connected peers (dialled or identified), so bootstrap
-    /// does not dial a peer it already has.
+    /// Addresses of connected peers (dialled or identified).
     peer_addrs: HashMap<PeerId, HashSet<SocketAddr>>,
+    /// Every address a member was ever reached at (bounded): bootstrap does
+    /// not dial these again; Kademlia reconnects to its routing table
+    /// itself, and a new daemon at an old address dials us.
+    known: HashSet<SocketAddr>,
     schedule: Schedule,
     resolving: bool,
     resolved_tx: mpsc::Sender<Vec<SocketAddr>>,
@@ -74,6 +79,7 @@ impl Driver {
             describes: HashMap::new(),
             listen,
             peer_addrs: HashMap::new(),
+            known: HashSet::new(),
             schedule,
             resolving: false,
             resolved_tx,
@@ -168,11 +174,12 @@ impl Driver {
                     && let Some(a) = socket_addr(endpoint.get_remote_address())
                 {
                     self.peer_addrs.entry(peer_id).or_default().insert(a);
+                    self.remember(a);
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.peer_addrs.remove(&peer_id);
-                if self.peer_addrs.is_empty() {
+                if !self.connected() {
                     self.schedule.hurry(Instant::now());
                 }
             }
@@ -304,6 +311,7 @@ impl Driver {
                 continue;
             }
             self.peer_addrs.entry(peer_id).or_default().insert(a);
+            self.remember(a);
             self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
         }
     }
@@ -326,7 +334,7 @@ impl Driver {
             self.next_sweep = now + SWEEP_EVERY;
             self.swarm.behaviour_mut().kad.store_mut().sweep(now);
         }
-        let connected = !self.peer_addrs.is_empty();
+        let connected = self.connected();
         if !self.config.bootstrap.is_empty() && !self.resolving && self.schedule.poll(now, connected) {
             self.resolving = true;
             let entries = self.config.bootstrap.clone();
@@ -339,9 +347,8 @@ impl Driver {
 
     fn on_resolved(&mut self, addrs: Vec<SocketAddr>) {
         self.resolving = false;
-        let known: HashSet<SocketAddr> = self.peer_addrs.values().flatten().copied().collect();
         for a in addrs {
-            if known.contains(&a) || self.is_self(a) {
+            if self.known.contains(&a) || self.is_self(a) {
                 continue;
             }
             let ma = multiaddr(a);
@@ -349,6 +356,21 @@ impl Driver {
                 tracing::debug!(addr = %a, error = %e, "discovery bootstrap dial failed");
             }
         }
+    }
+
+    /// Whether this node is part of a cluster: connected to a member, or
+    /// holding members in its routing table (connections idle out; Kademlia
+    /// dials them again when a query needs them).
+    fn connected(&mut self) -> bool {
+        !self.peer_addrs.is_empty() || self.swarm.behaviour_mut().kad.kbuckets().any(|b| b.num_entries() > 0)
+    }
+
+    fn remember(&mut self, a: SocketAddr) {
+        if self.known.len() >= MAX_KNOWN_ADDRS {
+            // Forgetting only costs a redundant dial at the next resolve.
+            self.known.clear();
+        }
+        self.known.insert(a);
     }
 
     /// Whether `a` is one of this node's own addresses.
