@@ -29,7 +29,8 @@ use crate::provider::{DescribeRequest, DescribeResponse, KAD_PROTOCOL, Provider,
 
 /// How often deadlines and the bootstrap schedule are checked.
 const TICK: Duration = Duration::from_millis(100);
-/// How often expired provider records are swept from the store.
+/// How often expired provider records are swept from the store, at most
+/// (a quarter of the TTL when that is shorter).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Addresses remembered as members' (see `Driver::known`).
 const MAX_KNOWN_ADDRS: usize = 65_536;
@@ -71,6 +72,7 @@ impl Driver {
         let schedule =
             Schedule::new(now, config.bootstrap_backoff, config.bootstrap_backoff_max, config.resolve_interval);
         let (resolved_tx, resolved_rx) = mpsc::channel(1);
+        let next_sweep = now + sweep_every(&config);
         Driver {
             swarm,
             config,
@@ -84,7 +86,7 @@ impl Driver {
             resolving: false,
             resolved_tx,
             resolved_rx,
-            next_sweep: now + SWEEP_EVERY,
+            next_sweep,
         }
     }
 
@@ -331,7 +333,7 @@ impl Driver {
             }
         }
         if now >= self.next_sweep {
-            self.next_sweep = now + SWEEP_EVERY;
+            self.next_sweep = now + sweep_every(&self.config);
             self.swarm.behaviour_mut().kad.store_mut().sweep(now);
         }
         let connected = self.connected();
@@ -378,6 +380,10 @@ impl Driver {
         self.config.advertise == Some(a)
             || self.listen.iter().any(|l| l.port() == a.port() && (l.ip() == a.ip() || l.ip().is_unspecified()))
     }
+}
+
+fn sweep_every(config: &DiscoveryConfig) -> Duration {
+    SWEEP_EVERY.min(config.record_ttl / 4)
 }
 
 /// `/ip4/…/tcp/…` (or ip6) as a socket address.
