@@ -2,7 +2,7 @@
 //! existing partial in which every recorded piece is re-read and re-hashed,
 //! so a torn or altered piece is never trusted after a crash.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use std::time::SystemTime;
 
 use shoal_core::{Digest, PieceIndex, PieceLayout};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, io_no_space};
 use crate::lease::Lease;
 use crate::records::{BlobMeta, to_ms};
+use crate::space;
 use crate::store::Store;
 use crate::writer::BlobWriter;
 
@@ -23,15 +24,20 @@ const VERIFY_CHUNK: usize = 1 << 20;
 impl Store {
     /// Opens the one writer for `d`, a blob of `size` bytes.
     ///
-    /// A new blob gets a partial file preallocated (sparse) to `size` and
-    /// the layout `PieceLayout::for_blob(size)`. An existing partial of the
+    /// A new blob gets a partial file of `size` bytes with its disk blocks
+    /// allocated (sparse where the filesystem cannot preallocate) and the
+    /// layout `PieceLayout::for_blob(size)`. An existing partial of the
     /// same size is resumed: its recorded pieces are re-hashed and those
     /// whose bytes changed are forgotten. A partial of another size is
-    /// discarded and restarted.
+    /// discarded and restarted. Either way the quota and the disk must hold
+    /// the whole blob first; blobs not in use are evicted to make room
+    /// (`space.rs`).
     ///
     /// # Errors
     /// [`StoreError::AlreadyComplete`] if the blob is complete,
-    /// [`StoreError::WriterBusy`] if another writer for `d` is alive.
+    /// [`StoreError::WriterBusy`] if another writer for `d` is alive,
+    /// [`StoreError::NoSpace`] if no room can be made; a partial of `d`
+    /// held before is then deleted, so a failed download holds nothing.
     pub fn begin_write(&self, d: &Digest, size: u64) -> Result<BlobWriter, StoreError> {
         let lease = self.inner.leases.write(d).ok_or_else(|| StoreError::WriterBusy { digest: d.clone() })?;
         let now = to_ms(SystemTime::now());
@@ -53,17 +59,51 @@ impl Store {
 
     fn fresh(&self, d: &Digest, size: u64, lease: Lease, now: u64) -> Result<BlobWriter, StoreError> {
         let meta = BlobMeta::new_partial(size, now);
-        self.inner.db.start_blob(d, &meta)?;
         let path = self.inner.paths.partial(d);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .and_then(|f| f.set_len(size).map(|()| f))
-            .map_err(StoreError::io("create partial blob", &path))?;
-        Ok(self.writer(d, meta, file, Vec::new(), lease))
+        let made = self.with_room(d, size, 0, || {
+            self.inner.db.start_blob(d, &meta)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|f| f.set_len(size).map(|()| f))
+                .map_err(StoreError::io("create partial blob", &path))?;
+            self.take_blocks(d, &file, size, 0)?;
+            Ok(file)
+        });
+        match made {
+            Ok(file) => Ok(self.writer(d, meta, file, Vec::new(), lease)),
+            Err(e) => Err(self.give_up_partial(d, e)),
+        }
+    }
+
+    /// Preallocates `file` (the partial of `d`, `size` bytes, `allocated`
+    /// of them on disk already); a refusal for want of space becomes
+    /// [`StoreError::NoSpace`].
+    fn take_blocks(&self, d: &Digest, file: &File, size: u64, allocated: u64) -> Result<(), StoreError> {
+        match space::preallocate(file, size) {
+            Ok(_) => Ok(()),
+            Err(e) if io_no_space(&e) => Err(self.no_space(d, size.saturating_sub(allocated))),
+            Err(e) => Err(StoreError::io("allocate partial blob", self.inner.paths.partial(d))(e)),
+        }
+    }
+
+    /// A write of `d` could not start (`e`): its partial file and records
+    /// go, so the failed download holds no space. The caller holds `d`'s
+    /// write lease.
+    fn give_up_partial(&self, d: &Digest, e: StoreError) -> StoreError {
+        let path = self.inner.paths.partial(d);
+        if let Err(rm) = fs::remove_file(&path)
+            && rm.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(digest = %d, error = %rm, "could not delete the partial blob of a failed write");
+        }
+        if let Err(rm) = self.inner.db.remove_blobs(std::slice::from_ref(d)) {
+            tracing::warn!(digest = %d, error = %rm, "could not forget the partial blob of a failed write");
+        }
+        e
     }
 
     fn resume(&self, d: &Digest, mut meta: BlobMeta, lease: Lease, now: u64) -> Result<BlobWriter, StoreError> {
@@ -79,6 +119,11 @@ impl Store {
         let len = file.metadata().map_err(StoreError::io("inspect partial blob", &path))?.len();
         if len != meta.size {
             file.set_len(meta.size).map_err(StoreError::io("resize partial blob", &path))?;
+        }
+        let held = space::allocated(&file).map_err(StoreError::io("inspect partial blob", &path))?;
+        if let Err(e) = self.with_room(d, meta.size, held, || self.take_blocks(d, &file, meta.size, held)) {
+            drop(file);
+            return Err(self.give_up_partial(d, e));
         }
         let layout = meta.layout();
         let mut kept = Vec::new();

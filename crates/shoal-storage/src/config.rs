@@ -9,6 +9,11 @@ use crate::gc::GcPolicy;
 
 /// Default quota: 20 GiB.
 pub const DEFAULT_QUOTA: u64 = 20 << 30;
+/// Default free space kept on the store's filesystem: 256 MiB, room for
+/// the metadata database to grow and for other writers on a shared disk.
+pub const DEFAULT_MIN_FREE: u64 = 256 << 20;
+/// Default age after which an idle partial download is garbage: 1 hour.
+pub const DEFAULT_PARTIAL_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// Settings of one store.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +29,19 @@ pub struct StoreConfig {
     /// Content not accessed for longer than this is dropped by GC whatever
     /// the usage (default 7 days).
     pub max_age: Duration,
+    /// Bytes left free on the store's filesystem: a write that would go
+    /// below this evicts first, and fails if eviction cannot make room
+    /// (default 256 MiB).
+    pub min_free: u64,
+    /// A partial blob nobody has written for longer than this is an
+    /// abandoned download: GC drops it, and so does a restart of a daemon
+    /// that was down longer (default 1 hour).
+    pub partial_max_age: Duration,
 }
 
 impl StoreConfig {
     /// A config with the defaults: 20 GiB quota, watermarks 0.90/0.80,
-    /// 7 days max age.
+    /// 7 days max age, 256 MiB kept free, partials kept 1 hour.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         StoreConfig {
             root: root.into(),
@@ -36,6 +49,8 @@ impl StoreConfig {
             high_watermark: 0.90,
             low_watermark: 0.80,
             max_age: Duration::from_secs(7 * 24 * 3600),
+            min_free: DEFAULT_MIN_FREE,
+            partial_max_age: DEFAULT_PARTIAL_MAX_AGE,
         }
     }
 
@@ -46,6 +61,7 @@ impl StoreConfig {
             high_watermark: self.high_watermark,
             low_watermark: self.low_watermark,
             max_age: self.max_age,
+            partial_max_age: self.partial_max_age,
         }
     }
 

@@ -16,8 +16,14 @@
 mod access;
 mod blobs;
 mod catalog;
+#[cfg(test)]
+mod faulty;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use redb::{Database, DatabaseError, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
@@ -39,9 +45,22 @@ const TAGS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("t
 const PUBLIC: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("public");
 
 /// The open metadata database. Every method is one transaction.
+///
+/// After an I/O error (a full disk) redb refuses every later transaction
+/// until the database is closed and opened again. So the handle sits
+/// behind a lock: the transaction that meets an I/O error marks it broken,
+/// and the next one waits for the transactions in flight, closes it and
+/// opens it again (redb repairs the file as it opens), instead of the
+/// daemon failing every request until a restart.
 pub(crate) struct MetaDb {
-    db: Database,
+    db: RwLock<Option<Database>>,
+    broken: AtomicBool,
     path: PathBuf,
+    root: PathBuf,
+    /// Test hook: while set, every write of the database file fails with
+    /// ENOSPC (unit tests open every database through `faulty`).
+    #[cfg(test)]
+    pub(crate) fail_writes: std::sync::Arc<AtomicBool>,
 }
 
 /// An error inside a transaction, before it is given the database path and
@@ -62,25 +81,36 @@ macro_rules! tx_error_from {
 }
 tx_error_from!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
+fn open_error(e: DatabaseError, path: &Path, root: &Path) -> StoreError {
+    match e {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { db: path.to_owned(), root: root.to_owned() },
+        DatabaseError::Storage(redb::StorageError::Io(source)) => {
+            StoreError::NotWritable { root: root.to_owned(), source }
+        }
+        e => StoreError::Db { db: path.to_owned(), action: "open", source: Box::new(e.into()) },
+    }
+}
+
 impl MetaDb {
     /// Opens (creating if needed) the database at `path`, creating every
     /// table and checking the schema version so later read transactions
     /// never meet a missing table.
     pub(crate) fn open(path: PathBuf, root: &Path) -> Result<MetaDb, StoreError> {
-        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
-            Ok(db) => db,
-            Err(DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked { db: path, root: root.to_owned() });
-            }
-            Err(DatabaseError::Storage(redb::StorageError::Io(source))) => {
-                return Err(StoreError::NotWritable { root: root.to_owned(), source });
-            }
-            Err(e) => {
-                return Err(StoreError::Db { db: path, action: "open", source: Box::new(e.into()) });
-            }
+        let meta = MetaDb {
+            db: RwLock::new(None),
+            broken: AtomicBool::new(true),
+            path,
+            root: root.to_owned(),
+            #[cfg(test)]
+            fail_writes: std::sync::Arc::default(),
         };
-        let meta = MetaDb { db, path };
-        let found = meta.write("create tables", Durability::Immediate, |txn| {
+        meta.reopen()?;
+        meta.init()?;
+        Ok(meta)
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        let found = self.write("create tables", Durability::Immediate, |txn| {
             let mut schema = txn.open_table(SCHEMA)?;
             let found = schema.get("version")?.map(|v| v.value());
             if found.is_none() {
@@ -96,10 +126,79 @@ impl MetaDb {
         })?;
         match found {
             Some(found) if found != SCHEMA_VERSION => {
-                Err(StoreError::SchemaMismatch { db: meta.path, found, expected: SCHEMA_VERSION })
+                Err(StoreError::SchemaMismatch { db: self.path.clone(), found, expected: SCHEMA_VERSION })
             }
-            _ => Ok(meta),
+            _ => Ok(()),
         }
+    }
+
+    /// A commit that writes nothing of value, to learn whether the
+    /// database can commit at all (readiness). No sync: it proves the
+    /// write path, not durability.
+    pub(crate) fn probe(&self) -> Result<(), StoreError> {
+        self.write("probe", Durability::None, |txn| {
+            txn.open_table(SCHEMA)?.insert("version", SCHEMA_VERSION)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` against the open database, first reopening it if an I/O
+    /// error broke it. An I/O error from `f` marks it broken.
+    fn with_db<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Database) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(db) = guard.as_ref() else {
+            drop(guard);
+            self.broken.store(true, Ordering::Release);
+            return Err(StoreError::Db { db: self.path.clone(), action, source: Box::new(redb::Error::PreviousIo) });
+        };
+        let out = f(db);
+        drop(guard);
+        out.map_err(|e| {
+            if let TxError::Redb(r) = &e
+                && matches!(r.as_ref(), redb::Error::Io(_) | redb::Error::PreviousIo)
+            {
+                tracing::warn!(error = %r, action, "metadata database I/O error; it is reopened before its next use");
+                self.broken.store(true, Ordering::Release);
+            }
+            self.wrap(action, e)
+        })
+    }
+
+    /// Closes the broken database (once the transactions in flight are
+    /// done) and opens it again.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(()); // another caller reopened it meanwhile
+        }
+        // The old handle holds the file lock: it goes before the new open.
+        let first = slot.take().is_none();
+        let db = self.open_handle()?;
+        *slot = Some(db);
+        self.broken.store(false, Ordering::Release);
+        if !first {
+            tracing::warn!("reopened the metadata database after an I/O error");
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn open_handle(&self) -> Result<Database, StoreError> {
+        let opened = Database::builder().set_cache_size(CACHE_BYTES).create(&self.path);
+        opened.map_err(|e| open_error(e, &self.path, &self.root))
+    }
+
+    #[cfg(test)]
+    fn open_handle(&self) -> Result<Database, StoreError> {
+        faulty::open(&self.path, CACHE_BYTES, self.fail_writes.clone())
+            .map_err(|e| open_error(e, &self.path, &self.root))
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).
@@ -108,8 +207,7 @@ impl MetaDb {
         action: &'static str,
         f: impl FnOnce(&ReadTransaction) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
-        let run = || f(&self.db.begin_read()?);
-        run().map_err(|e| self.wrap(action, e))
+        self.with_db(action, |db| f(&db.begin_read()?))
     }
 
     /// Runs `f` in a write transaction committed with `durability`; an error
@@ -120,14 +218,13 @@ impl MetaDb {
         durability: Durability,
         f: impl FnOnce(&WriteTransaction) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
-        let run = || {
-            let mut txn = self.db.begin_write()?;
+        self.with_db(action, |db| {
+            let mut txn = db.begin_write()?;
             txn.set_durability(durability);
             let out = f(&txn)?;
             txn.commit()?;
             Ok(out)
-        };
-        run().map_err(|e| self.wrap(action, e))
+        })
     }
 
     /// Changes the record at `d` in `table` with `change`, if it still

@@ -177,6 +177,39 @@ pub enum StoreError {
         total: u32,
     },
 
+    /// No room for a blob: the quota, or the free space of the store's
+    /// filesystem less `min_free`, cannot hold it even after evicting every
+    /// blob not in use. Names no path: clients are shown this message.
+    #[error(
+        "the piece store of this node has no room for blob {digest}: it needs {needed} more bytes, \
+         {available} are available {limit} after evicting everything not in use; free space on \
+         the store's disk, or raise the store's quota"
+    )]
+    NoSpace {
+        /// The blob being written.
+        digest: Digest,
+        /// Bytes the write needs.
+        needed: u64,
+        /// Bytes that could be had.
+        available: u64,
+        /// Which limit ran out.
+        limit: SpaceLimit,
+    },
+
+    /// The store's filesystem has less free space than the store keeps
+    /// free: writes fail until space is freed. Names no path.
+    #[error(
+        "the piece store's filesystem has {available} bytes free, less than the {min_free} it keeps \
+         free (store min_free): new downloads fail until space is freed on that disk \
+         (or min_free is lowered)"
+    )]
+    FilesystemFull {
+        /// Bytes free for the daemon.
+        available: u64,
+        /// The configured `min_free`.
+        min_free: u64,
+    },
+
     /// `complete` with a digest other than the one being written.
     #[error(
         "the writer for blob {expected} was asked to complete as {got}; pass the digest \
@@ -190,12 +223,47 @@ pub enum StoreError {
     },
 }
 
+/// Which limit a [`StoreError::NoSpace`] ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceLimit {
+    /// The store's quota.
+    Quota,
+    /// The free space of the store's filesystem, less `min_free`.
+    Disk,
+}
+
+impl std::fmt::Display for SpaceLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpaceLimit::Quota => "under the store's quota",
+            SpaceLimit::Disk => "on the store's filesystem (keeping its min_free free)",
+        })
+    }
+}
+
 impl StoreError {
+    /// Whether the store ran out of room: [`StoreError::NoSpace`],
+    /// [`StoreError::FilesystemFull`], or a write the OS refused with
+    /// ENOSPC or EDQUOT (in a blob file or the metadata database).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::NoSpace { .. } | StoreError::FilesystemFull { .. } => true,
+            StoreError::Io { source, .. } | StoreError::NotWritable { source, .. } => io_no_space(source),
+            StoreError::Db { source, .. } => matches!(source.as_ref(), redb::Error::Io(e) if io_no_space(e)),
+            _ => false,
+        }
+    }
+
     /// An [`StoreError::Io`] builder for `map_err`.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { action, path, source }
     }
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn io_no_space(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
 
 /// Why a [`BlobReader::read_at`](crate::BlobReader::read_at) failed.

@@ -4,7 +4,9 @@
 //! plan.
 //!
 //! Two rules, in order:
-//! 1. Age: every blob not in use whose last access is older than `max_age`.
+//! 1. Age: every blob not in use whose last access is older than `max_age`,
+//!    and every partial blob not in use whose last write is older than
+//!    `partial_max_age` (an abandoned download nobody resumes).
 //! 2. Space: if usage after rule 1 is above `high_watermark * capacity`,
 //!    evict blobs not in use, least recently used first, until usage is at
 //!    or below `low_watermark * capacity` (hysteresis: a store hovering near
@@ -33,6 +35,8 @@ pub struct GcPolicy {
     pub low_watermark: f64,
     /// Anything not accessed for longer than this is evicted.
     pub max_age: Duration,
+    /// A partial blob not written for longer than this is evicted.
+    pub partial_max_age: Duration,
 }
 
 /// One blob as GC sees it.
@@ -44,8 +48,9 @@ pub struct GcCandidate {
     pub size: u64,
     /// Last read or write.
     pub last_access: SystemTime,
-    /// Whether the blob is complete. Informational: an idle partial is
-    /// evicted by the same rules, being an abandoned download.
+    /// Whether the blob is complete. An idle partial is evicted by the
+    /// same rules, being an abandoned download, and by its own, shorter
+    /// age limit.
     pub complete: bool,
     /// A live reader or writer holds it: never evicted.
     pub in_use: bool,
@@ -68,7 +73,10 @@ pub fn plan(candidates: &[GcCandidate], used: u64, policy: &GcPolicy, now: Syste
     let mut idle: Vec<&GcCandidate> = candidates.iter().filter(|c| !c.in_use).collect();
     idle.sort_by(|a, b| (a.last_access, &a.digest).cmp(&(b.last_access, &b.digest)));
 
-    let expired = |c: &GcCandidate| now.duration_since(c.last_access).is_ok_and(|age| age > policy.max_age);
+    let expired = |c: &GcCandidate| {
+        let limit = if c.complete { policy.max_age } else { policy.partial_max_age.min(policy.max_age) };
+        now.duration_since(c.last_access).is_ok_and(|age| age > limit)
+    };
     let (old, fresh): (Vec<&GcCandidate>, Vec<&GcCandidate>) = idle.into_iter().partition(|c| expired(c));
 
     let mut used = used;

@@ -17,6 +17,8 @@
 //!   (public), kept so it stays pullable while the origin is down.
 //! - [`gc`]: the pure eviction decision; `sweep` applies it
 //!   ([`Store::gc`]).
+//! - `space`: keeping the quota and the filesystem's free space before a
+//!   write (evicting what is not in use), preallocation, the write probe.
 //! - `recover`: open-time repair of files against records.
 //! - `lease`: in-process read/write/remove leases that keep GC away from
 //!   live handles.
@@ -61,12 +63,13 @@ mod provenance;
 mod reader;
 mod records;
 mod recover;
+mod space;
 mod store;
 mod sweep;
 mod writer;
 
 pub use config::StoreConfig;
-pub use error::{ReadError, StoreError};
+pub use error::{ReadError, SpaceLimit, StoreError};
 pub use gc::{GcCandidate, GcPolicy};
 pub use info::{BlobInfo, GcReport, StoreUsage, StoredManifest, TagRecord};
 pub use reader::BlobReader;

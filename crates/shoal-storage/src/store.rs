@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) checks: Arc<CheckTable>,
     /// Held through one condemnation, so two never interleave.
     pub(crate) condemning: Mutex<()>,
+    /// Held while a write makes room and takes its blocks (`space.rs`).
+    pub(crate) space: Mutex<()>,
 }
 
 impl Store {
@@ -73,6 +75,7 @@ impl Store {
                 leases: Arc::new(LeaseTable::default()),
                 checks: Arc::new(CheckTable::default()),
                 condemning: Mutex::new(()),
+                space: Mutex::new(()),
             }),
         })
     }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use redb::Durability;
 use shoal_core::{Digest, PieceIndex, PieceLayout};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, io_no_space};
 use crate::lease::Lease;
 use crate::reader::BlobReader;
 use crate::records::{BlobMeta, to_ms};
@@ -88,7 +88,18 @@ impl BlobWriter {
                 size: self.layout.blob_size,
             });
         }
-        self.file.write_all_at(bytes, offset).map_err(StoreError::io("write partial blob", &self.path))
+        self.file.write_all_at(bytes, offset).map_err(|e| {
+            if io_no_space(&e) {
+                self.store.no_space(&self.digest, self.missing_bytes())
+            } else {
+                StoreError::io("write partial blob", &self.path)(e)
+            }
+        })
+    }
+
+    /// Bytes of the blob in pieces not yet recorded.
+    fn missing_bytes(&self) -> u64 {
+        self.missing_pieces().into_iter().map(|i| self.layout.len_of(i)).sum()
     }
 
     /// Records piece `i` as verified with hash `blake3`. The caller wrote
@@ -201,6 +212,18 @@ impl BlobWriter {
             _ => {}
         }
         self.store.inner.db.remove_blobs(std::slice::from_ref(&self.digest))
+    }
+}
+
+/// A writer that goes marks its blob used now: an abandoned partial's age
+/// (`StoreConfig::partial_max_age`) counts from its last writer, not from
+/// when that writer began. After `complete` this rewrites the fresh access
+/// time; after `discard` there is no record left to touch.
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.inner.db.touch_blob(&self.digest, to_ms(SystemTime::now())) {
+            tracing::warn!(digest = %self.digest, error = %e, "could not record the last write of a blob");
+        }
     }
 }
 

@@ -19,6 +19,8 @@
 //! low_watermark = 0.8
 //! max_age = "7d"
 //! gc_interval = "1m"
+//! min_free = "256MiB"
+//! partial_max_age = "1h"
 //!
 //! [mirror]
 //! stale_tags = true
@@ -152,6 +154,8 @@ struct StoreSection {
     low_watermark: Option<f64>,
     max_age: Option<HumanDuration>,
     gc_interval: Option<HumanDuration>,
+    min_free: Option<ByteSize>,
+    partial_max_age: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -269,6 +273,12 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     }
     if let Some(a) = file.store.max_age {
         store.max_age = a.0;
+    }
+    if let Some(f) = file.store.min_free {
+        store.min_free = f.0;
+    }
+    if let Some(a) = file.store.partial_max_age {
+        store.partial_max_age = a.0;
     }
 
     let mut upstreams = UpstreamsConfig { registries: file.registries, ..UpstreamsConfig::default() };
@@ -397,6 +407,7 @@ mod tests {
         assert!(r.daemon.admin.hosts.is_empty());
         assert_eq!(r.upstreams.default_registry, "docker.io");
         assert_eq!(r.store.quota, 20 << 30);
+        assert_eq!(r.store.min_free, shoal_storage::config::DEFAULT_MIN_FREE);
         assert!(r.daemon.mirror.stale_tags);
         assert!(r.daemon.mirror.prefetch);
     }
@@ -411,6 +422,8 @@ mod tests {
             [store]
             quota = "1GiB"
             max_age = "1d"
+            min_free = "1GiB"
+            partial_max_age = "30m"
             [mirror]
             stale_tags = false
             prefetch = false
@@ -430,6 +443,8 @@ mod tests {
         assert_eq!(r.store.root, PathBuf::from("/tmp/x"));
         assert_eq!(r.store.quota, 5);
         assert_eq!(r.store.max_age.as_secs(), 86400);
+        assert_eq!(r.store.min_free, 1 << 30);
+        assert_eq!(r.store.partial_max_age.as_secs(), 1800);
         assert!(!r.daemon.mirror.stale_tags);
         assert!(!r.daemon.mirror.prefetch);
         assert_eq!(r.upstreams.default_registry, "ghcr.io");

@@ -171,20 +171,55 @@ async fn metrics_text(State(a): State<Admin>, headers: http::HeaderMap) -> Respo
     exposition::scrape(&a.registry, &headers)
 }
 
+/// Longest a readiness probe waits for the store's write probe.
+const STORE_PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn readyz(State(a): State<Admin>) -> Response {
-    if a.ready.load(Ordering::SeqCst) {
-        // The mirror serves without the swarm (from the origin): not
-        // reaching the schedulers is said, not failed.
-        let swarm_down = a.swarm.as_ref().is_some_and(|s| !s.registered.load(Ordering::Relaxed));
-        let body = if swarm_down {
-            "ready; the schedulers are not reachable yet: pulls go to the origin until they answer\n"
-        } else {
-            "ready\n"
-        };
-        (StatusCode::OK, body).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready (starting or draining)\n").into_response()
+    if !a.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready (starting or draining)\n").into_response();
     }
+    // A store that cannot write fails every cold pull: not ready, saying
+    // why and what to do. (Complete blobs are still served meanwhile.)
+    if let Err(why) = store_writable(&a.store).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response();
+    }
+    // The mirror serves without the swarm (from the origin): not
+    // reaching the schedulers is said, not failed.
+    let swarm_down = a.swarm.as_ref().is_some_and(|s| !s.registered.load(Ordering::Relaxed));
+    let body = if swarm_down {
+        "ready; the schedulers are not reachable yet: pulls go to the origin until they answer\n"
+    } else {
+        "ready\n"
+    };
+    (StatusCode::OK, body).into_response()
+}
+
+/// Whether the store can take a download now; the reason when not, fit
+/// for anyone who can reach `/readyz` (no path: the log has the details).
+async fn store_writable(store: &Store) -> Result<(), String> {
+    use shoal_storage::StoreError;
+    let store = store.clone();
+    let probe = tokio::task::spawn_blocking(move || store.check_writable());
+    let e = match tokio::time::timeout(STORE_PROBE_WAIT, probe).await {
+        Ok(Ok(Ok(()))) => return Ok(()),
+        Ok(Ok(Err(e))) => e,
+        Ok(Err(join)) => return Err(format!("the piece store's write probe failed ({join})")),
+        Err(_) => {
+            return Err(format!(
+                "the piece store did not finish a small write within {STORE_PROBE_WAIT:?}; check the node's disk"
+            ));
+        }
+    };
+    tracing::warn!(error = %e, "the piece store cannot write");
+    Err(match e {
+        StoreError::FilesystemFull { .. } | StoreError::NoSpace { .. } => e.to_string(),
+        e if e.is_no_space() => "the piece store's disk is full: new downloads fail until space is freed on it \
+             (or the store's min_free is lowered)"
+            .to_owned(),
+        _ => "the piece store cannot write (the daemon log has the error): check the node's disk, that it is \
+             not read-only and that the store directory is writable by the daemon's user"
+            .to_owned(),
+    })
 }
 
 async fn status(State(a): State<Admin>) -> Response {

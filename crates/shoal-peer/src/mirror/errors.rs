@@ -131,8 +131,25 @@ pub fn start_error(e: &StartError) -> Response {
 /// What a client is told when the local store failed.
 pub const STORE_FAILED: &str = "the piece store of this shoal daemon failed; the daemon log has the error";
 
+/// What a client is told when the OS refused a store write for want of
+/// space and the store's own accounting did not foresee it.
+pub const STORE_FULL: &str = "the piece store of this shoal daemon ran out of disk space; this download was \
+     dropped and its space freed, other content is still served; free space on the store's disk or lower \
+     its quota";
+
 /// The local store failed: logged in full, answered without its paths.
+/// A store out of room is 507 Insufficient Storage, with the shortfall
+/// when the store measured it (those messages name no path).
 pub fn store_error(e: &shoal_storage::StoreError) -> Response {
+    use shoal_storage::StoreError;
+    if e.is_no_space() {
+        tracing::warn!(error = %e, "piece store has no room for a download");
+        let message = match e {
+            StoreError::NoSpace { .. } | StoreError::FilesystemFull { .. } => e.to_string(),
+            _ => STORE_FULL.to_owned(),
+        };
+        return OciError::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unavailable, message).into_response();
+    }
     tracing::error!(error = %e, "piece store failed");
     OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, STORE_FAILED).into_response()
 }
@@ -155,12 +172,20 @@ mod tests {
         }
     }
 
+    fn denied_error() -> shoal_storage::StoreError {
+        shoal_storage::StoreError::Io {
+            action: "create partial blob",
+            path: "/var/lib/shoal/partial/sha256/ab12".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        }
+    }
+
     #[tokio::test]
     async fn store_failures_name_the_store_not_its_files() {
-        let e = io_error();
+        let e = denied_error();
         assert!(e.to_string().contains("/var/lib/shoal"), "the test needs an error that carries a path: {e}");
         let digest: shoal_core::Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
-        for r in [store_error(&e), task_error(&TaskError::Store(io_error()), Subject::Blob)] {
+        for r in [store_error(&e), task_error(&TaskError::Store(denied_error()), Subject::Blob)] {
             let (status, v) = body_of(r).await;
             assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
             let text = v.to_string();
@@ -169,6 +194,25 @@ mod tests {
         }
         let (status, _) = body_of(task_error(&TaskError::Cancelled(digest), Subject::Blob)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_store_out_of_room_is_507_with_the_shortfall_and_no_path() {
+        let digest: shoal_core::Digest = format!("sha256:{}", "cd".repeat(32)).parse().unwrap();
+        let no_room = shoal_storage::StoreError::NoSpace {
+            digest,
+            needed: 83_886_080,
+            available: 41_943_040,
+            limit: shoal_storage::SpaceLimit::Disk,
+        };
+        let (status, v) = body_of(task_error(&TaskError::Store(no_room), Subject::Blob)).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        let message = v["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("piece store") && message.contains("83886080") && message.contains("41943040"));
+        // The OS's ENOSPC carries the file's path: the answer does not.
+        let (status, v) = body_of(store_error(&io_error())).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(v["errors"][0]["message"], STORE_FULL);
     }
 
     #[tokio::test]

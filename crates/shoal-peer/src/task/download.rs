@@ -50,6 +50,8 @@ pub struct Download {
     pub size: Option<u64>,
     /// Where progress is published.
     pub progress: watch::Sender<Progress>,
+    /// Earlier fetches of this blob whose bytes had the wrong digest.
+    pub attempt: u32,
 }
 
 impl Download {
@@ -74,6 +76,12 @@ impl Download {
             _ = cancel.cancelled() => Err(TaskError::Cancelled(task.digest.clone())),
         };
         let refetch = matches!(result, Err(TaskError::BadPieceMap { .. }));
+        // The origin sent bytes that failed the digest (a flipped bit on
+        // the way, a bad cache in front of it): fetch again, a bounded
+        // number of times, in a new task so that responses which streamed
+        // the bad bytes are cut while later ones get the new fetch.
+        let corrupt =
+            matches!(result, Err(TaskError::DigestMismatch { .. })) && self.attempt < manager.config.corrupt_retries;
         match result {
             Ok(()) => {
                 tracing::info!(digest = %task.digest, repo = %task.repo, secs = started.elapsed().as_secs_f64(), "blob complete")
@@ -90,6 +98,12 @@ impl Download {
         // authority), so the client's retry finds it under way.
         if refetch {
             manager.get_or_start(origin, &task.repo, &task.digest, caller);
+        } else if corrupt {
+            let attempt = self.attempt + 1;
+            manager.metrics.origin_retries.inc();
+            tracing::warn!(digest = %task.digest, attempt, "fetching the blob again after a digest mismatch");
+            tokio::time::sleep(backoff(manager.config.backoff, attempt)).await;
+            manager.start_attempt(origin, &task.repo, &task.digest, caller, self.size, attempt);
         }
     }
 }

@@ -106,11 +106,17 @@ pub struct DownloadConfig {
     pub retries: u32,
     /// First backoff between retries (doubles, capped at 5 s).
     pub backoff: Duration,
+    /// Times an origin download whose bytes failed the blob's digest is
+    /// fetched again before the blob's download fails for good. With no
+    /// piece map from the origin no piece is verified before the whole
+    /// blob is, so each retry is a fresh download from byte 0 (in a new
+    /// task: responses that streamed the bad bytes are cut).
+    pub corrupt_retries: u32,
 }
 
 impl Default for DownloadConfig {
     fn default() -> Self {
-        DownloadConfig { retries: 4, backoff: Duration::from_millis(200) }
+        DownloadConfig { retries: 4, backoff: Duration::from_millis(200), corrupt_retries: 2 }
     }
 }
 
@@ -267,6 +273,20 @@ impl TaskManager {
         caller: Caller,
         size: Option<u64>,
     ) -> Arc<Task> {
+        self.start_attempt(origin, repo, digest, caller, size, 0)
+    }
+
+    /// [`start_sized`](Self::start_sized) for the `attempt`-th fetch of a
+    /// blob whose earlier fetches had the wrong digest (0: the first).
+    fn start_attempt(
+        self: &Arc<Self>,
+        origin: Arc<OriginClient>,
+        repo: &RepoName,
+        digest: &Digest,
+        caller: Caller,
+        size: Option<u64>,
+        attempt: u32,
+    ) -> Arc<Task> {
         let mut tasks = self.tasks.lock().expect("task map poisoned");
         if let Some(t) = tasks.get(digest) {
             return t.clone();
@@ -284,7 +304,15 @@ impl TaskManager {
         });
         tasks.insert(digest.clone(), task.clone());
         drop(tasks);
-        let job = download::Download { manager: self.clone(), task: task.clone(), origin, caller, size, progress: tx };
+        let job = download::Download {
+            manager: self.clone(),
+            task: task.clone(),
+            origin,
+            caller,
+            size,
+            progress: tx,
+            attempt,
+        };
         tokio::spawn(job.run());
         task
     }

@@ -74,15 +74,31 @@ struct State {
 
 impl Sink {
     /// Consume messages until `Finish` (verify) or the channel closes (stop).
+    ///
+    /// A write the store refuses for want of space ends the download and
+    /// deletes its partial: a download that cannot finish must not keep
+    /// the disk full for everything else (a resume would only meet the
+    /// same full disk).
     pub fn run(mut self, mut rx: mpsc::Receiver<SinkMsg>) -> Result<SinkEnd, TaskError> {
         let layout = self.writer.layout();
         let mut st =
             State { layout, whole: self.digest.hasher(), hashed: 0, piece: None, cursor: u64::MAX, run_start: 0 };
         while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                SinkMsg::Chunks { offset, chunks } => self.write_all(&mut st, offset, &chunks)?,
-                SinkMsg::Piece { index, bytes, hash } => self.put_piece(&mut st, index, &bytes, hash)?,
+            let step = match msg {
+                SinkMsg::Chunks { offset, chunks } => self.write_all(&mut st, offset, &chunks),
+                SinkMsg::Piece { index, bytes, hash } => self.put_piece(&mut st, index, &bytes, hash),
                 SinkMsg::Finish => return self.finish(st),
+            };
+            match step {
+                Ok(()) => {}
+                Err(TaskError::Store(e)) if e.is_no_space() => {
+                    tracing::warn!(digest = %self.digest, error = %e, "store full while downloading; dropping the partial");
+                    if let Err(d) = self.writer.discard() {
+                        tracing::warn!(digest = %self.digest, error = %d, "could not drop the partial of a failed download");
+                    }
+                    return Err(TaskError::Store(e));
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(SinkEnd::Stopped)

@@ -14,7 +14,7 @@ fn now() -> SystemTime {
 }
 
 fn policy(capacity: u64) -> GcPolicy {
-    GcPolicy { capacity, high_watermark: 0.9, low_watermark: 0.8, max_age: 7 * DAY }
+    GcPolicy { capacity, high_watermark: 0.9, low_watermark: 0.8, max_age: 7 * DAY, partial_max_age: DAY }
 }
 
 fn blob(name: &str, size: u64, age: Duration, in_use: bool) -> GcCandidate {
@@ -76,6 +76,18 @@ fn idle_partials_are_candidates() {
 }
 
 #[test]
+fn idle_partials_expire_sooner_than_complete_blobs() {
+    let mut stale = blob("stale partial", 5, DAY + Duration::from_secs(1), false);
+    stale.complete = false;
+    let mut writing = blob("partial being written", 5, 3 * DAY, true);
+    writing.complete = false;
+    let complete = blob("complete", 5, 3 * DAY, false);
+    let c = [stale.clone(), writing, complete];
+    // Far below the marks: only age rules apply.
+    assert_eq!(plan(&c, 15, &policy(1000), now()), vec![stale.digest]);
+}
+
+#[test]
 fn ties_break_by_digest_whatever_the_input_order() {
     let a = blob("a", 10, DAY, false);
     let b = blob("b", 10, DAY, false);
@@ -125,7 +137,8 @@ proptest! {
         prop_assert_eq!(uniq.len(), out.len());
 
         // Expired idle blobs are always evicted.
-        let expired = |c: &GcCandidate| !c.in_use && now().duration_since(c.last_access).unwrap() > p.max_age;
+        let limit = |c: &GcCandidate| if c.complete { p.max_age } else { p.partial_max_age };
+        let expired = |c: &GcCandidate| !c.in_use && now().duration_since(c.last_access).unwrap() > limit(c);
         for e in c.iter().filter(|c| expired(c)) {
             prop_assert!(out.contains(&e.digest));
         }
