@@ -15,12 +15,28 @@ impl FetchCore {
         self.report(i, piece, kind);
     }
 
-    /// Parent `i` is not asked again this round: its pieces stop counting.
+    /// Parent `i` is not asked again this round: its pieces stop counting,
+    /// and the pieces asked of it are missing again at once (asked of
+    /// others at the next pick; its late answers are ignored).
     pub(super) fn drop_parent(&mut self, i: usize) {
         if self.parents[i].counted() {
             self.count_pieces(i, false);
         }
-        self.parents[i].excluded = true;
+        let p = &mut self.parents[i];
+        p.excluded = true;
+        p.quiet_since = None;
+        p.inflight = 0;
+        let pending = std::mem::take(&mut p.pending);
+        if !pending.is_empty() {
+            self.generation += 1;
+            self.first_missing = None;
+            self.dirty = true;
+        }
+        for piece in pending {
+            self.picker.failed(piece);
+            self.inflight = self.inflight.saturating_sub(1);
+            self.resync(piece);
+        }
     }
 
     /// Count parent `i`'s pieces toward rarity (`on`) or stop counting
