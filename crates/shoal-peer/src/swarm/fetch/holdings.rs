@@ -4,7 +4,7 @@
 
 use shoal_proto::FailureKind;
 
-use super::core::{Action, Failure, FetchCore, wanted};
+use super::core::{Action, Failure, FetchCore, Phase, wanted};
 
 impl FetchCore {
     /// Exclude parent `i` for the whole download and report it.
@@ -13,6 +13,13 @@ impl FetchCore {
         self.drop_parent(i);
         self.excluded.insert(self.parents[i].info.host.clone());
         self.report(i, piece, kind);
+        if matches!(kind, FailureKind::Unreachable | FailureKind::Timeout) && self.phase == Phase::Fetching {
+            // A dead parent may have been the task's seed: ask the
+            // scheduler again now (and soon after, as at a round's start),
+            // so a grant it moves on reaches this node in a moment.
+            self.refresh_at = self.refresh_at.min(self.progress_at);
+            self.refresh_every = self.tuning.first_refresh;
+        }
     }
 
     /// Parent `i` is not asked again this round: its pieces stop counting,
