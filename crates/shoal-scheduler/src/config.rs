@@ -19,6 +19,12 @@ pub struct SchedulerConfig {
     /// it got the grant or last grew) is stalled: it loses the grant to a
     /// joiner or, at a tick, to another peer of the task that can take it.
     pub grant_stall: Duration,
+    /// A grant holder a child reported dead (`Timeout`, `Unreachable`)
+    /// whose piece count has not grown for this long loses its grant at
+    /// once (a holder fetching from the origin reports new pieces every
+    /// 200 ms, so a live one is never this quiet while it fetches). A
+    /// report against a holder that made progress since moves nothing.
+    pub holder_quiet: Duration,
     /// For this long after a task's first join, a joiner that already
     /// holds an origin grant on another task leaves this task's grant to
     /// the next joiner (see the scheduler's module doc). 0 turns it off.
@@ -51,6 +57,7 @@ impl Default for SchedulerConfig {
             parents_per_join: 4,
             host_ttl: Duration::from_secs(30),
             grant_stall: Duration::from_secs(20),
+            holder_quiet: Duration::from_secs(1),
             grant_spread: Duration::from_millis(150),
             failure_memory: Duration::from_secs(300),
             max_failures: 3,

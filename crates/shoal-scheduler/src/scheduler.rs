@@ -22,6 +22,10 @@
 //!   spreads the layers that land on the same one;
 //! - a holder that joins again keeps its grant; a complete peer never holds
 //!   one: completing frees it, as do leaving, expiring and unregistering;
+//! - a holder a child reports dead (`Timeout`, `Unreachable`) that has
+//!   made no progress for `holder_quiet` loses its grant at once, to the
+//!   task's most recently active waiting peer (`dead_holders.rs`); a
+//!   report against a holder still making progress moves nothing;
 //! - at a tick, a stalled holder loses its grant if another incomplete peer
 //!   of the task can take it (or a complete peer exists); otherwise it keeps
 //!   it, since no one else would fetch;
@@ -46,6 +50,7 @@ use crate::state::{
 use crate::time::{Millis, as_ms};
 use crate::types::{Expired, Have, HeapUsage, HostInfo, JoinDecision, Load, OriginGrant, Parent, SchedError, Stats};
 
+mod dead_holders;
 mod follow;
 mod grants;
 mod maps;
@@ -76,6 +81,8 @@ pub struct Scheduler {
     grants: usize,
     picks: Vec<Pick>,
     jobs: Jobs,
+    /// Grant holders reported dead by children.
+    dead: dead_holders::DeadReports,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -110,6 +117,7 @@ impl Scheduler {
             grants: 0,
             picks: Vec::new(),
             jobs: Jobs::new(JobLimits::default()),
+            dead: dead_holders::DeadReports::default(),
         }
     }
 
@@ -255,7 +263,9 @@ impl Scheduler {
     }
 
     /// `host` got a bad piece (or none) from `parent` on `task`. Counts
-    /// against `parent` for this task for `failure_memory`. A parent or task
+    /// against `parent` for this task for `failure_memory`. A `Timeout` or
+    /// `Unreachable` report against a quiet grant holder moves its grant
+    /// (see the module docs). A parent or task
     /// the scheduler does not know is ignored (state is soft). `piece` is
     /// not tracked: failures count per parent, not per piece. `BadMap`
     /// (the parent's piece map made a blob with the wrong digest) also ends
@@ -280,6 +290,9 @@ impl Scheduler {
         let (Some(&t), Some(&p)) = (self.task_ids.get(task), self.host_ids.get(parent)) else {
             return Ok(());
         };
+        if dead_holders::says_dead(kind) {
+            self.reported_dead(now, t, p);
+        }
         let Some(&i) = self.index.get(&entry_key(t, p)) else {
             return Ok(());
         };

@@ -32,7 +32,15 @@ impl World {
         if !node.alive {
             return;
         }
-        if let Input::PieceArrived(_, piece) = &input {
+        // A dropped parent's late piece (asked elsewhere meanwhile) is not
+        // stored, as the daemon's driver does not store it.
+        let awaited = match (&input, node.layers[l as usize].core.as_ref()) {
+            (Input::PieceArrived(pid, piece), Some(core)) => core.awaits(*pid, *piece),
+            _ => true,
+        };
+        if let Input::PieceArrived(_, piece) = &input
+            && awaited
+        {
             let len = self.layouts[l as usize].len_of(*piece);
             let layer = &mut node.layers[l as usize];
             layer.peer_owed = layer.peer_owed.saturating_sub(len);
@@ -80,6 +88,7 @@ impl World {
     /// action; set its wake-up.
     fn drive(&mut self, n: u32, l: u32) {
         let now = self.clock.tokio(self.now);
+        self.pulse(n, l, now);
         loop {
             let node = &mut self.nodes[n as usize];
             let (origin_left, peer_left) = node.owed();
@@ -98,6 +107,28 @@ impl World {
                 layer.wake_at = Some(at);
                 self.q.push(at, Ev::Wake(n, l));
             }
+        }
+    }
+
+    /// Parents whose stall clock ran out and that are alive still send
+    /// bytes (every flow has a share of its links): tell the core, as the
+    /// daemon's driver does while a piece streams in. Dead ones stay
+    /// silent and are dropped.
+    fn pulse(&mut self, n: u32, l: u32, now: tokio::time::Instant) {
+        let rtt = self.sc.latency * 2;
+        let layer = &self.nodes[n as usize].layers[l as usize];
+        let Some(core) = layer.core.as_ref() else { return };
+        if core.deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        let alive: Vec<ParentId> = core
+            .stalling(now)
+            .into_iter()
+            .filter(|pid| layer.parents.get(pid).is_some_and(|&p| self.nodes[p as usize].alive))
+            .collect();
+        let Some(core) = self.nodes[n as usize].layers[l as usize].core.as_mut() else { return };
+        for pid in alive {
+            core.handle(now, Input::Heard(pid, rtt));
         }
     }
 

@@ -25,7 +25,7 @@ use crate::sched::{self, SchedHost};
 
 /// How long a QUIC connection to a peer that went silent takes to be
 /// noticed (shoal-transport's `TransportTuning::idle_timeout`).
-pub const QUIC_IDLE: Duration = Duration::from_secs(30);
+pub const QUIC_IDLE: Duration = Duration::from_secs(2);
 
 /// What a flow carries.
 #[derive(Debug, Clone, Copy)]
@@ -441,8 +441,8 @@ impl World {
         for l in 0..self.sc.layers {
             let followers = std::mem::take(&mut self.nodes[n as usize].layers[l as usize].followers);
             for (c, pid) in followers {
-                let why = format!("connection lost: no packet within {QUIC_IDLE:?}");
-                self.q.push(noticed, Ev::Input(c, l, Input::AvailEnded(pid, Some(why))));
+                let why = format!("no packet within {QUIC_IDLE:?}");
+                self.q.push(noticed, Ev::Input(c, l, Input::Lost(pid, why)));
             }
         }
     }

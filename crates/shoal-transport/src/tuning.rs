@@ -50,9 +50,15 @@ pub struct TransportTuning {
     pub max_concurrent_bidi_streams: u32,
     /// Unidirectional streams a peer may have open at once.
     pub max_concurrent_uni_streams: u32,
-    /// Ping interval that keeps an idle connection (and NAT mappings) alive.
+    /// Ping interval that keeps an idle connection (and NAT mappings) alive,
+    /// and proves a live peer alive: a few fit in `idle_timeout`.
     pub keep_alive: Duration,
-    /// A connection that hears nothing for this long is closed.
+    /// A connection that hears nothing for this long is closed: how long
+    /// a peer that died without a word (SIGKILL, a lost host) takes to be
+    /// noticed when nothing of ours is outstanding there. Its children
+    /// then drop it and the scheduler moves its origin grant; 30 s here
+    /// once held a swarm up for half a minute. Four keep-alives fit in it,
+    /// so a live peer must miss all of them to be taken for dead.
     pub idle_timeout: Duration,
     /// First datagram size (UDP payload). 1200 is safe anywhere; raise it
     /// only where the path MTU is known (e.g. 1452 on plain Ethernet).
@@ -129,8 +135,8 @@ impl Default for TransportTuning {
             send_window: 64 << 20,
             max_concurrent_bidi_streams: 1024,
             max_concurrent_uni_streams: 1024,
-            keep_alive: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(2),
             initial_mtu: 1200,
             min_mtu: 1200,
             mtu_discovery_upper_bound: Some(1452),

@@ -30,6 +30,19 @@ pub struct SwarmTuning {
     pub window: u32,
     /// Deadline for one piece, request to last byte.
     pub piece_deadline: Duration,
+    /// A parent that sent no byte for `stall_rtts` round trips, and at
+    /// least this long, while requests of ours were outstanding there is
+    /// dead or stalled: it is dropped (reported, excluded for the task)
+    /// and its pieces are asked elsewhere at once. The floor keeps a
+    /// parent whose first byte is a disk read and a scheduling delay away
+    /// from counting as dead inside a cluster, where round trips are far
+    /// shorter; a slow parent still sends bytes and is kept. Before this,
+    /// a killed parent held its children's pieces until the QUIC idle
+    /// timeout (30 s).
+    pub stall_floor: Duration,
+    /// How many round trips of silence under outstanding requests count
+    /// as a stall (above [`SwarmTuning::stall_floor`]).
+    pub stall_rtts: u32,
     /// Longest wait for a connection to a parent.
     pub connect_timeout: Duration,
     /// A round of fetching gives up on its parents when no piece arrived
@@ -81,6 +94,8 @@ impl Default for SwarmTuning {
             max_parents: 16,
             window: 2,
             piece_deadline: Duration::from_secs(30),
+            stall_floor: Duration::from_millis(1500),
+            stall_rtts: 10,
             connect_timeout: Duration::from_secs(5),
             idle: Duration::from_secs(10),
             busy_cooldown: Duration::from_millis(300),
@@ -113,6 +128,13 @@ pub struct TuningError {
 }
 
 impl SwarmTuning {
+    /// How long a parent may send nothing while requests of ours are
+    /// outstanding there, on a connection with round trip `rtt` (zero:
+    /// not known): `stall_rtts` round trips, at least `stall_floor`.
+    pub fn stall_after(&self, rtt: Duration) -> Duration {
+        (rtt * self.stall_rtts).max(self.stall_floor)
+    }
+
     /// Refuses settings under which the swarm would stall or spin: a zero
     /// that a field's loop cannot move past, or two fields out of order.
     pub fn check(&self) -> Result<(), TuningError> {
@@ -124,6 +146,9 @@ impl SwarmTuning {
         if self.per_parent == 0 {
             return bad("per_parent", "must be at least 1: a parent asked for nothing serves nothing".into());
         }
+        if self.stall_rtts == 0 {
+            return bad("stall_rtts", format!("must be at least 1 (default {})", d.stall_rtts));
+        }
         if self.per_child == 0 {
             return bad("per_child", "must be at least 1: a source would refuse every child".into());
         }
@@ -134,6 +159,7 @@ impl SwarmTuning {
         // re-checks without waiting.
         for (field, value, default) in [
             ("piece_deadline", self.piece_deadline, d.piece_deadline),
+            ("stall_floor", self.stall_floor, d.stall_floor),
             ("connect_timeout", self.connect_timeout, d.connect_timeout),
             ("idle", self.idle, d.idle),
             ("first_refresh", self.first_refresh, d.first_refresh),
@@ -189,6 +215,8 @@ mod tests {
             (SwarmTuning { per_parent: 0, ..d() }, "per_parent"),
             (SwarmTuning { max_parents: 0, ..d() }, "max_parents"),
             (SwarmTuning { per_child: 0, ..d() }, "per_child"),
+            (SwarmTuning { stall_rtts: 0, ..d() }, "stall_rtts"),
+            (SwarmTuning { stall_floor: Duration::ZERO, ..d() }, "stall_floor"),
             (SwarmTuning { pace_floor: 0, ..d() }, "pace_floor"),
             (SwarmTuning { idle: Duration::ZERO, ..d() }, "idle"),
             (SwarmTuning { pace_sample: Duration::ZERO, ..d() }, "pace_sample"),

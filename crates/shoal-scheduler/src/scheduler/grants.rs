@@ -23,6 +23,7 @@ impl Scheduler {
         for h in dead {
             out.push(Expired::Host(self.remove_host(h)));
         }
+        self.tick_dead(now, &mut out);
         self.revoke_stalled(now, &mut out);
         self.fill_grants(now, &mut out);
         let host_ids = &self.host_ids;
@@ -37,6 +38,7 @@ impl Scheduler {
             holders.swap_remove(p);
             self.grants -= 1;
         }
+        self.dead.clear(t, h);
     }
 
     /// Queues task `t` for a grant check at the next tick if it may need
@@ -62,9 +64,14 @@ impl Scheduler {
         }
         let (hosts, ttl, stall) = (&self.hosts, self.limits.ttl_ms, self.stall_ms);
         let lapsed = |x: &Holder| !hosts[x.host].alive(now, ttl) || now.reached(x.progressed_at, stall);
-        let Some(p) = task.holders.iter().position(lapsed) else {
+        let Some(p) = task.holders.iter().position(lapsed).or_else(|| {
+            let task = &self.tasks[t];
+            task.holders.iter().position(|x| self.dead_holder(now, t, x))
+        }) else {
             return false;
         };
+        let task = &mut self.tasks[t];
+        self.dead.clear(t, task.holders[p].host);
         let old = std::mem::replace(&mut task.holders[p], holder);
         self.pending.push(Expired::GrantRevoked { task: task.id.clone(), host: hosts[old.host].info.id.clone() });
         true
@@ -152,7 +159,7 @@ impl Scheduler {
 /// The incomplete non-holder of `task` that reported most recently (then
 /// the one with most pieces, then the lowest slot). O(peers): only runs
 /// when a grant must move.
-fn best_waiting(task: &Task, hosts: &Slab<Host>) -> Option<HostSlot> {
+pub(super) fn best_waiting(task: &Task, hosts: &Slab<Host>) -> Option<HostSlot> {
     task.peers
         .iter()
         .filter(|p| !p.complete && !task.holds(p.host) && hosts.get(p.host).is_some())

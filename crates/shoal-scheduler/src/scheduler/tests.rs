@@ -655,3 +655,5 @@ fn a_bad_map_report_ends_the_authority_and_drops_its_map() {
     assert_eq!(d.origin, OriginGrant::Granted, "the blob comes from the origin again");
     assert_eq!(s.stats().piece_maps, 0);
 }
+
+mod dead;

@@ -26,6 +26,16 @@
 //! progress the core joins again. A parent that sends a bad piece,
 //! contradicts the trusted map, times out or cannot be reached is
 //! excluded for the whole download and reported.
+//!
+//! A dead parent costs seconds: one whose connection is lost
+//! ([`Input::Lost`]), or that sent no byte for
+//! [`SwarmTuning::stall_after`] (a multiple of its round trip, with a
+//! floor) while requests of ours were outstanding there, is excluded and
+//! reported, and its pieces in flight are asked of others at once. A
+//! slow parent still sending bytes ([`Input::Heard`]) is kept; the piece
+//! deadline still bounds it. Answers from a parent for pieces no longer
+//! asked of it (it was dropped, the piece went elsewhere) are ignored:
+//! the driver asks [`FetchCore::awaits`] before storing a piece.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -80,6 +90,15 @@ pub enum Input {
     PieceArrived(ParentId, u32),
     /// A requested piece failed.
     PieceFailed(ParentId, u32, PieceError),
+    /// Bytes of a requested piece are coming in from a parent, over a
+    /// connection whose round trip is now this long: it is alive (see
+    /// [`SwarmTuning::stall_floor`]). A driver sends this while a piece
+    /// streams in, a few times a second at most.
+    Heard(ParentId, Duration),
+    /// The connection to a parent is gone (closed, reset, or its
+    /// keep-alives went unanswered past the idle timeout): it is dropped
+    /// and its pieces in flight are asked elsewhere at once.
+    Lost(ParentId, String),
     /// The client reads from this piece on (a Range request into a cold
     /// blob): the window moves there.
     ReadAt(u32),
@@ -361,6 +380,24 @@ impl FetchCore {
             }
             Input::PieceArrived(id, piece) => self.arrived(now, id, piece),
             Input::PieceFailed(id, piece, error) => self.failed(now, id, piece, error),
+            Input::Heard(id, rtt) => {
+                if let Some(i) = self.index(id) {
+                    let p = &mut self.parents[i];
+                    if p.quiet_since.is_some() {
+                        p.quiet_since = Some(now);
+                    }
+                    p.rtt = rtt;
+                }
+                // Nothing to pick anew: a parent's pulse frees no slot.
+                self.dirty = was_dirty;
+            }
+            Input::Lost(id, why) => {
+                if let Some(i) = self.index(id)
+                    && !self.parents[i].excluded
+                {
+                    self.exclude(i, 0, FailureKind::Unreachable, &format!("connection lost: {why}"));
+                }
+            }
             Input::ReadAt(piece) => {
                 self.read_at = piece.min(self.layout.count());
                 self.first_missing = None;
@@ -385,7 +422,8 @@ impl FetchCore {
                 let idle =
                     (self.inflight == 0 && self.paced_until.is_none()).then(|| self.progress_at + self.tuning.idle);
                 let refresh = (!self.join_out).then_some(self.refresh_at);
-                [idle, refresh, self.expiry, self.paced_until].into_iter().flatten().min()
+                let stall = self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min();
+                [idle, refresh, self.expiry, self.paced_until, stall].into_iter().flatten().min()
             }
         }
     }
@@ -402,6 +440,22 @@ impl FetchCore {
         let bits = [p.have.get(piece), self.picker.holds(piece), self.picker.is_inflight(piece)];
         let hash = self.trust.get(piece).map_or(0, |h| h[0]);
         bits.iter().fold(u64::from(hash) ^ self.rarity.warm(piece), |acc, &b| (acc << 1) | u64::from(b))
+    }
+
+    /// Whether a request to stream `id` for `piece` is still outstanding:
+    /// its answer counts. A driver stores a piece's bytes only if so (a
+    /// dropped parent's late piece may be in flight elsewhere by now).
+    pub fn awaits(&self, id: ParentId, piece: u32) -> bool {
+        self.phase != Phase::Ended && self.index(id).is_some_and(|i| self.parents[i].pending.contains(&piece))
+    }
+
+    /// The streams of parents that sent nothing for
+    /// [`SwarmTuning::stall_after`] while requests were outstanding there:
+    /// the next poll at `now` drops them, unless an [`Input::Heard`] comes
+    /// first. A simulator that knows which of them still deliver tells the
+    /// core so here, as the daemon's driver does while bytes stream in.
+    pub fn stalling(&self, now: Instant) -> Vec<ParentId> {
+        self.parents.iter().filter(|p| p.stalls_at(&self.tuning).is_some_and(|t| t <= now)).map(|p| p.id).collect()
     }
 
     /// Pieces neither held nor in flight.

@@ -81,9 +81,14 @@ impl FetchCore {
         }
     }
 
-    /// A piece arrived from `id`, verified and stored by the driver.
+    /// A piece arrived from `id`, verified and stored by the driver. Only
+    /// an outstanding request's answer counts (see [`FetchCore::awaits`]).
     pub(super) fn arrived(&mut self, now: Instant, id: ParentId, piece: u32) {
         if piece >= self.layout.count() || !self.picker.is_inflight(piece) {
+            return;
+        }
+        let Some(i) = self.index(id) else { return };
+        if !self.parents[i].answered(now, piece) {
             return;
         }
         self.picker.done(piece);
@@ -93,12 +98,9 @@ impl FetchCore {
         self.inflight = self.inflight.saturating_sub(1);
         self.progress_at = now;
         self.delivered_at = now;
-        if let Some(i) = self.index(id) {
-            let p = &mut self.parents[i];
-            p.inflight = p.inflight.saturating_sub(1);
-            // Probe back toward the full pipeline after a "busy".
-            p.max_inflight = (p.max_inflight + 1).min(self.tuning.per_parent);
-        }
+        let p = &mut self.parents[i];
+        // Probe back toward the full pipeline after a "busy".
+        p.max_inflight = (p.max_inflight + 1).min(self.tuning.per_parent);
     }
 
     /// A request to `id` for `piece` failed.
@@ -106,13 +108,15 @@ impl FetchCore {
         if piece >= self.layout.count() || !self.picker.is_inflight(piece) {
             return;
         }
+        let Some(i) = self.index(id) else { return };
+        if !self.parents[i].answered(now, piece) {
+            return;
+        }
         self.picker.failed(piece);
         self.first_missing = None;
         self.resync(piece);
         self.generation += 1;
         self.inflight = self.inflight.saturating_sub(1);
-        let Some(i) = self.index(id) else { return };
-        self.parents[i].inflight = self.parents[i].inflight.saturating_sub(1);
         let host = self.parents[i].host().clone();
         match error {
             // It has the piece but no upload slot for us. With requests of

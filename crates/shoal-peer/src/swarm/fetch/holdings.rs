@@ -4,7 +4,7 @@
 
 use shoal_proto::FailureKind;
 
-use super::core::{Action, Failure, FetchCore, wanted};
+use super::core::{Action, Failure, FetchCore, Phase, wanted};
 
 impl FetchCore {
     /// Exclude parent `i` for the whole download and report it.
@@ -13,14 +13,37 @@ impl FetchCore {
         self.drop_parent(i);
         self.excluded.insert(self.parents[i].info.host.clone());
         self.report(i, piece, kind);
+        if matches!(kind, FailureKind::Unreachable | FailureKind::Timeout) && self.phase == Phase::Fetching {
+            // A dead parent may have been the task's seed: ask the
+            // scheduler again now (and soon after, as at a round's start),
+            // so a grant it moves on reaches this node in a moment.
+            self.refresh_at = self.refresh_at.min(self.progress_at);
+            self.refresh_every = self.tuning.first_refresh;
+        }
     }
 
-    /// Parent `i` is not asked again this round: its pieces stop counting.
+    /// Parent `i` is not asked again this round: its pieces stop counting,
+    /// and the pieces asked of it are missing again at once (asked of
+    /// others at the next pick; its late answers are ignored).
     pub(super) fn drop_parent(&mut self, i: usize) {
         if self.parents[i].counted() {
             self.count_pieces(i, false);
         }
-        self.parents[i].excluded = true;
+        let p = &mut self.parents[i];
+        p.excluded = true;
+        p.quiet_since = None;
+        p.inflight = 0;
+        let pending = std::mem::take(&mut p.pending);
+        if !pending.is_empty() {
+            self.generation += 1;
+            self.first_missing = None;
+            self.dirty = true;
+        }
+        for piece in pending {
+            self.picker.failed(piece);
+            self.inflight = self.inflight.saturating_sub(1);
+            self.resync(piece);
+        }
     }
 
     /// Count parent `i`'s pieces toward rarity (`on`) or stop counting

@@ -124,7 +124,7 @@ pub async fn fetch<S: PieceSink>(
                 Action::Request { parent, peer, piece, len, expected } => {
                     let (io, tx) = (io.clone(), tx.clone());
                     jobs.spawn(async move {
-                        let result = io.get_piece(&peer, (piece, len, expected)).await;
+                        let result = io.get_piece((parent, &peer), (piece, len, expected), &tx).await;
                         let _ = tx.send(Ev::Piece { parent, piece, expected, result }).await;
                     });
                 }
@@ -145,6 +145,9 @@ pub async fn fetch<S: PieceSink>(
         tokio::select! {
             Some(ev) = rx.recv() => match ev {
                 Ev::Input(input) => core.handle(Instant::now(), input),
+                // A dropped parent's late piece: asked elsewhere meanwhile,
+                // so not stored twice.
+                Ev::Piece { parent, piece, .. } if !core.awaits(parent, piece) => {}
                 Ev::Piece { parent, piece, expected, result: Ok(bytes) } => {
                     if sink.store(piece, bytes, expected).await.is_err() {
                         break 'run Err(WriterGone);

@@ -1,7 +1,10 @@
 //! One parent as the fetch core sees it within a round: what it holds,
 //! what is in flight there, and the per-parent policy (busy cool-down,
 //! "elsewhere" hold-back, the hashes it announced before they were
-//! trusted). Pure data; time is passed in.
+//! trusted, and whether it went silent under our requests). Pure data;
+//! time is passed in.
+
+use std::time::Duration;
 
 use shoal_core::HostId;
 use shoal_proto::{Bitfield, ParentInfo};
@@ -10,6 +13,7 @@ use tokio::time::Instant;
 use super::core::ParentId;
 use crate::swarm::picker::ParentView;
 use crate::swarm::trust::{Check, Learned, TrustedMap};
+use crate::swarm::tuning::SwarmTuning;
 
 /// A parent of the current round.
 #[derive(Debug, Clone)]
@@ -26,6 +30,13 @@ pub(super) struct Parent {
     pub(super) held: u32,
     /// Our requests to it in flight.
     pub(super) inflight: usize,
+    /// The pieces of those requests (`inflight` of them).
+    pub(super) pending: Vec<u32>,
+    /// While requests are outstanding: since when it sent nothing (the
+    /// first request, or its last byte or answer). `None` with none.
+    pub(super) quiet_since: Option<Instant>,
+    /// Its connection's round trip, last we heard (zero: not known yet).
+    pub(super) rtt: Duration,
     /// Most requests it takes now: shrinks to what it served when it
     /// answered "busy" with requests of ours in flight, probes back up by
     /// one per piece it delivers.
@@ -68,6 +79,9 @@ impl Parent {
             have: Bitfield::new(pieces),
             held: 0,
             inflight: 0,
+            pending: Vec::new(),
+            quiet_since: None,
+            rtt: Duration::ZERO,
             max_inflight: per_parent,
             cool_until: None,
             held_back: Vec::new(),
@@ -104,6 +118,38 @@ impl Parent {
     /// cooling down after a "busy").
     pub(super) fn askable(&self, now: Instant) -> bool {
         self.fetch && !self.excluded && self.cool_until.is_none_or(|t| t <= now)
+    }
+
+    /// A request for `piece` went to it at `now`.
+    pub(super) fn asked(&mut self, now: Instant, piece: u32) {
+        if self.pending.is_empty() {
+            self.quiet_since = Some(now);
+        }
+        self.pending.push(piece);
+        self.inflight += 1;
+    }
+
+    /// Its request for `piece` was answered at `now` (bytes or a
+    /// refusal); `false` if that request is not outstanding (the answer
+    /// does not count).
+    pub(super) fn answered(&mut self, now: Instant, piece: u32) -> bool {
+        let Some(at) = self.pending.iter().position(|&p| p == piece) else {
+            return false;
+        };
+        self.pending.swap_remove(at);
+        self.inflight = self.inflight.saturating_sub(1);
+        self.quiet_since = (!self.pending.is_empty()).then_some(now);
+        true
+    }
+
+    /// When it counts as stalled if nothing comes from it before: `None`
+    /// while none of our requests are outstanding there (or it is out of
+    /// the round already).
+    pub(super) fn stalls_at(&self, tuning: &SwarmTuning) -> Option<Instant> {
+        if self.excluded {
+            return None;
+        }
+        self.quiet_since.map(|t| t + tuning.stall_after(self.rtt))
     }
 
     /// Drop cool-downs and hold-backs that ran out by `now`.

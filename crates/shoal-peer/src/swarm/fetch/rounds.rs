@@ -178,6 +178,21 @@ impl FetchCore {
                 }
             }
         }
+        for i in 0..self.parents.len() {
+            let p = &self.parents[i];
+            if let Some(at) = p.stalls_at(&self.tuning)
+                && at <= now
+            {
+                let why = format!(
+                    "sent nothing for {:?} with {} request(s) outstanding (round trip {:?})",
+                    self.tuning.stall_after(p.rtt),
+                    p.pending.len(),
+                    p.rtt
+                );
+                let piece = p.pending.first().copied().unwrap_or(0);
+                self.exclude(i, piece, FailureKind::Timeout, &why);
+            }
+        }
         if self.expiry.is_some_and(|t| t <= now) {
             self.parents.iter_mut().for_each(|p| p.expire(now));
             self.recompute_expiry();
@@ -292,7 +307,7 @@ impl FetchCore {
             self.start(piece);
             self.resync(piece);
             let p = &mut self.parents[i];
-            p.inflight += 1;
+            p.asked(now, piece);
             self.inflight += 1;
             let (parent, peer) = (p.id, p.info.clone());
             self.out.push_back(Action::Request { parent, peer, piece, len, expected });

@@ -162,13 +162,19 @@ fn ms(n: u64) -> Duration {
 /// One parent "a" holding everything, the map from the scheduler,
 /// `per_parent` requests each.
 fn one_parent(per_parent: usize) -> (H, ParentId, Vec<Action>) {
-    let mut h = H::new(SwarmTuning { per_parent, ..SwarmTuning::default() });
+    one_parent_with(SwarmTuning { per_parent, ..SwarmTuning::default() })
+}
+
+/// [`one_parent`] under `tuning`.
+fn one_parent_with(tuning: SwarmTuning) -> (H, ParentId, Vec<Action>) {
+    let mut h = H::new(tuning);
     let a = h.start(joined(&["a"], &[], true));
     let id = id_of(&a, "a");
     let reqs = h.feed(Input::Avail(id, bitfield(&all(), hash)));
     (h, id, reqs)
 }
 
+mod dead;
 mod parents;
 mod picking;
 mod random;

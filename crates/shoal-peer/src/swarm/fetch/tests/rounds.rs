@@ -53,8 +53,9 @@ fn a_late_parent_list_starts_requests() {
 
 #[test]
 fn refreshes_start_early_and_double_up_to_the_interval() {
-    let (mut h, _, _) = one_parent(1);
-    let t = SwarmTuning::default();
+    // The parent takes its time with the piece (it is not dropped).
+    let t = SwarmTuning { stall_floor: Duration::from_secs(60), ..SwarmTuning::default() };
+    let (mut h, _, _) = one_parent_with(t.clone());
     let mut at = Duration::ZERO;
     for wait in [t.first_refresh, t.first_refresh * 2, t.first_refresh * 4, t.first_refresh * 8, t.refresh] {
         at += wait;
@@ -160,7 +161,8 @@ fn a_complete_download_ends() {
 
 #[test]
 fn a_download_still_receiving_pieces_is_not_given_up() {
-    let t = SwarmTuning::default();
+    // Its one piece takes nearly give_up_after, bytes coming all along.
+    let t = SwarmTuning { stall_floor: SwarmTuning::default().give_up_after, ..SwarmTuning::default() };
     let mut h = H::new(t.clone());
     let out = h.start(joined(&["a"], &[], true));
     let ia = id_of(&out, "a");
