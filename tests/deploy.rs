@@ -299,6 +299,16 @@ fn workloads_meet_the_operating_requirements() {
     assert_probes_and_resources(daemon, "metrics");
     assert_eq!(port_number(daemon, "metrics"), 65002);
     assert_eq!(port_number(daemon, "swarm"), 65003);
+    assert_eq!(port_number(daemon, "discovery"), 65006);
+    // The discovery bootstrap names a headless Service of every daemon,
+    // ready or not, on the port the daemons listen on.
+    let peers = find(&objects, "Service", "shoal-daemon-peers");
+    assert_eq!(peers["spec"]["clusterIP"], "None");
+    assert_eq!(peers["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(peers["spec"]["selector"], ds["spec"]["template"]["metadata"]["labels"]);
+    assert_eq!(peers["spec"]["ports"][0]["port"], 65006);
+    let config = daemon_config(&objects);
+    assert!(config.contains("shoal-daemon-peers.shoal.svc.cluster.local:65006"), "{config}");
     let env: BTreeMap<&str, &str> = daemon["env"]
         .as_array()
         .unwrap()
@@ -659,6 +669,8 @@ async fn dashboard_alerts_and_docs_use_only_exported_metrics() {
         .arg(tmp.path().join("data"))
         .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--metrics-listen", &daemon_metrics])
         .args(["--swarm-listen", "127.0.0.1:0", "--scheduler", &quic, "--certs-dir", &path("node-certs")])
+        .args(["--discovery-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--discovery-bootstrap", &format!("127.0.0.1:{}", free_port())])
         .env("NODE_NAME", "deploy-test")
         .env_remove("POD_IP");
     let mut daemon = ChildGuard::spawn("daemon", cmd, tmp.path()).unwrap();

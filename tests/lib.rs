@@ -122,6 +122,11 @@ impl Pki {
         let cert = shoal_transport::issue_role(&self.ca, role, host, &[]).unwrap();
         shoal_transport::write_node(&dir, host, &cert, &self.ca.cert_pem, shoal_transport::NodeLayout::KubernetesTls)
             .unwrap();
+        if role == shoal_transport::Role::Node {
+            // As `shoal certs node` writes it: the discovery DHT's key.
+            let key = shoal_discovery::ClusterKey::derive(self.ca.key_pem.as_bytes());
+            std::fs::write(dir.join("cluster.key"), key.to_hex()).unwrap();
+        }
         dir
     }
 }

@@ -67,6 +67,12 @@ impl ClusterKey {
         ClusterKey(h.finalize().into())
     }
 
+    /// The key as 64 hex digits, as [`ClusterKey::from_hex`] and
+    /// [`ClusterKey::from_file`] read it: for writing a key file.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
     /// A fingerprint safe to log: equal on two nodes exactly when their keys are.
     pub fn fingerprint(&self) -> String {
         self.psk().fingerprint().to_string()

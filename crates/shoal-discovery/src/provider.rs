@@ -34,6 +34,10 @@ pub enum ProviderState {
     Complete,
     /// The provider is downloading the blob (it serves the pieces it has).
     Downloading,
+    /// The provider is downloading the blob from the origin: it is the
+    /// blob's seed, and the hashes of the pieces it has were read from the
+    /// origin. Others download from it rather than go to the origin too.
+    Origin,
 }
 
 /// A node that provides a blob, as a fetcher reaches it.

@@ -4,7 +4,7 @@
 //! ```text
 //! shoal certs ca --out ./pki                       # ca.crt, ca.key (keep ca.key safe)
 //! shoal certs node --ca ./pki --host node-1 --out ./node-1
-//!                                                  # tls.crt, tls.key, ca.crt
+//!                                                  # tls.crt, tls.key, ca.crt, cluster.key
 //! shoal certs scheduler --ca ./pki --out ./scheduler
 //!                                                  # the same, with the scheduler role
 //! ```
@@ -24,7 +24,9 @@ use shoal_transport::{CaBundle, NodeLayout, Role};
 pub(crate) enum CertsCommand {
     /// Create a cluster CA: DIR/ca.crt and DIR/ca.key.
     Ca(CaArgs),
-    /// Issue a node certificate signed by the CA: DIR/tls.crt, DIR/tls.key, DIR/ca.crt.
+    /// Issue a node certificate signed by the CA: DIR/tls.crt, DIR/tls.key,
+    /// DIR/ca.crt, and DIR/cluster.key (the discovery DHT's key, derived
+    /// from the CA key: the same on every node).
     Node(NodeArgs),
     /// Issue a scheduler certificate signed by the CA (the scheduler role,
     /// which node certificates lack): DIR/tls.crt, DIR/tls.key, DIR/ca.crt.
@@ -113,7 +115,31 @@ fn issue(role: Role, ca_dir: &Path, host: &str, sans: &[String], out: &Path) -> 
     let cert = shoal_transport::issue_role(&ca, role, host, sans)?;
     let files = shoal_transport::write_node(out, host, &cert, &ca.cert_pem, NodeLayout::KubernetesTls)?;
     println!("wrote {}, {} and {} for {role} {host}", files.cert.display(), files.key.display(), files.ca.display());
+    if role == Role::Node {
+        let path = write_cluster_key(&ca, out)?;
+        println!("wrote {} (the discovery DHT's cluster key, the same for every node of this CA)", path.display());
+    }
     Ok(())
+}
+
+/// Writes `out/cluster.key`: the discovery DHT's pre-shared key, derived
+/// from the CA's private key, so every node issued by this CA holds the
+/// same key and nobody without the CA key (or a node's copy) can derive
+/// it. Readable by the owner only.
+fn write_cluster_key(ca: &CaBundle, out: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key = shoal_discovery::ClusterKey::derive(ca.key_pem.as_bytes());
+    let path = out.join(crate::swarm_setup::CLUSTER_KEY_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{}", key.to_hex()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -140,5 +166,32 @@ mod tests {
         let args = NodeArgs { ca, host: "node-2".into(), sans, out: dir.path().join("node-2") };
         let err = format!("{:#}", main(CertsCommand::Node(args)).unwrap_err());
         assert!(err.contains("shoal certs scheduler"), "{err}");
+    }
+
+    /// Every node of one CA gets the same discovery key, readable by its
+    /// owner only; another CA's nodes get another key; schedulers none.
+    #[test]
+    fn node_certificates_come_with_the_clusters_discovery_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let node = |ca: &str, host: &str| {
+            let out = dir.path().join(format!("{ca}-{host}"));
+            let args = NodeArgs { ca: dir.path().join(ca), host: host.into(), sans: vec![], out: out.clone() };
+            main(CertsCommand::Node(args)).unwrap();
+            out.join("cluster.key")
+        };
+        for ca in ["ca-1", "ca-2"] {
+            main(CertsCommand::Ca(CaArgs { out: dir.path().join(ca), name: ca.into(), force: false })).unwrap();
+        }
+        let (a, b, other) = (node("ca-1", "node-a"), node("ca-1", "node-b"), node("ca-2", "node-a"));
+        let key = |p: &Path| shoal_discovery::ClusterKey::from_file(p).unwrap();
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&other));
+        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o600);
+        let sched = dir.path().join("sched");
+        let args =
+            SchedulerCertArgs { ca: dir.path().join("ca-1"), host: "s".into(), sans: vec![], out: sched.clone() };
+        main(CertsCommand::Scheduler(args)).unwrap();
+        assert!(!sched.join("cluster.key").exists());
     }
 }

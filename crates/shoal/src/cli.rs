@@ -109,6 +109,15 @@ pub(crate) struct DaemonArgs {
     /// an embedded scheduler.
     #[arg(long = "scheduler", env = "SHOAL_SCHEDULERS", value_delimiter = ',')]
     pub(crate) schedulers: Vec<String>,
+    /// TCP address of the discovery DHT, which finds blobs' holders when no
+    /// scheduler answers [default: 0.0.0.0:65006].
+    #[arg(long, env = "SHOAL_DISCOVERY_LISTEN")]
+    pub(crate) discovery_listen: Option<SocketAddr>,
+    /// Another daemon's discovery address (host:port; a headless Service
+    /// name lists every daemon), repeatable or comma-separated; turns
+    /// discovery on.
+    #[arg(long = "discovery-bootstrap", env = "SHOAL_DISCOVERY_BOOTSTRAP", value_delimiter = ',')]
+    pub(crate) discovery_bootstrap: Vec<String>,
 }
 
 /// `shoal status` flags.

@@ -144,6 +144,27 @@ pub(crate) struct SwarmSection {
     pub(crate) congestion_control: Option<String>,
     /// `[swarm.tuning]`: how pieces are fetched and served.
     pub(crate) tuning: TuningSection,
+    /// `[swarm.discovery]`: finding blobs' holders without a scheduler.
+    pub(crate) discovery: DiscoverySection,
+}
+
+/// `[swarm.discovery]`: the cluster-only DHT that finds who holds or is
+/// downloading a blob when no scheduler answers (or in a cluster without
+/// one). On when `bootstrap` lists other daemons.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct DiscoverySection {
+    pub(crate) enabled: Option<bool>,
+    /// TCP address of the DHT (default 0.0.0.0:65006).
+    pub(crate) listen: Option<SocketAddr>,
+    /// Address other daemons dial; default the swarm's advertised IP with
+    /// the listen port.
+    pub(crate) advertise: Option<SocketAddr>,
+    /// Other daemons (`host:port`; a headless Service's name lists them all).
+    pub(crate) bootstrap: Vec<String>,
+    /// The cluster's pre-shared key (64 hex digits); default
+    /// `<certs_dir>/cluster.key`, which `shoal certs node` writes.
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -378,6 +399,12 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     }
     if !args.schedulers.is_empty() {
         swarm.schedulers = args.schedulers.clone();
+    }
+    if let Some(l) = args.discovery_listen {
+        swarm.discovery.listen = Some(l);
+    }
+    if !args.discovery_bootstrap.is_empty() {
+        swarm.discovery.bootstrap = args.discovery_bootstrap.clone();
     }
     if args.swarm {
         swarm.enabled = Some(true);

@@ -1,6 +1,11 @@
 //! Turning the `[swarm]` config into a running swarm membership: host id,
 //! identity, QUIC endpoint and scheduler link (remote replicas, or a
-//! scheduler embedded in this daemon).
+//! scheduler embedded in this daemon; with `[swarm.discovery]`, the
+//! replicas if any, and the discovery DHT when they do not answer).
+
+mod discovery;
+
+pub(crate) use discovery::CLUSTER_KEY_FILE;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shoal_peer::SwarmSetup;
+use shoal_peer::swarm::without_scheduler::FallbackLink;
 use shoal_peer::swarm::{EmbeddedScheduler, SchedulerLink, SwarmConfig, SwarmTuning};
 use shoal_transport::{Identity, IdentityFiles, Role, TransportTuning};
 
@@ -90,7 +96,18 @@ pub(crate) async fn build(s: &SwarmSection, swarm_tuning: SwarmTuning) -> anyhow
         .with_context(|| format!("binding the swarm's QUIC endpoint on {listen} (set [swarm] listen)"))?;
     let bound = endpoint.local_addr()?;
     let advertise = advertise(s, bound)?;
-    let link: Arc<dyn SchedulerLink> = if s.schedulers.is_empty() {
+    let discovery = discovery::start(s, &dir, advertise).await?;
+    let link: Arc<dyn SchedulerLink> = if let Some(dht) = discovery {
+        let primary: Option<Arc<dyn SchedulerLink>> = match s.schedulers.is_empty() {
+            true => None,
+            false => Some(Arc::new(
+                shoal_peer::swarm::RemoteScheduler::connect(endpoint.clone(), host.parse()?, &s.schedulers)
+                    .await
+                    .context("reaching the schedulers")?,
+            )),
+        };
+        Arc::new(FallbackLink::new(primary, Arc::new(dht), host.parse()?, advertise))
+    } else if s.schedulers.is_empty() {
         let embedded = EmbeddedScheduler::new(shoal_scheduler::SchedulerConfig::default());
         let ticker = embedded.clone();
         tokio::spawn(async move {

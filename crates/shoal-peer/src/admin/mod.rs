@@ -185,11 +185,11 @@ async fn readyz(State(a): State<Admin>) -> Response {
     }
     // The mirror serves without the swarm (from the origin): not
     // reaching the schedulers is said, not failed.
-    let swarm_down = a.swarm.as_ref().is_some_and(|s| !s.registered.load(Ordering::Relaxed));
-    let body = if swarm_down {
-        "ready; the schedulers are not reachable yet: pulls go to the origin until they answer\n"
-    } else {
-        "ready\n"
+    let body = match &a.swarm {
+        Some(s) if !s.registered.load(Ordering::Relaxed) => {
+            format!("ready; the schedulers are not reachable yet: {}\n", s.link.meanwhile())
+        }
+        _ => "ready\n".to_owned(),
     };
     (StatusCode::OK, body).into_response()
 }

@@ -19,4 +19,10 @@ pub trait SchedulerLink: Send + Sync {
         task: Option<&'a Digest>,
         req: SchedulerRequest,
     ) -> BoxFuture<'a, Result<SchedulerResponse, LinkError>>;
+
+    /// Where pulls get their blobs while no scheduler answers, for
+    /// `/readyz`.
+    fn meanwhile(&self) -> &'static str {
+        "pulls go to the origin until they answer"
+    }
 }

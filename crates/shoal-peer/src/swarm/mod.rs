@@ -37,6 +37,7 @@ pub mod server;
 pub mod trust;
 pub mod tuning;
 pub mod wire;
+pub mod without_scheduler;
 
 pub use config::SwarmConfig;
 pub use embedded::EmbeddedScheduler;
