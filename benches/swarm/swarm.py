@@ -255,12 +255,19 @@ def port_bytes(topo):
             for i in range(len(topo.nodes))]
 
 
-def wait_http(ns, url, what, timeout=60):
+def wait_http(ns, url, what, timeout=60, body=None):
+    """Waits for a 200 (with exactly `body`, if given)."""
     deadline = time.time() + timeout
     for _ in range(int(timeout / 0.1) + 1):
-        r = run(nsx(ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2", url), check=False, timeout=10)
-        if r.stdout.strip() == "200":
-            return
+        if body is None:
+            r = run(nsx(ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2", url), check=False,
+                    timeout=10)
+            if r.stdout.strip() == "200":
+                return
+        else:
+            r = run(nsx(ns, "curl", "-s", "-f", "-m", "2", url), check=False, timeout=10)
+            if r.returncode == 0 and r.stdout == body:
+                return
         if time.time() > deadline:
             break
         time.sleep(0.1)
@@ -516,19 +523,22 @@ def scrape_metrics(ns, url, path):
 
 
 def method_shoal(args, topo, st, work, image):
-    mdir = os.path.join(work, "shoal")
-    os.makedirs(mdir, exist_ok=True)
-    pki = os.path.join(work, "pki")
-    env = dict(os.environ, RUST_LOG=args.rust_log)
-    procs = [spawn(st, topo.sched, [args.shoal, "scheduler", "--listen", f"{SCHED_IP}:65004",
-                                    "--metrics-listen", f"{SCHED_IP}:65005",
-                                    "--certs-dir", os.path.join(pki, "scheduler")],
-                   os.path.join(mdir, "scheduler.log"), env=env)]
-    wait_http(topo.sched, f"http://{SCHED_IP}:65005/readyz", "scheduler")
-    for i, ns in enumerate(topo.nodes):
-        cfg = os.path.join(mdir, f"node-{i}.toml")
-        with open(cfg, "w") as f:
-            f.write(f'''listen = "127.0.0.1:65001"
+    return run_shoal(args, topo, st, work, image, "shoal", scheduler="up")
+
+
+def method_shoal_nosched(args, topo, st, work, image):
+    """Daemons only: no scheduler; the discovery DHT finds the holders."""
+    return run_shoal(args, topo, st, work, image, "shoal-nosched", scheduler="none")
+
+
+def method_shoal_killed(args, topo, st, work, image):
+    """The scheduler runs until every daemon registered, then is killed
+    (SIGKILL) just before the pull: the daemons answer joins from the DHT."""
+    return run_shoal(args, topo, st, work, image, "shoal-killed", scheduler="killed")
+
+
+def daemon_config(args, pki, mdir, i, schedulers):
+    return f'''listen = "127.0.0.1:65001"
 metrics_listen = "0.0.0.0:65002"
 data_dir = "{os.path.join(mdir, f"store-{i}")}"
 default_registry = "{ORIGIN_IP}:5000"
@@ -539,18 +549,48 @@ enabled = true
 host = "node-{i}"
 listen = "{node_ip(i)}:65003"
 certs_dir = "{os.path.join(pki, f"node-{i}")}"
-schedulers = ["{SCHED_IP}:65004"]
+schedulers = {schedulers}
 # Keep uploads just under the shaped uplink: a full tbf queue delays the
 # ACKs of this node's own origin download behind 50 ms of piece data.
 upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
-''' + "".join(line + "\n" for line in args.swarm_set))
+''' + "".join(line + "\n" for line in args.swarm_set) + f'''
+# As the shipped ConfigMap: the discovery DHT, bootstrapped from node 0.
+[swarm.discovery]
+listen = "{node_ip(i)}:65006"
+bootstrap = ["{node_ip(0)}:65006"]
+'''
+
+
+def run_shoal(args, topo, st, work, image, name, scheduler):
+    mdir = os.path.join(work, name)
+    os.makedirs(mdir, exist_ok=True)
+    pki = os.path.join(work, "pki")
+    env = dict(os.environ, RUST_LOG=args.rust_log)
+    sched = None
+    if scheduler != "none":
+        sched = spawn(st, topo.sched, [args.shoal, "scheduler", "--listen", f"{SCHED_IP}:65004",
+                                       "--metrics-listen", f"{SCHED_IP}:65005",
+                                       "--certs-dir", os.path.join(pki, "scheduler")],
+                      os.path.join(mdir, "scheduler.log"), env=env)
+        wait_http(topo.sched, f"http://{SCHED_IP}:65005/readyz", "scheduler")
+    schedulers = f'["{SCHED_IP}:65004"]' if sched else "[]"
+    procs = []
+    for i, ns in enumerate(topo.nodes):
+        cfg = os.path.join(mdir, f"node-{i}.toml")
+        with open(cfg, "w") as f:
+            f.write(daemon_config(args, pki, mdir, i, schedulers))
         procs.append(spawn(st, ns, [args.shoal, "daemon", "--config", cfg],
                            os.path.join(mdir, f"daemon-{i}.log"), env=env))
     for i, ns in enumerate(topo.nodes):
-        wait_http(ns, "http://127.0.0.1:65002/readyz", f"daemon {i}")
-    log(f"shoal: scheduler + {len(topo.nodes)} daemons ready")
+        # With a scheduler, wait until each daemon registered ("ready" alone).
+        wait_http(ns, "http://127.0.0.1:65002/readyz", f"daemon {i}", body="ready\n" if sched else None)
+    log(f"{name}: {'scheduler + ' if sched else ''}{len(topo.nodes)} daemons ready")
+    if scheduler == "killed":
+        stop_pids([sched.pid], grace=0)
+        sched = None
+        log(f"{name}: scheduler killed before the pull")
     try:
-        mdir, nodes, m = pull_all(args, topo, st, work, "shoal", lambda i: f"127.0.0.1:65001/{REPO}:{TAG}")
+        mdir, nodes, m = pull_all(args, topo, st, work, name, lambda i: f"127.0.0.1:65001/{REPO}:{TAG}")
         for i, ns in enumerate(topo.nodes):
             text = scrape_metrics(ns, "http://127.0.0.1:65002/metrics", os.path.join(mdir, f"metrics-{i}.txt"))
             counters = {}
@@ -564,14 +604,16 @@ upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
             scrape_metrics(ns, "http://127.0.0.1:65002/api/v1/status", os.path.join(mdir, f"status-{i}.json"))
         sent = sum(n["shoal"].get("peer_quic_sent_packets", 0) for n in nodes)
         lost = sum(n["shoal"].get("peer_quic_lost_packets", 0) for n in nodes)
-        log(f"shoal: QUIC packets lost {lost} of {sent} sent between peers ({100 * lost / max(sent, 1):.2f}%)")
-        scrape_metrics(topo.sched, f"http://{SCHED_IP}:65005/metrics", os.path.join(mdir, "metrics-scheduler.txt"))
+        log(f"{name}: QUIC packets lost {lost} of {sent} sent between peers ({100 * lost / max(sent, 1):.2f}%)")
+        if sched:
+            scrape_metrics(topo.sched, f"http://{SCHED_IP}:65005/metrics",
+                           os.path.join(mdir, "metrics-scheduler.txt"))
         # `ip netns exec` execs the daemon, so these PIDs are the daemons'.
-        m["daemon_cpu_s"] = [round(cpu_seconds(p.pid), 2) for p in procs[1:]]
-        log(f"shoal: daemons used {sum(m['daemon_cpu_s']):.1f} CPU seconds "
+        m["daemon_cpu_s"] = [round(cpu_seconds(p.pid), 2) for p in procs]
+        log(f"{name}: daemons used {sum(m['daemon_cpu_s']):.1f} CPU seconds "
             f"({min(m['daemon_cpu_s']):.2f}-{max(m['daemon_cpu_s']):.2f} per node)")
     finally:
-        stop_pids([p.pid for p in procs], grace=args.stop_grace)
+        stop_pids([p.pid for p in procs] + ([sched.pid] if sched else []), grace=args.stop_grace)
         run(["rm", "-rf", "--one-file-system"] + [os.path.join(mdir, f"store-{i}") for i in range(len(topo.nodes))])
     return mdir, nodes, m
 
@@ -605,7 +647,8 @@ def method_cache(args, topo, st, work, image):
         run(["rm", "-rf", "--one-file-system", root])
 
 
-METHODS = {"shoal": method_shoal, "direct": method_direct, "cache": method_cache}
+METHODS = {"shoal": method_shoal, "shoal-nosched": method_shoal_nosched, "shoal-killed": method_shoal_killed,
+           "direct": method_direct, "cache": method_cache}
 
 
 def parse_rate(s):
@@ -728,7 +771,7 @@ def main():
         S = image["manifest_bytes"] + sum(b["size"] for b in image["blobs"])
         log(f"origin: {REPO}:{TAG} pushed, S = {S} bytes, {image['manifest_digest'][:19]}")
         args.client_root = client_root(args, st, work)
-        if "shoal" in methods:
+        if any(m.startswith("shoal") for m in methods):
             write_certs(args, work, topo)
         n = args.nodes
         B_down = parse_rate(args.rate) / 8

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_core::{HostId, PieceLayout, TaskId};
-use shoal_peer::swarm::SchedulerLink;
+use shoal_peer::swarm::{SchedulerLink, SwarmTuning};
 use shoal_proto::{FailureKind, HaveState, OriginGrant, ParentInfo, SchedulerResponse};
 use shoal_testkit::{random_bytes, sha256_digest};
 use support::fake_peer::{FakeHost, FakePeer, Script, dead_addr, piece_map, stranger_identity};
@@ -157,23 +157,26 @@ async fn a_relay_sending_wrong_bytes_under_a_matching_header_is_excluded_for_the
     assert_eq!(sha256_digest(&got.2), w.d, "the child's client got wrong bytes");
     assert_eq!(w.o.front.blob_gets(&w.d), 1, "the child got the blob from the authority, not the origin");
 
-    // The relay was asked (it was the only parent of the first round), at
-    // most one request per slot the child gives a parent, all before the
-    // child reported it.
+    // The relay was asked (it was the only parent of the first round) until
+    // it had sent `corrupt_strikes` bad pieces, each reported, and never
+    // after the report that excluded it.
+    let strikes = SwarmTuning::default().corrupt_strikes as usize;
     let asked = f.asked().pieces;
     let indices: Vec<u32> = asked.iter().map(|&(i, _)| i).collect();
-    assert!((1..=per_parent()).contains(&asked.len()), "the relay was asked for pieces {indices:?}");
     let reported = link.failures();
-    let first_report = reported.iter().find(|r| &r.parent == f.host()).expect("the child reported the relay");
     assert!(
         reported.iter().all(|r| &r.parent == f.host() && r.kind == FailureKind::Corrupt),
         "only the relay is blamed, for corrupt pieces: {reported:?}"
     );
     assert!(reported.iter().all(|r| r.answer == SchedulerResponse::Ack), "the scheduler took the reports");
+    assert!((strikes..strikes + per_parent()).contains(&reported.len()), "reports: {reported:?}");
+    let excluding = &reported[strikes - 1];
     assert!(
-        asked.iter().all(|&(_, at)| at < first_report.at),
-        "the relay was asked again after the child reported its bad piece: {indices:?}"
+        asked.iter().all(|&(_, at)| at < excluding.at),
+        "the relay was asked again after the child excluded it: {indices:?}"
     );
+    assert!(asked.len() < strikes + per_parent(), "the relay was asked for pieces {indices:?}");
+    let first_report = &reported[0];
     // Later rounds offered the relay again, and the child did not ask it.
     let offered_later = link
         .joined()
@@ -188,6 +191,36 @@ async fn a_relay_sending_wrong_bytes_under_a_matching_header_is_excluded_for_the
     assert!(failures_metric(&m, "corrupt") >= 1.0);
     assert_eq!(failures_metric(&m, "bad_map"), 0.0, "the honest authority was blamed:\n{m}");
     drop(a);
+}
+
+/// A bit flipped once on the way costs that piece, not the blob: the only
+/// complete copy (the task's authority) sends one piece spoiled; the child
+/// reports it, asks for it again, and gets everything from that copy. The
+/// origin is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_bad_piece_from_the_only_complete_copy_costs_that_piece_not_the_blob() {
+    let w = World::new(8 * MIB, 27).await;
+    let script = Script::holding(&w.data).spoiling_once(vec![3]);
+    let f = FakePeer::start(&w.cluster, "node-f", w.task.clone(), script).await;
+    f.sched.take_origin_grant().await;
+    f.sched.report_complete(w.pieces(), Some(piece_map(w.layout, &w.data))).await;
+
+    let (spec, link) = w.watched("node-c");
+    let c = Daemon::start_peer(&w.o.front, spec).await;
+    let got = tokio::time::timeout(Duration::from_secs(30), get_all(&c.blob_url(REPO, &w.d), None))
+        .await
+        .expect("the child's pull ends")
+        .expect("a whole body");
+    assert_eq!((got.0, sha256_digest(&got.2)), (200, w.d.clone()));
+    assert_eq!(w.o.front.blob_gets(&w.d), 0, "one bad piece sent the child to the origin");
+    let reported = link.failures();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!((&reported[0].parent, reported[0].kind), (f.host(), FailureKind::Corrupt));
+    let asked_for_3 = f.asked().pieces.iter().filter(|&&(i, _)| i == 3).count();
+    assert_eq!(asked_for_3, 2, "the bad piece is asked again");
+    assert_eq!(f.asked().pieces.len() as u32, w.pieces() + 1, "every other piece came from the copy once");
+    let m = c.metrics().await;
+    assert_eq!(failures_metric(&m, "corrupt"), 1.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -194,13 +194,22 @@ impl Scheduler {
         // A complete copy on a live host means "wait for it", even when that
         // host is at its upload cap for the moment (and so not offered):
         // granting here would send the blob from the origin a second time.
-        // A copy with failures reported against it (a rotten piece, say) does
-        // not count: its holder may have dropped it. Nor does any copy when
-        // no trusted piece map can be had: the joiner could not check it.
-        let (hosts, ttl, memory) = (&self.hosts, self.limits.ttl_ms, self.limits.failure_ms);
+        // A copy a child lately found unreachable, stalled or lacking a
+        // piece does not count (its holder may be gone or have dropped it),
+        // nor one with `max_failures` failures reported against it lately
+        // (it is no parent then either); but one bad piece does not send
+        // the joiner to the origin for the whole blob. Nor does any copy
+        // count when no trusted piece map can be had: the joiner could not
+        // check it.
+        let (hosts, ttl, memory, max) =
+            (&self.hosts, self.limits.ttl_ms, self.limits.failure_ms, self.limits.max_failures);
         let live_complete = self.tasks[t].complete > 0
             && self.tasks[t].peers.iter().any(|p| {
-                p.complete && p.host != h && hosts[p.host].alive(now, ttl) && p.recent_failures(now, memory) == 0
+                p.complete
+                    && p.host != h
+                    && hosts[p.host].alive(now, ttl)
+                    && p.recent_failures(now, memory) < max
+                    && !p.reported_gone(now, memory)
             })
             && self.ensure_trust(now, t);
         let held = self.tasks[t].holds(h);
@@ -298,7 +307,11 @@ impl Scheduler {
         };
         let keep = self.limits.max_failures as usize;
         let entry = &mut self.tasks[t].peers[i as usize];
-        entry.failures.get_or_insert_with(Box::<FailureLog>::default).record(now, keep);
+        let log = entry.failures.get_or_insert_with(Box::<FailureLog>::default);
+        match kind {
+            FailureKind::Corrupt => log.record(now, keep),
+            _ => log.record_gone(now, keep),
+        }
         Ok(())
     }
 

@@ -204,6 +204,10 @@ impl Host {
 #[derive(Default)]
 pub(crate) struct FailureLog {
     times: Vec<Millis>,
+    /// The last report that the peer's copy may be gone for a child
+    /// (unreachable, stalled, lacking a piece it announced), as opposed to
+    /// a bad piece, which costs only that piece.
+    gone: Option<Millis>,
 }
 
 impl FailureLog {
@@ -214,8 +218,18 @@ impl FailureLog {
         }
     }
 
+    /// [`FailureLog::record`] of a report that the copy may be gone.
+    pub(crate) fn record_gone(&mut self, now: Millis, keep: usize) {
+        self.record(now, keep);
+        self.gone = Some(now);
+    }
+
     pub(crate) fn recent(&self, now: Millis, memory_ms: u64) -> u32 {
         self.times.iter().filter(|&&t| !now.reached(t, memory_ms)).count() as u32
+    }
+
+    pub(crate) fn recently_gone(&self, now: Millis, memory_ms: u64) -> bool {
+        self.gone.is_some_and(|t| !now.reached(t, memory_ms))
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -248,6 +262,12 @@ impl PeerEntry {
 
     pub(crate) fn recent_failures(&self, now: Millis, memory_ms: u64) -> u32 {
         self.failures.as_ref().map_or(0, |f| f.recent(now, memory_ms))
+    }
+
+    /// A child reported lately that this copy may be gone (not merely
+    /// that a piece of it was bad).
+    pub(crate) fn reported_gone(&self, now: Millis, memory_ms: u64) -> bool {
+        self.failures.as_ref().is_some_and(|f| f.recently_gone(now, memory_ms))
     }
 }
 

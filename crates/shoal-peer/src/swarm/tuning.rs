@@ -43,6 +43,11 @@ pub struct SwarmTuning {
     /// How many round trips of silence under outstanding requests count
     /// as a stall (above [`SwarmTuning::stall_floor`]).
     pub stall_rtts: u32,
+    /// Pieces failing their trusted hash a parent may send one download
+    /// before it is excluded from the task (at least 1). Each is asked
+    /// again elsewhere; a parent that lies costs each child this many
+    /// pieces, one corrupted in transit costs only itself.
+    pub corrupt_strikes: u32,
     /// Longest wait for a connection to a parent.
     pub connect_timeout: Duration,
     /// A round of fetching gives up on its parents when no piece arrived
@@ -96,6 +101,7 @@ impl Default for SwarmTuning {
             piece_deadline: Duration::from_secs(30),
             stall_floor: Duration::from_millis(1500),
             stall_rtts: 10,
+            corrupt_strikes: 2,
             connect_timeout: Duration::from_secs(5),
             idle: Duration::from_secs(10),
             busy_cooldown: Duration::from_millis(300),
@@ -145,6 +151,9 @@ impl SwarmTuning {
         }
         if self.per_parent == 0 {
             return bad("per_parent", "must be at least 1: a parent asked for nothing serves nothing".into());
+        }
+        if self.corrupt_strikes == 0 {
+            return bad("corrupt_strikes", format!("must be at least 1 (default {})", d.corrupt_strikes));
         }
         if self.stall_rtts == 0 {
             return bad("stall_rtts", format!("must be at least 1 (default {})", d.stall_rtts));

@@ -44,6 +44,9 @@ pub struct Script {
     /// It sends `Complete` after its announcements (and otherwise keeps the
     /// availability stream open, as a peer still downloading does).
     pub complete: bool,
+    /// Pieces sent spoiled (first byte flipped, under a header matching the
+    /// spoiled bytes) the first time they are asked for, right after.
+    pub spoiled_once: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Script {
@@ -58,7 +61,15 @@ impl Script {
             announced: piece_map(layout, bytes),
             bytes: Arc::new(bytes.to_vec()),
             complete: true,
+            spoiled_once: Arc::default(),
         }
+    }
+
+    /// Sends each of `pieces` spoiled the first time it is asked for it,
+    /// and right from then on (a bit flipped on the way, once).
+    pub fn spoiling_once(self, pieces: Vec<u32>) -> Script {
+        *self.spoiled_once.lock().unwrap() = pieces;
+        self
     }
 
     /// Sends `bytes` (same length) instead, still announcing the hashes it
@@ -354,7 +365,16 @@ async fn stream(
                 return Ok(());
             }
             let r = script.layout.range(index);
-            let bytes = &script.bytes[r.start as usize..r.end as usize];
+            let mut bytes = script.bytes[r.start as usize..r.end as usize].to_vec();
+            let spoil = {
+                let mut once = script.spoiled_once.lock().unwrap();
+                let at = once.iter().position(|&p| p == index);
+                at.map(|at| once.swap_remove(at)).is_some()
+            };
+            if spoil {
+                bytes[0] ^= 0xFF;
+            }
+            let bytes = &bytes[..];
             let header = PieceHeader { index, len: bytes.len() as u32, blake3: *blake3::hash(bytes).as_bytes() };
             write_frame(&mut send, &PieceReply::Piece(header)).await?;
             send.write_all(bytes).await?;

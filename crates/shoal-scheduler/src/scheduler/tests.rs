@@ -200,10 +200,26 @@ fn a_busy_complete_seed_is_waited_for_not_bypassed() {
     let d = join(&mut s, T0, "b", &t, Have::NOTHING);
     assert_eq!(d.parents.len(), 0);
     assert!(matches!(d.origin, OriginGrant::Wait { .. }), "{:?}", d.origin);
-    // A complete copy that failed a child is no reason to wait.
+    // One bad piece from the complete copy costs that piece, not the blob:
+    // the joiner still waits for it.
     s.piece_failed(T0, &id("c"), &t, &id("seed"), 3, FailureKind::Corrupt).unwrap();
     let d = join(&mut s, T0, "c", &t, Have::NOTHING);
+    assert_ne!(d.origin, OriginGrant::Granted, "one bad piece sent c to the origin");
+    // A copy that failed children `max_failures` times is no reason to wait.
+    for piece in 4..6 {
+        s.piece_failed(T0, &id("c"), &t, &id("seed"), piece, FailureKind::Corrupt).unwrap();
+    }
+    let d = join(&mut s, T0, "c", &t, Have::NOTHING);
     assert_eq!(d.origin, OriginGrant::Granted, "the seed's copy is suspect: c may fetch");
+    s.leave(T0, &id("c"), &t);
+    // A copy a child could not reach may be gone: one report is enough.
+    let t = task(2);
+    authority_completes(&mut s, T0, "seed", &t, 10);
+    s.piece_failed(T0, &id("c"), &t, &id("seed"), 0, FailureKind::Unreachable).unwrap();
+    let d = join(&mut s, T0, "c", &t, Have::NOTHING);
+    assert_eq!(d.origin, OriginGrant::Granted, "an unreachable copy was waited for");
+    s.leave(T0, &id("c"), &t);
+    let t = task(1);
     s.leave(T0, &id("c"), &t);
     // Once the seed is gone (expired), the origin is the way.
     s.heartbeat(at(20), &id("b"), Load::default()).unwrap();

@@ -15,6 +15,9 @@ pub(crate) struct TuningSection {
     max_parents: Option<usize>,
     window: Option<u32>,
     piece_deadline: Option<HumanDuration>,
+    stall_floor: Option<HumanDuration>,
+    stall_rtts: Option<u32>,
+    corrupt_strikes: Option<u32>,
     connect_timeout: Option<HumanDuration>,
     idle: Option<HumanDuration>,
     busy_cooldown: Option<HumanDuration>,
@@ -52,6 +55,7 @@ impl TuningSection {
             }
         };
         set(&mut t.piece_deadline, self.piece_deadline);
+        set(&mut t.stall_floor, self.stall_floor);
         set(&mut t.connect_timeout, self.connect_timeout);
         set(&mut t.idle, self.idle);
         set(&mut t.busy_cooldown, self.busy_cooldown);
@@ -67,6 +71,8 @@ impl TuningSection {
             t.stuck_backoff = (low.0, high.0);
         }
         t.per_parent = self.per_parent.unwrap_or(t.per_parent);
+        t.stall_rtts = self.stall_rtts.unwrap_or(t.stall_rtts);
+        t.corrupt_strikes = self.corrupt_strikes.unwrap_or(t.corrupt_strikes);
         t.max_parents = self.max_parents.unwrap_or(t.max_parents);
         t.window = self.window.unwrap_or(t.window);
         t.max_uploads = max_uploads.unwrap_or(t.max_uploads);

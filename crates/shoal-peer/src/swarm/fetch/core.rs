@@ -37,7 +37,7 @@
 //! asked of it (it was dropped, the piece went elsewhere) are ignored:
 //! the driver asks [`FetchCore::awaits`] before storing a piece.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use shoal_core::{HostId, PieceLayout};
@@ -218,6 +218,9 @@ pub struct FetchCore {
     pub(super) trust: TrustedMap,
     /// Parents that failed this download: never asked again by it.
     pub(super) excluded: HashSet<HostId>,
+    /// Pieces each parent sent that failed their trusted hash, this task:
+    /// at [`SwarmTuning::corrupt_strikes`] it is excluded.
+    pub(super) corrupt: HashMap<HostId, u32>,
     pub(super) phase: Phase,
     /// Actions decided, not handed out yet.
     pub(super) out: VecDeque<Action>,
@@ -315,6 +318,7 @@ impl FetchCore {
             picker,
             trust: TrustedMap::new(count),
             excluded: HashSet::new(),
+            corrupt: HashMap::new(),
             phase: Phase::Joining,
             out: VecDeque::new(),
             join_out: false,

@@ -152,7 +152,23 @@ impl FetchCore {
                 self.loses(i, piece);
                 self.report(i, piece, FailureKind::Missing);
             }
-            PieceError::Corrupt(detail) => self.exclude(i, piece, FailureKind::Corrupt, &detail),
+            // Every piece is checked, so a bad one costs only itself: it is
+            // asked elsewhere (of this parent too, after `elsewhere_wait`,
+            // if no other has it), and the parent is excluded once it sent
+            // `corrupt_strikes` of them.
+            PieceError::Corrupt(detail) => {
+                let strikes = self.corrupt.entry(host.clone()).or_insert(0);
+                *strikes += 1;
+                if *strikes >= self.tuning.corrupt_strikes {
+                    self.exclude(i, piece, FailureKind::Corrupt, &detail);
+                } else {
+                    tracing::warn!(parent = %host, piece, %detail, "a piece failed its hash; asking for it elsewhere");
+                    let until = now + self.tuning.elsewhere_wait;
+                    self.parents[i].held_back.push((piece, until));
+                    self.expires_at(until);
+                    self.report(i, piece, FailureKind::Corrupt);
+                }
+            }
             PieceError::Timeout(detail) => self.exclude(i, piece, FailureKind::Timeout, &detail),
             PieceError::Unreachable(detail) => self.exclude(i, piece, FailureKind::Unreachable, &detail),
         }

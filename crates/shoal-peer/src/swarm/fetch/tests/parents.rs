@@ -85,13 +85,33 @@ fn a_stalled_parent_is_excluded_and_the_piece_asked_of_another() {
 }
 
 #[test]
-fn a_bad_piece_excludes_its_parent_for_the_whole_download() {
+fn a_bad_piece_is_asked_again_elsewhere_and_costs_its_parent_nothing_more() {
+    let mut h = H::new(SwarmTuning::default());
+    let a = h.start(joined(&["a", "b"], &[], true));
+    let (ia, ib) = (id_of(&a, "a"), id_of(&a, "b"));
+    assert_eq!(requests(&h.feed(Input::Avail(ia, bitfield(&all(), hash)))), vec![(ia, 0)]);
+    assert_eq!(requests(&h.feed(Input::Avail(ib, bitfield(&all(), hash)))), vec![(ib, 1)]);
+    let out = h.feed(Input::PieceFailed(ia, 0, PieceError::Corrupt("bytes do not match".into())));
+    assert_eq!(reports(&out), vec![report("a", 0, FailureKind::Corrupt)]);
+    assert!(!out.contains(&Action::Unfollow(ia)), "one bad piece excluded its parent: {out:?}");
+    let asked = requests(&out);
+    assert!(matches!(asked.as_slice(), [(p, k)] if *p == ia && *k > 1), "a serves on, another piece: {out:?}");
+    // The bad piece goes to the next parent free to take it.
+    assert_eq!(requests(&h.feed(Input::PieceArrived(ib, 1))), vec![(ib, 0)]);
+}
+
+#[test]
+fn a_second_bad_piece_excludes_its_parent_for_the_whole_download() {
     let mut h = H::new(SwarmTuning::default());
     let a = h.start(joined(&["a"], &[], true));
     let ia = id_of(&a, "a");
     h.feed(Input::Avail(ia, bitfield(&all(), hash)));
     let out = h.feed(Input::PieceFailed(ia, 0, PieceError::Corrupt("bytes do not match".into())));
     assert_eq!(reports(&out), vec![report("a", 0, FailureKind::Corrupt)]);
+    let next = requests(&out);
+    assert!(matches!(next.as_slice(), [(p, _)] if *p == ia), "{out:?}");
+    let out = h.feed(Input::PieceFailed(ia, next[0].1, PieceError::Corrupt("bytes do not match".into())));
+    assert_eq!(reports(&out), vec![report("a", next[0].1, FailureKind::Corrupt)]);
     // The round is stuck (its one parent failed): unfollow, pause, join.
     assert!(out.contains(&Action::Unfollow(ia)), "{out:?}");
     let out = h.at(ms(200));
@@ -104,7 +124,8 @@ fn a_bad_piece_excludes_its_parent_for_the_whole_download() {
     let a = h2.start(joined(&["a"], &[], true));
     let ia = id_of(&a, "a");
     h2.feed(Input::Avail(ia, bitfield(&all(), hash)));
-    h2.feed(Input::PieceFailed(ia, 0, PieceError::Corrupt("bad".into())));
+    let next = requests(&h2.feed(Input::PieceFailed(ia, 0, PieceError::Corrupt("bad".into()))));
+    h2.feed(Input::PieceFailed(ia, next[0].1, PieceError::Corrupt("bad".into())));
     h2.at(ms(200));
     let out = h2.feed(Input::Joined(joined(&["a"], &[], false)));
     assert!(out.is_empty(), "{out:?}");

@@ -129,7 +129,8 @@ fn children_are_preferred_over_a_seed_for_pieces_both_hold() {
 
 #[test]
 fn excluded_cooling_and_full_parents_get_nothing() {
-    let t = SwarmTuning { per_parent: 1, ..SwarmTuning::default() };
+    // One bad piece excludes a parent here, to have an excluded one.
+    let t = SwarmTuning { per_parent: 1, corrupt_strikes: 1, ..SwarmTuning::default() };
     let mut h = H::new(t.clone());
     let a = h.start(joined(&["a", "b", "c"], &[], true));
     let (ia, ib, ic) = (id_of(&a, "a"), id_of(&a, "b"), id_of(&a, "c"));
