@@ -1,14 +1,14 @@
 //! [`FallbackLink`]: the scheduler replicas first, the DHT when they do not
 //! answer; this node's DHT announcements kept in step with its tasks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use shoal_core::{Digest, HostId, TaskId};
-use shoal_discovery::{Discovery, Provider, ProviderState};
+use shoal_discovery::{Discovery, DiscoveryError, Provider, ProviderState};
 use shoal_proto::{FailureKind, HaveState, OriginGrant, SchedulerRequest, SchedulerResponse};
 use tokio::time::Instant;
 
@@ -39,9 +39,14 @@ pub struct FallbackLink {
 
 #[derive(Default)]
 struct State {
+    /// Tasks this node is downloading (a complete one needs no view).
     tasks: HashMap<TaskId, TaskView>,
     /// What this node last announced per task.
     announced: HashMap<TaskId, ProviderState>,
+    /// Complete tasks in the order they were announced so, the oldest
+    /// first: withdrawn to make room when the DHT's `max_provided` is
+    /// reached.
+    complete_order: VecDeque<TaskId>,
     /// Task requests skip the schedulers until then.
     primary_down_until: Option<Instant>,
 }
@@ -63,15 +68,30 @@ impl FallbackLink {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Announces `state` for `task` unless it already is.
+    /// Announces `state` for `task` unless it already is. At the DHT's
+    /// bound on announcements, the oldest complete one makes way.
     async fn announce(&self, task: &TaskId, state: ProviderState) {
         if self.lock().announced.get(task) == Some(&state) {
             return;
         }
         let provider = Provider { host: self.me.clone(), addr: self.addr, state };
-        match self.dht.provide(task, provider).await {
+        let mut result = self.dht.provide(task, provider.clone()).await;
+        if matches!(result, Err(DiscoveryError::TooManyProvided(_))) {
+            let oldest = self.lock().complete_order.pop_front();
+            if let Some(oldest) = oldest {
+                self.forget(&oldest).await;
+                result = self.dht.provide(task, provider).await;
+            }
+        }
+        match result {
             Ok(()) => {
-                self.lock().announced.insert(task.clone(), state);
+                let mut st = self.lock();
+                st.announced.insert(task.clone(), state);
+                if state == ProviderState::Complete {
+                    st.tasks.remove(task);
+                    st.complete_order.retain(|t| t != task);
+                    st.complete_order.push_back(task.clone());
+                }
             }
             Err(e) => tracing::debug!(%task, error = %e, "announcing a blob in the DHT failed"),
         }
@@ -81,6 +101,7 @@ impl FallbackLink {
         let known = {
             let mut state = self.lock();
             state.tasks.remove(task);
+            state.complete_order.retain(|t| t != task);
             state.announced.remove(task).is_some()
         };
         if known && let Err(e) = self.dht.unprovide(task).await {
@@ -182,7 +203,7 @@ impl FallbackLink {
             SchedulerRequest::PieceFailed {
                 task,
                 parent,
-                kind: FailureKind::Timeout | FailureKind::Unreachable | FailureKind::Corrupt,
+                kind: FailureKind::Timeout | FailureKind::Unreachable | FailureKind::Missing,
                 ..
             } => {
                 if let Some(view) = self.lock().tasks.get_mut(task) {
@@ -240,3 +261,7 @@ impl SchedulerLink for FallbackLink {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "fallback_tests.rs"]
+mod tests;
