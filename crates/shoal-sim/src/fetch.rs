@@ -147,8 +147,10 @@ impl World {
                 node.layers[l as usize].parents.insert(pid, p);
                 self.send(Ev::Follow(p, n, l, pid));
             }
+            // The parent stays in `parents`: a piece asked of it may still
+            // be streaming in, and `pulse` must hear it.
             Action::Unfollow(pid) => {
-                if let Some(p) = node.layers[l as usize].parents.remove(&pid)
+                if let Some(&p) = node.layers[l as usize].parents.get(&pid)
                     && let Some(parent) = self.nodes.get_mut(p as usize)
                 {
                     parent.layers[l as usize].followers.retain(|&(c, id)| (c, id) != (n, pid));

@@ -269,6 +269,10 @@ pub struct FetchCore {
     /// the minimum of the parents' [`Parent::next_expiry`], kept so a poll
     /// need not scan every parent.
     pub(super) expiry: Option<Instant>,
+    /// The soonest a parent counts as stalled: the minimum of the parents'
+    /// [`Parent::stalls_at`], kept (by [`FetchCore::restall`]) so a poll
+    /// need not read every parent.
+    pub(super) stall_at: Option<Instant>,
     /// `picker.first_missing_from(read_at)` when known (`None`: to be
     /// computed), kept so a pick need not scan from the read position.
     pub(super) first_missing: Option<Option<u32>>,
@@ -340,6 +344,7 @@ impl FetchCore {
             rarity: Rarity::new(count, salt),
             generation: 0,
             expiry: None,
+            stall_at: None,
             first_missing: None,
             scratch: Scratch::default(),
         }
@@ -391,6 +396,7 @@ impl FetchCore {
                         p.quiet_since = Some(now);
                     }
                     p.rtt = rtt;
+                    self.restall();
                 }
                 // Nothing to pick anew: a parent's pulse frees no slot.
                 self.dirty = was_dirty;
@@ -417,6 +423,12 @@ impl FetchCore {
         self.out.pop_front()
     }
 
+    /// Recompute [`FetchCore::stall_at`] after a parent's stall clock
+    /// moved later or stopped (an answer, a pulse, a drop).
+    pub(super) fn restall(&mut self) {
+        self.stall_at = self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min();
+    }
+
     /// When to poll again if no input comes first.
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
@@ -426,8 +438,7 @@ impl FetchCore {
                 let idle =
                     (self.inflight == 0 && self.paced_until.is_none()).then(|| self.progress_at + self.tuning.idle);
                 let refresh = (!self.join_out).then_some(self.refresh_at);
-                let stall = self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min();
-                [idle, refresh, self.expiry, self.paced_until, stall].into_iter().flatten().min()
+                [idle, refresh, self.expiry, self.paced_until, self.stall_at].into_iter().flatten().min()
             }
         }
     }

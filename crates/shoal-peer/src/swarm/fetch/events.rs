@@ -91,6 +91,7 @@ impl FetchCore {
         if !self.parents[i].answered(now, piece) {
             return;
         }
+        self.restall();
         self.picker.done(piece);
         self.resync(piece);
         self.trust.used(piece);
@@ -112,6 +113,7 @@ impl FetchCore {
         if !self.parents[i].answered(now, piece) {
             return;
         }
+        self.restall();
         self.picker.failed(piece);
         self.first_missing = None;
         self.resync(piece);

@@ -34,6 +34,7 @@ impl FetchCore {
         p.quiet_since = None;
         p.inflight = 0;
         let pending = std::mem::take(&mut p.pending);
+        self.restall();
         if !pending.is_empty() {
             self.generation += 1;
             self.first_missing = None;

@@ -179,6 +179,9 @@ impl FetchCore {
             }
         }
         for i in 0..self.parents.len() {
+            if self.stall_at.is_none_or(|at| at > now) {
+                break;
+            }
             let p = &self.parents[i];
             if let Some(at) = p.stalls_at(&self.tuning)
                 && at <= now
@@ -308,6 +311,10 @@ impl FetchCore {
             self.resync(piece);
             let p = &mut self.parents[i];
             p.asked(now, piece);
+            // Asking can only start a stall clock, never move one later.
+            if let Some(at) = p.stalls_at(&self.tuning) {
+                self.stall_at = Some(self.stall_at.map_or(at, |s| s.min(at)));
+            }
             self.inflight += 1;
             let (parent, peer) = (p.id, p.info.clone());
             self.out.push_back(Action::Request { parent, peer, piece, len, expected });
