@@ -210,3 +210,13 @@ pub async fn served_bytes(metrics_url: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Bytes the daemon at `metrics_url` received from peers
+/// (`shoal_peer_received_bytes_total`).
+pub async fn received_from_peers(metrics_url: &str) -> f64 {
+    let text = reqwest::get(format!("{metrics_url}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("shoal_peer_received_bytes_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}

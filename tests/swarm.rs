@@ -35,11 +35,7 @@ async fn pull_all(peers: &[ShoalDaemon], digest: &str) -> Vec<Vec<u8>> {
 }
 
 async fn received_from_peers(p: &ShoalDaemon) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", p.metrics_url())).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with("shoal_peer_received_bytes_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    shoal_e2e::received_from_peers(&p.metrics_url()).await
 }
 
 async fn setup(size: usize, seed: u64) -> (Origin, Vec<u8>, String, Pki) {

@@ -21,7 +21,6 @@ use crate::time::{Millis, as_ms};
 use crate::types::Expired;
 
 use super::Scheduler;
-use super::grants::best_waiting;
 
 /// When a child last reported each (task, grant holder) dead.
 #[derive(Debug, Default)]
@@ -80,23 +79,11 @@ impl Scheduler {
                 continue;
             }
             self.dead.clear(t, holder.host);
-            let task = &mut self.tasks[t];
-            let old = self.hosts[holder.host].info.id.clone();
-            tracing::info!(task = %task.id, holder = %old, "origin grant holder reported dead by a child and quiet: moving its grant");
-            if task.complete > 0 {
-                task.holders.swap_remove(j);
-                self.grants -= 1;
-                out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
-                continue;
+            let old = &self.hosts[holder.host].info.id;
+            tracing::info!(task = %self.tasks[t].id, holder = %old, "origin grant holder reported dead by a child and quiet: moving its grant");
+            if !self.move_grant(now, t, j, out) {
+                j += 1;
             }
-            // With nobody else to fetch, it keeps the grant.
-            if let Some(next) = best_waiting(task, &self.hosts) {
-                task.holders[j] = Holder { host: next, progressed_at: now };
-                task.set_authority(t, &self.index, next, true);
-                out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
-                out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
-            }
-            j += 1;
         }
     }
 

@@ -106,32 +106,39 @@ impl Scheduler {
     fn revoke_stalled(&mut self, now: Millis, out: &mut Vec<Expired>) {
         let stall = self.stall_ms;
         for t in 0..self.tasks.end() {
-            let Some(task) = self.tasks.get_mut(t) else {
+            if self.tasks.get(t).is_none() {
                 continue;
-            };
+            }
             let mut j = 0;
-            while j < task.holders.len() {
-                let holder = task.holders[j];
-                if !now.reached(holder.progressed_at, stall) {
+            while j < self.tasks[t].holders.len() {
+                let holder = self.tasks[t].holders[j];
+                if !now.reached(holder.progressed_at, stall) || !self.move_grant(now, t, j, out) {
                     j += 1;
-                    continue;
                 }
-                let old = self.hosts[holder.host].info.id.clone();
-                if task.complete > 0 {
-                    task.holders.swap_remove(j);
-                    self.grants -= 1;
-                    out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
-                    continue;
-                }
-                if let Some(next) = best_waiting(task, &self.hosts) {
-                    task.holders[j] = Holder { host: next, progressed_at: now };
-                    task.set_authority(t, &self.index, next, true);
-                    out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
-                    out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
-                }
-                j += 1;
             }
         }
+    }
+
+    /// Holder `j` of task `t` loses its grant: outright if the task has a
+    /// complete peer, else to the task's most recently active waiting peer;
+    /// with neither it keeps it, since nobody else would fetch. Returns
+    /// whether it left the holder list (then `j` names the next holder).
+    pub(super) fn move_grant(&mut self, now: Millis, t: TaskSlot, j: usize, out: &mut Vec<Expired>) -> bool {
+        let task = &mut self.tasks[t];
+        let old = self.hosts[task.holders[j].host].info.id.clone();
+        if task.complete > 0 {
+            task.holders.swap_remove(j);
+            self.grants -= 1;
+            out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
+            return true;
+        }
+        if let Some(next) = best_waiting(task, &self.hosts) {
+            task.holders[j] = Holder { host: next, progressed_at: now };
+            task.set_authority(t, &self.index, next, true);
+            out.push(Expired::GrantRevoked { task: task.id.clone(), host: old });
+            out.push(Expired::GrantGiven { task: task.id.clone(), host: self.hosts[next].info.id.clone() });
+        }
+        false
     }
 
     /// At a tick: tasks queued by [`Scheduler::note`] that still have no
@@ -159,7 +166,7 @@ impl Scheduler {
 /// The incomplete non-holder of `task` that reported most recently (then
 /// the one with most pieces, then the lowest slot). O(peers): only runs
 /// when a grant must move.
-pub(super) fn best_waiting(task: &Task, hosts: &Slab<Host>) -> Option<HostSlot> {
+fn best_waiting(task: &Task, hosts: &Slab<Host>) -> Option<HostSlot> {
     task.peers
         .iter()
         .filter(|p| !p.complete && !task.holds(p.host) && hosts.get(p.host).is_some())
