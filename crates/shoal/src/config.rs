@@ -35,6 +35,7 @@
 //! [download]
 //! retries = 4
 //! backoff = "200ms"
+//! corrupt_retries = 2
 //!
 //! [swarm]
 //! enabled = true
@@ -206,6 +207,7 @@ struct AccessSection {
 struct DownloadSection {
     retries: Option<u32>,
     backoff: Option<HumanDuration>,
+    corrupt_retries: Option<u32>,
 }
 
 /// Everything the daemon needs, per component.
@@ -374,6 +376,9 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
         }
         access.auth_wait = w.0;
     }
+    if let Some(c) = file.download.corrupt_retries {
+        daemon.download.corrupt_retries = c;
+    }
     if let Some(b) = file.download.backoff {
         daemon.download.backoff = b.0;
     }
@@ -454,6 +459,8 @@ mod tests {
             [mirror]
             stale_tags = false
             prefetch = false
+            [download]
+            corrupt_retries = 0
             [registries."127.0.0.1:5000"]
             url = "http://127.0.0.1:5000"
             timeout = "5s"
@@ -474,6 +481,7 @@ mod tests {
         assert_eq!(r.store.partial_max_age.as_secs(), 1800);
         assert!(!r.daemon.mirror.stale_tags);
         assert!(!r.daemon.mirror.prefetch);
+        assert_eq!(r.daemon.download.corrupt_retries, 0);
         assert_eq!(r.upstreams.default_registry, "ghcr.io");
         assert_eq!(r.upstreams.registries["127.0.0.1:5000"].timeout.0.as_secs(), 5);
         assert_eq!(r.upstreams.registries["docker.io"].url.as_ref().unwrap().as_str(), "https://mirror.example/");
