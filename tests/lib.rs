@@ -211,12 +211,50 @@ pub async fn served_bytes(metrics_url: &str) -> f64 {
         .sum()
 }
 
-/// Bytes the daemon at `metrics_url` received from peers
-/// (`shoal_peer_received_bytes_total`).
-pub async fn received_from_peers(metrics_url: &str) -> f64 {
-    let text = reqwest::get(format!("{metrics_url}/metrics")).await.unwrap().text().await.unwrap();
+/// Bytes daemon `p` received from peers (`shoal_peer_received_bytes_total`).
+pub async fn received_from_peers(p: &ShoalDaemon) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", p.metrics_url())).await.unwrap().text().await.unwrap();
     text.lines()
         .find(|l| l.starts_with("shoal_peer_received_bytes_total"))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Every daemon in `peers` GETs blob `digest` of repository `e2e/blob` at
+/// once, each answer a 200; the handle yields the bodies, in order.
+pub fn spawn_blob_pulls(peers: &[ShoalDaemon], digest: &str) -> tokio::task::JoinHandle<Vec<Vec<u8>>> {
+    let urls: Vec<String> = peers.iter().map(|p| format!("{}/v2/e2e/blob/blobs/{digest}", p.mirror_url())).collect();
+    tokio::spawn(async move {
+        let jobs: Vec<_> = urls
+            .into_iter()
+            .map(|url| {
+                tokio::spawn(async move {
+                    let resp = reqwest::get(&url).await.unwrap();
+                    assert_eq!(resp.status(), 200, "{url}");
+                    resp.bytes().await.unwrap().to_vec()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for j in jobs {
+            out.push(j.await.unwrap());
+        }
+        out
+    })
+}
+
+/// [`spawn_blob_pulls`], waited for (at most 120 s), every body checked to
+/// be `data` with `digest`.
+pub async fn pull_blob_everywhere(peers: &[ShoalDaemon], digest: &str, data: &[u8]) {
+    let pulls = spawn_blob_pulls(peers, digest);
+    let bodies = tokio::time::timeout(Duration::from_secs(120), pulls).await.expect("pulls hung").unwrap();
+    check_bodies(&bodies, data, digest);
+}
+
+/// Each of `bodies` is `data`, whose digest is `digest`.
+pub fn check_bodies(bodies: &[Vec<u8>], data: &[u8], digest: &str) {
+    for b in bodies {
+        assert_eq!(shoal_testkit::sha256_digest(b), digest);
+        assert!(b == data);
+    }
 }

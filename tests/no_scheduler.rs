@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, swarm_toml_at};
-use shoal_testkit::{ShoalDaemon, free_port, random_bytes, sha256_digest};
+use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, pull_blob_everywhere, received_from_peers, swarm_toml_at};
+use shoal_testkit::{ShoalDaemon, free_port, random_bytes};
 
 const MIB: usize = 1 << 20;
 
@@ -43,29 +43,6 @@ async fn daemon(origin: &Origin, pki: &Pki, schedulers: &[&str], i: usize, first
         .start()
         .await
         .unwrap_or_else(|e| panic!("start {host}: {e}"))
-}
-
-async fn pull_all(peers: &[ShoalDaemon], digest: &str, data: &[u8]) {
-    let jobs: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            let url = format!("{}/v2/e2e/blob/blobs/{digest}", p.mirror_url());
-            tokio::spawn(async move {
-                let resp = reqwest::get(&url).await.unwrap();
-                assert_eq!(resp.status(), 200, "{url}");
-                resp.bytes().await.unwrap().to_vec()
-            })
-        })
-        .collect();
-    for j in jobs {
-        let body = tokio::time::timeout(Duration::from_secs(120), j).await.expect("pull timed out").unwrap();
-        assert_eq!(sha256_digest(&body), digest);
-        assert!(body == data);
-    }
-}
-
-async fn received_from_peers(p: &ShoalDaemon) -> f64 {
-    shoal_e2e::received_from_peers(&p.metrics_url()).await
 }
 
 async fn readyz(p: &ShoalDaemon) -> String {
@@ -105,7 +82,7 @@ async fn with_every_scheduler_replica_killed_before_the_pull_daemons_share_throu
     }
     a.child.kill_now().unwrap();
     b.child.kill_now().unwrap();
-    pull_all(&peers, &d, &data).await;
+    pull_blob_everywhere(&peers, &d, &data).await;
     check_egress(&origin, &peers, &d, data.len(), 1.2, 4.0).await;
     // Readiness says where pulls go meanwhile, once a heartbeat failed.
     let mut text = String::new();
@@ -128,12 +105,12 @@ async fn a_cluster_without_a_scheduler_shares_blobs_through_the_dht() {
     let pki = Pki::new();
     let (peers, first) = daemons(&origin, &pki, &[], 4).await;
     assert_eq!(readyz(&peers[0]).await, "ready\n");
-    pull_all(&peers, &d, &data).await;
+    pull_blob_everywhere(&peers, &d, &data).await;
     check_egress(&origin, &peers, &d, data.len(), 1.2, 2.0).await;
     // A daemon that joins later gets the blob from the others alone.
     let late = daemon(&origin, &pki, &[], 4, &first).await;
     let before = origin.front.blob_bytes(&d);
-    pull_all(std::slice::from_ref(&late), &d, &data).await;
+    pull_blob_everywhere(std::slice::from_ref(&late), &d, &data).await;
     assert_eq!(origin.front.blob_bytes(&d), before, "the late daemon went to the origin");
     assert!(received_from_peers(&late).await >= data.len() as f64);
 }

@@ -10,46 +10,19 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use shoal_e2e::{Origin, Pki, SchedulerProcess as Scheduler, swarm_peer, swarm_toml_at};
-use shoal_testkit::{ShoalDaemon, random_bytes, sha256_digest};
+use shoal_e2e::{
+    Origin, Pki, SchedulerProcess as Scheduler, check_bodies, pull_blob_everywhere, received_from_peers,
+    spawn_blob_pulls, swarm_peer, swarm_toml_at,
+};
+use shoal_testkit::random_bytes;
 
 const MIB: usize = 1 << 20;
-
-async fn pull_all(peers: &[ShoalDaemon], digest: &str) -> Vec<Vec<u8>> {
-    let jobs: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            let url = format!("{}/v2/e2e/blob/blobs/{digest}", p.mirror_url());
-            tokio::spawn(async move {
-                let resp = reqwest::get(&url).await.unwrap();
-                assert_eq!(resp.status(), 200, "{url}");
-                resp.bytes().await.unwrap().to_vec()
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for j in jobs {
-        out.push(tokio::time::timeout(Duration::from_secs(120), j).await.expect("pull timed out").unwrap());
-    }
-    out
-}
-
-async fn received_from_peers(p: &ShoalDaemon) -> f64 {
-    shoal_e2e::received_from_peers(&p.metrics_url()).await
-}
 
 async fn setup(size: usize, seed: u64) -> (Origin, Vec<u8>, String, Pki) {
     let origin = Origin::start().await;
     let data = random_bytes(size, seed);
     let d = shoal_testkit::push_blob(&origin.registry.url(), "e2e/blob", data.clone(), None).await.unwrap();
     (origin, data, d, Pki::new())
-}
-
-fn check(bodies: &[Vec<u8>], data: &[u8], digest: &str) {
-    for b in bodies {
-        assert_eq!(sha256_digest(b), digest);
-        assert!(b == data);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -61,8 +34,7 @@ async fn daemons_share_a_blob_through_a_scheduler_process() {
     for i in 0..3 {
         peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&sched], "").await);
     }
-    let bodies = pull_all(&peers, &d).await;
-    check(&bodies, &data, &d);
+    pull_blob_everywhere(&peers, &d, &data).await;
     let sent = origin.front.blob_bytes(&d);
     assert!(sent as f64 <= 1.1 * data.len() as f64, "origin sent {sent} bytes for {} to 3 peers", data.len());
     let mut shared = 0.0;
@@ -81,24 +53,12 @@ async fn killing_the_scheduler_mid_pull_still_ends_with_correct_blobs() {
     for i in 0..3 {
         peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&sched], "").await);
     }
-    let pulls = tokio::spawn({
-        let urls: Vec<String> = peers.iter().map(|p| format!("{}/v2/e2e/blob/blobs/{d}", p.mirror_url())).collect();
-        async move {
-            let mut out = Vec::new();
-            let jobs: Vec<_> = urls.into_iter().map(|u| tokio::spawn(async move { reqwest::get(&u).await })).collect();
-            for j in jobs {
-                let resp = j.await.unwrap().unwrap();
-                assert_eq!(resp.status(), 200);
-                out.push(resp.bytes().await.unwrap().to_vec());
-            }
-            out
-        }
-    });
+    let pulls = spawn_blob_pulls(&peers, &d);
     tokio::time::sleep(Duration::from_millis(600)).await;
     sched.child.kill_now().unwrap();
     origin.front.set_rate_limit(Some(64 * MIB as u64));
     let bodies = tokio::time::timeout(Duration::from_secs(120), pulls).await.expect("pulls hung").unwrap();
-    check(&bodies, &data, &d);
+    check_bodies(&bodies, &data, &d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,8 +72,7 @@ async fn one_of_two_scheduler_replicas_dies() {
         peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&a, &b], "").await);
     }
     b.child.kill_now().unwrap();
-    let bodies = pull_all(&peers, &d).await;
-    check(&bodies, &data, &d);
+    pull_blob_everywhere(&peers, &d, &data).await;
     // The surviving replica coordinated: the origin still sent the blob about once.
     let sent = origin.front.blob_bytes(&d);
     assert!(sent as f64 <= 1.1 * data.len() as f64, "origin sent {sent} bytes for {} to 3 peers", data.len());
@@ -125,27 +84,6 @@ fn owner<'a>(replicas: [&'a mut Scheduler; 2], digest: &str) -> (&'a mut Schedul
     let first = shoal_scheduler::rendezvous(&addrs, digest.as_bytes())[0];
     let [a, b] = replicas;
     if first == addrs[0] { (a, b) } else { (b, a) }
-}
-
-fn spawn_pulls(peers: &[ShoalDaemon], digest: &str) -> tokio::task::JoinHandle<Vec<Vec<u8>>> {
-    let urls: Vec<String> = peers.iter().map(|p| format!("{}/v2/e2e/blob/blobs/{digest}", p.mirror_url())).collect();
-    tokio::spawn(async move {
-        let jobs: Vec<_> = urls
-            .into_iter()
-            .map(|u| {
-                tokio::spawn(async move {
-                    let resp = reqwest::get(&u).await.unwrap();
-                    assert_eq!(resp.status(), 200, "{u}");
-                    resp.bytes().await.unwrap().to_vec()
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for j in jobs {
-            out.push(j.await.unwrap());
-        }
-        out
-    })
 }
 
 /// A rollout in two waves across the death of the replica that owns the
@@ -164,13 +102,13 @@ async fn killing_the_replica_that_owns_the_task_mid_pull_sends_nobody_else_to_th
         peers.push(swarm_peer(&origin, &pki, &format!("node-{i}"), &[&a, &b], "").await);
     }
     let (owning, _survivor) = owner([&mut a, &mut b], &d);
-    let first = spawn_pulls(&peers[..4], &d);
+    let first = spawn_blob_pulls(&peers[..4], &d);
     tokio::time::sleep(Duration::from_millis(700)).await;
     owning.child.kill_now().unwrap();
-    let second = spawn_pulls(&peers[4..], &d);
+    let second = spawn_blob_pulls(&peers[4..], &d);
     for wave in [first, second] {
         let bodies = tokio::time::timeout(Duration::from_secs(120), wave).await.expect("pulls hung").unwrap();
-        check(&bodies, &data, &d);
+        check_bodies(&bodies, &data, &d);
     }
     let sent = origin.front.blob_bytes(&d);
     eprintln!("origin egress after the owning replica died: {:.3}x the blob", sent as f64 / data.len() as f64);
@@ -202,7 +140,7 @@ async fn a_daemon_started_before_its_scheduler_serves_at_once_and_joins_when_it_
     let readyz = format!("{}/readyz", early.metrics_url());
     let text = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
     assert!(text.contains("schedulers are not reachable"), "{text}");
-    check(&pull_all(std::slice::from_ref(&early), &d).await, &data, &d);
+    pull_blob_everywhere(std::slice::from_ref(&early), &d, &data).await;
     assert_eq!(origin.front.blob_gets(&d), 1);
 
     let sched = Scheduler::start_at(&pki, "scheduler-0", &quic).await;
@@ -216,7 +154,7 @@ async fn a_daemon_started_before_its_scheduler_serves_at_once_and_joins_when_it_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let late = swarm_peer(&origin, &pki, "node-late", &[&sched], "").await;
-    check(&pull_all(std::slice::from_ref(&late), &d).await, &data, &d);
+    pull_blob_everywhere(std::slice::from_ref(&late), &d, &data).await;
     assert_eq!(origin.front.blob_gets(&d), 1, "the second daemon went to the origin, not to the first");
     assert!(received_from_peers(&late).await >= data.len() as f64);
 }

@@ -11,18 +11,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use prometheus_client::registry::Registry as PromRegistry;
-use shoal_origin::{RegistryConfig, Upstreams, UpstreamsConfig};
-use shoal_peer::DaemonConfig;
-use shoal_storage::{Store, StoreConfig};
+use shoal_storage::StoreConfig;
 use shoal_testkit::random_bytes;
-use support::{Origin, get_all};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use support::{Daemon, Origin, get_all};
 
 const MIB: u64 = 1 << 20;
+const REPO: &str = "disk/app";
 /// The tmpfs holding the store.
 const DISK: u64 = 24 * MIB;
 /// What the store keeps free on it.
@@ -62,98 +57,24 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A daemon in this process over the store at `root`.
-struct Daemon {
-    mirror: String,
-    admin: String,
-    stop: Option<oneshot::Sender<()>>,
-    job: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Daemon {
-    async fn start(root: &Path, origin: &Origin) -> Daemon {
-        let mut config = DaemonConfig::default();
-        config.download.backoff = Duration::from_millis(20);
-        config.mirror.origin_wait = Duration::from_secs(20);
-        config.shutdown_grace = Duration::from_secs(2);
-        let reg = RegistryConfig { url: Some(origin.front.url().parse().unwrap()), ..RegistryConfig::default() };
-        let upstreams = UpstreamsConfig {
-            default_registry: origin.front.host(),
-            registries: [(origin.front.host(), reg)].into_iter().collect(),
-            ..UpstreamsConfig::default()
-        };
-        let mut cfg = StoreConfig::new(root);
-        cfg.min_free = MIN_FREE;
-        let store = open_store(cfg).await;
-        let mirror_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mirror = format!("http://{}", mirror_l.local_addr().unwrap());
-        let admin = format!("http://{}", admin_l.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        let job = tokio::spawn(shoal_peer::run(
-            config,
-            store,
-            Upstreams::new(upstreams).unwrap(),
-            PromRegistry::default(),
-            mirror_l,
-            admin_l,
-            None,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Daemon { mirror, admin, stop: Some(tx), job: Some(job) }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.job.take().unwrap().await.unwrap().unwrap();
-    }
-
-    fn blob_url(&self, digest: &str) -> String {
-        format!("{}/v2/disk/app/blobs/{digest}", self.mirror)
-    }
-
-    async fn readyz(&self) -> (u16, String) {
-        let resp = reqwest::get(format!("{}/readyz", self.admin)).await.unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(job) = self.job.take() {
-            job.abort();
-        }
-    }
-}
-
-/// Opens the store, waiting out a daemon stopped on it just before.
-async fn open_store(cfg: StoreConfig) -> Store {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match Store::open(cfg.clone()) {
-            Err(shoal_storage::StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => return other.unwrap(),
-        }
-    }
+/// A daemon in this process over the store at `root`, keeping
+/// [`MIN_FREE`] free.
+async fn start_daemon(root: &Path, origin: &Origin) -> Daemon {
+    let mut store = StoreConfig::new(root);
+    store.min_free = MIN_FREE;
+    Daemon::start_with_store(store, &origin.front).await
 }
 
 /// Pulls `digest` and checks its bytes.
 async fn pulls(d: &Daemon, digest: &str, data: &[u8]) {
-    let (code, _, body) = get_all(&d.blob_url(digest), None).await.unwrap();
+    let (code, _, body) = get_all(&d.blob_url(REPO, digest), None).await.unwrap();
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body[..body.len().min(300)]));
     assert!(body == data, "the bytes of {digest} are wrong");
 }
 
 /// Asserts a 507 naming the store and the shortfall, without a path.
 async fn refused_for_space(d: &Daemon, digest: &str, mount: &Path) {
-    let (code, _, body) = get_all(&d.blob_url(digest), None).await.unwrap();
+    let (code, _, body) = get_all(&d.blob_url(REPO, digest), None).await.unwrap();
     let text = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(code, 507, "{text}");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -178,15 +99,15 @@ async fn a_blob_bigger_than_the_disk_fails_clearly_and_the_daemon_goes_on() {
     let root = disk.path().join("store");
     let o = Origin::start().await;
     let before = random_bytes(3 * MIB as usize, 1);
-    let before_d = o.blob("disk/app", before.clone()).await;
+    let before_d = o.blob(REPO, before.clone()).await;
     let big = random_bytes((DISK + 8 * MIB) as usize, 2);
-    let big_d = o.blob("disk/app", big).await;
+    let big_d = o.blob(REPO, big).await;
     let small = random_bytes(2 * MIB as usize, 3);
-    let small_d = o.blob("disk/app", small.clone()).await;
+    let small_d = o.blob(REPO, small.clone()).await;
     let later = random_bytes(2 * MIB as usize, 4);
-    let later_d = o.blob("disk/app", later.clone()).await;
+    let later_d = o.blob(REPO, later.clone()).await;
 
-    let daemon = Daemon::start(&root, &o).await;
+    let daemon = start_daemon(&root, &o).await;
     pulls(&daemon, &before_d, &before).await;
 
     refused_for_space(&daemon, &big_d, disk.path()).await;
@@ -198,7 +119,7 @@ async fn a_blob_bigger_than_the_disk_fails_clearly_and_the_daemon_goes_on() {
 
     // A restart over the same store: no manual step, pulls go on.
     daemon.stop().await;
-    let daemon = Daemon::start(&root, &o).await;
+    let daemon = start_daemon(&root, &o).await;
     assert_eq!(daemon.readyz().await.0, 200);
     pulls(&daemon, &small_d, &small).await;
     pulls(&daemon, &later_d, &later).await;
@@ -214,8 +135,8 @@ async fn readyz_says_when_the_store_cannot_write_and_recovers() {
     let root = disk.path().join("store");
     let o = Origin::start().await;
     let small = random_bytes(2 * MIB as usize, 5);
-    let small_d = o.blob("disk/app", small.clone()).await;
-    let daemon = Daemon::start(&root, &o).await;
+    let small_d = o.blob(REPO, small.clone()).await;
+    let daemon = start_daemon(&root, &o).await;
     assert_eq!(daemon.readyz().await, (200, "ready\n".to_owned()));
 
     // Another process fills the disk.

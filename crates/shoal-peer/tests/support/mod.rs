@@ -51,8 +51,26 @@ impl Daemon {
         Daemon::start_full(dir, origin, |_, _| {}, Some(peer)).await
     }
 
+    /// Start one over the store `store` describes (its own root, room
+    /// settings) rather than one in a temp dir.
+    pub async fn start_with_store(store: StoreConfig, origin: &CountingFront) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Daemon::start_store(dir, store, origin, |_, _| {}, None).await
+    }
+
     async fn start_full(
         dir: tempfile::TempDir,
+        origin: &CountingFront,
+        tweak: impl FnOnce(&mut DaemonConfig, &mut RegistryConfig),
+        peer: Option<PeerSpec>,
+    ) -> Daemon {
+        let store = StoreConfig::new(dir.path().join("store"));
+        Daemon::start_store(dir, store, origin, tweak, peer).await
+    }
+
+    async fn start_store(
+        dir: tempfile::TempDir,
+        store: StoreConfig,
         origin: &CountingFront,
         tweak: impl FnOnce(&mut DaemonConfig, &mut RegistryConfig),
         peer: Option<PeerSpec>,
@@ -71,7 +89,7 @@ impl Daemon {
             registries: [(origin.host(), reg)].into_iter().collect(),
             ..UpstreamsConfig::default()
         };
-        let store = open_store(dir.path()).await;
+        let store = open_store(store).await;
         let upstreams = Upstreams::new(upstreams).unwrap();
         let mirror_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -127,6 +145,12 @@ impl Daemon {
     pub async fn status(&self) -> serde_json::Value {
         reqwest::get(format!("{}/api/v1/status", self.admin)).await.unwrap().json().await.unwrap()
     }
+
+    /// `/readyz`: its status and body.
+    pub async fn readyz(&self) -> (u16, String) {
+        let resp = reqwest::get(format!("{}/readyz", self.admin)).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
 }
 
 impl Drop for Daemon {
@@ -142,10 +166,10 @@ impl Drop for Daemon {
 
 /// Open the store under `dir`, waiting up to 5 s for a daemon stopped on
 /// it just before to release it.
-async fn open_store(dir: &std::path::Path) -> Store {
+async fn open_store(config: StoreConfig) -> Store {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match Store::open(StoreConfig::new(dir.join("store"))) {
+        match Store::open(config.clone()) {
             Err(shoal_storage::StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
