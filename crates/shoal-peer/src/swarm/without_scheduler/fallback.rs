@@ -121,20 +121,17 @@ impl FallbackLink {
         }
     }
 
-    /// The schedulers' answer, unless they are held down or fail (then
-    /// they are held down for a while).
-    async fn ask_primary(&self, task: Option<&Digest>, req: &SchedulerRequest) -> Option<SchedulerResponse> {
+    /// The schedulers' answer to a task request, unless they are held
+    /// down, or fail or stay silent for [`PRIMARY_WAIT`] (then they are
+    /// held down for [`PRIMARY_DOWN_FOR`]).
+    async fn ask_primary(&self, digest: Option<&Digest>, req: &SchedulerRequest) -> Option<SchedulerResponse> {
         let primary = self.primary.as_ref()?;
-        let held = self.lock().primary_down_until.is_some_and(|until| Instant::now() < until);
-        if held && task.is_some() {
+        if self.lock().primary_down_until.is_some_and(|until| Instant::now() < until) {
             return None;
         }
-        let answer = match task {
-            Some(_) => tokio::time::timeout(PRIMARY_WAIT, primary.call(task, req.clone()))
-                .await
-                .unwrap_or_else(|_| Err(LinkError(format!("no answer within {PRIMARY_WAIT:?}")))),
-            None => primary.call(task, req.clone()).await,
-        };
+        let answer = tokio::time::timeout(PRIMARY_WAIT, primary.call(digest, req.clone()))
+            .await
+            .unwrap_or_else(|_| Err(LinkError(format!("no answer within {PRIMARY_WAIT:?}"))));
         match answer {
             Ok(resp) => {
                 self.lock().primary_down_until = None;
@@ -148,11 +145,13 @@ impl FallbackLink {
         }
     }
 
-    async fn join(&self, digest: Option<&Digest>, req: SchedulerRequest) -> Result<SchedulerResponse, LinkError> {
-        let SchedulerRequest::Join { task, have, .. } = &req else {
-            unreachable!("join() is called with a Join");
-        };
-        let (task, have) = (task.clone(), *have);
+    async fn join(
+        &self,
+        digest: Option<&Digest>,
+        task: TaskId,
+        have: HaveState,
+        req: SchedulerRequest,
+    ) -> Result<SchedulerResponse, LinkError> {
         self.lock().tasks.entry(task.clone()).or_insert_with(|| TaskView::new(Instant::now()));
         if !have.complete {
             let state = self.state_for(&task, &have);
@@ -247,7 +246,7 @@ impl SchedulerLink for FallbackLink {
     ) -> BoxFuture<'a, Result<SchedulerResponse, LinkError>> {
         Box::pin(async move {
             match req {
-                SchedulerRequest::Join { .. } => self.join(task, req).await,
+                SchedulerRequest::Join { task: ref t, have, .. } => self.join(task, t.clone(), have, req).await,
                 SchedulerRequest::Progress { .. }
                 | SchedulerRequest::PieceFailed { .. }
                 | SchedulerRequest::Leave { .. } => self.report(task, req).await,
