@@ -424,6 +424,16 @@ fn scheduler_less_values_render_no_scheduler_and_a_discovery_only_daemon() {
     assert!(!configure.contains(&"--registry=quay.io"), "{configure:?}");
     assert!(configure.contains(&"--skip-containerd-check"), "{configure:?}");
 
+    // With monitoring on, nothing watches or alerts on a scheduler that
+    // does not exist (ShoalSchedulerDown would fire for ever).
+    let monitored = self::objects(&["no-scheduler-values.yaml"], &["monitoring.enabled=true"]);
+    assert!(has(&monitored, "PodMonitor") && !has(&monitored, "ServiceMonitor"));
+    let rules = find(&monitored, "PrometheusRule", "shoal").to_string();
+    assert!(rules.contains("ShoalDaemonDown"), "{rules}");
+    for alert in ["ShoalSchedulerDown", "ShoalSchedulerReplicaDown", "ShoalDaemonsNotRegistered"] {
+        assert!(!rules.contains(alert), "{alert} is rendered without a scheduler");
+    }
+
     // Prewarm needs the scheduler: the chart refuses the combination.
     let err = render(&["no-scheduler-values.yaml"], &["prewarm.cronJob.enabled=true"])
         .expect_err("prewarm without scheduler");
