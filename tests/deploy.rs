@@ -271,6 +271,10 @@ fn workloads_meet_the_operating_requirements() {
         _ => false,
     };
     assert!(never_all, "maxUnavailable {unavailable} may take every node down");
+    // The image runs as 65532 (scripts/build-image); the daemon writes
+    // root-owned hostPath directories, so its pod asks for root, and the
+    // other pods stay non-root.
+    assert_eq!(pod["securityContext"]["runAsUser"], 0, "the daemon must run as root for its hostPath dirs");
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(grace > 20, "terminationGracePeriodSeconds {grace} must exceed shutdown_grace (20s)");
 
@@ -374,7 +378,11 @@ fn workloads_meet_the_operating_requirements() {
         assert_eq!(a[0], "prewarm");
         assert!(a.contains(&"--mirror=http://127.0.0.1:65001"), "prewarm goes through the node's own mirror: {a:?}");
         assert_eq!(pod["hostNetwork"], true, "the node's mirror listens on its loopback");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "prewarm runs as non-root");
     }
+    let sched_pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(sched_pod["securityContext"]["runAsNonRoot"], true, "the scheduler runs as non-root");
+    assert_eq!(sched_pod["securityContext"]["runAsUser"], 65532);
 }
 
 /// The daemon's config.toml from the ConfigMap.
