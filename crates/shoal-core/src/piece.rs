@@ -8,13 +8,9 @@
 //! stay small against the bytes, while the layers most images are made of
 //! split finely. Small pieces matter in a swarm: a child passes a piece on
 //! only once it holds and has verified all of it, so each hop costs one
-//! piece's transfer time at the share of the uplink it gets. In the swarm
-//! benchmark (8 nodes at 100 Mbit/s, a 2 x 128 MiB image; docs/design/swarm-tuning-history.md),
-//! measured side by side in one sitting: 1 MiB pieces 25.9-26.3 s, 256 KiB
-//! ones 24.3-24.5 s, 128 KiB ones 24.7 s with the daemons' CPU time up by
-//! a seventh (an earlier version went from 43 s to 35-36 s when 4 MiB
-//! pieces became 1 MiB). Cold single-node pulls pay for the extra piece
-//! records: 0.51-0.61 GB/s against 0.58-0.63 GB/s for a 1 GiB blob.
+//! piece's transfer time at the share of the uplink it gets. Smaller
+//! pieces than 256 KiB cost more CPU than they save in hops, and every
+//! piece costs a record on a cold pull (docs/design/swarm-lessons.md).
 
 use std::ops::Range;
 

@@ -121,10 +121,10 @@ impl RateLimiter {
 
     /// A limiter with `rate` bytes/s and a burst of [`BURST_TIME`]'s worth
     /// (at least [`MIN_BURST`]). The burst is what may leave at once after
-    /// a pause: with a quarter second's worth (2.8 MB at 90 Mbit/s), the
-    /// uploads that resumed together overflowed the node's link queue, and
-    /// the 8-node benchmark lost twice the packets (docs/design/swarm-tuning-history.md). Larger
-    /// requests still pass: they wait for their bytes.
+    /// a pause: a large burst lets uploads that resume together overflow
+    /// the node's link queue, which then drops packets
+    /// (docs/design/swarm-lessons.md). Larger requests still pass: they
+    /// wait for their bytes.
     pub fn per_second(rate: u64) -> Self {
         let burst = (rate as u128 * BURST_TIME.as_nanos() / 1_000_000_000) as u64;
         Self::new(rate, burst.max(MIN_BURST))

@@ -17,9 +17,9 @@ use crate::error::TransportError;
 use crate::limits::RateLimiter;
 
 /// The largest slice taken from the rate limiter at once when a limit is
-/// set: each slice enters quinn at once, so it is kept to ~22 packets. With
-/// 256 KiB slices the 8-node benchmark lost twice the packets at its
-/// shaped links (docs/design/swarm-tuning-history.md).
+/// set: each slice enters quinn at once, so it is kept to ~22 packets;
+/// larger slices arrive at a shaped link as bursts its queue drops
+/// (docs/design/swarm-lessons.md).
 const LIMITED_SLICE: usize = 32 << 10;
 
 /// Writes `chunks` to `send` in order (the stream stays open: the caller

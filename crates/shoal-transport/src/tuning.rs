@@ -100,10 +100,10 @@ pub struct TransportTuning {
 /// Cubic (quinn's default, and TCP's) fills a bottleneck's queue until it
 /// drops packets; BBR sends at the bandwidth it measured and keeps that
 /// queue short. Where peer traffic shares a node's link with its origin
-/// download (TCP) and with other peers, the short queue matters: in the
-/// swarm benchmark the origin resent less with BBR, and 4 nodes finished
-/// sooner (docs/design/swarm-tuning-history.md). quinn marks its BBR experimental, so Cubic
-/// stays the default.
+/// download (TCP) and with other peers, the short queue matters: the
+/// origin's stream loses fewer packets to the peers' bursts
+/// (docs/design/swarm-lessons.md). quinn marks its BBR experimental, so
+/// Cubic stays the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CongestionControl {
     /// RFC 8312 Cubic.

@@ -5,8 +5,8 @@
 //! from peers has both arriving on one link. The peers' QUIC flows are
 //! several and each as eager as the origin's one TCP flow, so they take
 //! most of the link, and the origin stream is the one every node of the
-//! swarm waits for: in the 8-node benchmark the two seeds of a two-layer
-//! image finished their origin halves at 25-28 s instead of ~22 s.
+//! swarm waits for: unpaced, a seed's origin download ends well after the
+//! time its link alone would take (docs/design/swarm-lessons.md).
 //!
 //! So while this node owes origin bytes, its piece requests to peers are
 //! paced to

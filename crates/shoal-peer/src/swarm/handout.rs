@@ -16,17 +16,15 @@
 //! first), however long ago the first went. Its uplink carries every piece
 //! once before any piece twice; the children pass the rest among
 //! themselves. Once every piece it holds went out, only the grace applies,
-//! so the end of a download is not held up. With only the grace (500 ms),
-//! a seed of the 8-node benchmark uploaded 1.12-1.25 copies of the image,
-//! and every extra copy is uplink the fresh pieces did not get
-//! (docs/design/swarm-tuning-history.md).
+//! so the end of a download is not held up. With only the grace, a seed
+//! uploaded some pieces twice, and every extra copy is uplink the fresh
+//! pieces did not get (docs/design/swarm-lessons.md).
 //!
 //! Only sources hand out one copy at a time: a node fetching the blob from
 //! the origin, or holding it complete. A node still downloading the blob
 //! from peers serves a piece to every child that asks at once: its fresh
 //! pieces are what the other children lack, and refusing all but one of
-//! them left relays' uplinks half idle (p50 of the 8-node benchmark,
-//! docs/design/swarm-tuning-history.md).
+//! them left relays' uplinks half idle (docs/design/swarm-lessons.md).
 //!
 //! A source also spreads its uplink over its children: at most
 //! [`SwarmTuning::per_child`] uploads to one child at a time (more are answered `Busy`).

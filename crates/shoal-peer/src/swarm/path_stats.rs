@@ -3,10 +3,10 @@
 //!
 //! Loss and queueing are what a shaped or congested node link shows first,
 //! and shoal's piece counters cannot show them: a piece that needed three
-//! retransmissions counts the same as one that needed none. In the 8-node
-//! benchmark these figures told Cubic (1-2% of packets lost at the links'
-//! 50 ms queues, round trips of 60 ms on a 1 ms path) from BBR (no loss at
-//! the same throughput); see docs/design/swarm-tuning-history.md.
+//! retransmissions counts the same as one that needed none. These figures
+//! are what tell a congestion controller that fills a link's queue until
+//! it drops packets (loss, round trips far above the path's) from one that
+//! keeps the queue short; see docs/design/swarm-lessons.md.
 //!
 //! [`PathTotals`] is the pure part: it turns two readings of a connection's
 //! cumulative counters into the increments to add (a counter that went

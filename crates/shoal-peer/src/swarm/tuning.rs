@@ -5,7 +5,7 @@
 //! demo, the tests and the simulator start from the same [`Default`]: what
 //! is measured is what runs in production. A field's comment says what it
 //! trades; the reasons behind each default are in
-//! docs/design/swarm-tuning-history.md. [`SwarmTuning::check`] refuses
+//! docs/design/swarm-lessons.md. [`SwarmTuning::check`] refuses
 //! settings that break the invariants the comments state.
 
 use std::time::Duration;

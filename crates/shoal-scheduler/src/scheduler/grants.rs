@@ -85,8 +85,8 @@ impl Scheduler {
     /// when the window ends and gets it if nobody did. Why: a seed must
     /// upload every fresh piece of its blob once, so one seed for every
     /// layer caps the swarm at that seed's uplink, and its one downlink
-    /// carries the whole origin stream (docs/design/swarm-tuning-history.md: with two seeds the
-    /// 8-node benchmark finished ~1.5 s sooner). A lone puller on a
+    /// carries the whole origin stream (docs/design/swarm-lessons.md). A
+    /// lone puller on a
     /// cluster waits at most the window for its second layer's grant.
     pub(super) fn spread_wait(&self, now: Millis, t: TaskSlot, h: HostSlot) -> Option<Duration> {
         let window = as_ms(self.config.grant_spread);
