@@ -70,6 +70,38 @@ pub struct PrewarmAssignment {
     pub job: String,
     /// What to warm.
     pub spec: PrewarmSpec,
+    /// Credentials for this job's registry requests, when whoever submitted
+    /// the job brought some (a Harbor preheat's short-lived token); `None`:
+    /// the node's own, as for `shoal prewarm`.
+    pub credential: Option<JobCredential>,
+}
+
+/// An `Authorization` header value that a job's nodes send with that
+/// job's registry requests (through their own mirror, so the access checks
+/// apply to it as to any client's). It travels only in `PollPrewarm`
+/// answers, over the mutually authenticated scheduler channel, to the
+/// nodes the job names; it is never part of a [`PrewarmSpec`] (which
+/// status answers repeat), and its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct JobCredential(String);
+
+impl JobCredential {
+    /// Wraps a header value (`Bearer ...`).
+    pub fn new(header: impl Into<String>) -> JobCredential {
+        JobCredential(header.into())
+    }
+
+    /// The header value, to put on a request (and nowhere else).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JobCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobCredential(<redacted>)")
+    }
 }
 
 /// Where one node stands in a job.
@@ -163,6 +195,18 @@ mod tests {
         assert!(parse_selector("zone").unwrap_err().contains("not key=value"));
         assert!(parse_selector("=a").is_err());
         assert!(parse_selector("").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn a_credential_never_shows_in_debug_output() {
+        let a = PrewarmAssignment {
+            job: "j".into(),
+            spec: PrewarmSpec::default(),
+            credential: Some(JobCredential::new("Bearer s3cret-token")),
+        };
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(a.credential.as_ref().map(JobCredential::expose), Some("Bearer s3cret-token"));
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! swarm, like a containerd pull), and report per-image progress every few
 //! seconds and once at the end.
 //!
+//! A job's requests carry the node's own token (the node's credentials
+//! apply), or the credential the job brought (a Harbor preheat's token,
+//! handed over the mutually authenticated scheduler channel), which then
+//! answers for the job alone and stays in memory.
+//!
 //! A job is run once per daemon process. Its final report is sent until the
 //! scheduler stops handing the job out (it has the report), so a lost report
 //! is re-sent at the next poll instead of the job being run again. A daemon
@@ -73,11 +78,29 @@ pub async fn run(swarm: Arc<Swarm>, mirror: String, node_token: http::HeaderValu
                 None => {
                     let state = Shared::default();
                     jobs.insert(a.job.clone(), state.clone());
-                    tokio::spawn(run_job(swarm.clone(), client.clone(), mirror.clone(), a, state, stop.clone()));
+                    let client = match &a.credential {
+                        Some(c) => job_client(c),
+                        None => client.clone(),
+                    };
+                    tokio::spawn(run_job(swarm.clone(), client, mirror.clone(), a, state, stop.clone()));
                 }
             }
         }
     }
+}
+
+/// A client for a job that brought its own credentials (a Harbor
+/// preheat's token): the mirror treats the job's requests as a client's
+/// with that `Authorization`, checked at the origin like any other. The
+/// header is marked sensitive; a value that is not a valid header makes
+/// every request of the job go without credentials, and the registry's
+/// refusal then names the job's failure.
+fn job_client(credential: &shoal_proto::JobCredential) -> reqwest::Client {
+    let header = http::HeaderValue::from_str(credential.expose()).ok().map(|mut v| {
+        v.set_sensitive(true);
+        v
+    });
+    shoal_prewarm::http_client_as(header)
 }
 
 async fn run_job(
