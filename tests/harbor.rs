@@ -35,7 +35,7 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    async fn start(pki: &Pki) -> Scheduler {
+    async fn start(pki: &Pki, name: &str) -> Scheduler {
         let dir = tempfile::tempdir().unwrap();
         let creds = dir.path().join("harbor-token");
         std::fs::write(&creds, format!("{PROVIDER_TOKEN}\n")).unwrap();
@@ -44,11 +44,11 @@ impl Scheduler {
         let harbor = format!("127.0.0.1:{}", free_port());
         let mut cmd = std::process::Command::new(shoal_bin().unwrap());
         cmd.args(["scheduler", "--listen", &quic, "--metrics-listen", &metrics, "--certs-dir"])
-            .arg(pki.scheduler_certs("scheduler-0"))
+            .arg(pki.scheduler_certs(name))
             .args(["--harbor-listen", &harbor, "--harbor-auth", "bearer", "--harbor-credentials-file"])
             .arg(&creds)
             .env("RUST_LOG", "debug");
-        let mut child = ChildGuard::spawn("scheduler-0", cmd, dir.path()).unwrap();
+        let mut child = ChildGuard::spawn(name, cmd, dir.path()).unwrap();
         wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(20), |s| s == 200, Some(&mut child))
             .await
             .unwrap();
@@ -203,7 +203,7 @@ async fn harbors_preheat_warms_every_node_through_the_swarm() {
     let image = origin.push_image("e2e/app:v1", &[4 << 20, 2 << 20], Some((USER, PASS))).await;
     let one = origin.push_image("e2e/one:v1", &[1 << 20], Some((USER, PASS))).await;
     let pki = Pki::new();
-    let sched = Scheduler::start(&pki).await;
+    let sched = Scheduler::start(&pki, "scheduler-0").await;
     let mut nodes = Vec::new();
     for (i, zone) in ["a", "a", "b"].iter().enumerate() {
         let host = format!("node-{i}");
@@ -311,6 +311,43 @@ async fn harbors_preheat_warms_every_node_through_the_swarm() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("no preheat job 12345"), "{body}");
     assert_eq!(get_job(&base, &auth, "abc").await.status(), 400);
+}
+
+/// With two scheduler replicas, a Harbor job lives on the replica Harbor
+/// reached, whichever replica its id's rendezvous hash names: the nodes
+/// report to every replica, so every job finishes. (Four jobs: were the
+/// reports routed by hash, each would reach the other replica half the
+/// time and stay PENDING.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_finish_on_the_replica_harbor_reached() {
+    let tokens = TokenServer::start(&[(USER, PASS)]).await.unwrap();
+    let registry = Registry::builder().token_auth(&tokens).start().await.unwrap();
+    let origin = Origin::around(registry).await;
+    let image = origin.push_image("e2e/small:v1", &[256 << 10], Some((USER, PASS))).await;
+    let pki = Pki::new();
+    let replicas = [Scheduler::start(&pki, "scheduler-0").await, Scheduler::start(&pki, "scheduler-1").await];
+    let quic: Vec<&str> = replicas.iter().map(|r| r.quic.as_str()).collect();
+    let mut nodes = Vec::new();
+    for host in ["node-0", "node-1"] {
+        let node = ShoalDaemon::builder()
+            .default_registry(&origin.front.host())
+            .registry(&origin.front.host(), &origin.front.url())
+            .config_toml(&swarm_toml_at(&pki, host, &quic, ""))
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("start {host}: {e}"));
+        nodes.push(node);
+    }
+    for r in &replicas {
+        r.wait_hosts(2).await;
+    }
+    let token = pull_token(&tokens, "e2e/small").await;
+    let url = format!("http://{}/v2/e2e/small/manifests/v1", origin.front.host());
+    for round in 0..4 {
+        let job = preheat(&replicas[0].harbor, preheat_body(&url, &token, "all_peers")).await;
+        assert_eq!(job["state"], "SUCCESS", "round {round}: {job:#}");
+        assert_eq!(success_tasks(&job).len(), 2 * image.blob_digests().len(), "round {round}: {job:#}");
+    }
 }
 
 #[tokio::test]

@@ -4,12 +4,14 @@
 //! The flow (requests in [`crate::SchedulerRequest`]):
 //! 1. a daemon submits a job (`SubmitPrewarm`) with an id it made up; the
 //!    job lives on the replica that owns the id ([`job_route`]), which picks
-//!    the nodes from the hosts registered with it and answers with them;
+//!    the nodes from the hosts registered with it and answers with them (a
+//!    job a scheduler makes itself, for Harbor, lives on that scheduler);
 //! 2. every daemon polls every replica (`PollPrewarm`, with its heartbeat)
 //!    and gets the jobs that name it and that it has not finished;
 //! 3. the daemon warms the images through its own mirror (so through the
 //!    swarm: the origin sends each blob about once for the whole job) and
-//!    reports progress (`ReportPrewarm`) every few seconds and at the end;
+//!    reports progress (`ReportPrewarm`, to every replica: only the one
+//!    holding the job records it) every few seconds and at the end;
 //! 4. whoever submitted asks for the job's state (`PrewarmStatus`) until
 //!    every node has finished.
 //!
