@@ -107,16 +107,16 @@ mod tests {
     #[test]
     fn off_by_default_and_loopback_needs_no_credentials() {
         assert_eq!(parse(&[]).config().unwrap(), None);
-        let c = parse(&["--harbor-listen", "127.0.0.1:65006"]).config().unwrap().unwrap();
+        let c = parse(&["--harbor-listen", "127.0.0.1:65007"]).config().unwrap().unwrap();
         assert_eq!(c.auth, ProviderAuth::None);
         assert_eq!(c.seed_peers, 3);
     }
 
     #[test]
     fn off_loopback_without_auth_is_refused_naming_the_flag() {
-        let e = parse(&["--harbor-listen", "0.0.0.0:65006"]).config().unwrap_err();
+        let e = parse(&["--harbor-listen", "0.0.0.0:65007"]).config().unwrap_err();
         let msg = format!("{e:#}");
-        assert!(msg.contains("--harbor-auth") && msg.contains("0.0.0.0:65006"), "{msg}");
+        assert!(msg.contains("--harbor-auth") && msg.contains("0.0.0.0:65007"), "{msg}");
     }
 
     #[test]

@@ -22,9 +22,9 @@
 //!    node has finished. Each node warms the pinned images through its own
 //!    mirror sending the token as the client's `Authorization`, exactly as
 //!    a `containerd` pull with those credentials would: the mirror's access
-//!    checks ask the registry with that token before serving, the one node
-//!    the scheduler grants the origin fetches each blob with it, and the
-//!    others get the pieces from their peers. The token is never written to
+//!    checks ask the registry with that token before serving, the nodes
+//!    the scheduler grants the origin (one per blob by default) fetch each
+//!    blob with it, and the others get the pieces from their peers. The token is never written to
 //!    disk or logs, and a later pull is still checked with the puller's own
 //!    credentials, so warming a private image makes it servable to no one
 //!    who could not pull it anyway.
@@ -83,7 +83,7 @@ pub struct HarborConfig {
 impl Default for HarborConfig {
     fn default() -> Self {
         HarborConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 65006)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 65007)),
             auth: ProviderAuth::None,
             platforms: Vec::new(),
             seed_peers: 3,
