@@ -276,6 +276,9 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod registry_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
