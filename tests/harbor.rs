@@ -25,7 +25,7 @@ const PASS: &str = "s3cret";
 /// The token Harbor's instance is configured with (auth mode OAUTH).
 const PROVIDER_TOKEN: &str = "provider-token-5d1e";
 
-/// A `shoal scheduler` with the Harbor API on, bearer-authenticated.
+/// A `shoal scheduler` with the Harbor API on.
 struct Scheduler {
     child: ChildGuard,
     quic: String,
@@ -35,17 +35,23 @@ struct Scheduler {
 }
 
 impl Scheduler {
+    /// Bearer-authenticated with [`PROVIDER_TOKEN`].
     async fn start(pki: &Pki, name: &str) -> Scheduler {
+        Self::start_with(pki, name, "bearer", &format!("{PROVIDER_TOKEN}\n")).await
+    }
+
+    /// With `--harbor-auth mode` and a credentials file holding `creds`.
+    async fn start_with(pki: &Pki, name: &str, mode: &str, creds_text: &str) -> Scheduler {
         let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("harbor-token");
-        std::fs::write(&creds, format!("{PROVIDER_TOKEN}\n")).unwrap();
+        let creds = dir.path().join("harbor-credentials");
+        std::fs::write(&creds, creds_text).unwrap();
         let quic = format!("127.0.0.1:{}", free_port());
         let metrics = format!("127.0.0.1:{}", free_port());
         let harbor = format!("127.0.0.1:{}", free_port());
         let mut cmd = std::process::Command::new(shoal_bin().unwrap());
         cmd.args(["scheduler", "--listen", &quic, "--metrics-listen", &metrics, "--certs-dir"])
             .arg(pki.scheduler_certs(name))
-            .args(["--harbor-listen", &harbor, "--harbor-auth", "bearer", "--harbor-credentials-file"])
+            .args(["--harbor-listen", &harbor, "--harbor-auth", mode, "--harbor-credentials-file"])
             .arg(&creds)
             .env("RUST_LOG", "debug");
         let mut child = ChildGuard::spawn(name, cmd, dir.path()).unwrap();
@@ -348,6 +354,26 @@ async fn jobs_finish_on_the_replica_harbor_reached() {
         assert_eq!(job["state"], "SUCCESS", "round {round}: {job:#}");
         assert_eq!(success_tasks(&job).len(), 2 * image.blob_digests().len(), "round {round}: {job:#}");
     }
+}
+
+/// Harbor's other auth modes: BASIC sends Go's `SetBasicAuth` header; NONE
+/// sends nothing, which a loopback listener without auth accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_and_none_auth_modes() {
+    let pki = Pki::new();
+    let sched = Scheduler::start_with(&pki, "scheduler-0", "basic", "harbor:pa55\n").await;
+    let ok = basic_auth_value("harbor", "pa55");
+    assert_eq!(healthy(&sched.harbor, Some(ok.to_str().unwrap())).await.status(), 200);
+    let wrong = basic_auth_value("harbor", "nope");
+    let resp = healthy(&sched.harbor, Some(wrong.to_str().unwrap())).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Basic realm=\"shoal harbor preheat\"");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("wants BASIC credentials"), "{body}");
+    assert_eq!(healthy(&sched.harbor, Some(&format!("Bearer {PROVIDER_TOKEN}"))).await.status(), 401);
+
+    let open = Scheduler::start_with(&pki, "scheduler-1", "none", "").await;
+    assert_eq!(healthy(&open.harbor, None).await.status(), 200);
 }
 
 #[tokio::test]
