@@ -12,6 +12,10 @@
 //! ```text
 //! shoal scheduler --certs-dir /etc/shoal/certs      # ca.crt, tls.crt, tls.key
 //! ```
+//! With `--harbor-listen` it also serves Harbor's preheat API (the
+//! Dragonfly provider's endpoints, `shoal_scheduler::harbor`; flags in
+//! `harbor_args`).
+//!
 //! The certificate must be a scheduler certificate (`shoal certs
 //! scheduler`): peers send scheduler requests to no other, so a node
 //! certificate here is refused at start rather than at every peer.
@@ -123,7 +127,6 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     let stop = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(true));
 
-    let serving = tokio::spawn(service.clone().serve(endpoint.clone(), stop.clone()));
     let harbor = match harbor {
         Some(config) => {
             let listener = TcpListener::bind(config.listen).await.with_context(|| {
@@ -135,6 +138,7 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         }
         None => None,
     };
+    let serving = tokio::spawn(service.clone().serve(endpoint.clone(), stop.clone()));
     let app = router(Arc::new(registry), service, ready.clone());
     let admin =
         tokio::spawn(axum::serve(http, app).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future());
