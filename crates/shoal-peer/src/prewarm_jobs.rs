@@ -177,7 +177,39 @@ async fn warm_all(client: &reqwest::Client, mirror: &str, job: &PrewarmAssignmen
         .await;
         update(&mut |p| match &result {
             Ok(_) => p.finished = true,
-            Err(e) => p.error = Some(e.to_string()),
+            Err(e) => p.error = Some(describe(e, job.credential.is_some())),
         });
+    }
+}
+
+/// An image's failure as the job's submitter reads it. A refusal of the
+/// credentials a job brought is not fixed with the daemon's own (they were
+/// not used): say whose they were.
+fn describe(e: &shoal_prewarm::PrewarmError, brought_credential: bool) -> String {
+    match e {
+        shoal_prewarm::PrewarmError::Refused { image, registry, detail } if brought_credential => format!(
+            "{image}: {registry} refused the credentials the job brought ({detail}); a Harbor preheat's token \
+             lasts as long as Harbor's token expiration: preheat again"
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_job_credential_is_not_blamed_on_the_daemons() {
+        let e = shoal_prewarm::PrewarmError::Refused {
+            image: "r.example/app@sha256:1".into(),
+            registry: "r.example".into(),
+            detail: "authentication required".into(),
+        };
+        let own = describe(&e, false);
+        assert!(own.contains("give the daemon credentials"), "{own}");
+        let brought = describe(&e, true);
+        assert!(brought.contains("refused the credentials the job brought (authentication required)"), "{brought}");
+        assert!(!brought.contains("give the daemon credentials"), "{brought}");
     }
 }
