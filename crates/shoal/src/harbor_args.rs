@@ -43,6 +43,10 @@ pub(crate) struct HarborArgs {
     /// Nodes an all_seed_peers preheat warms (spread over zones).
     #[arg(long, env = "SHOAL_HARBOR_SEED_PEERS", default_value_t = 3)]
     pub(crate) harbor_seed_peers: u32,
+    /// PEM file of CA certificates trusted for Harbor's registry HTTPS,
+    /// besides the built-in web roots (a Harbor with a private CA).
+    #[arg(long, env = "SHOAL_HARBOR_CA_BUNDLE")]
+    pub(crate) harbor_ca_bundle: Option<PathBuf>,
 }
 
 impl HarborArgs {
@@ -76,11 +80,18 @@ impl HarborArgs {
                 parsed.with_context(|| format!("the Harbor credentials file {}", path.display()))?
             }
         };
+        let ca_bundle = match &self.harbor_ca_bundle {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading the Harbor CA bundle {}", path.display()))?)
+            }
+            None => None,
+        };
         let config = HarborConfig {
             listen,
             auth,
             platforms: self.harbor_platforms.clone(),
             seed_peers: self.harbor_seed_peers,
+            ca_bundle,
             ..HarborConfig::default()
         };
         config.check()?;
@@ -132,5 +143,23 @@ mod tests {
         assert_eq!(c.auth, ProviderAuth::Basic { username: "harbor".into(), password: "pw".into() });
         let e = parse(&["--harbor-listen", "0.0.0.0:1", "--harbor-auth", "bearer"]).config().unwrap_err();
         assert!(format!("{e:#}").contains("--harbor-credentials-file"), "{e:#}");
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, shoal_transport::new_ca("harbor ca").unwrap().cert_pem).unwrap();
+        let c = parse(&["--harbor-listen", "127.0.0.1:1", "--harbor-ca-bundle", good.to_str().unwrap()])
+            .config()
+            .unwrap()
+            .unwrap();
+        assert!(c.ca_bundle.is_some());
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a certificate\n").unwrap();
+        let e = parse(&["--harbor-listen", "127.0.0.1:1", "--harbor-ca-bundle", bad.to_str().unwrap()])
+            .config()
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("--harbor-ca-bundle: holds no PEM certificates"), "{e:#}");
     }
 }

@@ -78,6 +78,9 @@ pub struct HarborConfig {
     pub keep_finished: Duration,
     /// Most jobs held at once.
     pub max_jobs: usize,
+    /// PEM certificates trusted for the registry's HTTPS besides the
+    /// built-in web roots (a Harbor with a private CA).
+    pub ca_bundle: Option<Vec<u8>>,
 }
 
 impl Default for HarborConfig {
@@ -90,6 +93,7 @@ impl Default for HarborConfig {
             resolve_timeout: Duration::from_secs(30),
             keep_finished: Duration::from_secs(3600),
             max_jobs: 1024,
+            ca_bundle: None,
         }
     }
 }
@@ -107,6 +111,9 @@ pub enum HarborError {
     /// A platform cannot be parsed.
     #[error("--harbor-platforms: {0}")]
     Platform(#[from] shoal_prewarm::PrewarmError),
+    /// The CA bundle holds no usable certificate.
+    #[error("--harbor-ca-bundle: {0}")]
+    CaBundle(String),
 }
 
 impl HarborConfig {
@@ -116,7 +123,23 @@ impl HarborConfig {
         if self.auth == ProviderAuth::None && !self.listen.ip().is_loopback() {
             return Err(HarborError::Unauthenticated(self.listen));
         }
+        self.roots()?;
         Ok(Platform::parse_all_or_host(&self.platforms)?)
+    }
+
+    /// The certificates of [`HarborConfig::ca_bundle`].
+    fn roots(&self) -> Result<Vec<reqwest::Certificate>, HarborError> {
+        let Some(pem) = &self.ca_bundle else {
+            return Ok(Vec::new());
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| HarborError::CaBundle(format!("not a PEM certificate bundle ({e})")))?;
+        if certs.is_empty() {
+            return Err(HarborError::CaBundle(
+                "holds no PEM certificates (expected -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        Ok(certs)
     }
 }
 
@@ -148,7 +171,7 @@ impl HarborApi {
     pub fn new(config: HarborConfig, service: SchedulerService) -> Result<HarborApi, HarborError> {
         let platforms = config.check()?;
         let records = Records::new(SystemTime::now(), config.keep_finished, config.max_jobs);
-        let client = resolve::http_client(config.resolve_timeout);
+        let client = resolve::http_client(config.resolve_timeout, config.roots()?);
         Ok(HarborApi { inner: Arc::new(Inner { config, platforms, service, client, records: Mutex::new(records) }) })
     }
 

@@ -148,15 +148,18 @@ pub fn parse_manifest_url(url: &str) -> Result<ManifestUrl, ResolveError> {
     })
 }
 
-/// The HTTP client for registries: bounded waits, and no redirects (a
-/// manifest is served directly, and the token must go nowhere else).
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+/// The HTTP client for registries: bounded waits, no redirects (a
+/// manifest is served directly, and the token must go nowhere else), and
+/// `roots` trusted besides the built-in web roots.
+pub fn http_client(timeout: Duration, roots: Vec<reqwest::Certificate>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a plain HTTP client builds")
+        .redirect(reqwest::redirect::Policy::none());
+    for root in roots {
+        b = b.add_root_certificate(root);
+    }
+    b.build().expect("a plain HTTP client builds")
 }
 
 /// Resolves `url` for `platforms` with `authorization` (Harbor's header).

@@ -71,7 +71,7 @@ fn platforms(p: &[&str]) -> Vec<Platform> {
 #[tokio::test]
 async fn an_index_resolves_to_the_wanted_platforms_manifests() {
     let (base, amd, arm) = registry().await;
-    let client = http_client(Duration::from_secs(5));
+    let client = http_client(Duration::from_secs(5), Vec::new());
     let url = parse_manifest_url(&format!("{base}/v2/p/app/manifests/v1")).unwrap();
     let pinned = resolve(&client, &url, Some("Bearer good"), &platforms(&["linux/arm64"])).await.unwrap();
     assert_eq!(pinned.len(), 1);
@@ -84,7 +84,7 @@ async fn an_index_resolves_to_the_wanted_platforms_manifests() {
 #[tokio::test]
 async fn refusals_missing_platforms_and_bad_bytes_are_named() {
     let (base, _, _) = registry().await;
-    let client = http_client(Duration::from_secs(5));
+    let client = http_client(Duration::from_secs(5), Vec::new());
     let url = parse_manifest_url(&format!("{base}/v2/p/app/manifests/v1")).unwrap();
     let e = resolve(&client, &url, Some("Bearer expired"), &platforms(&["linux/amd64"])).await.unwrap_err();
     let msg = e.to_string();
