@@ -27,7 +27,9 @@ pub use hello::{
     Hello, HelloError, MIN_COMPATIBLE_VERSION, PROTOCOL_VERSION, VersionMismatch, hello_client, hello_server,
 };
 pub use peer::{PeerError, PeerErrorCode, PeerEvent, PeerRequest, PieceHeader, PieceReply};
-pub use prewarm::{ImageProgress, NodeJob, NodeJobState, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec};
+pub use prewarm::{
+    ImageProgress, JobCredential, NodeJob, NodeJobState, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec,
+};
 pub use scheduler::{
     FailureKind, FinalMap, HaveState, HostLabels, HostLoad, OriginGrant, ParentInfo, PieceMap, SchedError,
     SchedErrorCode, SchedulerRequest, SchedulerResponse,

@@ -4,12 +4,14 @@
 //! The flow (requests in [`crate::SchedulerRequest`]):
 //! 1. a daemon submits a job (`SubmitPrewarm`) with an id it made up; the
 //!    job lives on the replica that owns the id ([`job_route`]), which picks
-//!    the nodes from the hosts registered with it and answers with them;
+//!    the nodes from the hosts registered with it and answers with them (a
+//!    job a scheduler makes itself, for Harbor, lives on that scheduler);
 //! 2. every daemon polls every replica (`PollPrewarm`, with its heartbeat)
 //!    and gets the jobs that name it and that it has not finished;
 //! 3. the daemon warms the images through its own mirror (so through the
 //!    swarm: the origin sends each blob about once for the whole job) and
-//!    reports progress (`ReportPrewarm`) every few seconds and at the end;
+//!    reports progress (`ReportPrewarm`, to every replica: only the one
+//!    holding the job records it) every few seconds and at the end;
 //! 4. whoever submitted asks for the job's state (`PrewarmStatus`) until
 //!    every node has finished.
 //!
@@ -70,6 +72,38 @@ pub struct PrewarmAssignment {
     pub job: String,
     /// What to warm.
     pub spec: PrewarmSpec,
+    /// Credentials for this job's registry requests, when whoever submitted
+    /// the job brought some (a Harbor preheat's short-lived token); `None`:
+    /// the node's own, as for `shoal prewarm`.
+    pub credential: Option<JobCredential>,
+}
+
+/// An `Authorization` header value that a job's nodes send with that
+/// job's registry requests (through their own mirror, so the access checks
+/// apply to it as to any client's). It travels only in `PollPrewarm`
+/// answers, over the mutually authenticated scheduler channel, to the
+/// nodes the job names; it is never part of a [`PrewarmSpec`] (which
+/// status answers repeat), and its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct JobCredential(String);
+
+impl JobCredential {
+    /// Wraps a header value (`Bearer ...`).
+    pub fn new(header: impl Into<String>) -> JobCredential {
+        JobCredential(header.into())
+    }
+
+    /// The header value, to put on a request (and nowhere else).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JobCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobCredential(<redacted>)")
+    }
 }
 
 /// Where one node stands in a job.
@@ -163,6 +197,18 @@ mod tests {
         assert!(parse_selector("zone").unwrap_err().contains("not key=value"));
         assert!(parse_selector("=a").is_err());
         assert!(parse_selector("").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn a_credential_never_shows_in_debug_output() {
+        let a = PrewarmAssignment {
+            job: "j".into(),
+            spec: PrewarmSpec::default(),
+            credential: Some(JobCredential::new("Bearer s3cret-token")),
+        };
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(a.credential.as_ref().map(JobCredential::expose), Some("Bearer s3cret-token"));
     }
 
     #[test]

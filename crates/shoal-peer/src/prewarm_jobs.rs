@@ -3,6 +3,11 @@
 //! swarm, like a containerd pull), and report per-image progress every few
 //! seconds and once at the end.
 //!
+//! A job's requests carry the node's own token (the node's credentials
+//! apply), or the credential the job brought (a Harbor preheat's token,
+//! handed over the mutually authenticated scheduler channel), which then
+//! answers for the job alone and stays in memory.
+//!
 //! A job is run once per daemon process. Its final report is sent until the
 //! scheduler stops handing the job out (it has the report), so a lost report
 //! is re-sent at the next poll instead of the job being run again. A daemon
@@ -73,11 +78,29 @@ pub async fn run(swarm: Arc<Swarm>, mirror: String, node_token: http::HeaderValu
                 None => {
                     let state = Shared::default();
                     jobs.insert(a.job.clone(), state.clone());
-                    tokio::spawn(run_job(swarm.clone(), client.clone(), mirror.clone(), a, state, stop.clone()));
+                    let client = match &a.credential {
+                        Some(c) => job_client(c),
+                        None => client.clone(),
+                    };
+                    tokio::spawn(run_job(swarm.clone(), client, mirror.clone(), a, state, stop.clone()));
                 }
             }
         }
     }
+}
+
+/// A client for a job that brought its own credentials (a Harbor
+/// preheat's token): the mirror treats the job's requests as a client's
+/// with that `Authorization`, checked at the origin like any other. The
+/// header is marked sensitive; a value that is not a valid header makes
+/// every request of the job go without credentials, and the registry's
+/// refusal then names the job's failure.
+fn job_client(credential: &shoal_proto::JobCredential) -> reqwest::Client {
+    let header = http::HeaderValue::from_str(credential.expose()).ok().map(|mut v| {
+        v.set_sensitive(true);
+        v
+    });
+    shoal_prewarm::http_client_as(header)
 }
 
 async fn run_job(
@@ -154,7 +177,39 @@ async fn warm_all(client: &reqwest::Client, mirror: &str, job: &PrewarmAssignmen
         .await;
         update(&mut |p| match &result {
             Ok(_) => p.finished = true,
-            Err(e) => p.error = Some(e.to_string()),
+            Err(e) => p.error = Some(describe(e, job.credential.is_some())),
         });
+    }
+}
+
+/// An image's failure as the job's submitter reads it. A refusal of the
+/// credentials a job brought is not fixed with the daemon's own (they were
+/// not used): say whose they were.
+fn describe(e: &shoal_prewarm::PrewarmError, brought_credential: bool) -> String {
+    match e {
+        shoal_prewarm::PrewarmError::Refused { image, registry, detail } if brought_credential => format!(
+            "{image}: {registry} refused the credentials the job brought ({detail}); a Harbor preheat's token \
+             lasts as long as Harbor's token expiration: preheat again"
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_job_credential_is_not_blamed_on_the_daemons() {
+        let e = shoal_prewarm::PrewarmError::Refused {
+            image: "r.example/app@sha256:1".into(),
+            registry: "r.example".into(),
+            detail: "authentication required".into(),
+        };
+        let own = describe(&e, false);
+        assert!(own.contains("give the daemon credentials"), "{own}");
+        let brought = describe(&e, true);
+        assert!(brought.contains("refused the credentials the job brought (authentication required)"), "{brought}");
+        assert!(!brought.contains("give the daemon credentials"), "{brought}");
     }
 }

@@ -14,13 +14,18 @@
 //!   tick; a report from it later still counts (it came back);
 //! - a finished job is kept for `keep_finished`, an unfinished one for
 //!   `max_age`; at most `max_jobs` are held, and a submit beyond that evicts
-//!   the oldest finished job or is refused.
+//!   the oldest finished job or is refused;
+//! - a job's credential (see [`Jobs::attach_credential`]) goes only to the
+//!   nodes the job names, with their assignment, and is dropped as soon as
+//!   every node has finished.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_core::HostId;
-use shoal_proto::{ImageProgress, NodeJob, NodeJobState, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec};
+use shoal_proto::{
+    ImageProgress, JobCredential, NodeJob, NodeJobState, NodeSelector, PrewarmAssignment, PrewarmJob, PrewarmSpec,
+};
 
 use crate::time::{Millis, as_ms};
 use crate::types::Labels;
@@ -91,6 +96,8 @@ struct Job {
     created: Millis,
     finished: Option<Millis>,
     nodes: Vec<Node>,
+    /// Handed to the job's nodes with the job while any is unfinished.
+    credential: Option<JobCredential>,
 }
 
 impl Job {
@@ -101,6 +108,10 @@ impl Job {
             (true, None) => Some(now),
             (false, _) => None,
         };
+        if self.finished.is_some() {
+            // No node will fetch for this job again: the secret has no use.
+            self.credential = None;
+        }
     }
 }
 
@@ -162,8 +173,21 @@ impl Jobs {
             .iter()
             .map(|h| Node { host: h.clone(), state: NodeJobState::Queued, images: Vec::new(), heard: now })
             .collect();
-        self.jobs.insert(id, Job { spec, created: now, finished: None, nodes });
+        self.jobs.insert(id, Job { spec, created: now, finished: None, nodes, credential: None });
         Ok(picked)
+    }
+
+    /// Gives job `id`'s nodes `credential` for the job's registry requests
+    /// (with each assignment, until every node has finished). Returns
+    /// whether the job exists and is unfinished.
+    pub fn attach_credential(&mut self, id: &str, credential: JobCredential) -> bool {
+        match self.jobs.get_mut(id) {
+            Some(job) if job.finished.is_none() => {
+                job.credential = Some(credential);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The jobs `host` should run: those naming it that it has not finished.
@@ -171,7 +195,11 @@ impl Jobs {
         self.jobs
             .iter()
             .filter(|(_, j)| j.nodes.iter().any(|n| &n.host == host && !n.state.is_finished()))
-            .map(|(id, j)| PrewarmAssignment { job: id.clone(), spec: j.spec.clone() })
+            .map(|(id, j)| PrewarmAssignment {
+                job: id.clone(),
+                spec: j.spec.clone(),
+                credential: j.credential.clone(),
+            })
             .collect()
     }
 

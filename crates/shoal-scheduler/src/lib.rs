@@ -17,6 +17,8 @@
 //! - [`types`]: the values going in and out; [`config`]: the knobs;
 //!   [`time`]: [`Millis`], time as the caller passes it in.
 //! - [`jobs`]: prewarm jobs: node selection and each node's state.
+//! - [`harbor`]: Harbor's preheat API (the Dragonfly provider's
+//!   endpoints) over those jobs; async, like [`service`].
 //! - [`handler`]: one `shoal_proto` request in, one answer out.
 //! - [`rendezvous`]: which replica owns a task.
 //! - [`service`]: [`SchedulerService`] (server), [`SchedulerClient`]
@@ -48,6 +50,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod harbor;
 pub mod jobs;
 pub mod rendezvous;
 pub mod scheduler;

@@ -54,6 +54,7 @@ mod dead_holders;
 mod follow;
 mod grants;
 mod maps;
+mod own_jobs;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

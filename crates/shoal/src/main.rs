@@ -7,6 +7,7 @@
 //!   the scheduler, before a rollout.
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
 //! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
+//! - [`harbor_args`]: its `--harbor-*` flags (Harbor's preheat API).
 //! - [`demo`]: `shoal demo`, a whole swarm in one process.
 //! - [`simulate_cmd`]: `shoal simulate`, a deterministic swarm simulation.
 //! - [`certs_cmd`]: `shoal certs`, the cluster CA and node certificates.
@@ -21,6 +22,7 @@ mod config;
 mod containerd_cmd;
 mod daemon;
 mod demo;
+mod harbor_args;
 mod listen;
 mod logging;
 mod prewarm;

@@ -12,6 +12,10 @@
 //! ```text
 //! shoal scheduler --certs-dir /etc/shoal/certs      # ca.crt, tls.crt, tls.key
 //! ```
+//! With `--harbor-listen` it also serves Harbor's preheat API (the
+//! Dragonfly provider's endpoints, `shoal_scheduler::harbor`; flags in
+//! `harbor_args`).
+//!
 //! The certificate must be a scheduler certificate (`shoal certs
 //! scheduler`): peers send scheduler requests to no other, so a node
 //! certificate here is refused at start rather than at every peer.
@@ -38,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::LogFormat;
+use crate::harbor_args::HarborArgs;
 
 /// How long requests in flight may take to finish after a shutdown signal
 /// (each is bounded by the 5 s stream deadline anyway).
@@ -67,6 +72,9 @@ pub(crate) struct SchedulerArgs {
     /// Log format.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
+    /// Harbor's preheat API.
+    #[command(flatten)]
+    pub(crate) harbor: HarborArgs,
 }
 
 /// Entry point of `shoal scheduler`.
@@ -79,6 +87,7 @@ pub(crate) fn main(args: SchedulerArgs) -> anyhow::Result<()> {
 
 /// Serves until `shutdown` resolves, then drains.
 async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let harbor = args.harbor.config()?;
     let dir = &args.certs_dir;
     let identity = Identity::load_files(&IdentityFiles::kubernetes(dir)).with_context(|| {
         format!(
@@ -118,6 +127,17 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
     let stop = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(true));
 
+    let harbor = match harbor {
+        Some(config) => {
+            let listener = TcpListener::bind(config.listen).await.with_context(|| {
+                format!("binding the Harbor preheat API on {} (in use? set --harbor-listen)", config.listen)
+            })?;
+            tracing::info!(listen = %config.listen, auth = ?config.auth, "Harbor preheat API serving");
+            let api = shoal_scheduler::harbor::HarborApi::new(config, service.clone())?;
+            Some(tokio::spawn(api.serve(listener, stop.clone())))
+        }
+        None => None,
+    };
     let serving = tokio::spawn(service.clone().serve(endpoint.clone(), stop.clone()));
     let app = router(Arc::new(registry), service, ready.clone());
     let admin =
@@ -137,6 +157,11 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
         tracing::warn!(after = ?DRAIN, "requests still in flight after the drain period; closing anyway");
     }
     endpoint.close(CLOSE_GRACE).await;
+    if let Some(h) = harbor
+        && let Ok(Err(e)) = h.await
+    {
+        tracing::warn!(error = %e, "Harbor preheat API failed");
+    }
     match admin.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics endpoint failed"),
@@ -227,6 +252,7 @@ mod tests {
             max_origin_grants: 1,
             parents_per_join: 4,
             log_format: LogFormat::Human,
+            harbor: HarborArgs::default(),
         }
     }
 
@@ -279,6 +305,7 @@ mod tests {
             max_origin_grants: 1,
             parents_per_join: 4,
             log_format: LogFormat::Human,
+            harbor: HarborArgs::default(),
         };
         let (quic, http) = (args.listen, args.metrics_listen);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -56,17 +56,19 @@ impl Swarm {
         }
     }
 
-    /// Reports this node's progress on `job`.
+    /// Reports this node's progress on `job`, to every replica: the job
+    /// lives on the one it was submitted to, which is the job id's
+    /// rendezvous owner for `shoal prewarm` but the replica Harbor reached
+    /// for a Harbor preheat; the others ignore the report.
     pub async fn report_prewarm(
         &self,
         job: &str,
         images: Vec<ImageProgress>,
         finished: bool,
     ) -> Result<(), PrewarmCallError> {
-        let route = job_route(job);
         let req =
             SchedulerRequest::ReportPrewarm { host: self.config.host.clone(), job: job.to_owned(), images, finished };
-        match self.call_registered(Some(&route), req).await? {
+        match self.call_registered(None, req).await? {
             SchedulerResponse::Ack => Ok(()),
             other => Err(refusal(other)),
         }

@@ -90,7 +90,7 @@ fn a_job_runs_until_each_node_reports_finished() {
     assert_eq!(picked.len(), 2);
     let n0 = &fleet.ids[0];
     let n1 = &fleet.ids[1];
-    assert_eq!(jobs.poll(n0), vec![PrewarmAssignment { job: "j1".into(), spec: spec(&["img"]) }]);
+    assert_eq!(jobs.poll(n0), vec![PrewarmAssignment { job: "j1".into(), spec: spec(&["img"]), credential: None }]);
     let st = jobs.status(t0, "j1").unwrap();
     assert!(st.nodes.iter().all(|n| n.state == NodeJobState::Queued));
     assert!(!st.is_finished());
@@ -173,4 +173,22 @@ fn reports_for_unknown_jobs_or_hosts_are_ignored() {
     let st = jobs.status(Millis(1), "j").unwrap();
     assert_eq!(st.nodes.len(), 1);
     assert_eq!(st.nodes[0].state, NodeJobState::Queued);
+}
+
+#[test]
+fn a_credential_goes_only_to_the_jobs_nodes_and_only_until_they_finish() {
+    let fleet = Fleet::new(&[Some("a"), Some("b")]);
+    let mut jobs = Jobs::new(JobLimits::default());
+    let t0 = Millis(1_000);
+    let picked = jobs.submit(t0, "h1".into(), spec(&["img"]), &NodeSelector::Count(1), &fleet.views()).unwrap();
+    assert!(jobs.attach_credential("h1", shoal_proto::JobCredential::new("Bearer t")));
+    assert!(!jobs.attach_credential("nope", shoal_proto::JobCredential::new("Bearer t")));
+    let (on, off) =
+        if picked[0] == fleet.ids[0] { (&fleet.ids[0], &fleet.ids[1]) } else { (&fleet.ids[1], &fleet.ids[0]) };
+    let handed = jobs.poll(on);
+    assert_eq!(handed[0].credential.as_ref().map(|c| c.expose()), Some("Bearer t"));
+    assert!(jobs.poll(off).is_empty(), "a node the job does not name gets nothing");
+    assert!(!format!("{:?}", jobs.status(t0, "h1").unwrap()).contains("Bearer t"), "status shows no credential");
+    jobs.report(Millis(2_000), on, "h1", vec![progress("img", 10, 10, None)], true);
+    assert!(!jobs.attach_credential("h1", shoal_proto::JobCredential::new("Bearer t")), "finished jobs take none");
 }
