@@ -188,6 +188,20 @@ async fn a_file_fetched_with_credentials_is_refused_to_a_client_without_them() {
     let wrong = dir.path().join("wrong");
     let o = get(&d, &url, &wrong, &["--header", "Authorization: Bearer guessed"], 60).await;
     assert!(!o.status.success() && !wrong.exists());
+    // Nor does the mirror serve the stored bytes under the task's registry
+    // name (it cannot reach an origin by that name).
+    let h = &sha256_digest(url.as_bytes())["sha256:".len()..][..32];
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/get", d.metrics_url()))
+        .json(&serde_json::json!({"url": url, "headers": [["Authorization", secret]]}))
+        .send()
+        .await
+        .unwrap();
+    let key = resp.headers()["x-shoal-key"].to_str().unwrap().to_owned();
+    drop(resp);
+    let mirror = format!("{}/v2/shoal/get/blobs/{key}?ns={h}.url.shoal.invalid", d.mirror_url());
+    let resp = reqwest::get(&mirror).await.unwrap();
+    assert_eq!(resp.status(), 503, "the mirror served a file fetched with credentials, or failed otherwise");
     // The secret is in neither the daemon's log nor its data directory.
     assert!(!d.log_tail(1 << 20).contains("s3cr3t"), "the daemon logged the credentials");
     let token = secret.as_bytes();
@@ -245,6 +259,25 @@ async fn a_missing_file_and_a_missing_daemon_fail_with_one_line() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("is `shoal daemon` running?"), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_blob_url_comes_through_the_mirror() {
+    let origin = shoal_e2e::Origin::start().await;
+    let data = random_bytes(6 * MIB, 19);
+    let d = shoal_testkit::push_blob(&origin.registry.url(), "e2e/blob", data.clone(), None).await.unwrap();
+    let daemon = shoal_e2e::shoal_for(&origin.front, None, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("layer");
+    let url = format!("{}/v2/e2e/blob/blobs/{d}", origin.front.url());
+    let o = get(&daemon, &url, &out, &["--mirror", &daemon.mirror_url()], 60).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert_eq!(origin.front.blob_gets(&d), 1, "the blob did not come through the mirror once");
+    // A digest the URL contradicts is refused before anything is asked.
+    let other = sha256_digest(b"other");
+    let o = get(&daemon, &url, &dir.path().join("x"), &["--digest", &other], 60).await;
+    assert!(!o.status.success() && stderr(&o).contains("contradicts"), "{}", stderr(&o));
 }
 
 /// `size` bytes made of one random MiB repeated, each copy starting with
