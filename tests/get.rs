@@ -240,6 +240,8 @@ async fn urls_off_the_allow_list_and_forged_requests_are_refused_before_the_orig
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+    let why = resp.text().await.unwrap();
+    assert!(why.contains("DNS rebinding"), "{why}");
     assert_eq!(files.requests(), 0, "the origin was asked");
 }
 

@@ -37,7 +37,8 @@ pub(crate) struct GetArgs {
     /// The file's digest (sha256:…): it is verified against it, and a mismatch leaves no FILE.
     #[arg(long)]
     pub(crate) digest: Option<Digest>,
-    /// A header for the origin, e.g. 'Authorization: Bearer …' (repeatable; never stored or logged).
+    /// A header for the origin, e.g. 'Authorization: Bearer …' (repeatable; never written to disk or
+    /// logged). For a registry blob URL only Authorization is sent.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub(crate) headers: Vec<String>,
     /// The local daemon's admin address.
