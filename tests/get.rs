@@ -120,6 +120,14 @@ async fn a_wrong_digest_fails_and_leaves_no_file() {
     let o = get(&d, &files.url("weights.bin"), &out, &["--digest", &right], 60).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(sha256_digest(&std::fs::read(&out).unwrap()), right);
+    // A run killed between the last byte and the rename left a whole
+    // FILE.part: the next run has nothing to resume from, and starts over.
+    std::fs::rename(&out, part_of(&out)).unwrap();
+    std::fs::write(format!("{}.part.key", out.display()), &right).unwrap();
+    let o = get(&d, &files.url("weights.bin"), &out, &["--digest", &right], 60).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not fit the file; starting over"), "{}", stderr(&o));
+    assert_eq!(sha256_digest(&std::fs::read(&out).unwrap()), right);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,9 @@ enum Refused {
     Final(anyhow::Error),
     /// A mismatch or a changed file: the partial file is worthless.
     Conflict(anyhow::Error),
+    /// The partial file is no prefix of the file (416 for its length):
+    /// fetch from byte 0.
+    Restart,
 }
 
 /// Entry point of `shoal get`.
@@ -119,6 +122,11 @@ async fn run(args: GetArgs) -> anyhow::Result<()> {
             Err(Refused::Conflict(e)) => {
                 discard(&part, &key_file);
                 return Err(e);
+            }
+            Err(Refused::Restart) => {
+                eprintln!("{} does not fit the file; starting over", part.display());
+                discard(&part, &key_file);
+                continue;
             }
         };
         let key = response_key(&resp);
@@ -226,6 +234,9 @@ async fn send(client: &reqwest::Client, source: &Source, from: u64) -> Result<re
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
+    }
+    if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && from > 0 {
+        return Err(Refused::Restart);
     }
     let body = resp.text().await.unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
