@@ -115,6 +115,11 @@ async fn a_wrong_digest_fails_and_leaves_no_file() {
     assert!(e.contains(&format!("not {wrong}")), "{e}");
     assert_eq!(e.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "{e}");
     assert!(!out.exists() && !part_of(&out).exists(), "a file was left behind");
+    // The daemon does not fetch it again by itself (the digest is the
+    // user's, not the origin's, mistake).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = files.body_bytes();
+    assert!(sent as f64 <= 1.05 * data.len() as f64, "the server sent {sent} bytes of a {}-byte file", data.len());
     // The right digest is fetched and verified.
     let right = sha256_digest(&data);
     let o = get(&d, &files.url("weights.bin"), &out, &["--digest", &right], 60).await;

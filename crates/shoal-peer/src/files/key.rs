@@ -35,6 +35,11 @@ pub fn trusts_piece_map(registry: &str) -> bool {
     registry.ends_with(URL_KEYED)
 }
 
+/// Whether a task of `registry` is a `shoal get` file (either key).
+pub fn is_file(registry: &str) -> bool {
+    registry.ends_with(URL_KEYED) || registry.ends_with(DIGEST_KEYED)
+}
+
 /// The swarm task registry and the store key of a download of `url`.
 pub fn task_key(url: &Url, digest: Option<&Digest>, v: &Validators) -> (String, Digest) {
     let h = Digest::sha256_of(url.as_str().as_bytes());
@@ -137,6 +142,7 @@ mod tests {
         let (rd, kd) = task_key(&a, Some(&d), &v("\"1\""));
         assert_eq!(kd, d);
         assert!(!trusts_piece_map(&rd));
+        assert!(is_file(&ra) && is_file(&rd) && !is_file("docker.io"));
         assert!(shoal_core::TaskId::new(&ra, ka).is_ok() && shoal_core::TaskId::new(&rd, kd).is_ok());
     }
 
