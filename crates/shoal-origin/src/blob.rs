@@ -87,6 +87,11 @@ impl BlobStream {
         })
     }
 
+    /// The response being read (its headers say which version it is of).
+    pub(crate) fn response(&self) -> &reqwest::Response {
+        &self.resp
+    }
+
     /// The offset of the next byte to be yielded (where a retry resumes).
     pub fn position(&self) -> u64 {
         self.pos

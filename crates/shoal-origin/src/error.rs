@@ -163,6 +163,16 @@ pub enum OriginError {
     /// A path handed to [`crate::OriginClient::get_raw`] is not a `/v2/` path.
     #[error("path {0:?} is not a registry API path under /v2/ (and must not contain `..`)")]
     BadPath(String),
+    /// A file changed at the origin while it was being downloaded (its
+    /// ETag, Last-Modified date or size is no longer what the download
+    /// started with); the bytes of two versions are never mixed.
+    #[error("{url} changed at the origin during the download ({detail}); start the download again")]
+    Changed {
+        /// The URL read (query removed).
+        url: String,
+        /// Which validator changed, and how.
+        detail: String,
+    },
     /// Configuration that cannot be used (unreadable CA bundle, bad docker
     /// config, …).
     #[error("{what}: {detail}")]

@@ -11,6 +11,7 @@
 //!   `exchange` (timeouts, statuses, bounded reads) and `auth_flow`
 //!   (forward the client's `Authorization`, or answer challenges as the
 //!   daemon) submodules.
+//!   A file client (`client::file`) fetches one plain URL in their place.
 //! - [`blob`]: [`BlobStream`], a blob body checked as it streams (offset,
 //!   length, stalls).
 //! - [`caller`]: [`Caller`], on whose behalf (and with which credentials)
@@ -43,6 +44,7 @@ pub use auth::docker_config::DockerConfig;
 pub use blob::BlobStream;
 pub use caller::Caller;
 pub use client::OriginClient;
+pub use client::file::Validators;
 pub use config::{RegistryConfig, UpstreamsConfig};
 pub use error::OriginError;
 pub use manifest::{DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, ManifestHead, ManifestResponse, RawResponse};

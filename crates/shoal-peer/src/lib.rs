@@ -8,6 +8,7 @@
 //! - [`task`]: blob downloads shared by every request for a digest, with
 //!   retries, piece hashing and whole-blob verification.
 //! - [`admin`]: `/metrics`, health, `/api/v1/status` and `/api/v1/prewarm`.
+//! - [`files`]: `/api/v1/get`, any large file through the swarm (`shoal get`).
 //! - [`prewarm_jobs`]: running the prewarm jobs the scheduler hands out.
 //! - [`exposition`]: OpenMetrics or classic Prometheus text for `/metrics`.
 //! - [`gc`]: the periodic store garbage collection loop.
@@ -24,6 +25,7 @@
 pub mod access;
 pub mod admin;
 pub mod exposition;
+pub mod files;
 pub mod gc;
 pub mod metrics;
 pub mod mirror;
@@ -70,6 +72,8 @@ pub struct DaemonConfig {
     /// How long in-flight responses may take to finish after a shutdown
     /// signal before they are cut.
     pub shutdown_grace: Duration,
+    /// Which files `shoal get` may fetch (`/api/v1/get`).
+    pub get: files::GetConfig,
 }
 
 impl Default for DaemonConfig {
@@ -82,6 +86,7 @@ impl Default for DaemonConfig {
             node_token_file: None,
             gc_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
+            get: files::GetConfig::default(),
         }
     }
 }
@@ -210,7 +215,11 @@ pub async fn run(
         ready: ready.clone(),
         swarm: swarm.as_ref().map(|s| s.0.clone()),
         hosts: admin::guard::AllowedHosts::new(&config.admin.hosts),
-    });
+    })
+    .merge(files::router(
+        files::Files::new(tasks.clone(), config.get.clone(), config.mirror.origin_wait, config.mirror.body_stall),
+        admin::guard::AllowedHosts::new(&config.admin.hosts),
+    ));
     if let Some((node, _)) = &swarm {
         let url = loopback_url(mirror.local_addr()?);
         swarm_jobs.push(tokio::spawn(prewarm_jobs::run(node.clone(), url, node_token.header(), stop.clone())));

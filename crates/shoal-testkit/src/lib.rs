@@ -19,6 +19,8 @@
 //! - [`front`]: [`CountingFront`], a counting, fault-injecting reverse proxy
 //!   used as "the origin" (forwarding lives in `front_proxy`, faults and
 //!   body shaping in `front_body`).
+//! - [`file_server`]: [`FileServer`], a plain HTTP file server with `Range`,
+//!   versions, required credentials and byte counters (`shoal get`'s origin).
 //! - [`image`]: building images with umoci, pushing with skopeo,
 //!   `push_blob`, `random_bytes`.
 //! - [`containerd`]: [`Containerd`], a private containerd 1.6 driven with
@@ -32,6 +34,7 @@ pub mod command;
 pub mod containerd;
 pub mod cri;
 pub mod error;
+pub mod file_server;
 pub mod front;
 mod front_body;
 mod front_proxy;
@@ -47,6 +50,7 @@ pub use client::{RegistryClient, sha256_digest};
 pub use containerd::{Containerd, write_hosts_toml};
 pub use cri::{AuthConfig, CriClient};
 pub use error::{Error, Result};
+pub use file_server::FileServer;
 pub use front::{CountingFront, Fault, RequestRecord};
 pub use image::{
     BlobRef, ImageSpec, OciLayout, PushedImage, build_and_push, build_oci_layout, push, push_blob, random_bytes,

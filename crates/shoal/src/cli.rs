@@ -25,6 +25,8 @@ pub(crate) enum Command {
     Scheduler(crate::scheduler_cmd::SchedulerArgs),
     /// Fill stores with images before a rollout (this node, or many through the scheduler).
     Prewarm(crate::prewarm::PrewarmArgs),
+    /// Fetch any large file (model weights) through the local daemon and the swarm.
+    Get(crate::get_cmd::GetArgs),
     /// Show what the local daemon holds and is downloading.
     Status(StatusArgs),
     /// A whole swarm in this process: an origin, a scheduler and peers

@@ -53,6 +53,9 @@
 //! refusal_ttl = "5s"
 //! auth_wait = "10s"                   # origin silent this long: counts as unreachable
 //!
+//! [get]
+//! allow_hosts = []                    # hosts `shoal get` may fetch from ("*.example.com" too); empty: any
+//!
 //! [registries."docker.io"]
 //! url = "https://registry-1.docker.io"
 //! timeout = "30s"
@@ -111,6 +114,14 @@ pub(crate) struct FileConfig {
     download: DownloadSection,
     access: AccessSection,
     swarm: SwarmSection,
+    get: GetSection,
+}
+
+/// `[get]`: which files `shoal get` may fetch through the daemon.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct GetSection {
+    allow_hosts: Option<Vec<String>>,
 }
 
 /// `[swarm]`: peer-to-peer distribution. Off unless `enabled` (or a certs
@@ -387,6 +398,9 @@ fn merge(file: FileConfig, args: &DaemonArgs, source: Option<PathBuf>) -> anyhow
     }
     if let Some(g) = file.shutdown_grace {
         daemon.shutdown_grace = g.0;
+    }
+    if let Some(h) = file.get.allow_hosts {
+        daemon.get.allow_hosts = h;
     }
     let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Human);
     let mut swarm = file.swarm;

@@ -5,6 +5,7 @@
 //! - [`daemon`]: `shoal daemon`, wiring the store, upstreams and mirror.
 //! - [`prewarm`]: `shoal prewarm`, filling this node's store, or many nodes' through
 //!   the scheduler, before a rollout.
+//! - [`get_cmd`]: `shoal get`, any large file through the daemon and the swarm.
 //! - [`status`]: `shoal status`, a view of what the local daemon holds.
 //! - [`scheduler_cmd`]: `shoal scheduler`, a scheduler replica.
 //! - [`harbor_args`]: its `--harbor-*` flags (Harbor's preheat API).
@@ -22,6 +23,7 @@ mod config;
 mod containerd_cmd;
 mod daemon;
 mod demo;
+mod get_cmd;
 mod harbor_args;
 mod listen;
 mod logging;
@@ -48,6 +50,7 @@ fn run() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Daemon(args) => daemon::main(*args),
+        cli::Command::Get(args) => get_cmd::main(args),
         cli::Command::Status(args) => status::main(args),
         cli::Command::Prewarm(args) => prewarm::main(args),
         cli::Command::Certs(cmd) => certs_cmd::main(cmd),

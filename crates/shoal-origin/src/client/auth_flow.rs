@@ -1,4 +1,5 @@
-//! How a request gets authenticated, by its [`Caller`].
+//! How a request gets authenticated, by its [`Caller`]. (A file client,
+//! `super::file`, sends its caller's headers and nothing else.)
 //!
 //! - `Client`: the mirror client's own `Authorization` is forwarded
 //!   verbatim, and a 401/403 comes back as [`OriginError::Unauthorized`]
@@ -69,6 +70,11 @@ impl OriginClient {
     /// Send `req`, authenticated as described in the module docs. `Ok` only
     /// for a 2xx (redirects followed).
     pub(super) async fn send(&self, req: &Request<'_>) -> Result<reqwest::Response, OriginError> {
+        if self.file.is_some() {
+            // A plain file: the caller's own headers, no registry auth.
+            let resp = self.exchange(req, None).await?;
+            return self.check_status(resp).await;
+        }
         match req.caller {
             Caller::Client(client) => {
                 let resp = self.exchange(req, Some(client)).await?;

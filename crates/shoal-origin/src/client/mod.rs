@@ -6,10 +6,12 @@
 //! - `exchange`: one HTTP exchange (timeouts, error mapping, status
 //!   classes, bounded body reads);
 //! - `auth_flow`: forwarding a client's `Authorization`, or authenticating
-//!   as the daemon (challenge → Basic or token → retry).
+//!   as the daemon (challenge → Basic or token → retry);
+//! - [`file`]: one plain HTTP(S) file in place of a registry blob (`shoal get`).
 
 mod auth_flow;
 mod exchange;
+pub mod file;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct OriginClient {
     timeout: Duration,
     read_timeout: Duration,
     retry: RetryPolicy,
+    /// A plain file fetched in place of registry blobs (`shoal get`).
+    file: Option<file::FileTarget>,
 }
 
 /// One request, before authentication is added.
@@ -125,6 +129,7 @@ impl OriginClient {
             timeout,
             read_timeout: config.read_timeout.0,
             retry: RetryPolicy::new(config.retries),
+            file: None,
         })
     }
 
@@ -263,7 +268,9 @@ impl OriginClient {
                 None => Some(self.head_blob(repo, digest, caller).await?),
             }
         };
-        BlobStream::new(resp, &self.registry, start, size, self.read_timeout)
+        let stream = BlobStream::new(resp, &self.registry, start, size, self.read_timeout)?;
+        self.check_version(stream.response(), stream.total_size)?;
+        Ok(stream)
     }
 
     /// GET a small pass-through resource such as `/v2/<name>/tags/list`
@@ -318,6 +325,9 @@ impl OriginClient {
         digest: &Digest,
         caller: &'a Caller,
     ) -> Result<Request<'a>, OriginError> {
+        if let Some(req) = self.file_request(method.clone(), caller) {
+            return Ok(req);
+        }
         Ok(Request {
             method,
             url: self.api_url(&format!("v2/{repo}/blobs/{digest}"))?,

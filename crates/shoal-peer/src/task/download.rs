@@ -80,8 +80,11 @@ impl Download {
         // the way, a bad cache in front of it): fetch again, a bounded
         // number of times, in a new task so that responses which streamed
         // the bad bytes are cut while later ones get the new fetch.
-        let corrupt =
-            matches!(result, Err(TaskError::DigestMismatch { .. })) && self.attempt < manager.config.corrupt_retries;
+        // Not for a `shoal get` file: its digest came from the user, whose
+        // typo must not cost the origin the file several times over.
+        let corrupt = matches!(result, Err(TaskError::DigestMismatch { .. }))
+            && self.attempt < manager.config.corrupt_retries
+            && !crate::files::key::is_file(&task.registry);
         match result {
             Ok(()) => {
                 tracing::info!(digest = %task.digest, repo = %task.repo, secs = started.elapsed().as_secs_f64(), "blob complete")
