@@ -7,10 +7,13 @@ Topology, all in network namespaces this script creates (nothing else is
 touched; addresses exist only inside them):
 
     <p>-br      a bridge (br0) in its own namespace; one port per host
-    <p>-origin  10.77.0.1  docker-registry (the origin), shaped
-    <p>-sched   10.77.0.2  shoal scheduler (unshaped: control traffic only)
+    <p>-origin  10.77.0.1  docker-registry (the origin), shaped; the
+                           BitTorrent seeder (bittorrent.py)
+    <p>-sched   10.77.0.2  shoal scheduler or the BitTorrent tracker
+                           (unshaped: control traffic only)
     <p>-cache   10.77.0.3  docker-registry with proxy.remoteurl, shaped
-    <p>-nK      10.77.0.(10+K)  node K: shoal daemon + the pulling client
+    <p>-nK      10.77.0.(10+K)  node K: shoal daemon + the pulling client,
+                                or an aria2c leecher
 
 Shaping: tbf on the host end of each veth (the host's upload) and on the
 bridge end (the host's download). Origin egress is the origin veth's
@@ -18,6 +21,8 @@ tx_bytes (link level: Ethernet/IP/TCP headers included).
 """
 
 import argparse
+import functools
+import gzip
 import hashlib
 import json
 import os
@@ -26,6 +31,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import bittorrent
 
 SUBNET = "10.77.0"
 ORIGIN_IP = f"{SUBNET}.1"
@@ -208,7 +215,7 @@ class Topo:
         the rest, as a host's fq_codel or fq keeps sparse flows ahead of
         bulk ones (this kernel has neither); bulk gets the same 50 ms of
         queue as tbf."""
-        b = self.args.burst
+        b = str(burst_bytes(self.args, rate))
         tc = ["tc", *where]
         if self.args.queue == "fifo":
             run([*tc, "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", b, "latency", "50ms"])
@@ -380,11 +387,17 @@ PULL_SCRIPT = r'''
 go="$1"; out="$2"; res="$3"; src="$4"; tmo="$5"
 i=0
 while [ ! -e "$go" ] && [ $i -lt 12000 ]; do sleep 0.005; i=$((i+1)); done
+# CPU ticks of this shell's reaped children (cutime + cstime), read
+# with builtins only, before and after the client: the difference is the
+# client's CPU (timeout + skopeo), not the sleeps of the wait above.
+ticks() { read -r st < /proc/$$/stat; set -- ${st##*) }; echo $(( ${14} + ${15} )); }
+c0=$(ticks)
 s=$(date +%s.%N)
 timeout "$tmo" skopeo copy --insecure-policy --src-tls-verify=false "docker://$src" "oci:$out:pulled" >"$res.log" 2>&1
 rc=$?
 e=$(date +%s.%N)
-echo "$s $e $rc" > "$res"
+c1=$(ticks)
+echo "$s $e $rc $((c1 - c0))" > "$res"
 '''
 
 
@@ -406,8 +419,16 @@ def sha256_file(path):
     return "sha256:" + h.hexdigest()
 
 
-def pull_all(args, topo, st, work, method, source_for):
-    """All nodes start at one instant; returns per-node results + CPU + egress."""
+def pull_all(args, topo, st, work, method, source_for=None, launch=None):
+    """All nodes start at one instant; returns per-node results + CPU + egress.
+
+    By default each node runs PULL_SCRIPT (skopeo from `source_for(i)`),
+    and a node is done when its wrapper exits. `launch(i, ns, go, out, res)`
+    instead starts a process per node that waits for `go`, writes
+    `res` ("start end rc") when its copy is complete and keeps running
+    (a seeding BitTorrent client): a node is then done when `res` exists
+    (or its process died), and the processes are left running, returned
+    as `m["procs"]` (not JSON), for the caller to read and stop."""
     mdir = os.path.join(work, method)
     os.makedirs(mdir, exist_ok=True)
     go = os.path.join(mdir, "go")
@@ -420,9 +441,19 @@ def pull_all(args, topo, st, work, method, source_for):
     for i, ns in enumerate(topo.nodes):
         out = os.path.join(cdir, f"out-{i}")
         res = os.path.join(mdir, f"res-{i}")
-        procs.append(spawn(st, ns, ["bash", script, go, out, res, source_for(i), str(args.pull_timeout)],
-                           os.path.join(mdir, f"wrapper-{i}.log")))
+        if launch:
+            procs.append(launch(i, ns, go, out, res))
+        else:
+            procs.append(spawn(st, ns, ["bash", script, go, out, res, source_for(i), str(args.pull_timeout)],
+                               os.path.join(mdir, f"wrapper-{i}.log")))
+    ress = [os.path.join(mdir, f"res-{i}") for i in range(len(procs))]
+
+    def done(i):
+        return procs[i].poll() is not None or (launch is not None and os.path.exists(ress[i]))
+
     time.sleep(1.0)  # every wrapper is polling for the go file
+    # CPU the wrappers used waiting (subtracted where a wrapper execs the client)
+    wait_cpu = [cpu_seconds(p.pid) for p in procs]
     tx0 = tx_bytes(topo.origin)
     ports0 = port_bytes(topo)
     c0 = cpu_times()
@@ -431,7 +462,7 @@ def pull_all(args, topo, st, work, method, source_for):
     deadline = t0 + args.pull_timeout + 30
     peak_busy, last, samples, tx_series, node_series = 0.0, c0, [], [], []
     for _ in range(int((args.pull_timeout + 30) / 0.5) + 1):
-        if all(p.poll() is not None for p in procs) or time.time() > deadline:
+        if all(done(i) for i in range(len(procs))) or time.time() > deadline:
             break
         time.sleep(0.5)
         c = cpu_times()
@@ -449,25 +480,34 @@ def pull_all(args, topo, st, work, method, source_for):
         last = c
     c1 = cpu_times()
     tx1 = tx_bytes(topo.origin)
+    rx = sum(d - d0 for (d, _), (d0, _) in zip(port_bytes(topo), ports0))
     with open("/proc/loadavg") as f:
         loadavg = f.read().split()[:3]
-    for p in procs:
-        if p.poll() is None:
-            log(f"{method}: a pull wrapper outlived its deadline; stopping it")
-            stop_pids([p.pid], grace=2)
+    for i, p in enumerate(procs):
+        if not done(i):
+            log(f"{method}: node {i}'s pull outlived its deadline" + ("" if launch else "; stopping it"))
+            if not launch:  # the caller reads the CPU of its processes, then stops them
+                stop_pids([p.pid], grace=2)
     nodes = []
+    tck = os.sysconf("SC_CLK_TCK")
     for i in range(len(topo.nodes)):
-        res = os.path.join(mdir, f"res-{i}")
         try:
-            with open(res) as f:
-                s, e, rc = f.read().split()
-            nodes.append({"node": i, "start_skew_s": round(float(s) - t0, 3),
-                          "completion_s": round(float(e) - t0, 3), "rc": int(rc)})
+            with open(ress[i]) as f:
+                fields = f.read().split()
+            s, e, rc = fields[:3]
+            n = {"node": i, "start_skew_s": round(float(s) - t0, 3),
+                 "completion_s": round(float(e) - t0, 3), "rc": int(rc)}
+            if len(fields) > 3:
+                n["client_cpu_s"] = round(int(fields[3]) / tck, 2)
+            nodes.append(n)
         except (OSError, ValueError):
-            nodes.append({"node": i, "completion_s": None, "rc": -1})
+            rc = procs[i].poll()
+            nodes.append({"node": i, "completion_s": None, "rc": rc if rc not in (None, 0) else -1})
     busy = 1 - (c1[1] - c0[1]) / max(1, c1[0] - c0[0])
-    return mdir, nodes, {
+    m = {
         "origin_tx_bytes": tx1 - tx0,
+        # link level, at the nodes' bridge ports, over the pull window
+        "nodes_rx_bytes": rx,
         "cpu_busy": round(busy, 3),
         "cpu_busy_peak_0_5s": round(peak_busy, 3),
         "cpu_busy_samples": samples,
@@ -477,6 +517,10 @@ def pull_all(args, topo, st, work, method, source_for):
         "loadavg_end": loadavg,
         "wall_s": round(time.time() - t0, 3),
     }
+    if launch:
+        m["procs"] = procs
+        m["wait_cpu_s"] = wait_cpu
+    return mdir, nodes, m
 
 
 def verify(cdir, nodes, image):
@@ -610,6 +654,10 @@ def run_shoal(args, topo, st, work, image, name, scheduler):
                            os.path.join(mdir, "metrics-scheduler.txt"))
         # `ip netns exec` execs the daemon, so these PIDs are the daemons'.
         m["daemon_cpu_s"] = [round(cpu_seconds(p.pid), 2) for p in procs]
+        m["daemon_cpu_total_s"] = round(sum(m["daemon_cpu_s"]), 2)
+        m["daemon_cpu_what"] = f"{len(procs)} shoal daemons"
+        if sched:
+            m["scheduler_cpu_s"] = round(cpu_seconds(sched.pid), 2)
         log(f"{name}: daemons used {sum(m['daemon_cpu_s']):.1f} CPU seconds "
             f"({min(m['daemon_cpu_s']):.2f}-{max(m['daemon_cpu_s']):.2f} per node)")
     finally:
@@ -641,14 +689,57 @@ def method_cache(args, topo, st, work, image):
     p = spawn(st, topo.cache, ["docker-registry", "serve", cfg], os.path.join(mdir, "cache.log"))
     try:
         wait_http(topo.cache, f"http://{CACHE_IP}:5000/v2/", "pull-through cache")
-        return pull_all(args, topo, st, work, "cache", lambda i: f"{CACHE_IP}:5000/{REPO}:{TAG}")
+        mdir, nodes, m = pull_all(args, topo, st, work, "cache", lambda i: f"{CACHE_IP}:5000/{REPO}:{TAG}")
+        # `ip netns exec` execs the registry, so this PID is the registry's.
+        m["daemon_cpu_total_s"] = round(cpu_seconds(p.pid), 2)
+        m["daemon_cpu_what"] = "the cache registry"
+        return mdir, nodes, m
     finally:
         stop_pids([p.pid], grace=args.stop_grace)
         run(["rm", "-rf", "--one-file-system", root])
 
 
 METHODS = {"shoal": method_shoal, "shoal-nosched": method_shoal_nosched, "shoal-killed": method_shoal_killed,
-           "direct": method_direct, "cache": method_cache}
+           "direct": method_direct, "cache": method_cache,
+           "bittorrent": functools.partial(bittorrent.method_bittorrent, sys.modules[__name__])}
+
+
+def parse_size(s):
+    """A tc size (`256kb`, `1mb`, `500000`) in bytes; tc's k/m/g are 1024-based."""
+    t = s.strip().lower()
+    for suf, mul in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("k", 1 << 10), ("m", 1 << 20),
+                     ("g", 1 << 30), ("b", 1)):
+        if t.endswith(suf):
+            return int(float(t[: -len(suf)]) * mul)
+    if t.isdigit():
+        return int(t)
+    raise ValueError(f"size {s!r}: use tc units like 256kb")
+
+
+def kernel_hz():
+    """CONFIG_HZ of the running kernel (100, the most demanding common
+    value, if the kernel does not say)."""
+    paths = ["/proc/config.gz", f"/boot/config-{os.uname().release}"]
+    for p in paths:
+        try:
+            opener = gzip.open if p.endswith(".gz") else open
+            with opener(p, "rt") as f:
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        return int(line.split("=", 1)[1])
+        except OSError:
+            continue
+    return 100
+
+
+def burst_bytes(args, rate):
+    """The burst for a link shaped to `rate`: `--burst`, raised to
+    rate/HZ where that is larger, as tc-tbf(8) asks (one timer tick's
+    worth of bytes: 500 kB for 1 Gbit/s at HZ=250; the default 256kb
+    covers up to about 520 Mbit/s). A margin: with hrtimers a 256 kB
+    burst also reached 1 Gbit/s here (README, Shaping)."""
+    floor = int(parse_rate(rate) / 8 / args.hz) + 1
+    return max(parse_size(args.burst), floor)
 
 
 def parse_rate(s):
@@ -659,6 +750,21 @@ def parse_rate(s):
     raise ValueError(f"rate {s!r}: use tc units like 100mbit")
 
 
+def cpu_per_gb(m, nodes, received):
+    """CPU seconds per GB (10^9 bytes) the nodes received, the nodes'
+    daemons' (shoal daemons, aria2c leechers, the cache registry) apart
+    from their clients' (skopeo). Received = N·S, the image bytes every
+    node ends with, so every method is charged for the same work."""
+    m["received_bytes"] = received
+    gb = received / 1e9
+    if "daemon_cpu_total_s" in m:
+        m["daemon_cpu_s_per_gb"] = round(m["daemon_cpu_total_s"] / gb, 3)
+    client = [x["client_cpu_s"] for x in nodes if "client_cpu_s" in x]
+    if client:
+        m["client_cpu_total_s"] = round(sum(client), 2)
+        m["client_cpu_s_per_gb"] = round(m["client_cpu_total_s"] / gb, 3)
+
+
 def table(result):
     tstar = result["t_star_s"]
     S = result["image_bytes"]
@@ -667,24 +773,28 @@ def table(result):
         f"image {result['image_bytes'] / 2**20:.1f} MiB ({result['layer_count']} layers), "
         f"T* = {tstar:.2f} s; client output on {result.get('client_out', 'disk')}",
         "",
-        "| method | p50 (s) | p50 / T* | max (s) | max / T* | origin egress (MiB) | egress / S | digests | CPU busy (avg / peak) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | p50 (s) | p50 / T* | max (s) | max / T* | origin egress (MiB) | egress / S | digests "
+        "| CPU busy (avg / peak) | CPU s per GB received (daemon / client) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         if m.get("error"):
-            lines.append(f"| {name} | failed: {m['error'][:80]} | | | | | | | |")
+            lines.append(f"| {name} | failed: {m['error'][:80]} | | | | | | | | |")
             continue
         cpu = f"{m['cpu_busy'] * 100:.0f}% / {m['cpu_busy_peak_0_5s'] * 100:.0f}%"
         if m["cpu_bound"]:
             cpu += " **CPU-bound**"
         ok = sum(1 for n in m["nodes"] if n.get("digests_ok"))
+        per_gb = " / ".join(f"{m[k]:.2f}" if k in m else "—" for k in ("daemon_cpu_s_per_gb", "client_cpu_s_per_gb"))
         lines.append(
             f"| {name} | {m['p50_s']:.2f} | {m['p50_over_t_star']:.2f}x | {m['max_s']:.2f} | "
             f"{m['max_over_t_star']:.2f}x | {m['origin_tx_bytes'] / 2**20:.1f} | "
-            f"{m['origin_egress_over_s']:.3f}x | {ok}/{len(m['nodes'])} ok | {cpu} |")
+            f"{m['origin_egress_over_s']:.3f}x | {ok}/{len(m['nodes'])} ok | {cpu} | {per_gb} |")
     lines.append("")
     lines.append(f"Targets (shoal): p50 <= 1.15x T*, max <= 1.3x T*, origin egress <= 1.05x S. "
-                 f"Egress is link-level (headers included).")
+                 f"Egress is link-level (headers included). CPU s per GB: user + system seconds over "
+                 f"N x S bytes; daemon = shoal daemons, aria2c leechers or the cache registry, "
+                 f"client = skopeo (bittorrent has none: the leecher is the client).")
     return "\n".join(lines)
 
 
@@ -702,7 +812,8 @@ def main():
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--methods", default="shoal,direct,cache")
-    ap.add_argument("--burst", default="256kb", help="tbf/htb burst")
+    ap.add_argument("--burst", default="256kb",
+                    help="tbf/htb burst (raised to rate/HZ where that is larger)")
     ap.add_argument("--queue", default="fifo", choices=["fifo", "ackprio"],
                     help="each shaped link's queue: one FIFO (tbf), or ACK-sized packets first (htb)")
     ap.add_argument("--tcp-cc", default=None,
@@ -742,11 +853,24 @@ def main():
     repo_root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     args.shoal = os.path.abspath(args.shoal or os.path.join(repo_root, "target", "release", "shoal"))
     args.origin_rate = args.origin_rate or args.rate
+    args.hz = kernel_hz()
+    try:
+        bursts = {r: burst_bytes(args, r) for r in {args.rate, args.origin_rate}}
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    for r, b in sorted(bursts.items()):
+        if b > parse_size(args.burst):
+            log(f"burst: {b} bytes for {r} links (--burst {args.burst} is below rate/HZ, HZ={args.hz})")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in METHODS:
             print(f"unknown method {m}", file=sys.stderr)
             return 2
+    if "bittorrent" in methods and (lack := bittorrent.missing_tools()):
+        print("--methods bittorrent needs " + ", ".join(t for t, _ in lack) +
+              f": apt-get install -y {' '.join(pkg for _, pkg in lack)}", file=sys.stderr)
+        return 2
 
     def on_signal(sig, _frame):
         raise SystemExit(128 + sig)
@@ -781,7 +905,8 @@ def main():
         with open("/proc/cpuinfo") as f:
             cpu_model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
         result = {
-            "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst, "queue": args.queue,
+            "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst,
+            "burst_bytes": bursts, "kernel_hz": args.hz, "queue": args.queue,
             "swarm_set": args.swarm_set,
             "tcp_cc": args.tcp_cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip(),
             "size_mib": args.size_mib, "layer_count": args.layers, "image_bytes": S,
@@ -814,6 +939,7 @@ def main():
             m["max_over_t_star"] = m["max_s"] / tstar
             m["origin_egress_over_s"] = m["origin_tx_bytes"] / S
             m["cpu_bound"] = m["cpu_busy"] >= 0.9
+            cpu_per_gb(m, nodes, n * S)
             result["methods"][name] = m
             log(f"method {name}: p50 {m['p50_s']:.2f}s max {m['max_s']:.2f}s egress {m['origin_egress_over_s']:.3f}x S "
                 f"cpu {m['cpu_busy']:.2f} ok={m['all_ok']}")
