@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use shoal_core::Digest;
-use shoal_e2e::{Origin, Pki, swarm_toml_at};
+use shoal_e2e::{Origin, Pki, complete_blobs, swarm_toml_at};
 use shoal_testkit::client::basic_auth_value;
 use shoal_testkit::{ChildGuard, Registry, ShoalDaemon, TokenServer, free_port, shoal_bin, wait_http_status};
 
@@ -186,20 +186,6 @@ fn success_tasks(job: &serde_json::Value) -> Vec<(String, String)> {
     v
 }
 
-/// Complete blobs in `node`'s store, waiting up to 10 s for `want`.
-async fn complete_blobs(node: &ShoalDaemon, want: u64) -> u64 {
-    let url = format!("{}/api/v1/status", node.metrics_url());
-    let mut n = 0;
-    for _ in 0..200 {
-        let status: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-        n = status["store"]["complete_blobs"].as_u64().unwrap();
-        if n >= want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    n
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn harbors_preheat_warms_every_node_through_the_swarm() {

@@ -258,3 +258,19 @@ pub fn check_bodies(bodies: &[Vec<u8>], data: &[u8], digest: &str) {
         assert!(b == data);
     }
 }
+
+/// Complete blobs in `node`'s store (waits until it reaches `want`, or
+/// 10 s: the last blob's record lands just after its bytes are served).
+pub async fn complete_blobs(node: &ShoalDaemon, want: u64) -> u64 {
+    let url = format!("{}/api/v1/status", node.metrics_url());
+    let mut n = 0;
+    for _ in 0..200 {
+        let status: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        n = status["store"]["complete_blobs"].as_u64().unwrap();
+        if n >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use shoal_e2e::{Origin, Pki, SchedulerProcess, swarm_peer, swarm_toml};
+use shoal_e2e::{Origin, Pki, SchedulerProcess, complete_blobs, swarm_peer, swarm_toml};
 use shoal_testkit::{ShoalDaemon, free_port, shoal_bin};
 
 struct Run {
@@ -29,21 +29,6 @@ async fn prewarm(node: &ShoalDaemon, args: &[&str]) -> Run {
     }
 }
 
-/// Complete blobs in `node`'s store (waits until it reaches `want`, or
-/// 10 s: the last blob's record lands just after its bytes are served).
-async fn complete_blobs(node: &ShoalDaemon, want: u64) -> u64 {
-    let url = format!("{}/api/v1/status", node.metrics_url());
-    let mut n = 0;
-    for _ in 0..200 {
-        let status: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-        n = status["store"]["complete_blobs"].as_u64().unwrap();
-        if n >= want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    n
-}
 
 fn states(json: &serde_json::Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = json["nodes"]

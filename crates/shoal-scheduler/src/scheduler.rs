@@ -42,7 +42,7 @@ use shoal_core::{HostId, TaskId};
 use shoal_proto::FailureKind;
 
 use crate::config::SchedulerConfig;
-use crate::jobs::{HostView, JobLimits, Jobs};
+use crate::jobs::{JobLimits, Jobs};
 use crate::select::{self, Limits, Pick};
 use crate::state::{
     EntryIndex, FailureLog, Host, HostSlot, Interner, NO_LABEL, PeerEntry, Slab, Task, TaskSlot, entry_key, map_bytes,
@@ -341,14 +341,7 @@ impl Scheduler {
         selector: &shoal_proto::NodeSelector,
     ) -> Result<Vec<HostId>, SchedError> {
         self.touch(now, host)?;
-        let ttl = self.limits.ttl_ms;
-        let live: Vec<HostView<'_>> = self
-            .hosts
-            .iter()
-            .filter(|(_, h)| h.alive(now, ttl))
-            .map(|(_, h)| HostView { id: &h.info.id, labels: &h.info.labels })
-            .collect();
-        Ok(self.jobs.submit(now, job, spec, selector, &live)?)
+        self.submit_own_prewarm(now, job, spec, selector, None)
     }
 
     /// The prewarm jobs `host` should run now.
