@@ -5,8 +5,10 @@
 //! rendered objects, and the one source of truth with `deploy/kubernetes`:
 //! rendered with `ci/kustomize-values.yaml`, the chart yields the very
 //! objects those manifests hold (kustomize's own label added), object by
-//! object. helm comes from PyPI (scripts/test installs it); a missing helm
-//! fails these tests.
+//! object; and with `ci/harbor-values.yaml`, scheduler args the real
+//! binary starts with, serving Harbor's preheat API behind its Secret.
+//! helm comes from PyPI (scripts/test installs it); a missing helm fails
+//! these tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -137,7 +139,7 @@ fn helm_lint_passes_for_every_value_set() {
     let helm = tool("helm");
     let (ok, out, err) = run(Command::new(&helm).args(["lint", "--strict"]).arg(chart()));
     assert!(ok, "helm lint --strict charts/shoal failed:\n{out}{err}");
-    for v in ["kustomize-values.yaml", "no-scheduler-values.yaml", "ha-values.yaml"] {
+    for v in ["kustomize-values.yaml", "no-scheduler-values.yaml", "ha-values.yaml", "harbor-values.yaml"] {
         let (ok, out, err) = run(Command::new(&helm)
             .args(["lint", "--strict"])
             .arg(chart())
@@ -150,7 +152,8 @@ fn helm_lint_passes_for_every_value_set() {
 #[test]
 fn rendered_objects_validate_strictly() {
     let kv = tool("kubernetes-validate");
-    let sets: [&[&str]; 4] = [&[], &["no-scheduler-values.yaml"], &["ha-values.yaml"], &["kustomize-values.yaml"]];
+    let sets: [&[&str]; 5] =
+        [&[], &["no-scheduler-values.yaml"], &["ha-values.yaml"], &["kustomize-values.yaml"], &["harbor-values.yaml"]];
     for values in sets {
         let text = render(values, &[]).unwrap_or_else(|e| panic!("helm template {values:?}: {e}"));
         let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -533,4 +536,164 @@ async fn the_scheduler_less_config_starts_a_daemon() {
         .await
         .unwrap_or_else(|e| panic!("the daemon with the scheduler-less config did not get ready: {e}"));
     daemon.terminate(Duration::from_secs(30)).await.unwrap();
+}
+
+/// The scheduler container of a render.
+fn scheduler_container(objects: &[Value]) -> &Value {
+    container(pod_spec(find(objects, "Deployment", "shoal-scheduler")), "scheduler")
+}
+
+/// The volume of the scheduler pod mounted at the directory holding
+/// `file`, and the path inside that volume.
+fn volume_holding<'a>(objects: &'a [Value], file: &str) -> (&'a Value, &'a Value) {
+    let pod = pod_spec(find(objects, "Deployment", "shoal-scheduler"));
+    let (dir, name) = file.rsplit_once('/').unwrap();
+    let mount = container(pod, "scheduler")["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir} for {file}"));
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    let source = if volume["secret"].is_object() { &volume["secret"] } else { &volume["configMap"] };
+    let item = source["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["path"] == name))
+        .unwrap_or_else(|| panic!("volume {} has no item {name}: {volume:#}", mount["name"]));
+    (mount, item)
+}
+
+#[test]
+fn harbor_values_render_the_api_flags_its_secret_and_a_sticky_service() {
+    let objects = objects(&["harbor-values.yaml"], &[]);
+    let c = scheduler_container(&objects);
+    let a = args(c);
+    for want in [
+        "--harbor-listen=0.0.0.0:65007",
+        "--harbor-auth=bearer",
+        "--harbor-credentials-file=/etc/shoal/harbor/credentials",
+        "--harbor-seed-peers=5",
+        "--harbor-platforms=linux/amd64,linux/arm64",
+        "--harbor-ca-bundle=/etc/shoal/harbor-ca/ca.crt",
+    ] {
+        assert!(a.contains(&want), "the scheduler args lack {want}: {a:?}");
+    }
+    // The credentials file is the chosen key of the chosen Secret, mounted
+    // read-only; nothing of it is in the env or the ConfigMap.
+    let (mount, item) = volume_holding(&objects, "/etc/shoal/harbor/credentials");
+    assert_eq!(mount["readOnly"], true, "{mount:#}");
+    assert_eq!(item["key"], "token");
+    let pod = pod_spec(find(&objects, "Deployment", "shoal-scheduler"));
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
+    assert_eq!(volume["secret"]["secretName"], "shoal-harbor-token", "{volume:#}");
+    assert!(!c["env"].to_string().contains("HARBOR"), "{:#}", c["env"]);
+    let (ca_mount, ca_item) = volume_holding(&objects, "/etc/shoal/harbor-ca/ca.crt");
+    assert_eq!(ca_mount["readOnly"], true);
+    assert_eq!(ca_item["key"], "ca.crt");
+    let ca = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == ca_mount["name"]).unwrap();
+    assert_eq!(ca["configMap"]["name"], "harbor-ca", "{ca:#}");
+
+    let port = c["ports"].as_array().unwrap().iter().find(|p| p["name"] == "harbor").expect("a harbor port");
+    assert_eq!((&port["containerPort"], &port["protocol"]), (&65007.into(), &"TCP".into()));
+    // One Harbor stays on one replica: its jobs live there.
+    let svc = find(&objects, "Service", "shoal-harbor");
+    assert_eq!(svc["spec"]["sessionAffinity"], "ClientIP", "{svc:#}");
+    assert_eq!(
+        svc["spec"]["ports"],
+        serde_json::json!([{"name": "harbor", "port": 65007, "targetPort": "harbor", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        svc["spec"]["selector"],
+        find(&objects, "Deployment", "shoal-scheduler")["spec"]["template"]["metadata"]["labels"]
+    );
+
+    // The port and a CA bundle from a Secret follow the values.
+    let moved = self::objects(
+        &["harbor-values.yaml"],
+        &["harbor.port=8443", "harbor.caBundle.configMap=", "harbor.caBundle.secret=harbor-ca-secret"],
+    );
+    assert!(args(scheduler_container(&moved)).contains(&"--harbor-listen=0.0.0.0:8443"));
+    assert_eq!(find(&moved, "Service", "shoal-harbor")["spec"]["ports"][0]["port"], 8443);
+    let (ca_mount, _) = volume_holding(&moved, "/etc/shoal/harbor-ca/ca.crt");
+    let pod = pod_spec(find(&moved, "Deployment", "shoal-scheduler"));
+    let ca = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == ca_mount["name"]).unwrap();
+    assert_eq!(ca["secret"]["secretName"], "harbor-ca-secret", "{ca:#}");
+
+    // Off by default: no flag, no Service.
+    let default = self::objects(&[], &[]);
+    assert!(!args(scheduler_container(&default)).iter().any(|a| a.starts_with("--harbor")));
+    assert!(!default.iter().any(|o| o["metadata"]["name"] == "shoal-harbor"));
+}
+
+#[test]
+fn harbor_without_authentication_or_scheduler_is_refused_naming_the_value() {
+    // Off loopback the scheduler refuses to start without authentication:
+    // the chart refuses to render it instead of a crash-looping pod.
+    let err = render(&["harbor-values.yaml"], &["harbor.auth=none"]).expect_err("harbor.auth=none renders");
+    assert!(err.contains("harbor.auth=none is refused") && err.contains("harbor.auth to bearer"), "{err}");
+    let err = render(&["harbor-values.yaml"], &["scheduler.enabled=false"]).expect_err("harbor without scheduler");
+    assert!(err.contains("harbor.enabled=true needs the scheduler"), "{err}");
+    let err = render(&["harbor-values.yaml"], &["harbor.existingSecret="]).expect_err("harbor without credentials");
+    assert!(err.contains("harbor.enabled=true needs harbor.existingSecret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_harbor_args_start_a_scheduler_that_checks_the_token() {
+    const TOKEN: &str = "chart-test-harbor-token";
+    let bin = shoal_bin().expect("build the binary first: cargo build -p shoal");
+    let objects = objects(&["harbor-values.yaml"], &[]);
+    let rendered: Vec<String> = args(scheduler_container(&objects)).iter().map(|a| a.to_string()).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    // Every path the pod sees lives under tmp: /etc/shoal/x is tmp/etc/shoal/x.
+    let local = |p: &str| tmp.path().join(p.trim_start_matches('/'));
+    let shoal = |a: &[&str]| {
+        let (ok, out, err) = run(Command::new(&bin).args(a));
+        assert!(ok, "shoal {a:?}: {out}{err}");
+    };
+    let ca_dir = tmp.path().join("pki-ca").display().to_string();
+    shoal(&["certs", "ca", "--out", &ca_dir]);
+    shoal(&["certs", "scheduler", "--ca", &ca_dir, "--out", &local("/etc/shoal/certs").display().to_string()]);
+    // The Secret and ConfigMap items where the rendered mounts put them.
+    for (file, text) in [
+        ("/etc/shoal/harbor/credentials", format!("{TOKEN}\n")),
+        ("/etc/shoal/harbor-ca/ca.crt", std::fs::read_to_string(Path::new(&ca_dir).join("ca.crt")).unwrap()),
+    ] {
+        volume_holding(&objects, file);
+        std::fs::create_dir_all(local(file).parent().unwrap()).unwrap();
+        std::fs::write(local(file), text).unwrap();
+    }
+    // Exactly the rendered args, with the listen addresses moved onto
+    // free loopback ports and the paths into tmp.
+    let mut harbor = None;
+    let mut metrics = None;
+    let adapted: Vec<String> = rendered
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((flag, value)) if value.starts_with("0.0.0.0:") => {
+                let addr = format!("127.0.0.1:{}", free_port());
+                match flag {
+                    "--harbor-listen" => harbor = Some(addr.clone()),
+                    "--metrics-listen" => metrics = Some(addr.clone()),
+                    _ => {}
+                }
+                format!("{flag}={addr}")
+            }
+            Some((flag, value)) if value.starts_with('/') => format!("{flag}={}", local(value).display()),
+            _ => a.clone(),
+        })
+        .collect();
+    let (harbor, metrics) = (harbor.expect("a --harbor-listen arg"), metrics.expect("a --metrics-listen arg"));
+    let mut cmd = Command::new(&bin);
+    cmd.args(&adapted);
+    let mut scheduler = ChildGuard::spawn("scheduler", cmd, tmp.path()).unwrap();
+    wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(30), |s| s == 200, Some(&mut scheduler))
+        .await
+        .unwrap_or_else(|e| panic!("the scheduler with the rendered args {adapted:?} did not get ready: {e}"));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let healthy = format!("http://{harbor}/healthy");
+    let status = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
+    assert_eq!(status(client.get(&healthy).bearer_auth(TOKEN)).await, 200, "Harbor's token from the Secret");
+    assert_eq!(status(client.get(&healthy)).await, 401, "no token");
+    assert_eq!(status(client.get(&healthy).bearer_auth("another")).await, 401, "a wrong token");
+    scheduler.terminate(Duration::from_secs(30)).await.unwrap();
 }

@@ -70,4 +70,5 @@ securityContext:
 {{- if and .Values.certificates.create .Values.scheduler.enabled (not (and .Values.certificates.scheduler.crt .Values.certificates.scheduler.key)) }}
 {{- fail "certificates.create=true needs certificates.scheduler.crt and .key (--set-file them from `shoal certs scheduler` output)" }}
 {{- end }}
+{{- include "shoal.harborChecks" . }}
 {{- end }}
