@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use shoal_e2e::k8s::{args, container};
 use shoal_testkit::{ChildGuard, free_port, require_tool, shoal_bin, wait_http_status};
 
 /// The same Kubernetes version tests/deploy.rs validates against.
@@ -114,20 +115,6 @@ fn pod_spec(o: &Value) -> &Value {
         Some("CronJob") => &o["spec"]["jobTemplate"]["spec"]["template"]["spec"],
         _ => &o["spec"]["template"]["spec"],
     }
-}
-
-fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["containers"]
-        .as_array()
-        .into_iter()
-        .chain(pod["initContainers"].as_array())
-        .flatten()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name} in {pod:#}"))
-}
-
-fn args(c: &Value) -> Vec<&str> {
-    c["args"].as_array().map(|a| a.iter().map(|x| x.as_str().unwrap()).collect()).unwrap_or_default()
 }
 
 fn daemon_config(objects: &[Value]) -> String {

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use shoal_e2e::k8s::{args, container};
 use shoal_testkit::{ChildGuard, free_port, require_tool, shoal_bin, wait_http_status};
 
 /// The Kubernetes version the manifests are validated against (its schemas
@@ -214,20 +215,6 @@ fn kustomization_applies_every_manifest_and_no_key_is_committed() {
         }
         assert_eq!(o["metadata"]["namespace"], "shoal", "{file}: {} must be in the shoal namespace", o["kind"]);
     }
-}
-
-fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["containers"]
-        .as_array()
-        .into_iter()
-        .chain(pod["initContainers"].as_array())
-        .flatten()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name} in {pod:#}"))
-}
-
-fn args(c: &Value) -> Vec<&str> {
-    c["args"].as_array().map(|a| a.iter().map(|x| x.as_str().unwrap()).collect()).unwrap_or_default()
 }
 
 fn assert_probes_and_resources(c: &Value, port: &str) {

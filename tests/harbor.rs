@@ -186,7 +186,6 @@ fn success_tasks(job: &serde_json::Value) -> Vec<(String, String)> {
     v
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn harbors_preheat_warms_every_node_through_the_swarm() {
     let tokens = TokenServer::start(&[(USER, PASS)]).await.unwrap();

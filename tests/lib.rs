@@ -5,6 +5,8 @@
 //!
 //! The helpers here assemble those parts; each test file is one scenario.
 
+pub mod k8s;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

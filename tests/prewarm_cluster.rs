@@ -29,7 +29,6 @@ async fn prewarm(node: &ShoalDaemon, args: &[&str]) -> Run {
     }
 }
 
-
 fn states(json: &serde_json::Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = json["nodes"]
         .as_array()
