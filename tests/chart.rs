@@ -6,7 +6,8 @@
 //! rendered with `ci/kustomize-values.yaml`, the chart yields the very
 //! objects those manifests hold (kustomize's own label added), object by
 //! object; and with `ci/harbor-values.yaml`, scheduler args the real
-//! binary starts with, serving Harbor's preheat API behind its Secret.
+//! binary starts with, serving Harbor's preheat API over HTTPS behind its
+//! Secrets.
 //! helm comes from PyPI (scripts/test installs it); a missing helm fails
 //! these tests.
 
@@ -562,6 +563,8 @@ fn harbor_values_render_the_api_flags_its_secret_and_a_sticky_service() {
         "--harbor-seed-peers=5",
         "--harbor-platforms=linux/amd64,linux/arm64",
         "--harbor-ca-bundle=/etc/shoal/harbor-ca/ca.crt",
+        "--harbor-tls-cert=/etc/shoal/harbor-tls/tls.crt",
+        "--harbor-tls-key=/etc/shoal/harbor-tls/tls.key",
     ] {
         assert!(a.contains(&want), "the scheduler args lack {want}: {a:?}");
     }
@@ -579,6 +582,14 @@ fn harbor_values_render_the_api_flags_its_secret_and_a_sticky_service() {
     assert_eq!(ca_item["key"], "ca.crt");
     let ca = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == ca_mount["name"]).unwrap();
     assert_eq!(ca["configMap"]["name"], "harbor-ca", "{ca:#}");
+    // HTTPS by default: the kubernetes.io/tls Secret's two keys, read-only.
+    for file in ["tls.crt", "tls.key"] {
+        let (tls_mount, tls_item) = volume_holding(&objects, &format!("/etc/shoal/harbor-tls/{file}"));
+        assert_eq!(tls_mount["readOnly"], true, "{tls_mount:#}");
+        assert_eq!(tls_item["key"], file);
+        let tls = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == tls_mount["name"]).unwrap();
+        assert_eq!(tls["secret"]["secretName"], "shoal-harbor-tls", "{tls:#}");
+    }
 
     let port = c["ports"].as_array().unwrap().iter().find(|p| p["name"] == "harbor").expect("a harbor port");
     assert_eq!((&port["containerPort"], &port["protocol"]), (&65007.into(), &"TCP".into()));
@@ -606,6 +617,14 @@ fn harbor_values_render_the_api_flags_its_secret_and_a_sticky_service() {
     let ca = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == ca_mount["name"]).unwrap();
     assert_eq!(ca["secret"]["secretName"], "harbor-ca-secret", "{ca:#}");
 
+    // TLS ended by a proxy in front: no TLS flags, no TLS mount.
+    let proxied = self::objects(&["harbor-values.yaml"], &["harbor.tls.enabled=false"]);
+    let proxied_args = args(scheduler_container(&proxied));
+    assert!(!proxied_args.iter().any(|a| a.starts_with("--harbor-tls")), "{proxied_args:?}");
+    assert!(proxied_args.contains(&"--harbor-listen=0.0.0.0:65007"), "{proxied_args:?}");
+    let pod = pod_spec(find(&proxied, "Deployment", "shoal-scheduler"));
+    assert!(!pod.to_string().contains("harbor-tls"), "{pod:#}");
+
     // Off by default: no flag, no Service.
     let default = self::objects(&[], &[]);
     assert!(!args(scheduler_container(&default)).iter().any(|a| a.starts_with("--harbor")));
@@ -622,6 +641,9 @@ fn harbor_without_authentication_or_scheduler_is_refused_naming_the_value() {
     assert!(err.contains("harbor.enabled=true needs the scheduler"), "{err}");
     let err = render(&["harbor-values.yaml"], &["harbor.existingSecret="]).expect_err("harbor without credentials");
     assert!(err.contains("harbor.enabled=true needs harbor.existingSecret"), "{err}");
+    let err =
+        render(&["harbor-values.yaml"], &["harbor.tls.existingSecret="]).expect_err("harbor TLS without a Secret");
+    assert!(err.contains("harbor.tls.enabled=true needs harbor.tls.existingSecret"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,10 +662,16 @@ async fn the_rendered_harbor_args_start_a_scheduler_that_checks_the_token() {
     let ca_dir = tmp.path().join("pki-ca").display().to_string();
     shoal(&["certs", "ca", "--out", &ca_dir]);
     shoal(&["certs", "scheduler", "--ca", &ca_dir, "--out", &local("/etc/shoal/certs").display().to_string()]);
+    // The Harbor listener's certificate, as docs/operations.md makes it.
+    let harbor_tls = tmp.path().join("harbor-tls").display().to_string();
+    shoal(&["certs", "node", "--ca", &ca_dir, "--host", "shoal-harbor", "--san", "127.0.0.1", "--out", &harbor_tls]);
+    let read = |dir: &str, file: &str| std::fs::read_to_string(Path::new(dir).join(file)).unwrap();
     // The Secret and ConfigMap items where the rendered mounts put them.
     for (file, text) in [
         ("/etc/shoal/harbor/credentials", format!("{TOKEN}\n")),
-        ("/etc/shoal/harbor-ca/ca.crt", std::fs::read_to_string(Path::new(&ca_dir).join("ca.crt")).unwrap()),
+        ("/etc/shoal/harbor-ca/ca.crt", read(&ca_dir, "ca.crt")),
+        ("/etc/shoal/harbor-tls/tls.crt", read(&harbor_tls, "tls.crt")),
+        ("/etc/shoal/harbor-tls/tls.key", read(&harbor_tls, "tls.key")),
     ] {
         volume_holding(&objects, file);
         std::fs::create_dir_all(local(file).parent().unwrap()).unwrap();
@@ -676,8 +704,10 @@ async fn the_rendered_harbor_args_start_a_scheduler_that_checks_the_token() {
     wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(30), |s| s == 200, Some(&mut scheduler))
         .await
         .unwrap_or_else(|e| panic!("the scheduler with the rendered args {adapted:?} did not get ready: {e}"));
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let healthy = format!("http://{harbor}/healthy");
+    // Harbor with the cluster CA added: HTTPS only.
+    let ca = reqwest::Certificate::from_pem(read(&ca_dir, "ca.crt").as_bytes()).unwrap();
+    let client = reqwest::Client::builder().no_proxy().add_root_certificate(ca).build().unwrap();
+    let healthy = format!("https://{harbor}/healthy");
     let status = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
     assert_eq!(status(client.get(&healthy).bearer_auth(TOKEN)).await, 200, "Harbor's token from the Secret");
     assert_eq!(status(client.get(&healthy)).await, 401, "no token");

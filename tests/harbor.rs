@@ -10,8 +10,10 @@
 //! every blob (digests match); the origin sent each blob about once; the
 //! token shows in no log. A job whose token cannot read the manifest ends
 //! FAILURE with the registry's reason; `single_seed_peer` warms one node;
-//! wrong provider credentials get 401; bad bodies 400; unknown ids 404; and
-//! the API refuses to start off loopback without authentication.
+//! wrong provider credentials get 401; bad bodies 400; unknown ids 404; the
+//! API refuses to start off loopback without authentication; with
+//! `--harbor-tls-cert`/`--harbor-tls-key` it answers HTTPS only, and one of
+//! the two alone is refused.
 
 use std::time::Duration;
 
@@ -42,6 +44,12 @@ impl Scheduler {
 
     /// With `--harbor-auth mode` and a credentials file holding `creds`.
     async fn start_with(pki: &Pki, name: &str, mode: &str, creds_text: &str) -> Scheduler {
+        Self::start_args(pki, name, mode, creds_text, &[]).await
+    }
+
+    /// As [`Scheduler::start_with`], plus `extra` args; `harbor` is an
+    /// `https://` base when `extra` holds the TLS flags.
+    async fn start_args(pki: &Pki, name: &str, mode: &str, creds_text: &str, extra: &[&str]) -> Scheduler {
         let dir = tempfile::tempdir().unwrap();
         let creds = dir.path().join("harbor-credentials");
         std::fs::write(&creds, creds_text).unwrap();
@@ -53,12 +61,14 @@ impl Scheduler {
             .arg(pki.scheduler_certs(name))
             .args(["--harbor-listen", &harbor, "--harbor-auth", mode, "--harbor-credentials-file"])
             .arg(&creds)
+            .args(extra)
             .env("RUST_LOG", "debug");
         let mut child = ChildGuard::spawn(name, cmd, dir.path()).unwrap();
         wait_http_status(&format!("http://{metrics}/readyz"), Duration::from_secs(20), |s| s == 200, Some(&mut child))
             .await
             .unwrap();
-        Scheduler { child, quic, metrics, harbor: format!("http://{harbor}"), _dir: dir }
+        let scheme = if extra.contains(&"--harbor-tls-cert") { "https" } else { "http" };
+        Scheduler { child, quic, metrics, harbor: format!("{scheme}://{harbor}"), _dir: dir }
     }
 
     /// Waits until `n` hosts are registered.
@@ -369,9 +379,74 @@ async fn the_api_refuses_to_listen_off_loopback_without_authentication() {
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port()), "--certs-dir"])
         .arg(pki.scheduler_certs("scheduler-0"))
         .args(["--harbor-listen", "0.0.0.0:0"])
+        .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("refused at once").unwrap();
     assert!(!out.status.success(), "the scheduler started with an open Harbor API");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("without authentication") && stderr.contains("--harbor-auth"), "{stderr}");
+}
+
+/// A certificate for 127.0.0.1 from its own CA, written to `dir`; returns
+/// the CA certificate (PEM) and the cert and key paths.
+fn harbor_tls_files(dir: &std::path::Path) -> (String, String, String) {
+    let ca = shoal_transport::new_ca("harbor listener ca").unwrap();
+    let cert = shoal_transport::issue(&ca, "shoal-harbor", &["127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    (ca.cert_pem, cert_path.display().to_string(), key_path.display().to_string())
+}
+
+/// With a certificate and key the API speaks HTTPS only: a client trusting
+/// the certificate's CA is served (and still checked for the token), and a
+/// plain-HTTP request to the same port gets no HTTP answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_api_answers_https_only() {
+    let pki = Pki::new();
+    let tls_dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = harbor_tls_files(tls_dir.path());
+    let tls = ["--harbor-tls-cert", cert.as_str(), "--harbor-tls-key", key.as_str()];
+    let sched = Scheduler::start_args(&pki, "scheduler-0", "bearer", &format!("{PROVIDER_TOKEN}\n"), &tls).await;
+    assert!(sched.harbor.starts_with("https://127.0.0.1:"), "{}", sched.harbor);
+    let client = reqwest::Client::builder()
+        .user_agent("Go-http-client/1.1")
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let healthy = format!("{}/healthy", sched.harbor);
+    let resp = client.get(&healthy).bearer_auth(PROVIDER_TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(client.get(&healthy).send().await.unwrap().status(), 401, "no token");
+
+    let plain = format!("http://{}/healthy", sched.harbor.trim_start_matches("https://"));
+    let answer =
+        tokio::time::timeout(Duration::from_secs(20), harbor_client().get(&plain).bearer_auth(PROVIDER_TOKEN).send())
+            .await
+            .expect("the TLS port closes a plain-HTTP connection");
+    assert!(answer.is_err(), "plain HTTP got an HTTP answer from the TLS port: {answer:?}");
+}
+
+/// One of the two TLS flags alone: refused at once, naming the other.
+#[tokio::test]
+async fn one_tls_flag_alone_is_refused_naming_the_missing_one() {
+    let pki = Pki::new();
+    let tls_dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = harbor_tls_files(tls_dir.path());
+    for (given, path, missing) in
+        [("--harbor-tls-cert", &cert, "--harbor-tls-key"), ("--harbor-tls-key", &key, "--harbor-tls-cert")]
+    {
+        let out = tokio::process::Command::new(shoal_bin().unwrap())
+            .args(["scheduler", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port()), "--certs-dir"])
+            .arg(pki.scheduler_certs("scheduler-0"))
+            .args(["--harbor-listen", &format!("127.0.0.1:{}", free_port()), given, path])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("refused at once").unwrap();
+        assert!(!out.status.success(), "the scheduler started with only {given}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{given} needs {missing}")), "{stderr}");
+    }
 }

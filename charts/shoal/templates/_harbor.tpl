@@ -1,13 +1,14 @@
 {{/*
 Harbor's P2P preheat API on the schedulers (docs/operations.md, "Harbor
-preheat"): the flags, the credentials and CA volumes, and the checks. The
-credentials reach the scheduler only as a file from a Secret, mounted
-read-only: never in the ConfigMap, the args or the env.
+preheat"): the flags, the credentials, TLS and CA volumes, and the checks.
+The credentials and the TLS key reach the scheduler only as files from
+Secrets, mounted read-only: never in the ConfigMap, the args or the env.
 */}}
 
 {{/* Where the credentials Secret and the CA bundle are mounted. */}}
 {{- define "shoal.harborCredentialsDir" -}}/etc/shoal/harbor{{- end }}
 {{- define "shoal.harborCaDir" -}}/etc/shoal/harbor-ca{{- end }}
+{{- define "shoal.harborTlsDir" -}}/etc/shoal/harbor-tls{{- end }}
 
 {{/* The scheduler's --harbor-* args, one list item a line. */}}
 {{- define "shoal.harborArgs" -}}
@@ -22,6 +23,10 @@ read-only: never in the ConfigMap, the args or the env.
 {{- if or .caBundle.secret .caBundle.configMap }}
 - --harbor-ca-bundle={{ include "shoal.harborCaDir" $ }}/ca.crt
 {{- end }}
+{{- if .tls.enabled }}
+- --harbor-tls-cert={{ include "shoal.harborTlsDir" $ }}/tls.crt
+- --harbor-tls-key={{ include "shoal.harborTlsDir" $ }}/tls.key
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -32,6 +37,11 @@ read-only: never in the ConfigMap, the args or the env.
 {{- if or .Values.harbor.caBundle.secret .Values.harbor.caBundle.configMap }}
 - name: harbor-ca
   mountPath: {{ include "shoal.harborCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.harbor.tls.enabled }}
+- name: harbor-tls
+  mountPath: {{ include "shoal.harborTlsDir" . }}
   readOnly: true
 {{- end }}
 {{- end }}
@@ -60,6 +70,17 @@ read-only: never in the ConfigMap, the args or the env.
       - key: {{ .caBundle.key }}
         path: ca.crt
 {{- end }}
+{{- if .tls.enabled }}
+- name: harbor-tls
+  secret:
+    secretName: {{ .tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -85,6 +106,9 @@ start without authentication: the chart says so at render time instead.
 {{- end }}
 {{- if lt (int .seedPeers) 1 }}
 {{- fail "harbor.seedPeers must be at least 1" }}
+{{- end }}
+{{- if and .tls.enabled (not .tls.existingSecret) }}
+{{- fail "harbor.tls.enabled=true needs harbor.tls.existingSecret: a kubernetes.io/tls Secret (keys tls.crt and tls.key) the API serves HTTPS with; set harbor.tls.enabled=false only with a TLS-terminating proxy in front" }}
 {{- end }}
 {{- if and .caBundle.secret .caBundle.configMap }}
 {{- fail "harbor.caBundle: set secret or configMap, not both" }}

@@ -1,14 +1,15 @@
 //! `shoal scheduler --harbor-*`: the flags of the Harbor preheat API
 //! (`shoal_scheduler::harbor`), made into its config. The API is off unless
 //! `--harbor-listen` is given; credentials come from a file (a mounted
-//! Kubernetes Secret), never from the command line.
+//! Kubernetes Secret), never from the command line. With
+//! `--harbor-tls-cert` and `--harbor-tls-key` it serves HTTPS only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use shoal_scheduler::harbor::{HarborConfig, ProviderAuth};
+use shoal_scheduler::harbor::{HarborConfig, HarborTls, ProviderAuth};
 
 /// How Harbor authenticates (its instance's "Auth Mode").
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,8 +26,9 @@ pub(crate) enum HarborAuthMode {
 /// The Harbor preheat API's flags.
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HarborArgs {
-    /// Serve Harbor's preheat API (its "Dragonfly" provider) on this HTTP
-    /// address; off when unset.
+    /// Serve Harbor's preheat API (its "Dragonfly" provider) on this
+    /// address (HTTPS with --harbor-tls-cert/--harbor-tls-key, else plain
+    /// HTTP); off when unset.
     #[arg(long, env = "SHOAL_HARBOR_LISTEN")]
     pub(crate) harbor_listen: Option<SocketAddr>,
     /// How Harbor authenticates; off loopback, none is refused.
@@ -47,6 +49,13 @@ pub(crate) struct HarborArgs {
     /// besides the built-in web roots (a Harbor with a private CA).
     #[arg(long, env = "SHOAL_HARBOR_CA_BUNDLE")]
     pub(crate) harbor_ca_bundle: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) the Harbor API serves HTTPS
+    /// with; needs --harbor-tls-key.
+    #[arg(long, env = "SHOAL_HARBOR_TLS_CERT")]
+    pub(crate) harbor_tls_cert: Option<PathBuf>,
+    /// PEM private key of --harbor-tls-cert.
+    #[arg(long, env = "SHOAL_HARBOR_TLS_KEY")]
+    pub(crate) harbor_tls_key: Option<PathBuf>,
 }
 
 impl HarborArgs {
@@ -86,8 +95,10 @@ impl HarborArgs {
             }
             None => None,
         };
+        let tls = self.tls()?;
         let config = HarborConfig {
             listen,
+            tls,
             auth,
             platforms: self.harbor_platforms.clone(),
             seed_peers: self.harbor_seed_peers,
@@ -96,6 +107,23 @@ impl HarborArgs {
         };
         config.check()?;
         Ok(Some(config))
+    }
+
+    /// The listener's certificate and key; both flags or neither.
+    fn tls(&self) -> anyhow::Result<Option<HarborTls>> {
+        let (cert, key) = match (&self.harbor_tls_cert, &self.harbor_tls_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => anyhow::bail!(
+                "--harbor-tls-cert needs --harbor-tls-key (SHOAL_HARBOR_TLS_KEY) naming the certificate's PEM private key"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--harbor-tls-key needs --harbor-tls-cert (SHOAL_HARBOR_TLS_CERT) naming the PEM certificate chain"
+            ),
+        };
+        let cert_pem = std::fs::read(cert).with_context(|| format!("reading --harbor-tls-cert {}", cert.display()))?;
+        let key_pem = std::fs::read(key).with_context(|| format!("reading --harbor-tls-key {}", key.display()))?;
+        Ok(Some(HarborTls::from_pem(&cert_pem, &key_pem)?))
     }
 }
 
@@ -143,6 +171,48 @@ mod tests {
         assert_eq!(c.auth, ProviderAuth::Basic { username: "harbor".into(), password: "pw".into() });
         let e = parse(&["--harbor-listen", "0.0.0.0:1", "--harbor-auth", "bearer"]).config().unwrap_err();
         assert!(format!("{e:#}").contains("--harbor-credentials-file"), "{e:#}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_names_the_missing_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = shoal_transport::new_ca("harbor ca").unwrap();
+        let issued = shoal_transport::issue(&ca, "harbor", &["127.0.0.1".into()]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let listen = ["--harbor-listen", "127.0.0.1:1"];
+        let c = parse(&[&listen[..], &["--harbor-tls-cert", cert, "--harbor-tls-key", key]].concat())
+            .config()
+            .unwrap()
+            .unwrap();
+        assert!(c.tls.is_some());
+        assert!(parse(&listen).config().unwrap().unwrap().tls.is_none());
+        let e = parse(&[&listen[..], &["--harbor-tls-cert", cert]].concat()).config().unwrap_err();
+        assert!(format!("{e:#}").starts_with("--harbor-tls-cert needs --harbor-tls-key"), "{e:#}");
+        let e = parse(&[&listen[..], &["--harbor-tls-key", key]].concat()).config().unwrap_err();
+        assert!(format!("{e:#}").starts_with("--harbor-tls-key needs --harbor-tls-cert"), "{e:#}");
+        // The key where the certificate belongs: refused naming the flag,
+        // and the key's PEM is not echoed.
+        let e =
+            parse(&[&listen[..], &["--harbor-tls-cert", key, "--harbor-tls-key", key]].concat()).config().unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.starts_with("--harbor-tls-cert: holds no PEM certificate"), "{msg}");
+        assert!(!msg.contains("PRIVATE KEY") && !msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_flagged_for_the_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::write(&creds, "token\n").unwrap();
+        let creds = creds.to_str().unwrap();
+        let auth = ["--harbor-auth", "bearer", "--harbor-credentials-file", creds];
+        let open = parse(&[&["--harbor-listen", "0.0.0.0:1"][..], &auth].concat()).config().unwrap().unwrap();
+        assert!(open.clear_text_off_loopback());
+        let local = parse(&[&["--harbor-listen", "127.0.0.1:1"][..], &auth].concat()).config().unwrap().unwrap();
+        assert!(!local.clear_text_off_loopback());
     }
 
     #[test]

@@ -132,7 +132,16 @@ async fn run(args: SchedulerArgs, shutdown: impl Future<Output = ()>) -> anyhow:
             let listener = TcpListener::bind(config.listen).await.with_context(|| {
                 format!("binding the Harbor preheat API on {} (in use? set --harbor-listen)", config.listen)
             })?;
-            tracing::info!(listen = %config.listen, auth = ?config.auth, "Harbor preheat API serving");
+            if config.clear_text_off_loopback() {
+                tracing::warn!(
+                    listen = %config.listen,
+                    "Harbor preheat API serves plain HTTP off loopback: Harbor's credentials and registry pull \
+                     tokens cross the network in clear unless a TLS proxy sits in front (set --harbor-tls-cert \
+                     and --harbor-tls-key)"
+                );
+            }
+            let tls = config.tls.is_some();
+            tracing::info!(listen = %config.listen, auth = ?config.auth, tls, "Harbor preheat API serving");
             let api = shoal_scheduler::harbor::HarborApi::new(config, service.clone())?;
             Some(tokio::spawn(api.serve(listener, stop.clone())))
         }

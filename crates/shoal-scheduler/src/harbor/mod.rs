@@ -34,7 +34,9 @@
 //!    `FAILURE` with each node's reason.
 //!
 //! Harbor authenticates with the mode configured here ([`auth`]): none
-//! (loopback only), basic or bearer; anything else gets 401.
+//! (loopback only), basic or bearer; anything else gets 401. With a
+//! certificate and key the API speaks HTTPS only ([`tls`]), so those
+//! credentials and the pull tokens do not cross the network in clear.
 //!
 //! Jobs live on the replica that took the `POST`: with several replicas,
 //! Harbor must keep talking to the same one (see docs/operations.md).
@@ -43,6 +45,7 @@ pub mod api;
 pub mod auth;
 pub mod resolve;
 pub mod table;
+pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -54,6 +57,7 @@ use shoal_proto::{JobCredential, NodeSelector, PrewarmSpec};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::ProviderAuth;
+pub use tls::HarborTls;
 
 use crate::service::SchedulerService;
 use resolve::{ManifestUrl, ResolveError};
@@ -63,8 +67,12 @@ use wire::{CreateJob, JobResponse, Scope};
 /// The Harbor API's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HarborConfig {
-    /// HTTP address Harbor reaches.
+    /// Address Harbor reaches.
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<HarborTls>,
+    /// Longest a client may take to finish its TLS handshake.
+    pub tls_handshake_timeout: Duration,
     /// The credentials Harbor must send.
     pub auth: ProviderAuth,
     /// Platforms taken from an image index (`linux/amd64`); empty: the
@@ -87,6 +95,8 @@ impl Default for HarborConfig {
     fn default() -> Self {
         HarborConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 65007)),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
             auth: ProviderAuth::None,
             platforms: Vec::new(),
             seed_peers: 3,
@@ -114,6 +124,12 @@ pub enum HarborError {
     /// The CA bundle holds no usable certificate.
     #[error("--harbor-ca-bundle: {0}")]
     CaBundle(String),
+    /// The listener's certificate cannot be used.
+    #[error("--harbor-tls-cert: {0}")]
+    TlsCert(String),
+    /// The listener's private key cannot be used.
+    #[error("--harbor-tls-key: {0}")]
+    TlsKey(String),
 }
 
 impl HarborConfig {
@@ -125,6 +141,13 @@ impl HarborConfig {
         }
         self.roots()?;
         Ok(Platform::parse_all_or_host(&self.platforms)?)
+    }
+
+    /// Whether Harbor's credentials and pull tokens would cross a network
+    /// in clear: plain HTTP on an address other hosts can reach. Allowed
+    /// (TLS may end at a proxy in front) but worth a warning.
+    pub fn clear_text_off_loopback(&self) -> bool {
+        self.tls.is_none() && !self.listen.ip().is_loopback()
     }
 
     /// The certificates of [`HarborConfig::ca_bundle`].
@@ -180,9 +203,18 @@ impl HarborApi {
         &self.inner.config
     }
 
-    /// Serves on `listener` until `stop` fires.
+    /// Serves on `listener` until `stop` fires: HTTPS only when
+    /// [`HarborConfig::tls`] is set, else plain HTTP.
     pub async fn serve(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(stop.cancelled_owned()).await
+        let router = self.router();
+        let stopped = stop.cancelled_owned();
+        match &self.inner.config.tls {
+            Some(tls) => {
+                let listener = tls::TlsListener::new(listener, tls, self.inner.config.tls_handshake_timeout)?;
+                axum::serve(listener, router).with_graceful_shutdown(stopped).await
+            }
+            None => axum::serve(listener, router).with_graceful_shutdown(stopped).await,
+        }
     }
 
     fn records(&self) -> MutexGuard<'_, Records> {
