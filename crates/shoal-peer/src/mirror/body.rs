@@ -14,8 +14,8 @@
 //! client still gets the right bytes, later.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -73,7 +73,27 @@ pub struct BodyBuffers {
     pub small_chunk: u64,
     /// Bytes all bodies may hold in large chunks.
     pub budget: u64,
-    held: Arc<AtomicU64>,
+    /// Large chunk buffers kept for reuse once sent: a fast client cycles
+    /// through a few, and reusing them spares the allocator a large
+    /// allocation (zeroed, often fresh pages) per chunk.
+    pub spare: usize,
+    shared: Arc<Shared>,
+}
+
+/// What clones of one [`BodyBuffers`] share.
+#[derive(Default)]
+struct Shared {
+    /// Bytes of chunks alive now.
+    held: AtomicU64,
+    /// Large buffers ready for reuse.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Shared").field("held", &self.held).field("spare", &spare).finish()
+    }
 }
 
 impl Default for BodyBuffers {
@@ -83,14 +103,25 @@ impl Default for BodyBuffers {
     /// ([`ServeConfig::write_buffer`](crate::serve::ServeConfig::write_buffer)),
     /// so a stalled connection holds one chunk there and one read ahead.
     fn default() -> Self {
-        BodyBuffers { chunk: 1 << 20, small_chunk: 32 << 10, budget: 16 << 20, held: Arc::default() }
+        BodyBuffers { chunk: 1 << 20, small_chunk: 32 << 10, budget: 16 << 20, spare: 4, shared: Arc::default() }
     }
 }
 
 impl BodyBuffers {
     /// Bytes of chunks alive now (read, not yet sent and dropped).
     pub fn held(&self) -> u64 {
-        self.held.load(Ordering::Relaxed)
+        self.shared.held.load(Ordering::Relaxed)
+    }
+
+    /// A buffer of `n` bytes: a spare one when `n` is a large chunk.
+    fn buffer(&self, n: usize) -> Vec<u8> {
+        if n as u64 == self.chunk
+            && let Some(mut buf) = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner).pop()
+        {
+            buf.resize(n, 0);
+            return buf;
+        }
+        vec![0u8; n]
     }
 
     /// The length of the next read, for `left` bytes readable.
@@ -101,16 +132,16 @@ impl BodyBuffers {
 }
 
 /// A chunk's bytes, counted in [`BodyBuffers`] until the socket is done
-/// with them (hyper drops the `Bytes`).
+/// with them (hyper drops the `Bytes`); then a large one becomes a spare.
 struct Held {
     buf: Vec<u8>,
-    count: Arc<AtomicU64>,
+    buffers: BodyBuffers,
 }
 
 impl Held {
-    fn new(buf: Vec<u8>, count: &Arc<AtomicU64>) -> Held {
-        count.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Held { buf, count: Arc::clone(count) }
+    fn new(buf: Vec<u8>, buffers: &BodyBuffers) -> Held {
+        buffers.shared.held.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Held { buf, buffers: buffers.clone() }
     }
 }
 
@@ -122,7 +153,14 @@ impl AsRef<[u8]> for Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.count.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
+        let b = &self.buffers;
+        b.shared.held.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
+        if self.buf.len() as u64 == b.chunk {
+            let mut spare = b.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            if spare.len() < b.spare {
+                spare.push(std::mem::take(&mut self.buf));
+            }
+        }
     }
 }
 
@@ -156,7 +194,7 @@ async fn step(mut st: State) -> Option<(std::io::Result<Bytes>, State)> {
         let len = st.body.buffers.next_len(readable - st.pos);
         let chunk = match st.prefetch.take() {
             Some((at, job)) if at == st.pos => join(job, st.body.reader.digest().clone()).await,
-            _ => read(st.body.reader.clone(), st.pos, len, st.body.buffers.held.clone()).await,
+            _ => read(st.body.reader.clone(), st.pos, len, st.body.buffers.clone()).await,
         };
         let bytes = match chunk {
             Ok(bytes) => bytes,
@@ -184,8 +222,8 @@ async fn step(mut st: State) -> Option<(std::io::Result<Bytes>, State)> {
             let job = tokio::task::spawn_blocking({
                 let r = st.body.reader.clone();
                 let at = st.pos;
-                let count = st.body.buffers.held.clone();
-                move || read_exact(&r, at, n, &count)
+                let buffers = st.body.buffers.clone();
+                move || read_exact(&r, at, n, &buffers)
             });
             st.prefetch = Some((st.pos, job));
         }
@@ -236,9 +274,9 @@ async fn readable_end(body: &mut BlobBody, pos: u64) -> std::io::Result<u64> {
     }
 }
 
-async fn read(reader: BlobReader, at: u64, n: u64, count: Arc<AtomicU64>) -> Result<Bytes, ReadError> {
+async fn read(reader: BlobReader, at: u64, n: u64, buffers: BodyBuffers) -> Result<Bytes, ReadError> {
     let digest = reader.digest().clone();
-    join(tokio::task::spawn_blocking(move || read_exact(&reader, at, n, &count)), digest).await
+    join(tokio::task::spawn_blocking(move || read_exact(&reader, at, n, &buffers)), digest).await
 }
 
 async fn join(job: JoinHandle<Result<Bytes, ReadError>>, digest: Digest) -> Result<Bytes, ReadError> {
@@ -246,10 +284,10 @@ async fn join(job: JoinHandle<Result<Bytes, ReadError>>, digest: Digest) -> Resu
 }
 
 /// Reads `n` bytes at `at`. On a stored blob this is where pieces are
-/// checked (BLAKE3, on the blocking pool). The bytes count in `count`
+/// checked (BLAKE3, on the blocking pool). The bytes count in `buffers`
 /// until the last reference to them is dropped.
-fn read_exact(reader: &BlobReader, at: u64, n: u64, count: &Arc<AtomicU64>) -> Result<Bytes, ReadError> {
-    let mut buf = vec![0u8; n as usize];
+fn read_exact(reader: &BlobReader, at: u64, n: u64, buffers: &BodyBuffers) -> Result<Bytes, ReadError> {
+    let mut buf = buffers.buffer(n as usize);
     let mut filled = 0;
     while filled < buf.len() {
         let got = reader.read_at(at + filled as u64, &mut buf[filled..])?;
@@ -264,5 +302,5 @@ fn read_exact(reader: &BlobReader, at: u64, n: u64, count: &Arc<AtomicU64>) -> R
         }
         filled += got;
     }
-    Ok(Bytes::from_owner(Held::new(buf, count)))
+    Ok(Bytes::from_owner(Held::new(buf, buffers)))
 }
