@@ -74,6 +74,11 @@ pub struct ServeConfig {
     /// kubelet retries. A node that needs this many connections to its own
     /// mirror has a client leaking or hoarding them.
     pub max_connections: usize,
+    /// Response bytes hyper queues for one connection before it stops
+    /// asking the body for more (also the longest request head it reads).
+    /// Small, so a connection whose client reads slowly holds about one
+    /// body chunk, not several; request heads are a few KiB.
+    pub write_buffer: usize,
 }
 
 impl Default for ServeConfig {
@@ -86,6 +91,7 @@ impl Default for ServeConfig {
             idle_timeout: Duration::from_secs(60),
             client_stall: Duration::from_secs(60),
             max_connections: 512,
+            write_buffer: 32 << 10,
         }
     }
 }
@@ -299,7 +305,9 @@ impl Connection {
                 Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(self.config.write_buffer.max(8192))
+            .serve_connection(io, service);
         tokio::pin!(conn);
         let mut draining = false;
         loop {

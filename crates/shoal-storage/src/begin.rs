@@ -15,7 +15,7 @@ use crate::lease::Lease;
 use crate::records::{BlobMeta, to_ms};
 use crate::space;
 use crate::store::Store;
-use crate::writer::BlobWriter;
+use crate::writer::{BlobWriter, Pieces};
 
 /// Re-hashing reads this much at a time, so resume memory stays small
 /// whatever the piece size.
@@ -167,7 +167,12 @@ impl Store {
             layout,
             path: self.inner.paths.partial(d),
             file: Arc::new(file),
-            pieces,
+            state: Box::new(Pieces {
+                recorded: pieces,
+                pending: Default::default(),
+                fresh: Vec::new(),
+                inbox: Default::default(),
+            }),
             created_ms: meta.created_ms,
             sources: Vec::new(),
             lease,

@@ -51,6 +51,23 @@ pub enum StoreError {
         source: io::Error,
     },
 
+    /// A verified piece's record did not commit, so the piece is not held
+    /// and is fetched again.
+    #[error(
+        "could not record piece {index} of blob {digest} in the metadata database ({reason}); \
+         the piece is fetched again"
+    )]
+    PieceRecord {
+        /// The blob.
+        digest: Digest,
+        /// The piece.
+        index: PieceIndex,
+        /// Why the commit failed.
+        reason: String,
+        /// Whether it failed for want of space.
+        no_space: bool,
+    },
+
     /// The metadata database failed.
     #[error(
         "metadata database {db}: {action} failed: {source}; if the disk is fine and this \
@@ -248,6 +265,7 @@ impl StoreError {
     pub fn is_no_space(&self) -> bool {
         match self {
             StoreError::NoSpace { .. } | StoreError::FilesystemFull { .. } => true,
+            StoreError::PieceRecord { no_space, .. } => *no_space,
             StoreError::Io { source, .. } | StoreError::NotWritable { source, .. } => io_no_space(source),
             StoreError::Db { source, .. } => matches!(source.as_ref(), redb::Error::Io(e) if io_no_space(e)),
             _ => false,

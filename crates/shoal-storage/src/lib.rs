@@ -6,8 +6,10 @@
 //! - [`config`]: [`StoreConfig`], the store's own settings.
 //! - `store`: [`Store`]: open, blob queries, removal, usage.
 //! - `begin`: starting or resuming a write; re-hashes recorded pieces.
-//! - `writer`: [`BlobWriter`]: positional writes, piece records,
-//!   complete/discard.
+//! - `writer`: [`BlobWriter`]: positional writes, complete/discard;
+//!   `record`: its piece records, blocking or queued.
+//! - `piece_log`: group commit of piece records, one transaction per
+//!   batch.
 //! - `reader`: [`BlobReader`]: positional reads under a lease.
 //! - `checks`: the per-piece verdicts behind a complete blob's reads.
 //! - `condemn`: [`Store::condemn`], dropping a damaged blob under readers.
@@ -29,7 +31,8 @@
 //! - `error`: [`StoreError`], and [`ReadError`] for reads.
 //!
 //! # Guarantees
-//! - A piece counts only once its BLAKE3 hash is recorded, and on resume
+//! - A piece counts only once its BLAKE3 hash is recorded (its record's
+//!   commit returned: a queued record is not a held piece), and on resume
 //!   every recorded piece is re-hashed: a torn or altered piece is never
 //!   trusted.
 //! - A blob is complete only after the caller verified its digest and its
@@ -59,8 +62,10 @@ pub mod gc;
 mod info;
 mod lease;
 mod paths;
+mod piece_log;
 mod provenance;
 mod reader;
+mod record;
 mod records;
 mod recover;
 mod space;

@@ -2,6 +2,7 @@
 //! each verified piece's BLAKE3 hash, and completing or discarding the blob.
 //! Starting or resuming a writer is in `begin.rs`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
@@ -15,15 +16,30 @@ use shoal_core::{Digest, PieceIndex, PieceLayout};
 
 use crate::error::{StoreError, io_no_space};
 use crate::lease::Lease;
+use crate::piece_log::Inbox;
 use crate::reader::BlobReader;
 use crate::records::{BlobMeta, to_ms};
 use crate::store::Store;
+
+/// A writer's pieces: recorded, and queued for the group commit.
+pub(crate) struct Pieces {
+    /// Recorded hash per piece; `None` until its record committed.
+    pub(crate) recorded: Vec<Option<[u8; 32]>>,
+    /// Records queued with [`BlobWriter::submit_piece`], not yet settled.
+    pub(crate) pending: BTreeMap<PieceIndex, [u8; 32]>,
+    /// Pieces whose records committed since the last
+    /// [`BlobWriter::take_recorded`].
+    pub(crate) fresh: Vec<(PieceIndex, [u8; 32])>,
+    /// Where the committer settles this writer's records.
+    pub(crate) inbox: Arc<Inbox>,
+}
 
 /// The only writer of one partial blob in this process.
 ///
 /// Bytes go to their offsets with positional writes; a piece counts only
 /// once [`record_piece`](Self::record_piece) (or [`put_piece`](Self::put_piece))
-/// stored its hash. Dropping the writer without [`complete`](Self::complete)
+/// stored its hash, or a record queued with
+/// [`submit_piece`](Self::submit_piece) committed. Dropping the writer without [`complete`](Self::complete)
 /// or [`discard`](Self::discard) keeps the partial for a later resume and
 /// releases the write lease.
 pub struct BlobWriter {
@@ -32,8 +48,9 @@ pub struct BlobWriter {
     pub(crate) layout: PieceLayout,
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<File>,
-    /// Recorded hash per piece; `None` until recorded.
-    pub(crate) pieces: Vec<Option<[u8; 32]>>,
+    /// Which pieces are recorded or being recorded (boxed: a writer is
+    /// moved around by value and this is its bulk).
+    pub(crate) state: Box<Pieces>,
     pub(crate) created_ms: u64,
     /// Registries to record as the blob's sources when it completes.
     pub(crate) sources: Vec<String>,
@@ -68,7 +85,7 @@ impl BlobWriter {
 
     /// The recorded BLAKE3 hash of piece `i`.
     pub fn piece_hash(&self, i: PieceIndex) -> Option<[u8; 32]> {
-        self.pieces.get(usize::try_from(i).ok()?).copied().flatten()
+        self.state.recorded.get(usize::try_from(i).ok()?).copied().flatten()
     }
 
     fn indices(&self, recorded: bool) -> Vec<PieceIndex> {
@@ -102,18 +119,6 @@ impl BlobWriter {
         self.missing_pieces().into_iter().map(|i| self.layout.len_of(i)).sum()
     }
 
-    /// Records piece `i` as verified with hash `blake3`. The caller wrote
-    /// the whole piece with [`write_at`](Self::write_at) while hashing it.
-    /// Committed at once, atomically, without waiting for a full sync: a
-    /// crash of the process keeps it; a power loss may drop it, and the
-    /// piece is then fetched again.
-    pub fn record_piece(&mut self, i: PieceIndex, blake3: [u8; 32]) -> Result<(), StoreError> {
-        let slot = self.slot(i)?;
-        self.store.inner.db.record_piece(&self.digest, i, blake3)?;
-        self.pieces[slot] = Some(blake3);
-        Ok(())
-    }
-
     /// Writes all of piece `i`, hashes it and records it; returns the hash.
     /// For pieces whose bytes arrive whole (from a peer).
     pub fn put_piece(&mut self, i: PieceIndex, bytes: &[u8]) -> Result<[u8; 32], StoreError> {
@@ -133,7 +138,7 @@ impl BlobWriter {
         Ok(hash)
     }
 
-    fn slot(&self, i: PieceIndex) -> Result<usize, StoreError> {
+    pub(crate) fn slot(&self, i: PieceIndex) -> Result<usize, StoreError> {
         let count = self.layout.count();
         if i >= count {
             return Err(StoreError::PieceOutOfRange { digest: self.digest.clone(), index: i, count });
@@ -162,11 +167,12 @@ impl BlobWriter {
     /// synced before the record commits with full durability, so a complete
     /// blob always has its bytes on disk. Its sources are those given to
     /// [`add_source`](Self::add_source) plus any recorded meanwhile.
-    pub fn complete(self, verified: &Digest) -> Result<BlobReader, StoreError> {
+    pub fn complete(mut self, verified: &Digest) -> Result<BlobReader, StoreError> {
         if verified != &self.digest {
             return Err(StoreError::WrongDigest { expected: self.digest.clone(), got: verified.clone() });
         }
-        let missing = self.pieces.iter().filter(|p| p.is_none()).count();
+        self.settle(true)?;
+        let missing = self.state.recorded.iter().filter(|p| p.is_none()).count();
         if missing > 0 {
             return Err(StoreError::Incomplete {
                 digest: self.digest.clone(),
@@ -204,7 +210,9 @@ impl BlobWriter {
 
     /// Deletes the partial file and every record of the blob: used when the
     /// whole-blob digest did not match, so nothing of it is kept.
-    pub fn discard(self) -> Result<(), StoreError> {
+    pub fn discard(mut self) -> Result<(), StoreError> {
+        // No record of it may commit after its records are removed.
+        let _ = self.settle(true);
         match fs::remove_file(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(StoreError::io("delete partial blob", &self.path)(e));
@@ -221,6 +229,11 @@ impl BlobWriter {
 /// time; after `discard` there is no record left to touch.
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        // Records still in flight settle first: whoever begins the next
+        // write of this blob finds them committed or not, not half-way.
+        if let Err(e) = self.settle(true) {
+            tracing::warn!(digest = %self.digest, error = %e, "a piece record of a finished write did not commit");
+        }
         if let Err(e) = self.store.inner.db.touch_blob(&self.digest, to_ms(SystemTime::now())) {
             tracing::warn!(digest = %self.digest, error = %e, "could not record the last write of a blob");
         }
@@ -238,7 +251,7 @@ impl fmt::Debug for BlobWriter {
         f.debug_struct("BlobWriter")
             .field("digest", &self.digest)
             .field("layout", &self.layout)
-            .field("recorded", &self.pieces.iter().flatten().count())
+            .field("recorded", &self.state.recorded.iter().flatten().count())
             .finish()
     }
 }

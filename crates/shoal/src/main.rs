@@ -35,6 +35,13 @@ mod swarm_setup;
 
 use clap::Parser;
 
+/// jemalloc, with its background thread purging freed pages: after a burst
+/// (hundreds of slow clients, a cold pull) the memory goes back to the
+/// system within seconds of the load, where glibc's malloc kept what it
+/// had spread over its per-thread arenas for the life of the process.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -201,8 +201,16 @@ fn serve(
     ctx.log.respond(status.as_u16(), result);
     let source = if progress.is_some() { Source::origin } else { Source::store };
     let refetch = Refetch::new(m, &ctx, repo);
-    let body =
-        BlobBody { reader, progress, range: body_range, stall: m.config.body_stall, source, log: ctx.log, refetch }
-            .into_body();
+    let body = BlobBody {
+        reader,
+        progress,
+        range: body_range,
+        stall: m.config.body_stall,
+        source,
+        log: ctx.log,
+        refetch,
+        buffers: m.config.body.clone(),
+    }
+    .into_body();
     builder.body(body).expect("valid response")
 }

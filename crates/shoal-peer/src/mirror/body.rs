@@ -4,8 +4,9 @@
 //! A body follows the download's [`Progress`]: it sends what is readable,
 //! waits for more, and is cut short (an error, so the client sees a broken
 //! transfer, never a completed bad one) if the download fails or makes no
-//! progress for the stall deadline. Complete blobs are read in 1 MiB chunks
-//! with one chunk read ahead, so disk and socket overlap.
+//! progress for the stall deadline. Bytes are read in chunks with one chunk
+//! read ahead, so disk and socket overlap; [`BodyBuffers`] bounds what all
+//! bodies together hold in memory.
 //!
 //! A stored blob's reader checks each piece before returning it. When a
 //! piece fails, nothing of it is sent: the body condemns the copy and goes
@@ -13,6 +14,8 @@
 //! client still gets the right bytes, later.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -27,7 +30,6 @@ use super::refetch::Refetch;
 use crate::metrics::Source;
 use crate::task::progress::{Phase, Progress};
 
-const CHUNK: u64 = 1 << 20;
 /// Fresh downloads one response may switch to; a fresh copy found damaged
 /// too (a failing disk) ends the response after this many.
 const MAX_REFETCHES: u32 = 2;
@@ -48,6 +50,118 @@ pub struct BlobBody {
     pub log: RequestLog,
     /// How to fetch the blob again if the store's copy is damaged.
     pub refetch: Refetch,
+    /// Chunk sizes and the memory budget shared by the mirror's bodies.
+    pub buffers: BodyBuffers,
+}
+
+/// How much memory blob bodies hold: the chunk each response has read and
+/// not yet handed to the socket, plus its read-ahead chunk.
+///
+/// A response reads large chunks while all bodies together hold less than
+/// `budget`, and small ones beyond it. A few fast clients get the large
+/// chunks that keep disk and socket busy; hundreds of slow clients (a node
+/// pulling many layers at once, each connection blocked on its socket)
+/// cost `2 * small_chunk` each instead of `2 * chunk`. Clones share one
+/// count.
+#[derive(Debug, Clone)]
+pub struct BodyBuffers {
+    /// The chunk size while under budget: large enough that a read and a
+    /// socket write cost little per byte.
+    pub chunk: u64,
+    /// The chunk size over budget: small enough that many stalled
+    /// connections stay cheap, large enough to fill a socket write.
+    pub small_chunk: u64,
+    /// Bytes all bodies may hold in large chunks.
+    pub budget: u64,
+    /// Large chunk buffers kept for reuse once sent: a fast client cycles
+    /// through a few, and reusing them spares the allocator a large
+    /// allocation (zeroed, often fresh pages) per chunk.
+    pub spare: usize,
+    shared: Arc<Shared>,
+}
+
+/// What clones of one [`BodyBuffers`] share.
+#[derive(Default)]
+struct Shared {
+    /// Bytes of chunks alive now.
+    held: AtomicU64,
+    /// Large buffers ready for reuse.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Shared").field("held", &self.held).field("spare", &spare).finish()
+    }
+}
+
+impl Default for BodyBuffers {
+    /// 16 large chunks: 8 clients reading at full speed, each with its
+    /// read-ahead, before anyone is given small chunks. A small chunk
+    /// matches the HTTP server's write buffer
+    /// ([`ServeConfig::write_buffer`](crate::serve::ServeConfig::write_buffer)),
+    /// so a stalled connection holds one chunk there and one read ahead.
+    fn default() -> Self {
+        BodyBuffers { chunk: 1 << 20, small_chunk: 32 << 10, budget: 16 << 20, spare: 4, shared: Arc::default() }
+    }
+}
+
+impl BodyBuffers {
+    /// Bytes of chunks alive now (read, not yet sent and dropped).
+    pub fn held(&self) -> u64 {
+        self.shared.held.load(Ordering::Relaxed)
+    }
+
+    /// A buffer of `n` bytes: a spare one when `n` is a large chunk.
+    fn buffer(&self, n: usize) -> Vec<u8> {
+        if n as u64 == self.chunk
+            && let Some(mut buf) = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner).pop()
+        {
+            buf.resize(n, 0);
+            return buf;
+        }
+        vec![0u8; n]
+    }
+
+    /// The length of the next read, for `left` bytes readable.
+    fn next_len(&self, left: u64) -> u64 {
+        let size = if self.held() + self.chunk <= self.budget { self.chunk } else { self.small_chunk };
+        left.min(size.max(1))
+    }
+}
+
+/// A chunk's bytes, counted in [`BodyBuffers`] until the socket is done
+/// with them (hyper drops the `Bytes`); then a large one becomes a spare.
+struct Held {
+    buf: Vec<u8>,
+    buffers: BodyBuffers,
+}
+
+impl Held {
+    fn new(buf: Vec<u8>, buffers: &BodyBuffers) -> Held {
+        buffers.shared.held.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Held { buf, buffers: buffers.clone() }
+    }
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let b = &self.buffers;
+        b.shared.held.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
+        if self.buf.len() as u64 == b.chunk {
+            let mut spare = b.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            if spare.len() < b.spare {
+                spare.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
 }
 
 struct State {
@@ -77,10 +191,10 @@ async fn step(mut st: State) -> Option<(std::io::Result<Bytes>, State)> {
             Ok(end) => end.min(st.body.range.end),
             Err(e) => return Some(fail(st, e)),
         };
-        let len = (readable - st.pos).min(CHUNK);
+        let len = st.body.buffers.next_len(readable - st.pos);
         let chunk = match st.prefetch.take() {
             Some((at, job)) if at == st.pos => join(job, st.body.reader.digest().clone()).await,
-            _ => read(st.body.reader.clone(), st.pos, len).await,
+            _ => read(st.body.reader.clone(), st.pos, len, st.body.buffers.clone()).await,
         };
         let bytes = match chunk {
             Ok(bytes) => bytes,
@@ -104,11 +218,12 @@ async fn step(mut st: State) -> Option<(std::io::Result<Bytes>, State)> {
         st.body.log.sent(bytes.len() as u64, st.body.source);
         // Read ahead when the next chunk is already readable.
         if st.pos < readable {
-            let n = (readable - st.pos).min(CHUNK);
+            let n = st.body.buffers.next_len(readable - st.pos);
             let job = tokio::task::spawn_blocking({
                 let r = st.body.reader.clone();
                 let at = st.pos;
-                move || read_exact(&r, at, n)
+                let buffers = st.body.buffers.clone();
+                move || read_exact(&r, at, n, &buffers)
             });
             st.prefetch = Some((st.pos, job));
         }
@@ -159,9 +274,9 @@ async fn readable_end(body: &mut BlobBody, pos: u64) -> std::io::Result<u64> {
     }
 }
 
-async fn read(reader: BlobReader, at: u64, n: u64) -> Result<Bytes, ReadError> {
+async fn read(reader: BlobReader, at: u64, n: u64, buffers: BodyBuffers) -> Result<Bytes, ReadError> {
     let digest = reader.digest().clone();
-    join(tokio::task::spawn_blocking(move || read_exact(&reader, at, n)), digest).await
+    join(tokio::task::spawn_blocking(move || read_exact(&reader, at, n, &buffers)), digest).await
 }
 
 async fn join(job: JoinHandle<Result<Bytes, ReadError>>, digest: Digest) -> Result<Bytes, ReadError> {
@@ -169,9 +284,10 @@ async fn join(job: JoinHandle<Result<Bytes, ReadError>>, digest: Digest) -> Resu
 }
 
 /// Reads `n` bytes at `at`. On a stored blob this is where pieces are
-/// checked (BLAKE3, on the blocking pool).
-fn read_exact(reader: &BlobReader, at: u64, n: u64) -> Result<Bytes, ReadError> {
-    let mut buf = vec![0u8; n as usize];
+/// checked (BLAKE3, on the blocking pool). The bytes count in `buffers`
+/// until the last reference to them is dropped.
+fn read_exact(reader: &BlobReader, at: u64, n: u64, buffers: &BodyBuffers) -> Result<Bytes, ReadError> {
+    let mut buf = buffers.buffer(n as usize);
     let mut filled = 0;
     while filled < buf.len() {
         let got = reader.read_at(at + filled as u64, &mut buf[filled..])?;
@@ -186,5 +302,5 @@ fn read_exact(reader: &BlobReader, at: u64, n: u64) -> Result<Bytes, ReadError> 
         }
         filled += got;
     }
-    Ok(Bytes::from(buf))
+    Ok(Bytes::from_owner(Held::new(buf, buffers)))
 }

@@ -51,6 +51,8 @@ pub struct MirrorConfig {
     pub origin_wait: Duration,
     /// How long a streaming response waits for new bytes before it is cut.
     pub body_stall: Duration,
+    /// Chunk sizes and memory budget of blob bodies.
+    pub body: body::BodyBuffers,
     /// Start every blob of an image manifest when it is served (see
     /// [`prefetch`]).
     pub prefetch: bool,
@@ -64,6 +66,7 @@ impl Default for MirrorConfig {
             stale_tags: true,
             origin_wait: Duration::from_secs(60),
             body_stall: Duration::from_secs(120),
+            body: body::BodyBuffers::default(),
             prefetch: true,
             http: ServeConfig::default(),
         }

@@ -221,6 +221,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             client_stall: Duration::from_secs(30),
             max_connections: 4,
+            write_buffer: 32 << 10,
         }
     }
 

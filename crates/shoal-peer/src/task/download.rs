@@ -169,7 +169,7 @@ impl Driver {
         let verified: Vec<_> =
             writer.verified_pieces().into_iter().filter_map(|i| writer.piece_hash(i).map(|h| (i, h))).collect();
         progress.send_replace(Progress::running(layout, &verified));
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(super::sink::QUEUE);
         let sink = Sink {
             writer,
             reader,

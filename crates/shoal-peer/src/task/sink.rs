@@ -8,14 +8,28 @@
 //! streaming frontier), but the piece is only *recorded* once all of it is
 //! written and hashed; a crash in the middle of a piece leaves it
 //! unrecorded, and it is fetched again.
+//!
+//! Records go to the store's group commit and the sink goes on writing;
+//! a piece is published as held (to the scheduler and to peers, through
+//! [`Progress`]) only once its record committed. The sink publishes the
+//! committed records after each message, and waits for the records in
+//! flight before it waits for more bytes, so no piece sits unpublished
+//! while the download idles.
 
 use shoal_core::{Digest, DigestHasher, PieceIndex, PieceLayout};
 use shoal_storage::{BlobReader, BlobWriter};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 
 use super::TaskError;
 use super::progress::{Phase, Progress};
 use crate::metrics::{Metrics, Verified, VerifyLabels};
+
+/// Messages the driver may queue ahead of the sink. Each holds at most
+/// half a MiB (or one piece), so this bounds a download's buffered bytes;
+/// the sink no longer waits for each record's sync, so a short queue
+/// keeps it busy.
+pub const QUEUE: usize = 16;
 
 /// Messages from the async driver.
 pub enum SinkMsg {
@@ -73,62 +87,84 @@ struct State {
 }
 
 impl Sink {
-    /// Consume messages until `Finish` (verify) or the channel closes (stop).
-    ///
-    /// A write the store refuses for want of space ends the download and
-    /// deletes its partial: a download that cannot finish must not keep
-    /// the disk full for everything else (a resume would only meet the
-    /// same full disk).
+    /// Consume messages until `Finish` (verify) or the channel closes
+    /// (stop). A failed write or record ends the download (see `fail`).
     pub fn run(mut self, mut rx: mpsc::Receiver<SinkMsg>) -> Result<SinkEnd, TaskError> {
         let layout = self.writer.layout();
         let mut st =
             State { layout, whole: self.digest.hasher(), hashed: 0, piece: None, cursor: u64::MAX, run_start: 0 };
-        while let Some(msg) = rx.blocking_recv() {
+        loop {
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Empty) if self.writer.has_pending() => {
+                    match self.writer.wait_recorded() {
+                        Ok(recorded) => self.publish(recorded),
+                        Err(e) => return self.fail(e.into()),
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Empty) => match rx.blocking_recv() {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                Err(TryRecvError::Disconnected) => break,
+            };
             let step = match msg {
                 SinkMsg::Chunks { offset, chunks } => self.write_all(&mut st, offset, &chunks),
                 SinkMsg::Piece { index, bytes, hash } => self.put_piece(&mut st, index, &bytes, hash),
                 SinkMsg::Finish => return self.finish(st),
             };
-            match step {
-                Ok(()) => {}
-                Err(TaskError::Store(e)) if e.is_no_space() => {
-                    tracing::warn!(digest = %self.digest, error = %e, "store full while downloading; dropping the partial");
-                    if let Err(d) = self.writer.discard() {
-                        tracing::warn!(digest = %self.digest, error = %d, "could not drop the partial of a failed download");
-                    }
-                    return Err(TaskError::Store(e));
-                }
-                Err(e) => return Err(e),
+            match step.and_then(|()| Ok(self.writer.take_recorded()?)) {
+                Ok(recorded) => self.publish(recorded),
+                Err(e) => return self.fail(e),
             }
         }
+        // Stopped: what committed stays for a resume, and is published.
+        let recorded = self.writer.wait_recorded()?;
+        self.publish(recorded);
         Ok(SinkEnd::Stopped)
+    }
+
+    /// Ends the download with `e`. A write the store refuses for want of
+    /// space also deletes the partial: a download that cannot finish must
+    /// not keep the disk full for everything else (a resume would only
+    /// meet the same full disk).
+    fn fail(self, e: TaskError) -> Result<SinkEnd, TaskError> {
+        if let TaskError::Store(s) = &e
+            && s.is_no_space()
+        {
+            tracing::warn!(digest = %self.digest, error = %s, "store full while downloading; dropping the partial");
+            if let Err(d) = self.writer.discard() {
+                tracing::warn!(digest = %self.digest, error = %d, "could not drop the partial of a failed download");
+            }
+        }
+        Err(e)
+    }
+
+    /// Publishes pieces whose records committed: from here on they are held.
+    fn publish(&self, recorded: Vec<(PieceIndex, [u8; 32])>) {
+        if recorded.is_empty() {
+            return;
+        }
+        self.progress.send_modify(|p| {
+            for (i, h) in recorded {
+                p.record(i, h);
+            }
+        });
     }
 
     fn write_all(&mut self, st: &mut State, offset: u64, chunks: &[bytes::Bytes]) -> Result<(), TaskError> {
         let mut at = offset;
-        let mut recorded: Vec<(PieceIndex, [u8; 32])> = Vec::new();
         for c in chunks {
-            self.write(st, at, c, &mut recorded)?;
+            self.write(st, at, c)?;
             at += c.len() as u64;
         }
         let run = st.run_start..st.cursor;
-        self.progress.send_modify(|p| {
-            for (i, h) in recorded {
-                tracing::debug!(digest = %self.digest, piece = i, from = "origin", "piece stored");
-                p.record(i, h);
-            }
-            p.frontier = run;
-        });
+        self.progress.send_modify(|p| p.frontier = run);
         Ok(())
     }
 
-    fn write(
-        &mut self,
-        st: &mut State,
-        offset: u64,
-        bytes: &[u8],
-        recorded: &mut Vec<(PieceIndex, [u8; 32])>,
-    ) -> Result<(), TaskError> {
+    fn write(&mut self, st: &mut State, offset: u64, bytes: &[u8]) -> Result<(), TaskError> {
         if offset != st.cursor {
             // A new run always starts on a piece boundary.
             debug_assert_eq!(offset % st.layout.piece_size, 0, "run must start on a piece boundary");
@@ -154,9 +190,8 @@ impl Sink {
             rest = &rest[take..];
             if off == range.end {
                 let (i, h) = st.piece.take().expect("piece hasher present");
-                let hash = *h.finalize().as_bytes();
-                self.writer.record_piece(i, hash)?;
-                recorded.push((i, hash));
+                self.writer.submit_piece(i, *h.finalize().as_bytes())?;
+                tracing::debug!(digest = %self.digest, piece = i, from = "origin", "piece stored");
             }
         }
         st.cursor = off;
@@ -165,12 +200,12 @@ impl Sink {
 
     /// Store a whole piece that arrived from a peer (in any order).
     fn put_piece(&mut self, st: &mut State, index: PieceIndex, bytes: &[u8], hash: [u8; 32]) -> Result<(), TaskError> {
-        if self.writer.has_piece(index) {
+        if self.written(index) {
             return Ok(());
         }
         let range = st.layout.range(index);
         self.writer.write_at(range.start, bytes)?;
-        self.writer.record_piece(index, hash)?;
+        self.writer.submit_piece(index, hash)?;
         if st.hashed == range.start {
             st.whole.update(bytes);
             st.hashed = range.end;
@@ -178,20 +213,25 @@ impl Sink {
         self.catch_up(st)?;
         self.metrics.peer_received_bytes.inc_by(bytes.len() as u64);
         tracing::debug!(digest = %self.digest, piece = index, from = "peer", "piece stored");
-        self.progress.send_modify(|p| p.record(index, hash));
         Ok(())
     }
 
-    /// Advance the whole-blob hasher over pieces already recorded on disk
+    /// Whether piece `i` is written and hashed: recorded, or its record
+    /// is committing. Its bytes on disk are then the verified ones.
+    fn written(&self, i: PieceIndex) -> bool {
+        self.writer.has_piece(i) || self.writer.is_pending(i)
+    }
+
+    /// Advance the whole-blob hasher over pieces already written on disk
     /// (from an earlier run, or pieces that arrived out of order), stopping
-    /// at the first piece not yet recorded. Bytes are hashed strictly in
-    /// order, so only a prefix of recorded pieces can be hashed from disk.
+    /// at the first piece not yet written. Bytes are hashed strictly in
+    /// order, so only a prefix of written pieces can be hashed from disk.
     fn catch_up(&self, st: &mut State) -> Result<(), TaskError> {
         let size = st.layout.blob_size;
         let mut buf = Vec::new();
         while st.hashed < size {
             let index = st.layout.index_of(st.hashed);
-            if !self.writer.has_piece(index) {
+            if !self.written(index) {
                 break;
             }
             let end = st.layout.range(index).end;
@@ -218,7 +258,11 @@ impl Sink {
         Ok(())
     }
 
-    fn finish(self, mut st: State) -> Result<SinkEnd, TaskError> {
+    fn finish(mut self, mut st: State) -> Result<SinkEnd, TaskError> {
+        match self.writer.wait_recorded() {
+            Ok(recorded) => self.publish(recorded),
+            Err(e) => return self.fail(e.into()),
+        }
         self.catch_up(&mut st)?;
         if st.hashed != st.layout.blob_size {
             return Err(TaskError::Internal {

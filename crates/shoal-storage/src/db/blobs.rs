@@ -81,13 +81,23 @@ impl MetaDb {
         })
     }
 
-    /// Records one verified piece. Eventual durability: atomic and kept
-    /// across a process kill; a power loss may lose it, which only costs a
-    /// re-fetch because pieces are re-hashed on resume anyway.
+    /// Records one verified piece (see [`MetaDb::record_pieces`]).
+    #[cfg(test)]
     pub(crate) fn record_piece(&self, d: &Digest, index: PieceIndex, hash: [u8; 32]) -> Result<(), StoreError> {
-        let key = d.to_string();
-        self.write("record piece", Durability::Eventual, |txn| {
-            txn.open_table(PIECES)?.insert((key.as_str(), index), hash)?;
+        self.record_pieces(&[(d, index, hash)])
+    }
+
+    /// Records verified pieces, of any blobs, in one transaction. Eventual
+    /// durability (on Linux an fdatasync, without redb's two-phase commit):
+    /// atomic and kept across a process kill; should a power loss drop it,
+    /// that costs a re-fetch, because pieces are re-hashed on resume anyway.
+    pub(crate) fn record_pieces(&self, rows: &[(&Digest, PieceIndex, [u8; 32])]) -> Result<(), StoreError> {
+        let keys: Vec<String> = rows.iter().map(|(d, _, _)| d.to_string()).collect();
+        self.write("record pieces", Durability::Eventual, |txn| {
+            let mut t = txn.open_table(PIECES)?;
+            for (key, (_, index, hash)) in keys.iter().zip(rows) {
+                t.insert((key.as_str(), *index), *hash)?;
+            }
             Ok(())
         })
     }
