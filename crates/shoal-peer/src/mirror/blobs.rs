@@ -62,12 +62,22 @@ pub async fn handle(m: &Mirror, ctx: Ctx, repo: RepoName, digest: Digest) -> Res
         Ok(None) => {}
         Err(e) => return ctx.reply(errors::store_error(&e), Outcome::error),
     }
-    if let Some(task) = m.tasks.get(&digest)
+    // A download of the blob from another registry: its registry must
+    // prove it holds the same bytes. One that fails (or is retried after
+    // bytes that did not match the digest) is waited out, then looked at
+    // again: ours may start.
+    let deadline = tokio::time::Instant::now() + m.config.origin_wait;
+    while let Some(task) = m.tasks.get(&digest)
         && task.registry != origin.registry()
-        && let Err(resp) =
-            provenance_in_flight(m, proof::Claim { origin: &origin, repo: &repo, caller: &caller }, &task).await
     {
-        return ctx.reply(resp, Outcome::error);
+        let claim = proof::Claim { origin: &origin, repo: &repo, caller: &caller };
+        match provenance_in_flight(m, claim, &task, deadline).await {
+            Ok(InFlight::Proved) => break,
+            // The task map lets go of a failed download just after it
+            // says so: look again a moment later.
+            Ok(InFlight::Ended) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            Err(resp) => return ctx.reply(resp, Outcome::error),
+        }
     }
     if ctx.head {
         // The check's own HEAD gave the size already, when it asked.
@@ -116,30 +126,44 @@ async fn provenance(
     proof::establish(ledger, claim, reader, verified, wait).await.map_err(|e| refusals::unproved(&e))
 }
 
+/// How a download of the blob from another registry ended for a request.
+enum InFlight {
+    /// It completed and the request's registry proved it holds the bytes.
+    Proved,
+    /// It failed: the blob may be fetched from the request's registry.
+    Ended,
+}
+
 /// As [`provenance`], against a download of the blob from another
-/// registry: once it verified a piece (waiting up to `origin_wait`).
-async fn provenance_in_flight(m: &Mirror, claim: proof::Claim<'_>, task: &Task) -> Result<(), Response> {
+/// registry, once it completed: before that its bytes are checked against
+/// nothing but the digest at the end (a registry that lies about the blob
+/// would make an honest one look like the liar). Waits until `deadline`.
+async fn provenance_in_flight(
+    m: &Mirror,
+    claim: proof::Claim<'_>,
+    task: &Task,
+    deadline: tokio::time::Instant,
+) -> Result<InFlight, Response> {
     let mut rx = task.subscribe();
-    let ready = |p: &Progress| p.pieces_done() > 0 || matches!(p.phase, Phase::Done | Phase::Failed(_));
-    let verified: Vec<PieceIndex> = match tokio::time::timeout(m.config.origin_wait, rx.wait_for(ready)).await {
-        Ok(Ok(p)) => {
-            let done = matches!(p.phase, Phase::Done);
-            (0..p.pieces.len() as u32).filter(|&i| done || p.pieces[i as usize]).collect()
+    let over = |p: &Progress| matches!(p.phase, Phase::Done | Phase::Failed(_));
+    let done = match tokio::time::timeout_at(deadline, rx.wait_for(over)).await {
+        Ok(Ok(p)) => matches!(p.phase, Phase::Done),
+        Ok(Err(_)) => false, // the task is gone: look again
+        Err(_) => {
+            let e = OciError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!("{} is still downloading from another registry; retry", task.digest),
+            );
+            return Err(e.into_response());
         }
-        _ => Vec::new(),
     };
-    let Some(reader) = task.reader().filter(|_| !verified.is_empty()) else {
-        let e = OciError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            format!(
-                "{} is downloading from another registry and has no verified bytes yet to check against; retry",
-                task.digest
-            ),
-        );
-        return Err(e.into_response());
+    let reader = match task.reader() {
+        Some(reader) if done => reader,
+        _ => return Ok(InFlight::Ended),
     };
-    provenance(m, claim, &reader, &verified).await
+    let all: Vec<PieceIndex> = (0..reader.layout().count()).collect();
+    provenance(m, claim, &reader, &all).await.map(|()| InFlight::Proved)
 }
 
 fn headers(
