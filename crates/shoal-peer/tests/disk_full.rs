@@ -62,7 +62,16 @@ impl Drop for Tmpfs {
 async fn start_daemon(root: &Path, origin: &Origin) -> Daemon {
     let mut store = StoreConfig::new(root);
     store.min_free = MIN_FREE;
-    Daemon::start_with_store(store, &origin.front).await
+    let daemon = Daemon::start_with_store(store, &origin.front).await;
+    // The daemon answers /readyz 503 "starting" until its setup is done;
+    // these tests begin from a ready one (and assert it).
+    for _ in 0..500 {
+        if daemon.readyz().await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    daemon
 }
 
 /// Pulls `digest` and checks its bytes.
