@@ -581,6 +581,14 @@ def method_shoal_killed(args, topo, st, work, image):
     return run_shoal(args, topo, st, work, image, "shoal-killed", scheduler="killed")
 
 
+def upload_rate_line(args):
+    """The daemon's default (no `upload_rate`: uploads unlimited, as an
+    operator runs it) unless --upload-share asks for a cap."""
+    if args.upload_share is None:
+        return ""
+    return f"upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}\n"
+
+
 def daemon_config(args, pki, mdir, i, schedulers):
     return f'''listen = "127.0.0.1:65001"
 metrics_listen = "0.0.0.0:65002"
@@ -594,10 +602,7 @@ host = "node-{i}"
 listen = "{node_ip(i)}:65003"
 certs_dir = "{os.path.join(pki, f"node-{i}")}"
 schedulers = {schedulers}
-# Keep uploads just under the shaped uplink: a full tbf queue delays the
-# ACKs of this node's own origin download behind 50 ms of piece data.
-upload_rate = {int(parse_rate(args.rate) / 8 * args.upload_share)}
-''' + "".join(line + "\n" for line in args.swarm_set) + f'''
+{upload_rate_line(args)}''' + "".join(line + "\n" for line in args.swarm_set) + f'''
 # As the shipped ConfigMap: the discovery DHT, bootstrapped from node 0.
 [swarm.discovery]
 listen = "{node_ip(i)}:65006"
@@ -771,7 +776,8 @@ def table(result):
     lines = [
         f"N={result['nodes']}, node rate {result['rate']} up/down, origin {result['origin_rate']} up/down, "
         f"image {result['image_bytes'] / 2**20:.1f} MiB ({result['layer_count']} layers), "
-        f"T* = {tstar:.2f} s; client output on {result.get('client_out', 'disk')}",
+        f"T* = {tstar:.2f} s; client output on {result.get('client_out', 'disk')}; shoal uploads "
+        + (f"capped at {result['upload_share']} of the link" if result.get("upload_share") else "uncapped (default)"),
         "",
         "| method | p50 (s) | p50 / T* | max (s) | max / T* | origin egress (MiB) | egress / S | digests "
         "| CPU busy (avg / peak) | CPU s per GB received (daemon / client) |",
@@ -804,8 +810,9 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--nodes", type=int, default=8)
     ap.add_argument("--rate", default="100mbit", help="each node's and the cache's upload and download (tc units)")
-    ap.add_argument("--upload-share", type=float, default=0.9,
-                    help="shoal's upload_rate as a share of --rate (keeps the uplink queue short)")
+    ap.add_argument("--upload-share", type=float, default=None,
+                    help="set shoal's upload_rate to this share of --rate (default: not set, the "
+                         "daemon's default of unlimited uploads)")
     ap.add_argument("--swarm-set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra line for each daemon's [swarm] section, e.g. max_uploads=4 (repeatable)")
     ap.add_argument("--origin-rate", default=None, help="origin upload and download (default: --rate)")
@@ -908,6 +915,7 @@ def main():
             "nodes": n, "rate": args.rate, "origin_rate": args.origin_rate, "burst": args.burst,
             "burst_bytes": bursts, "kernel_hz": args.hz, "queue": args.queue,
             "swarm_set": args.swarm_set,
+            "upload_share": args.upload_share,
             "tcp_cc": args.tcp_cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip(),
             "size_mib": args.size_mib, "layer_count": args.layers, "image_bytes": S,
             "image": image, "t_star_s": tstar,

@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::log::RequestLog;
 use super::refetch::Refetch;
 use crate::metrics::Source;
+use crate::spare::Spares;
 use crate::task::progress::{Phase, Progress};
 
 /// Fresh downloads one response may switch to; a fresh copy found damaged
@@ -73,27 +74,18 @@ pub struct BodyBuffers {
     pub small_chunk: u64,
     /// Bytes all bodies may hold in large chunks.
     pub budget: u64,
-    /// Large chunk buffers kept for reuse once sent: a fast client cycles
-    /// through a few, and reusing them spares the allocator a large
-    /// allocation (zeroed, often fresh pages) per chunk.
-    pub spare: usize,
     shared: Arc<Shared>,
 }
 
 /// What clones of one [`BodyBuffers`] share.
-#[derive(Default)]
+#[derive(Debug)]
 struct Shared {
     /// Bytes of chunks alive now.
     held: AtomicU64,
-    /// Large buffers ready for reuse.
-    spare: Mutex<Vec<Vec<u8>>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("Shared").field("held", &self.held).field("spare", &spare).finish()
-    }
+    /// Large buffers ready for reuse: a fast client cycles through a few,
+    /// and reusing them spares the allocator a large allocation (zeroed,
+    /// often fresh pages) per chunk.
+    spare: Spares,
 }
 
 impl Default for BodyBuffers {
@@ -102,8 +94,15 @@ impl Default for BodyBuffers {
     /// matches the HTTP server's write buffer
     /// ([`ServeConfig::write_buffer`](crate::serve::ServeConfig::write_buffer)),
     /// so a stalled connection holds one chunk there and one read ahead.
+    /// 4 large chunks are kept for reuse.
     fn default() -> Self {
-        BodyBuffers { chunk: 1 << 20, small_chunk: 32 << 10, budget: 16 << 20, spare: 4, shared: Arc::default() }
+        let chunk = 1 << 20;
+        BodyBuffers {
+            chunk,
+            small_chunk: 32 << 10,
+            budget: 16 << 20,
+            shared: Arc::new(Shared { held: AtomicU64::new(0), spare: Spares::new(4 * chunk as usize) }),
+        }
     }
 }
 
@@ -113,15 +112,16 @@ impl BodyBuffers {
         self.shared.held.load(Ordering::Relaxed)
     }
 
-    /// A buffer of `n` bytes: a spare one when `n` is a large chunk.
+    /// A buffer of `n` bytes. Reads longer than a small chunk get a large
+    /// one (a spare if there is one) whatever their length: a download's
+    /// readable end advances a piece at a time, so such reads vary in
+    /// length.
     fn buffer(&self, n: usize) -> Vec<u8> {
-        if n as u64 == self.chunk
-            && let Some(mut buf) = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner).pop()
-        {
-            buf.resize(n, 0);
-            return buf;
+        if n as u64 > self.small_chunk {
+            self.shared.spare.take(n, self.chunk as usize)
+        } else {
+            vec![0u8; n]
         }
-        vec![0u8; n]
     }
 
     /// The length of the next read, for `left` bytes readable.
@@ -140,7 +140,7 @@ struct Held {
 
 impl Held {
     fn new(buf: Vec<u8>, buffers: &BodyBuffers) -> Held {
-        buffers.shared.held.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        buffers.shared.held.fetch_add(buf.capacity() as u64, Ordering::Relaxed);
         Held { buf, buffers: buffers.clone() }
     }
 }
@@ -154,12 +154,9 @@ impl AsRef<[u8]> for Held {
 impl Drop for Held {
     fn drop(&mut self) {
         let b = &self.buffers;
-        b.shared.held.fetch_sub(self.buf.len() as u64, Ordering::Relaxed);
-        if self.buf.len() as u64 == b.chunk {
-            let mut spare = b.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
-            if spare.len() < b.spare {
-                spare.push(std::mem::take(&mut self.buf));
-            }
+        b.shared.held.fetch_sub(self.buf.capacity() as u64, Ordering::Relaxed);
+        if self.buf.capacity() as u64 == b.chunk {
+            b.shared.spare.give(std::mem::take(&mut self.buf));
         }
     }
 }

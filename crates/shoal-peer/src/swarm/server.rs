@@ -49,6 +49,8 @@ pub struct PieceServer<D> {
     pub swarm: Arc<super::Swarm>,
     /// Pieces handed out lately (one copy of a piece out at a time).
     pub handouts: Arc<std::sync::Mutex<super::handout::Handouts>>,
+    /// Piece buffers back from the wire, for the next upload.
+    pub spares: crate::spare::Spares,
 }
 
 impl<D: Downloads + Clone> PieceServer<D> {
@@ -242,14 +244,18 @@ impl<D: Downloads + Clone> PieceServer<D> {
             }
         };
         let range = layout.range(index);
-        let r = reader.clone();
-        let read = tokio::task::spawn_blocking(move || read_range(&r, range.start, (range.end - range.start) as usize))
+        let (r, spares) = (reader.clone(), self.spares.clone());
+        let read = tokio::task::spawn_blocking(move || read_range(&r, range.start, (range.end - range.start) as usize, &spares))
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r);
         let reply = match read {
-            // A reader from the store has checked the piece already.
-            Ok(bytes) if reader.verifies() || *blake3::hash(&bytes).as_bytes() == hash => Ok((bytes, hash)),
+            // A reader from the store checks each piece on its first read.
+            // A download's pieces were hashed as they were written, by this
+            // process, and are read back from that write: hashing them
+            // again here would double the hashing a relay does per byte,
+            // and the child checks every piece against its trusted hash.
+            Ok(bytes) => Ok((bytes, hash)),
             Err(e) if ReadError::from_io(&e).and_then(ReadError::rotten_piece).is_none() => {
                 Err(refuse(PeerErrorCode::NotFound, format!("reading piece {index}: {e}")))
             }
@@ -348,8 +354,8 @@ impl Drop for Handout<'_> {
     }
 }
 
-fn read_range(reader: &BlobReader, at: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
+fn read_range(reader: &BlobReader, at: u64, len: usize, spares: &crate::spare::Spares) -> std::io::Result<Bytes> {
+    let mut buf = spares.take(len, len);
     let mut filled = 0;
     while filled < len {
         let n = reader.read_at(at + filled as u64, &mut buf[filled..])?;
@@ -358,7 +364,7 @@ fn read_range(reader: &BlobReader, at: u64, len: usize) -> std::io::Result<Bytes
         }
         filled += n;
     }
-    Ok(Bytes::from(buf))
+    Ok(spares.bytes(buf))
 }
 
 #[cfg(test)]

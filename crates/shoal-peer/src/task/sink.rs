@@ -84,6 +84,9 @@ struct State {
     piece: Option<(PieceIndex, blake3::Hasher)>,
     cursor: u64,
     run_start: u64,
+    /// The buffer `catch_up` reads pieces back into, kept across calls: a
+    /// fresh one per piece would be a fresh allocation, zeroed.
+    scratch: Vec<u8>,
 }
 
 impl Sink {
@@ -92,7 +95,15 @@ impl Sink {
     pub fn run(mut self, mut rx: mpsc::Receiver<SinkMsg>) -> Result<SinkEnd, TaskError> {
         let layout = self.writer.layout();
         let mut st =
-            State { layout, whole: self.digest.hasher(), hashed: 0, piece: None, cursor: u64::MAX, run_start: 0 };
+            State {
+            layout,
+            whole: self.digest.hasher(),
+            hashed: 0,
+            piece: None,
+            cursor: u64::MAX,
+            run_start: 0,
+            scratch: Vec::new(),
+        };
         loop {
             let msg = match rx.try_recv() {
                 Ok(msg) => msg,
@@ -228,7 +239,7 @@ impl Sink {
     /// order, so only a prefix of written pieces can be hashed from disk.
     fn catch_up(&self, st: &mut State) -> Result<(), TaskError> {
         let size = st.layout.blob_size;
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut st.scratch);
         while st.hashed < size {
             let index = st.layout.index_of(st.hashed);
             if !self.written(index) {
@@ -255,6 +266,7 @@ impl Sink {
             st.whole.update(&buf);
             st.hashed = end;
         }
+        st.scratch = buf;
         Ok(())
     }
 
