@@ -3,12 +3,12 @@
 //! download in flight or from the store. Tasks are per (registry, digest):
 //! a request for a task is answered only from a download for that
 //! registry, or a stored blob whose bytes are known to come from it, never
-//! from bytes fetched for another registry. Every piece is checked against
-//! its recorded BLAKE3 before it leaves (by the store's reader for a
-//! complete blob, here for a download in flight); a piece that fails is
-//! refused as `Corrupt`, and a complete blob with a rotten piece is
-//! condemned in the store so it is fetched again. Downloads in flight are
-//! seen only through [`Downloads`].
+//! from bytes fetched for another registry. A complete blob's pieces are
+//! checked against their recorded BLAKE3 by the store's reader; one that
+//! fails is refused as `Corrupt`, and the blob is condemned in the store so
+//! it is fetched again. A download's pieces were hashed as they were
+//! written and go out as read back (the child checks each against its
+//! trusted hash). Downloads in flight are seen only through [`Downloads`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,7 +197,8 @@ impl<D: Downloads + Clone> PieceServer<D> {
         .map_err(|e| e.to_string())
     }
 
-    /// Send piece `index` of `task`, checked against its recorded hash.
+    /// Send piece `index` of `task` (a stored one checked against its
+    /// recorded hash).
     async fn piece(
         &self,
         mut send: SendStream,
