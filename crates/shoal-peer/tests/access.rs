@@ -436,6 +436,40 @@ async fn across_nodes_a_registry_that_says_yes_gets_no_bytes_from_a_peer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lying_registrys_download_in_flight_does_not_cost_the_honest_one_its_blob() {
+    let o = Origin::start().await;
+    let data = random_bytes(4 * MIB, 13);
+    let d = o.blob("real/app", data.clone()).await;
+    // About 1.5 s of junk under the real blob's digest.
+    let fake = FakeRegistry::start_paced(data.len() as u64, Some(Duration::from_millis(25))).await;
+    let daemon = Daemon::start(&o.front, |_, _| {}).await;
+    let lie = format!("{}?ns={}", daemon.blob_url("any/repo", &d), fake.host());
+    let liar = tokio::spawn(async move { ask("GET", &lie, None).await });
+    // The lying download is under way and has stored some of its junk.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.asked("GET", &d) == 0 || sample(&daemon.metrics().await, "shoal_active_downloads") == 0.0 {
+        assert!(Instant::now() < deadline, "the fake registry's download never started: {:?}", fake.seen());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The honest registry's client gets the real bytes: the junk in flight
+    // proves nothing against it (it is checked against nothing until the
+    // digest at its end, where it fails).
+    let got = ask("GET", &daemon.blob_url("real/app", &d), None).await;
+    assert!(
+        got.status == 200 && got.body == data,
+        "the honest registry's client was refused: {} {}",
+        got.status,
+        String::from_utf8_lossy(&got.body[..got.body.len().min(400)])
+    );
+    assert_eq!(o.front.blob_gets(&d), 1, "fetched once from the real registry");
+    let lied = liar.await.unwrap();
+    assert!(!lied.leaks(&data), "the real bytes went out under the fake registry's name");
+    assert!(lied.status != 200 || lied.cut, "the junk must not complete a response: {lied:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn node_credentials_answer_for_anonymous_clients_only_where_shared() {
     let o = Origin::private(&[(USER, PASS)]).await;
     let image = push_image(&o.registry, "private/app", "v1", Some((USER, PASS)), 300_000, 13).await;

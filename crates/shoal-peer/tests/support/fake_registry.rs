@@ -3,7 +3,8 @@
 //! gets 200 with a `Content-Length` (of the size it was told to claim) and
 //! the asked digest; every blob GET gets that many junk bytes (a `Range`
 //! is honoured with a 206); every manifest GET gets a made-up manifest
-//! announced under the asked digest. It never answers 401 or 404.
+//! announced under the asked digest. It never answers 401 or 404. A paced
+//! one sends whole blobs slowly, so its download stays in flight a while.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ pub const JUNK: u8 = 0x5A;
 
 struct Shared {
     size: u64,
+    /// A whole-blob GET sends 64 KiB, then waits this long, and so on.
+    pace: Option<std::time::Duration>,
     seen: Mutex<Vec<(String, String)>>,
 }
 
@@ -31,7 +34,13 @@ pub struct FakeRegistry {
 impl FakeRegistry {
     /// One that claims every blob is `size` bytes.
     pub async fn start(size: u64) -> FakeRegistry {
-        let shared = Arc::new(Shared { size, seen: Mutex::new(Vec::new()) });
+        Self::start_paced(size, None).await
+    }
+
+    /// One that claims every blob is `size` bytes and sends a whole blob
+    /// 64 KiB every `pace`.
+    pub async fn start_paced(size: u64, pace: Option<std::time::Duration>) -> FakeRegistry {
+        let shared = Arc::new(Shared { size, pace, seen: Mutex::new(Vec::new()) });
         let app = axum::Router::new().fallback(answer).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -111,7 +120,28 @@ async fn answer(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers:
         }
         None => {
             let b = b.status(StatusCode::OK).header(header::CONTENT_LENGTH, s.size);
-            b.body(if head { Body::empty() } else { Body::from(vec![JUNK; s.size as usize]) }).unwrap()
+            let body = match s.pace {
+                _ if head => Body::empty(),
+                None => Body::from(vec![JUNK; s.size as usize]),
+                Some(pace) => paced(s.size, pace),
+            };
+            b.body(body).unwrap()
         }
     }
+}
+
+/// `size` junk bytes, 64 KiB every `pace`.
+fn paced(size: u64, pace: std::time::Duration) -> Body {
+    const CHUNK: u64 = 64 << 10;
+    let chunks = futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent >= size {
+            return None;
+        }
+        if sent > 0 {
+            tokio::time::sleep(pace).await;
+        }
+        let n = CHUNK.min(size - sent);
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![JUNK; n as usize])), sent + n))
+    });
+    Body::from_stream(chunks)
 }
