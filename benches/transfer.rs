@@ -26,6 +26,12 @@
 //! per-connection datagram, loss and MTU counters from both ends).
 //! Besides GB/s it prints CPU seconds per GB of each process, which a busy
 //! machine disturbs less. Writes `target/bench/transfer.json`.
+//!
+//! `SHOAL_BENCH_NET=veth` (root) runs the two processes in network
+//! namespaces of their own joined by a veth pair with a 1500-byte MTU, as
+//! two hosts on an Ethernet LAN, instead of on loopback's 64 KiB MTU; use
+//! it with `SHOAL_BENCH_PROFILE=default` (1452-byte datagrams). Writes
+//! `target/bench/transfer-veth.json`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -107,10 +113,17 @@ fn body() -> Bytes {
 
 // ---- server process -------------------------------------------------------
 
+/// The address this process binds: its namespace's own under
+/// `SHOAL_BENCH_NET=veth` (set by [`veth::Pair`]), else loopback.
+fn bind_addr() -> SocketAddr {
+    let ip = std::env::var("SHOAL_TRANSFER_IP").unwrap_or_else(|_| "127.0.0.1".into());
+    SocketAddr::new(ip.parse().expect("SHOAL_TRANSFER_IP"), 0)
+}
+
 async fn serve(role: &str) {
     let body = body();
     let head = header(0, &body);
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let addr = bind_addr();
     let local = if role == "quic" {
         let certs = PathBuf::from(std::env::var("SHOAL_TRANSFER_CERTS").expect("certs dir"));
         let ep = Endpoint::bind(addr, &identity(&certs, "server"), &tuning()).expect("bind quic");
@@ -173,7 +186,16 @@ struct Server {
 }
 
 fn spawn_server(role: &str, certs: &Path) -> Server {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match std::env::var("SHOAL_TRANSFER_SERVER_NS") {
+        Ok(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns]).arg(&exe).env("SHOAL_TRANSFER_IP", veth::SERVER_IP);
+            c
+        }
+        Err(_) => Command::new(&exe),
+    };
+    let mut child = cmd
         .env("SHOAL_TRANSFER_ROLE", role)
         .env("SHOAL_TRANSFER_CERTS", certs)
         .stdin(Stdio::piped())
@@ -313,7 +335,7 @@ async fn run_client(quick: bool) {
     println!("transfer: {mib} MiB as {} KiB pieces, {streams} in flight, {runs} runs; tuning {t:?}", PIECE >> 10);
 
     let quic_server = spawn_server("quic", certs.path());
-    let ep = Endpoint::bind("127.0.0.1:0".parse().unwrap(), &identity(certs.path(), "client"), &t).unwrap();
+    let ep = Endpoint::bind(bind_addr(), &identity(certs.path(), "client"), &t).unwrap();
     let me = std::process::id();
     let (mut quic, cpu0) = (Vec::new(), (cpu_secs(me), cpu_secs(quic_server.child.id())));
     for _ in 0..runs {
@@ -361,7 +383,9 @@ async fn run_client(quick: bool) {
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("transfer.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    let name =
+        if std::env::var_os("SHOAL_TRANSFER_SERVER_NS").is_some() { "transfer-veth.json" } else { "transfer.json" };
+    std::fs::write(out.join(name), serde_json::to_string_pretty(&report).unwrap()).unwrap();
 }
 
 fn main() {
@@ -376,9 +400,94 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
     }
     .unwrap();
-    match std::env::var("SHOAL_TRANSFER_ROLE") {
-        Ok(role) => rt.block_on(serve(&role)),
+    if std::env::var("SHOAL_BENCH_NET").as_deref() == Ok("veth") && std::env::var_os("SHOAL_TRANSFER_ROLE").is_none() {
+        return veth::run_client_in_namespaces(&args);
+    }
+    match std::env::var("SHOAL_TRANSFER_ROLE").as_deref() {
+        Ok("client") => rt.block_on(run_client(false)),
+        Ok(role) => rt.block_on(serve(role)),
         // Without `--bench` (cargo test --benches) run a quick smoke pass.
         Err(_) => rt.block_on(run_client(!args.iter().any(|a| a == "--bench"))),
+    }
+}
+
+mod veth {
+    //! Two network namespaces joined by a veth pair (MTU 1500), made for
+    //! one run and deleted after it (deleting a namespace deletes its end
+    //! of the pair).
+
+    use std::process::Command;
+
+    pub(super) const SERVER_IP: &str = "10.78.0.2";
+    const CLIENT_IP: &str = "10.78.0.1";
+
+    fn ip(args: &[&str]) {
+        let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
+        assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The namespaces; deleted on drop.
+    struct Pair {
+        client: String,
+        server: String,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let id = std::process::id();
+            let pair = Pair { client: format!("shxfer-c{id}"), server: format!("shxfer-s{id}") };
+            for ns in [&pair.client, &pair.server] {
+                ip(&["netns", "add", ns]);
+                ip(&["-n", ns, "link", "set", "lo", "up"]);
+            }
+            let (a, b) = (format!("shxc{id}"), format!("shxs{id}"));
+            ip(&[
+                "-n",
+                &pair.client,
+                "link",
+                "add",
+                &a,
+                "mtu",
+                "1500",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &b,
+                "netns",
+                &pair.server,
+            ]);
+            ip(&["-n", &pair.server, "link", "set", &b, "mtu", "1500"]);
+            for (ns, dev, addr) in [(&pair.client, &a, CLIENT_IP), (&pair.server, &b, SERVER_IP)] {
+                ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+                ip(&["-n", ns, "link", "set", dev, "up"]);
+            }
+            pair
+        }
+    }
+
+    impl Drop for Pair {
+        fn drop(&mut self) {
+            for ns in [&self.client, &self.server] {
+                let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            }
+        }
+    }
+
+    /// Run the client half of the bench in one namespace, its servers in
+    /// the other.
+    pub(super) fn run_client_in_namespaces(args: &[String]) {
+        let pair = Pair::new();
+        let status = Command::new("ip")
+            .args(["netns", "exec", &pair.client])
+            .arg(std::env::current_exe().unwrap())
+            .args(&args[1..])
+            .env("SHOAL_TRANSFER_ROLE", "client")
+            .env("SHOAL_TRANSFER_IP", CLIENT_IP)
+            .env("SHOAL_TRANSFER_SERVER_NS", &pair.server)
+            .status()
+            .expect("run the client in its namespace");
+        drop(pair);
+        assert!(status.success(), "the client failed: {status}");
     }
 }
