@@ -189,7 +189,9 @@ pub async fn run(
             handouts: Arc::new(std::sync::Mutex::new(swarm::handout::Handouts::new(&node.config.tuning))),
             // As many buffers as uploads may be in flight, at the usual
             // piece size.
-            spares: spare::Spares::new(node.config.tuning.max_uploads as usize * shoal_core::piece::MIN_PIECE_SIZE as usize),
+            spares: spare::Spares::new(
+                node.config.tuning.max_uploads as usize * shoal_core::piece::MIN_PIECE_SIZE as usize,
+            ),
         };
         swarm_jobs.push(tokio::spawn(server.run(node.endpoint.clone(), stop.clone())));
         swarm_jobs.push(tokio::spawn(node.clone().heartbeats(store.clone(), *heartbeat, stop.clone())));

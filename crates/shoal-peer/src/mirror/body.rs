@@ -14,8 +14,8 @@
 //! client still gets the right bytes, later.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -117,11 +117,7 @@ impl BodyBuffers {
     /// readable end advances a piece at a time, so such reads vary in
     /// length.
     fn buffer(&self, n: usize) -> Vec<u8> {
-        if n as u64 > self.small_chunk {
-            self.shared.spare.take(n, self.chunk as usize)
-        } else {
-            vec![0u8; n]
-        }
+        if n as u64 > self.small_chunk { self.shared.spare.take(n, self.chunk as usize) } else { vec![0u8; n] }
     }
 
     /// The length of the next read, for `left` bytes readable.

@@ -246,10 +246,12 @@ impl<D: Downloads + Clone> PieceServer<D> {
         };
         let range = layout.range(index);
         let (r, spares) = (reader.clone(), self.spares.clone());
-        let read = tokio::task::spawn_blocking(move || read_range(&r, range.start, (range.end - range.start) as usize, &spares))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
+        let read = tokio::task::spawn_blocking(move || {
+            read_range(&r, range.start, (range.end - range.start) as usize, &spares)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         let reply = match read {
             // A reader from the store checks each piece on its first read.
             // A download's pieces were hashed as they were written, by this

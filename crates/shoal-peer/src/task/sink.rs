@@ -94,8 +94,7 @@ impl Sink {
     /// (stop). A failed write or record ends the download (see `fail`).
     pub fn run(mut self, mut rx: mpsc::Receiver<SinkMsg>) -> Result<SinkEnd, TaskError> {
         let layout = self.writer.layout();
-        let mut st =
-            State {
+        let mut st = State {
             layout,
             whole: self.digest.hasher(),
             hashed: 0,
