@@ -547,7 +547,8 @@ impl Scheduler {
     /// uploads until the parents' next heartbeats.
     fn choose_parents(&mut self, now: Millis, t: TaskSlot, child: HostSlot) -> Vec<Parent> {
         let task = &self.tasks[t];
-        select::select(now, &self.limits, task, &self.hosts, child, &mut self.picks);
+        let child_done = self.index.get(&entry_key(t, child)).map_or(0, |&i| task.peers[i as usize].pieces_done);
+        select::select(now, &self.limits, task, &self.hosts, child, child_done, &mut self.picks);
         let mut parents = Vec::with_capacity(self.picks.len());
         for pick in &self.picks {
             let peer = &task.peers[pick.idx];

@@ -8,7 +8,9 @@
 //! - its host is alive (it sent something within `host_ttl`);
 //! - its host is not `busy` and has a free upload slot: reported uploads
 //!   plus the times the scheduler named it a parent since that report are
-//!   below `max_uploads`;
+//!   below `max_uploads`, or below [`LAG_OVERBOOK`] × `max_uploads` for a
+//!   lagging child (one that holds pieces but is more than 1/[`LAG_SHARE`]
+//!   of them behind the most any peer reported);
 //! - fewer than `max_failures` piece failures were reported against it for
 //!   this task within `failure_memory`.
 //!
@@ -57,6 +59,14 @@ pub const MAX_DOUBLINGS: u32 = 40;
 pub const PER_FAILURE: i64 = 300;
 /// Failures cost at most this much.
 pub const MAX_FAILURE_PENALTY: i64 = 3_000;
+/// A child that holds pieces but is more than 1/`LAG_SHARE` of the task's
+/// pieces behind the most any peer reported is lagging.
+pub const LAG_SHARE: u32 = 16;
+/// A lagging child is offered parents up to this many times their upload
+/// slots: it follows them and gets a slot when one frees, where a child on
+/// time (or one that holds nothing yet) is offered only parents with a
+/// free slot.
+pub const LAG_OVERBOOK: u32 = 4;
 
 /// Where a parent sits relative to the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +143,15 @@ pub(crate) struct Pick {
 }
 
 /// Fills `out` with the best parents for `child`, best first.
-pub(crate) fn select(now: Millis, lim: &Limits, task: &Task, hosts: &Slab<Host>, child: HostSlot, out: &mut Vec<Pick>) {
+pub(crate) fn select(
+    now: Millis,
+    lim: &Limits,
+    task: &Task,
+    hosts: &Slab<Host>,
+    child: HostSlot,
+    child_done: u32,
+    out: &mut Vec<Pick>,
+) {
     out.clear();
     if lim.parents == 0 {
         return;
@@ -143,6 +161,11 @@ pub(crate) fn select(now: Millis, lim: &Limits, task: &Task, hosts: &Slab<Host>,
     let scan = n.min(lim.scan_limit);
     let start = if n > scan { (mix(task.seed ^ u64::from(child)) % n as u64) as usize } else { 0 };
     let total = task.total_estimate();
+    // A node of a large swarm that got few parents early falls behind and
+    // stays behind (docs/design/swarm-lessons.md): every parent it is
+    // offered later is at its upload cap. A fresh joiner is not lagging: it
+    // waits for a slot, and the origin stays out of it.
+    let lagging = child_done > 0 && task.max_done.saturating_sub(child_done) > total / LAG_SHARE;
     for k in 0..scan {
         let idx = (start + k) % n;
         let peer = &task.peers[idx];
@@ -150,7 +173,8 @@ pub(crate) fn select(now: Millis, lim: &Limits, task: &Task, hosts: &Slab<Host>,
             continue;
         }
         let host = &hosts[peer.host];
-        if !host.alive(now, lim.ttl_ms) || host.load.busy || host.uploads() >= host.info.max_uploads {
+        let slots = if lagging { host.info.max_uploads.saturating_mul(LAG_OVERBOOK) } else { host.info.max_uploads };
+        if !host.alive(now, lim.ttl_ms) || host.load.busy || host.uploads() >= slots {
             continue;
         }
         let failures = peer.recent_failures(now, lim.failure_ms);

@@ -34,8 +34,9 @@ pub struct Scenario {
     pub latency: Duration,
     /// Seed of every random choice.
     pub seed: u64,
-    /// Share of the uplink a node's uploads to peers may use: the daemon's
-    /// `upload_rate` as the swarm benchmark sets it (0.9 of the link).
+    /// Share of the uplink a node's uploads to peers may use: 1.0 is the
+    /// daemon's default (`upload_rate = 0`, uploads unlimited); the swarm
+    /// benchmark's `--upload-share` sets 0.9.
     pub upload_share: f64,
     /// Share of nodes on slow links.
     pub slow_fraction: f64,
@@ -65,7 +66,7 @@ impl Default for Scenario {
             origin_rate: 12_500_000.0,
             latency: Duration::from_millis(1),
             seed: 1,
-            upload_share: 0.9,
+            upload_share: 1.0,
             slow_fraction: 0.0,
             slow_factor: 4.0,
             die_fraction: 0.0,

@@ -432,6 +432,20 @@ fn busy_and_full_hosts_are_not_offered() {
 }
 
 #[test]
+fn a_lagging_child_is_offered_parents_at_their_upload_cap() {
+    let mut s = sched(&["full", "lead", "late", "close"]);
+    let t = task(1);
+    join(&mut s, T0, "full", &t, Have::complete(160));
+    s.heartbeat(T0, &id("full"), Load { uploads: 16, ..Load::default() }).unwrap();
+    join(&mut s, T0, "lead", &t, Have::partial(150, 160));
+    s.heartbeat(T0, &id("lead"), Load { uploads: 16, ..Load::default() }).unwrap();
+    // 5 pieces behind of 160: on time; 150 behind: lagging.
+    assert!(join(&mut s, T0, "close", &t, Have::partial(155, 160)).parents.is_empty(), "every parent is at its cap");
+    let late = parents(&join(&mut s, T0, "late", &t, Have::partial(10, 160)));
+    assert!(late.contains(&"full".to_owned()) && late.contains(&"lead".to_owned()), "{late:?}");
+}
+
+#[test]
 fn offers_count_as_uploads_until_the_next_heartbeat() {
     let mut s = sched(&["p", "a", "b", "c"]);
     let mut p = info("p", Some("z1"), Some("r1"));
