@@ -31,8 +31,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Share of its uplink a node's uploads may use (the daemon's
-    /// `upload_rate`: 1.0 is its default, unlimited; the swarm benchmark's
-    /// `--upload-share` sets 0.9).
+    /// `upload_rate` over the link: 1.0 is its default, unlimited, which the
+    /// swarm benchmark runs unless given `--upload-share`).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) upload_share: f64,
     /// Share of nodes on slow links.
