@@ -25,11 +25,7 @@ async fn cold_blob_streams_then_is_served_from_the_store() {
     assert_eq!(o.front.blob_gets(&d), 1);
     // The last byte goes out before the blob is made durable and recorded
     // complete; until then a GET joins the download instead of the store.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while sample(&daemon.metrics().await, "shoal_active_downloads") != 0.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the download never ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::private::until_complete(&daemon, 1).await;
 
     let (status, _, body) = get_all(&daemon.blob_url("demo/app", &d), None).await.unwrap();
     assert_eq!(status, 200);
