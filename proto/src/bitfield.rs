@@ -43,6 +43,19 @@ impl Bitfield {
         }
     }
 
+    /// Remove piece `i`; ignored out of range.
+    pub fn unset(&mut self, i: u32) {
+        if i < self.len {
+            self.bits[(i / 8) as usize] &= !(0x80 >> (i % 8));
+        }
+    }
+
+    /// The bits as on the wire: piece `i` is bit `0x80 >> (i % 8)` of byte
+    /// `i / 8`, no bit set beyond `len`.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bits
+    }
+
     /// How many pieces it holds.
     pub fn count(&self) -> u32 {
         self.bits.iter().map(|b| b.count_ones()).sum()
@@ -112,6 +125,11 @@ mod tests {
         b.set(9);
         b.set(10);
         assert!(b.get(0) && b.get(9) && !b.get(10) && !b.get(5));
+        assert_eq!(b.bytes(), [0x80, 0x40]);
+        b.set(5);
+        b.unset(5);
+        b.unset(10);
+        assert_eq!(b.bytes(), [0x80, 0x40]);
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 9]);
         assert!(b.is_valid_for(10));
         assert!(!b.is_valid_for(11));

@@ -278,6 +278,10 @@ pub struct FetchCore {
     pub(super) first_missing: Option<Option<u32>>,
     /// Buffers a pick reuses (no allocation per poll).
     pub(super) scratch: Scratch,
+    /// A pick's buffer of the pieces its free parents offer, with their
+    /// places in the pick's order (apart from `scratch`, which then stays
+    /// small enough to move without a `memmove` call).
+    pub(super) order: Vec<(u16, u32, u32)>,
 }
 
 /// `FetchCore::ids` entry of an id that names no parent of the round.
@@ -347,6 +351,7 @@ impl FetchCore {
             stall_at: None,
             first_missing: None,
             scratch: Scratch::default(),
+            order: Vec::new(),
         }
     }
 

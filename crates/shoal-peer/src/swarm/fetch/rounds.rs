@@ -13,6 +13,10 @@ use super::parents::Parent;
 use crate::swarm::Joined;
 use crate::swarm::picker::spread;
 
+/// Up to this many pieces offered by a pick's free parents are sorted
+/// into the pick's order rather than found by walking every listed piece.
+const FEW: usize = 64;
+
 impl FetchCore {
     /// The scheduler answered a join: a round's, or a refresh.
     pub(super) fn joined(&mut self, now: Instant, j: Joined) {
@@ -263,36 +267,51 @@ impl FetchCore {
         s.found.resize(s.free.len(), false);
         let read = self.first_missing().unwrap_or(0);
         let window = read..read.saturating_add(self.tuning.window).min(count);
-        let candidates = window.clone().filter(|&p| wanted(&self.picker, &self.trust, p));
-        let ranked = self.rarity.ranked().filter(|p| !window.contains(p));
-        for piece in candidates.chain(ranked) {
-            let best = (0..s.free.len())
-                .filter(|&f| self.parents[s.free[f]].offers(piece))
-                .inspect(|&f| s.found[f] = true)
-                .filter(|&f| {
+        // The same pieces in the same order either way, less those no free
+        // parent offers (they pick nothing): sorted when few, else walked.
+        let mut order = std::mem::take(&mut self.order);
+        let haves = s.free.iter().map(|&i| &self.parents[i].have);
+        {
+            let (mut few, mut all);
+            let pieces: &mut dyn Iterator<Item = u32> = if self.rarity.offered(haves, &window, FEW, &mut order) {
+                few = order.iter().map(|&(_, _, piece)| piece);
+                &mut few
+            } else {
+                let candidates = window.clone().filter(|&p| wanted(&self.picker, &self.trust, p));
+                all = candidates.chain(self.rarity.ranked().filter(|p| !window.contains(p)));
+                &mut all
+            };
+            for piece in pieces {
+                let best = (0..s.free.len())
+                    .filter(|&f| self.parents[s.free[f]].offers(piece))
+                    .inspect(|&f| s.found[f] = true)
+                    .filter(|&f| {
+                        let p = &self.parents[s.free[f]];
+                        p.inflight + s.pending[f] < p.max_inflight
+                    })
+                    .min_by_key(|&f| {
+                        let p = &self.parents[s.free[f]];
+                        let load = p.inflight + s.pending[f];
+                        (load + if s.full[f] { 2 } else { 0 }, spread(self.picker.salt ^ p.key, piece), s.free[f])
+                    });
+                if let Some(f) = best {
+                    s.picks.push((s.free[f], piece));
+                    s.pending[f] += 1;
                     let p = &self.parents[s.free[f]];
-                    p.inflight + s.pending[f] < p.max_inflight
-                })
-                .min_by_key(|&f| {
-                    let p = &self.parents[s.free[f]];
-                    let load = p.inflight + s.pending[f];
-                    (load + if s.full[f] { 2 } else { 0 }, spread(self.picker.salt ^ p.key, piece), s.free[f])
-                });
-            if let Some(f) = best {
-                s.picks.push((s.free[f], piece));
-                s.pending[f] += 1;
-                let p = &self.parents[s.free[f]];
-                if p.inflight + s.pending[f] >= p.max_inflight {
-                    s.free.remove(f);
-                    s.pending.remove(f);
-                    s.found.remove(f);
-                    s.full.remove(f);
-                    if s.free.is_empty() {
-                        break;
+                    if p.inflight + s.pending[f] >= p.max_inflight {
+                        s.free.remove(f);
+                        s.pending.remove(f);
+                        s.found.remove(f);
+                        s.full.remove(f);
+                        if s.free.is_empty() {
+                            break;
+                        }
                     }
                 }
             }
         }
+        order.clear();
+        self.order = order;
         // Parents left with free slots offered nothing wanted: skip them
         // until something changes.
         for (f, &i) in s.free.iter().enumerate() {
