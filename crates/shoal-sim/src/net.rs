@@ -78,6 +78,10 @@ struct Scratch {
     /// to fix), or infinity once none is left; kept up to date as flows
     /// are fixed rather than divided out at every comparison.
     share: Vec<f64>,
+    /// The `crossed` entries with one touched flow, by (share, link).
+    singles: Vec<u32>,
+    /// The `crossed` entries with several.
+    multis: Vec<u32>,
 }
 
 /// [`Scratch::pos`] of a link not in `crossed`.
@@ -242,10 +246,25 @@ impl<T: Copy> Net<T> {
             }
         }
         // The tightest link with flows left to fix (ties to the lowest
-        // link), until none is left.
+        // link), until none is left. A link crossed by one touched flow
+        // keeps its share until that flow is fixed (then it has none left
+        // to fix), so those links are sorted once and taken in order; only
+        // the few crossed by several are compared anew each time.
+        for (p, c) in s.crossed.iter().enumerate() {
+            if c.2 == 1 { s.singles.push(p as u32) } else { s.multis.push(p as u32) }
+        }
+        let mut singles = std::mem::take(&mut s.singles);
+        let key = |p: u32| (s.share[p as usize], s.crossed[p as usize].0);
+        singles.sort_unstable_by(|&a, &b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+        let mut next = 0;
         loop {
-            let mut best: Option<usize> = None;
-            for (p, &share) in s.share.iter().enumerate() {
+            while singles.get(next).is_some_and(|&p| s.share[p as usize] == f64::INFINITY) {
+                next += 1;
+            }
+            let mut best = singles.get(next).map(|&p| p as usize);
+            for &p in &s.multis {
+                let p = p as usize;
+                let share = s.share[p];
                 if share == f64::INFINITY {
                     continue;
                 }
@@ -298,6 +317,9 @@ impl<T: Copy> Net<T> {
         s.start.clear();
         s.members.clear();
         s.fill.clear();
+        singles.clear();
+        s.singles = singles;
+        s.multis.clear();
         self.scratch = s;
     }
 }
