@@ -25,6 +25,7 @@ mod daemon;
 mod demo;
 mod get_cmd;
 mod harbor_args;
+mod huge_pages;
 mod listen;
 mod logging;
 mod prewarm;

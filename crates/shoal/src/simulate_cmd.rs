@@ -60,6 +60,7 @@ pub(crate) struct SimulateArgs {
 }
 
 pub(crate) fn main(args: SimulateArgs) -> anyhow::Result<()> {
+    crate::huge_pages::reexec();
     let rate = parse_rate(&args.rate)?;
     let origin_rate = match &args.origin_rate {
         Some(r) => parse_rate(r)?,
