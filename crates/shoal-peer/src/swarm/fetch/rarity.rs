@@ -28,13 +28,11 @@ use crate::swarm::picker::spread;
 #[derive(Debug, Clone)]
 pub(super) struct Rarity {
     /// Counted parents holding each piece.
-    holders: Vec<u16>,
-    /// The holders count each listed piece is ranked under.
-    listed: Vec<Option<u16>>,
-    /// The pieces with `listed` set.
+    /// By piece: what an announcement of it reads and changes, together
+    /// (one cache line where three arrays were three).
+    slots: Vec<Slot>,
+    /// The pieces listed.
     bits: Bitfield,
-    /// Each piece's place in the spread order: by (spread, index).
-    place: Vec<u32>,
     /// The piece at each place.
     at_place: Vec<u32>,
     /// Words per rank: one bit per place.
@@ -47,19 +45,28 @@ pub(super) struct Rarity {
     sizes: Vec<u32>,
 }
 
+/// One piece's entry in [`Rarity`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Counted parents holding it.
+    holders: u16,
+    /// The holders count it is listed under; 0: not listed.
+    rank: u16,
+    /// Its place in the spread order: by (spread, index).
+    place: u32,
+}
+
 impl Rarity {
     pub(super) fn new(pieces: u32, salt: u64) -> Rarity {
         let mut at_place: Vec<u32> = (0..pieces).collect();
         at_place.sort_unstable_by_key(|&piece| (spread(salt, piece), piece));
-        let mut place = vec![0; pieces as usize];
+        let mut slots = vec![Slot::default(); pieces as usize];
         for (p, &piece) in at_place.iter().enumerate() {
-            place[piece as usize] = p as u32;
+            slots[piece as usize].place = p as u32;
         }
         Rarity {
-            holders: vec![0; pieces as usize],
-            listed: vec![None; pieces as usize],
+            slots,
             bits: Bitfield::new(pieces),
-            place,
             at_place,
             words: (pieces as usize).div_ceil(64),
             ranks: Vec::new(),
@@ -69,22 +76,21 @@ impl Rarity {
 
     /// One more counted parent holds `piece`.
     pub(super) fn add(&mut self, piece: u32) {
-        if let Some(h) = self.holders.get_mut(piece as usize) {
-            *h = h.saturating_add(1);
+        if let Some(s) = self.slots.get_mut(piece as usize) {
+            s.holders = s.holders.saturating_add(1);
         }
     }
 
     /// One counted parent fewer holds `piece`.
     pub(super) fn sub(&mut self, piece: u32) {
-        if let Some(h) = self.holders.get_mut(piece as usize) {
-            *h = h.saturating_sub(1);
+        if let Some(s) = self.slots.get_mut(piece as usize) {
+            s.holders = s.holders.saturating_sub(1);
         }
     }
 
     /// No parent is counted any more (the round ended).
     pub(super) fn clear(&mut self) {
-        self.holders.iter_mut().for_each(|h| *h = 0);
-        self.listed.iter_mut().for_each(|l| *l = None);
+        self.slots.iter_mut().for_each(|s| (s.holders, s.rank) = (0, 0));
         self.bits = Bitfield::new(self.bits.len());
         self.ranks.iter_mut().for_each(|w| *w = 0);
         self.sizes.iter_mut().for_each(|s| *s = 0);
@@ -94,20 +100,20 @@ impl Rarity {
     /// not, under its current holders count.
     pub(super) fn sync(&mut self, piece: u32, wanted: bool) {
         let i = piece as usize;
-        let Some(&holders) = self.holders.get(i) else { return };
-        let rank = (wanted && holders > 0).then_some(holders);
-        if self.listed[i] == rank {
+        let Some(&Slot { holders, rank: old, place }) = self.slots.get(i) else { return };
+        let rank = if wanted { holders } else { 0 };
+        if old == rank {
             return;
         }
-        let (word, bit) = (self.place[i] as usize / 64, self.place[i] % 64);
-        if let Some(old) = self.listed[i] {
+        let (word, bit) = (place as usize / 64, place % 64);
+        if old > 0 {
             let r = usize::from(old) - 1;
             self.ranks[r * self.words + word] &= !(1 << bit);
             self.sizes[r] -= 1;
             self.bits.unset(piece);
         }
-        if let Some(h) = rank {
-            let r = usize::from(h) - 1;
+        if rank > 0 {
+            let r = usize::from(rank) - 1;
             if self.sizes.len() <= r {
                 self.ranks.resize((r + 1) * self.words, 0);
                 self.sizes.resize(r + 1, 0);
@@ -116,17 +122,14 @@ impl Rarity {
             self.sizes[r] += 1;
             self.bits.set(piece);
         }
-        self.listed[i] = rank;
+        self.slots[i].rank = rank;
     }
 
     /// What `add` and `sync` read first for `piece` (see
     /// `FetchCore::warm`).
     pub(super) fn warm(&self, piece: u32) -> u64 {
         let i = piece as usize;
-        let holders = self.holders.get(i).copied().unwrap_or(0);
-        let listed = self.listed.get(i).copied().flatten().unwrap_or(0);
-        let place = self.place.get(i).copied().unwrap_or(0);
-        u64::from(holders) ^ u64::from(listed) ^ u64::from(place)
+        self.slots.get(i).map_or(0, |s| u64::from(s.holders) ^ u64::from(s.rank))
     }
 
     /// The listed pieces, rarest first.
@@ -158,14 +161,16 @@ impl Rarity {
                 let bit = word.leading_zeros();
                 word &= !(1 << 63 >> bit);
                 let piece = at as u32 * 8 + bit;
-                let Some(h) = self.listed[piece as usize] else { continue };
+                let Slot { rank, place, .. } = self.slots[piece as usize];
+                if rank == 0 {
+                    continue;
+                }
                 if out.len() == limit {
                     return false;
                 }
                 // Window pieces first (0 is below every listed rank), by
                 // index; the others by rank, then place.
-                let key =
-                    if window.contains(&piece) { (0, piece, piece) } else { (h, self.place[piece as usize], piece) };
+                let key = if window.contains(&piece) { (0, piece, piece) } else { (rank, place, piece) };
                 out.push(key);
             }
         }
@@ -230,8 +235,10 @@ mod tests {
 
     /// The order the docs define, from scratch.
     fn reference(r: &Rarity, salt: u64) -> Vec<u32> {
-        let set: BTreeSet<(u16, u64, u32)> =
-            (0..r.listed.len() as u32).filter_map(|p| r.listed[p as usize].map(|h| (h, spread(salt, p), p))).collect();
+        let set: BTreeSet<(u16, u64, u32)> = (0..r.slots.len() as u32)
+            .filter(|&p| r.slots[p as usize].rank > 0)
+            .map(|p| (r.slots[p as usize].rank, spread(salt, p), p))
+            .collect();
         set.into_iter().map(|(_, _, p)| p).collect()
     }
 
@@ -281,7 +288,7 @@ mod tests {
                 let start = rng.random_range(0..pieces);
                 let window = start..(start + 16).min(pieces);
                 let offered = |p: u32| haves.iter().any(|h| h.get(p));
-                let listed = |p: u32| r.listed[p as usize].is_some();
+                let listed = |p: u32| r.slots[p as usize].rank > 0;
                 let mut walk: Vec<u32> = window.clone().filter(|&p| listed(p) && offered(p)).collect();
                 walk.extend(r.ranked().filter(|p| !window.contains(p) && offered(*p)));
                 let mut out = Vec::new();
