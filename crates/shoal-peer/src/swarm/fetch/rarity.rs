@@ -27,9 +27,9 @@ use crate::swarm::picker::spread;
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub(super) struct Rarity {
-    /// Counted parents holding each piece.
-    /// By piece: what an announcement of it reads and changes, together
-    /// (one cache line where three arrays were three).
+    /// By piece: its holders count, rank and place side by side (an
+    /// announcement reads and changes all three: one cache miss, not
+    /// three).
     slots: Vec<Slot>,
     /// The pieces listed.
     bits: Bitfield,
