@@ -4,11 +4,14 @@
 //! and piece requests to parents), and whose end hands the rest to the
 //! origin.
 
-use shoal_peer::swarm::fetch::core::{Action, End, FetchCore, Input, ParentId, PieceError, ToOrigin};
+use shoal_peer::swarm::fetch::core::{Action, End, FetchCore, Input, ParentId, PieceError, ToOrigin, WARM_STAGES};
 use shoal_proto::{HaveState, PeerEvent, SchedulerRequest};
 
-use crate::node::{NodePace, Phase, index_of};
+use crate::node::{Layer, NodePace, Phase, index_of};
 use crate::world::{Call, Ev, World, Xfer};
+
+/// Followers warmed together (see `haves_arrive`).
+const WARM_BATCH: usize = 32;
 
 impl World {
     /// Node `n` starts layer `l`: a fetch core that asks to join first.
@@ -221,12 +224,25 @@ impl World {
         let blake3 = self.hashes[l as usize][piece as usize];
         // The queue counted one event; each follower's input is one.
         self.count.events += to.len() as u64 - 1;
-        // Read every follower's state first: the reads of different nodes
-        // overlap, and the deliveries below find it in cache.
+        // Read every follower's state first, stage by stage over all of
+        // them: each stage's reads (of different nodes) are in flight
+        // together, and the deliveries below find them in cache.
         let mut warm = 0;
-        for &(c, pid) in &to {
-            if let Some(core) = self.nodes[c as usize].layers[l as usize].core.as_ref() {
-                warm ^= core.warm(pid, piece);
+        for chunk in to.chunks(WARM_BATCH) {
+            let mut layers: [&[Layer]; WARM_BATCH] = [&[]; WARM_BATCH];
+            for (k, &(c, _)) in chunk.iter().enumerate() {
+                layers[k] = &self.nodes[c as usize].layers;
+            }
+            let mut cores: [Option<&FetchCore>; WARM_BATCH] = [None; WARM_BATCH];
+            for k in 0..chunk.len() {
+                cores[k] = layers[k].get(l as usize).and_then(|layer| layer.core.as_ref());
+            }
+            for stage in 0..WARM_STAGES {
+                for (k, &(_, pid)) in chunk.iter().enumerate() {
+                    if let Some(core) = cores[k] {
+                        warm ^= core.warm(stage, pid, piece);
+                    }
+                }
             }
         }
         std::hint::black_box(warm);

@@ -53,8 +53,9 @@ pub struct Outlook {
 #[derive(Debug, Clone)]
 pub struct Picker {
     pieces: u32,
-    have: Vec<bool>,
-    inflight: Vec<bool>,
+    /// By piece: [`HAVE`] and [`INFLIGHT`] bits, side by side (an
+    /// announcement reads both: one cache line, not two).
+    state: Vec<u8>,
     /// Per-node salt for ordering equally rare pieces and breaking ties
     /// between parents: nodes that start together must want *different*
     /// pieces, or they have nothing to trade and all wait on the seed; and
@@ -62,6 +63,11 @@ pub struct Picker {
     /// seed listed first) turns the swarm into a star.
     pub salt: u64,
 }
+
+/// [`Picker::state`]: the piece is held.
+const HAVE: u8 = 1;
+/// [`Picker::state`]: a request for it is in flight.
+const INFLIGHT: u8 = 2;
 
 /// A cheap, well-mixed hash of (salt, piece) (SplitMix64 finaliser).
 pub(crate) fn spread(salt: u64, piece: u32) -> u64 {
@@ -74,61 +80,60 @@ pub(crate) fn spread(salt: u64, piece: u32) -> u64 {
 impl Picker {
     /// A picker over `pieces` pieces, `held` already stored.
     pub fn new(pieces: u32, held: impl IntoIterator<Item = u32>) -> Picker {
-        let mut have = vec![false; pieces as usize];
+        let mut state = vec![0; pieces as usize];
         for i in held {
             if i < pieces {
-                have[i as usize] = true;
+                state[i as usize] = HAVE;
             }
         }
-        Picker { pieces, have, inflight: vec![false; pieces as usize], salt: 0 }
+        Picker { pieces, state, salt: 0 }
     }
 
     /// A request for `piece` went out.
     pub fn started(&mut self, piece: u32) {
-        self.inflight[piece as usize] = true;
+        self.state[piece as usize] |= INFLIGHT;
     }
 
     /// The piece arrived and verified.
     pub fn done(&mut self, piece: u32) {
-        self.inflight[piece as usize] = false;
-        self.have[piece as usize] = true;
+        self.state[piece as usize] = HAVE;
     }
 
     /// The request failed; the piece is missing again.
     pub fn failed(&mut self, piece: u32) {
-        self.inflight[piece as usize] = false;
+        self.state[piece as usize] &= !INFLIGHT;
     }
 
     /// Every request in flight is abandoned: those pieces are missing again.
     pub fn abandon(&mut self) {
-        self.inflight.iter_mut().for_each(|f| *f = false);
+        self.state.iter_mut().for_each(|f| *f &= !INFLIGHT);
     }
 
     /// `piece` is held.
     pub fn holds(&self, piece: u32) -> bool {
-        self.have.get(piece as usize).copied().unwrap_or(false)
+        self.state.get(piece as usize).is_some_and(|&f| f & HAVE != 0)
     }
 
     /// A request for `piece` is in flight.
     pub fn is_inflight(&self, piece: u32) -> bool {
-        self.inflight.get(piece as usize).copied().unwrap_or(false)
+        self.state.get(piece as usize).is_some_and(|&f| f & INFLIGHT != 0)
     }
 
     /// The first missing piece (neither held nor in flight) at or after
     /// `from`, else the first one before it.
     pub fn first_missing_from(&self, from: u32) -> Option<u32> {
-        let missing = |&i: &u32| !self.have[i as usize] && !self.inflight[i as usize];
+        let missing = |&i: &u32| self.state[i as usize] == 0;
         (from.min(self.pieces)..self.pieces).find(missing).or_else(|| (0..from.min(self.pieces)).find(missing))
     }
 
     /// Every piece is held.
     pub fn complete(&self) -> bool {
-        self.have.iter().all(|&h| h)
+        self.state.iter().all(|&f| f & HAVE != 0)
     }
 
     /// Pieces neither held nor in flight.
     pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.pieces).filter(|&i| !self.have[i as usize] && !self.inflight[i as usize])
+        (0..self.pieces).filter(|&i| self.state[i as usize] == 0)
     }
 
     /// What the fetch could ask for now: missing pieces (neither held nor

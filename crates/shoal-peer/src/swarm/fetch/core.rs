@@ -209,6 +209,9 @@ pub(super) fn wanted(picker: &Picker, trust: &TrustedMap, piece: u32) -> bool {
     !picker.holds(piece) && !picker.is_inflight(piece) && trust.get(piece).is_some()
 }
 
+/// How many stages [`FetchCore::warm`] has.
+pub const WARM_STAGES: u32 = 5;
+
 /// One task's download from the swarm. See the module docs.
 pub struct FetchCore {
     pub(super) tuning: SwarmTuning,
@@ -293,7 +296,7 @@ pub(super) struct Scratch {
     /// Parents still free, by index.
     pub(super) free: Vec<usize>,
     /// Requests picked for each of `free` so far.
-    pub(super) pending: Vec<usize>,
+    pub(super) pending: Vec<u32>,
     /// Each of `free` offered some piece considered.
     pub(super) found: Vec<bool>,
     /// Whether each parent free at the start of the pick holds every piece
@@ -397,11 +400,12 @@ impl FetchCore {
             Input::Heard(id, rtt) => {
                 if let Some(i) = self.index(id) {
                     let p = &mut self.parents[i];
+                    let before = p.stalls_at(&self.tuning);
                     if p.quiet_since.is_some() {
                         p.quiet_since = Some(now);
                     }
                     p.rtt = rtt;
-                    self.restall();
+                    self.restall(i, before);
                 }
                 // Nothing to pick anew: a parent's pulse frees no slot.
                 self.dirty = was_dirty;
@@ -428,10 +432,20 @@ impl FetchCore {
         self.out.pop_front()
     }
 
-    /// Recompute [`FetchCore::stall_at`] after a parent's stall clock
-    /// moved later or stopped (an answer, a pulse, a drop).
-    pub(super) fn restall(&mut self) {
-        self.stall_at = self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min();
+    /// Keep [`FetchCore::stall_at`] (the soonest of the parents' stall
+    /// clocks) after parent `i`'s moved from `before` (an answer, a pulse,
+    /// a drop). Only when `i` held the soonest are all parents read again:
+    /// otherwise the soonest of the others is the one kept, and a scan per
+    /// answer reads every parent's entry, each a cache miss when many
+    /// cores run.
+    pub(super) fn restall(&mut self, i: usize, before: Option<Instant>) {
+        let after = self.parents[i].stalls_at(&self.tuning);
+        self.stall_at = if before.is_some() && before == self.stall_at {
+            self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min()
+        } else {
+            [self.stall_at, after].into_iter().flatten().min()
+        };
+        debug_assert_eq!(self.stall_at, self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min());
     }
 
     /// When to poll again if no input comes first.
@@ -448,18 +462,32 @@ impl FetchCore {
         }
     }
 
-    /// Read what [`FetchCore::handle`] reads first for an announcement
+    /// Read part of what [`FetchCore::handle`] reads for an announcement
     /// of `piece` by stream `id`, and return something made of it (for
     /// `std::hint::black_box`). It changes nothing: a driver that delivers
     /// one announcement to many cores (the simulator) reads them all this
     /// way first, so their cache misses overlap instead of queueing one
-    /// behind another.
-    pub fn warm(&self, id: ParentId, piece: u32) -> u64 {
+    /// behind another. Each of the [`WARM_STAGES`] stages reads what the
+    /// one before found (the parent's index, then its entry, then its
+    /// bitfield and the piece's state, then the piece's rank words): a
+    /// driver runs a stage for every core before the next, so each stage's
+    /// misses are in flight together.
+    pub fn warm(&self, stage: u32, id: ParentId, piece: u32) -> u64 {
+        if stage == 0 {
+            return self.ids.len() as u64;
+        }
         let Some(i) = self.index(id) else { return 0 };
         let p = &self.parents[i];
-        let bits = [p.have.get(piece), self.picker.holds(piece), self.picker.is_inflight(piece)];
-        let hash = self.trust.get(piece).map_or(0, |h| h[0]);
-        bits.iter().fold(u64::from(hash) ^ self.rarity.warm(piece), |acc, &b| (acc << 1) | u64::from(b))
+        match stage {
+            1 => i as u64,
+            2 => p.have.len() as u64,
+            3 => {
+                let bits = [p.have.get(piece), self.picker.holds(piece), self.picker.is_inflight(piece)];
+                let hash = self.trust.get(piece).map_or(0, |h| h[0]);
+                bits.iter().fold(u64::from(hash) ^ self.rarity.warm(piece), |acc, &b| (acc << 1) | u64::from(b))
+            }
+            _ => self.rarity.warm_ranks(piece),
+        }
     }
 
     /// Whether a request to stream `id` for `piece` is still outstanding:
@@ -519,6 +547,11 @@ impl FetchCore {
     /// is queued).
     pub fn is_over(&self) -> bool {
         self.phase == Phase::Ended
+    }
+
+    /// [`SwarmTuning::per_parent`] as a parent's count of requests.
+    pub(super) fn per_parent(&self) -> u32 {
+        u32::try_from(self.tuning.per_parent).unwrap_or(u32::MAX)
     }
 
     /// The index of `id` if it is a current stream of this round's parent.

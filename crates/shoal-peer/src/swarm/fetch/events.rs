@@ -88,10 +88,11 @@ impl FetchCore {
             return;
         }
         let Some(i) = self.index(id) else { return };
+        let before = self.parents[i].stalls_at(&self.tuning);
         if !self.parents[i].answered(now, piece) {
             return;
         }
-        self.restall();
+        self.restall(i, before);
         self.picker.done(piece);
         self.resync(piece);
         self.trust.used(piece);
@@ -99,9 +100,10 @@ impl FetchCore {
         self.inflight = self.inflight.saturating_sub(1);
         self.progress_at = now;
         self.delivered_at = now;
+        let per_parent = self.per_parent();
         let p = &mut self.parents[i];
         // Probe back toward the full pipeline after a "busy".
-        p.max_inflight = (p.max_inflight + 1).min(self.tuning.per_parent);
+        p.max_inflight = (p.max_inflight + 1).min(per_parent);
     }
 
     /// A request to `id` for `piece` failed.
@@ -110,10 +112,11 @@ impl FetchCore {
             return;
         }
         let Some(i) = self.index(id) else { return };
+        let before = self.parents[i].stalls_at(&self.tuning);
         if !self.parents[i].answered(now, piece) {
             return;
         }
-        self.restall();
+        self.restall(i, before);
         self.picker.failed(piece);
         self.first_missing = None;
         self.resync(piece);

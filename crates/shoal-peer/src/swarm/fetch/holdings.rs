@@ -5,6 +5,7 @@
 use shoal_proto::FailureKind;
 
 use super::core::{Action, Failure, FetchCore, Phase, wanted};
+use super::parents::NOT_BARREN;
 
 impl FetchCore {
     /// Exclude parent `i` for the whole download and report it.
@@ -30,11 +31,12 @@ impl FetchCore {
             self.count_pieces(i, false);
         }
         let p = &mut self.parents[i];
+        let before = p.stalls_at(&self.tuning);
         p.excluded = true;
         p.quiet_since = None;
         p.inflight = 0;
         let pending = std::mem::take(&mut p.pending);
-        self.restall();
+        self.restall(i, before);
         if !pending.is_empty() {
             self.generation += 1;
             self.first_missing = None;
@@ -70,7 +72,7 @@ impl FetchCore {
         p.held += 1;
         // Only this parent offers more than before: the others' `barren`
         // marks still hold.
-        p.barren = None;
+        p.barren = NOT_BARREN;
         if p.counted() {
             self.rarity.add(piece);
             self.resync(piece);

@@ -16,51 +16,69 @@ use crate::swarm::trust::{Check, Learned, TrustedMap};
 use crate::swarm::tuning::SwarmTuning;
 
 /// A parent of the current round.
+///
+/// Laid out by use (`repr(C)`, each parent on its own cache lines): a
+/// pick reads every parent's first line (`free`), the stall clock its
+/// first and second (`stalls_at`), and an announcement the same two; the
+/// rest is read only for the parent it concerns. A core is cold by
+/// the time its next event comes when many run (the simulator), so each
+/// line a scan touches is a cache miss per parent.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub(super) struct Parent {
+    /// Answered "busy" with none of ours in flight: left alone until then.
+    pub(super) cool_until: Option<Instant>,
+    /// It offered nothing wanted at the last pick, and nothing that could
+    /// change that happened since: the core's generation then, or
+    /// [`NOT_BARREN`] (8 bytes, not an `Option`'s 16: see the layout).
+    pub(super) barren: u64,
+    /// Our requests to it in flight.
+    pub(super) inflight: u32,
+    /// Most requests it takes now: shrinks to what it served when it
+    /// answered "busy" with requests of ours in flight, probes back up by
+    /// one per piece it delivers.
+    pub(super) max_inflight: u32,
     /// Its id now (a new one each time it is followed again).
     pub(super) id: ParentId,
-    /// Where to reach it.
-    pub(super) info: ParentInfo,
-    /// A stable hash of its host id, for the tie-break between parents.
-    pub(super) key: u64,
-    /// Pieces it announced (and did not since deny).
-    pub(super) have: Bitfield,
-    /// How many: `have.count()`, kept so a pick need not count bits.
+    /// How many pieces it announced: `have.count()`, kept so a pick need
+    /// not count bits.
     pub(super) held: u32,
-    /// Our requests to it in flight.
-    pub(super) inflight: usize,
-    /// The pieces of those requests (`inflight` of them).
-    pub(super) pending: Vec<u32>,
+    /// Offered as a parent (not only followed for its hashes).
+    pub(super) fetch: bool,
+    /// Not asked again this round (failed, left, or another geometry).
+    pub(super) excluded: bool,
+    /// Its availability stream delivered something.
+    pub(super) heard: bool,
+    /// The scheduler names it an authority: its hashes are trusted.
+    pub(super) authority: bool,
     /// While requests are outstanding: since when it sent nothing (the
     /// first request, or its last byte or answer). `None` with none.
     pub(super) quiet_since: Option<Instant>,
     /// Its connection's round trip, last we heard (zero: not known yet).
     pub(super) rtt: Duration,
-    /// Most requests it takes now: shrinks to what it served when it
-    /// answered "busy" with requests of ours in flight, probes back up by
-    /// one per piece it delivers.
-    pub(super) max_inflight: usize,
-    /// Answered "busy" with none of ours in flight: left alone until then.
-    pub(super) cool_until: Option<Instant>,
+    /// Pieces it announced (and did not since deny).
+    pub(super) have: Bitfield,
     /// Pieces it answered "elsewhere" for, each until when it is not asked.
     pub(super) held_back: Vec<(u32, Instant)>,
-    /// The scheduler names it an authority: its hashes are trusted.
-    pub(super) authority: bool,
-    /// Offered as a parent (not only followed for its hashes).
-    pub(super) fetch: bool,
-    /// Its availability stream delivered something.
-    pub(super) heard: bool,
-    /// Not asked again this round (failed, left, or another geometry).
-    pub(super) excluded: bool,
-    /// It offered nothing wanted at the last pick, and nothing that could
-    /// change that happened since (the core's generation then).
-    pub(super) barren: Option<u64>,
+    /// The pieces of those requests (`inflight` of them).
+    pub(super) pending: Vec<u32>,
+    /// A stable hash of its host id, for the tie-break between parents.
+    pub(super) key: u64,
     /// Hashes it announced before the trusted map knew them: checked when
     /// the map learns them, so a contradiction found later still excludes
     /// it before those pieces are asked of it.
     pub(super) unchecked: Vec<(u32, [u8; 32])>,
+    /// Where to reach it.
+    pub(super) info: ParentInfo,
 }
+
+/// [`Parent::barren`] of a parent not marked barren.
+pub(super) const NOT_BARREN: u64 = u64::MAX;
+
+// The layout above, kept: a pick's fields in the first line, the stall
+// clock's and the announced pieces in the first two.
+const _: () = assert!(std::mem::offset_of!(Parent, quiet_since) + std::mem::size_of::<Option<Instant>>() <= 64);
+const _: () = assert!(std::mem::offset_of!(Parent, have) + std::mem::size_of::<Bitfield>() <= 128);
 
 impl Parent {
     /// A parent just followed, holding nothing we know of.
@@ -68,7 +86,7 @@ impl Parent {
         id: ParentId,
         info: ParentInfo,
         pieces: u32,
-        per_parent: usize,
+        per_parent: u32,
         authority: bool,
         fetch: bool,
     ) -> Self {
@@ -89,7 +107,7 @@ impl Parent {
             fetch,
             heard: false,
             excluded: false,
-            barren: None,
+            barren: NOT_BARREN,
             unchecked: Vec::new(),
         }
     }
@@ -106,7 +124,7 @@ impl Parent {
 
     /// It would take a request at `now` and may have something for us.
     pub(super) fn free(&self, now: Instant, generation: u64) -> bool {
-        self.askable(now) && self.inflight < self.max_inflight && self.barren != Some(generation)
+        self.askable(now) && self.inflight < self.max_inflight && self.barren != generation
     }
 
     /// It would give `piece` now (slots aside).
@@ -170,8 +188,8 @@ impl Parent {
     pub(super) fn view(&self, now: Instant, trusted: &Bitfield) -> ParentView {
         ParentView {
             have: self.have.intersect(trusted),
-            inflight: self.inflight,
-            max_inflight: self.max_inflight,
+            inflight: self.inflight as usize,
+            max_inflight: self.max_inflight as usize,
             excluded: !self.askable(now),
             held_back: self.held_back.iter().map(|&(piece, _)| piece).collect(),
         }

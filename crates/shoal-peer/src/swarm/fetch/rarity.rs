@@ -132,6 +132,17 @@ impl Rarity {
         self.slots.get(i).map_or(0, |s| u64::from(s.holders) ^ u64::from(s.rank))
     }
 
+    /// What `sync` reads after the slot for `piece` (see
+    /// `FetchCore::warm`): the rank words it may clear and set when one
+    /// more parent holds it.
+    pub(super) fn warm_ranks(&self, piece: u32) -> u64 {
+        let Some(s) = self.slots.get(piece as usize) else { return 0 };
+        let word = s.place as usize / 64;
+        let at = |rank: u16| self.ranks.get(usize::from(rank).checked_sub(1)? * self.words + word).copied();
+        let listed = self.bits.bytes().get(piece as usize / 8).copied().unwrap_or(0);
+        at(s.rank).unwrap_or(0) ^ at(s.holders.saturating_add(1)).unwrap_or(0) ^ u64::from(listed)
+    }
+
     /// The listed pieces, rarest first.
     pub(super) fn ranked(&self) -> Ranked<'_> {
         Ranked { rarity: self, rank: 0, next: 0, bits: 0 }

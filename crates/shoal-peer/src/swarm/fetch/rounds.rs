@@ -135,7 +135,7 @@ impl FetchCore {
 
     fn follow(&mut self, info: ParentInfo, authority: bool, fetch: bool) {
         let id = self.fresh_id();
-        let p = Parent::new(id, info.clone(), self.layout.count(), self.tuning.per_parent, authority, fetch);
+        let p = Parent::new(id, info.clone(), self.layout.count(), self.per_parent(), authority, fetch);
         self.set_index(id, self.parents.len());
         self.parents.push(p);
         self.out.push_back(Action::Follow(id, info));
@@ -316,7 +316,7 @@ impl FetchCore {
         // until something changes.
         for (f, &i) in s.free.iter().enumerate() {
             if !s.found[f] {
-                self.parents[i].barren = Some(generation);
+                self.parents[i].barren = generation;
             }
         }
         for &(i, piece) in &s.picks {
