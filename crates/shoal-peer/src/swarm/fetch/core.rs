@@ -441,11 +441,16 @@ impl FetchCore {
     pub(super) fn restall(&mut self, i: usize, before: Option<Instant>) {
         let after = self.parents[i].stalls_at(&self.tuning);
         self.stall_at = if before.is_some() && before == self.stall_at {
-            self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min()
+            self.soonest_stall()
         } else {
             [self.stall_at, after].into_iter().flatten().min()
         };
-        debug_assert_eq!(self.stall_at, self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min());
+        debug_assert_eq!(self.stall_at, self.soonest_stall());
+    }
+
+    /// The soonest of the parents' stall clocks, read from every parent.
+    fn soonest_stall(&self) -> Option<Instant> {
+        self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min()
     }
 
     /// When to poll again if no input comes first.
