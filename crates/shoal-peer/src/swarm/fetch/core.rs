@@ -213,61 +213,40 @@ pub(super) fn wanted(picker: &Picker, trust: &TrustedMap, piece: u32) -> bool {
 pub const WARM_STAGES: u32 = 5;
 
 /// One task's download from the swarm. See the module docs.
+///
+/// Laid out by use (`repr(C)`): what an announcement and the poll after it
+/// read (the phase, the parents and their index, the pending actions, the
+/// counts and every clock of `deadline`) fills the first four cache lines,
+/// the piece order, piece states and trusted hashes come next, then a
+/// pick's buffers, and what only a round's start or a failure reads comes
+/// last. When thousands of cores are polled in turn, each line is a cache
+/// miss.
+#[repr(C, align(64))]
 pub struct FetchCore {
-    pub(super) tuning: SwarmTuning,
-    pub(super) me: HostId,
-    pub(super) layout: PieceLayout,
-    pub(super) picker: Picker,
-    pub(super) trust: TrustedMap,
-    /// Parents that failed this download: never asked again by it.
-    pub(super) excluded: HashSet<HostId>,
-    /// Pieces each parent sent that failed their trusted hash, this task:
-    /// at [`SwarmTuning::corrupt_strikes`] it is excluded.
-    pub(super) corrupt: HashMap<HostId, u32>,
     pub(super) phase: Phase,
-    /// Actions decided, not handed out yet.
-    pub(super) out: VecDeque<Action>,
-    /// A join (a round's or a refresh) is out, its answer not in yet.
-    pub(super) join_out: bool,
-    /// The pause after the last round that made no progress.
-    pub(super) pause: Duration,
-    /// The current round's parents.
-    pub(super) parents: Vec<Parent>,
     /// By id: the index in `parents` of this round's parent with that id
     /// (current or earlier streams of the same parent: their piece answers
     /// still count), or [`NO_PARENT`]. Ids are dense, so a vector.
     pub(super) ids: Vec<usize>,
-    pub(super) next_id: u32,
+    /// The current round's parents.
+    pub(super) parents: Vec<Parent>,
+    /// Actions decided, not handed out yet.
+    pub(super) out: VecDeque<Action>,
+    /// Bumped whenever a parent may offer something it did not before (a
+    /// parent's `barren` mark is good for one generation).
+    pub(super) generation: u64,
     /// Requests in flight this round.
     pub(super) inflight: usize,
+    pub(super) layout: PieceLayout,
     /// When the last piece arrived (or the round started). Only pieces
     /// count: parent lists, "busy" answers and announcements do not, or a
     /// scheduler that keeps naming a parent with nothing to give would keep
     /// the fetch alive forever.
     pub(super) progress_at: Instant,
-    /// When the last piece arrived (or the download started): the swarm
-    /// is given up on after [`SwarmTuning::give_up_after`] without one.
-    pub(super) delivered_at: Instant,
-    /// Missing pieces when the round started.
-    pub(super) missing_at_start: u32,
-    /// When the next refresh goes out, and the interval after it.
+    /// When the next refresh goes out (`refresh_every` after the last).
     pub(super) refresh_at: Instant,
-    pub(super) refresh_every: Duration,
     /// The pace holds requests back until then.
     pub(super) paced_until: Option<Instant>,
-    /// Something changed since the last pick: pick again.
-    pub(super) dirty: bool,
-    /// Trusted hashes known at the last recheck of parents' hashes.
-    pub(super) known: u32,
-    /// The client reads from this piece on.
-    pub(super) read_at: u32,
-    /// Pieces held.
-    pub(super) held: u32,
-    /// The wanted pieces the round's parents hold, rarest first.
-    pub(super) rarity: Rarity,
-    /// Bumped whenever a parent may offer something it did not before (a
-    /// parent's `barren` mark is good for one generation).
-    pub(super) generation: u64,
     /// The soonest any parent's cool-down or hold-back runs out: always
     /// the minimum of the parents' [`Parent::next_expiry`], kept so a poll
     /// need not scan every parent.
@@ -276,16 +255,53 @@ pub struct FetchCore {
     /// [`Parent::stalls_at`], kept (by [`FetchCore::restall`]) so a poll
     /// need not read every parent.
     pub(super) stall_at: Option<Instant>,
+    /// `tuning.idle`, beside the clocks every poll reads.
+    pub(super) idle: Duration,
+    /// Pieces held.
+    pub(super) held: u32,
+    /// Trusted hashes known at the last recheck of parents' hashes.
+    pub(super) known: u32,
+    /// Something changed since the last pick: pick again.
+    pub(super) dirty: bool,
+    /// A join (a round's or a refresh) is out, its answer not in yet.
+    pub(super) join_out: bool,
+    /// The client reads from this piece on.
+    pub(super) read_at: u32,
+    pub(super) next_id: u32,
     /// `picker.first_missing_from(read_at)` when known (`None`: to be
     /// computed), kept so a pick need not scan from the read position.
     pub(super) first_missing: Option<Option<u32>>,
+    /// The wanted pieces the round's parents hold, rarest first.
+    pub(super) rarity: Rarity,
+    pub(super) picker: Picker,
+    pub(super) trust: TrustedMap,
     /// Buffers a pick reuses (no allocation per poll).
     pub(super) scratch: Scratch,
     /// A pick's buffer of the pieces its free parents offer, with their
     /// places in the pick's order (apart from `scratch`, which then stays
     /// small enough to move without a `memmove` call).
     pub(super) order: Vec<(u16, u32, u32)>,
+    /// Missing pieces when the round started.
+    pub(super) missing_at_start: u32,
+    /// When the last piece arrived (or the download started): the swarm
+    /// is given up on after [`SwarmTuning::give_up_after`] without one.
+    pub(super) delivered_at: Instant,
+    /// The interval from one refresh to the next.
+    pub(super) refresh_every: Duration,
+    /// The pause after the last round that made no progress.
+    pub(super) pause: Duration,
+    pub(super) tuning: SwarmTuning,
+    pub(super) me: HostId,
+    /// Parents that failed this download: never asked again by it.
+    pub(super) excluded: HashSet<HostId>,
+    /// Pieces each parent sent that failed their trusted hash, this task:
+    /// at [`SwarmTuning::corrupt_strikes`] it is excluded.
+    pub(super) corrupt: HashMap<HostId, u32>,
 }
+
+// The hot fields of `FetchCore` (see its docs) stay in its first four lines.
+const _: () = assert!(std::mem::offset_of!(FetchCore, join_out) < 256);
+const _: () = assert!(std::mem::offset_of!(FetchCore, stall_at) + std::mem::size_of::<Option<Instant>>() <= 256);
 
 /// `FetchCore::ids` entry of an id that names no parent of the round.
 pub(super) const NO_PARENT: usize = usize::MAX;
@@ -355,6 +371,7 @@ impl FetchCore {
             first_missing: None,
             scratch: Scratch::default(),
             order: Vec::new(),
+            idle: tuning.idle,
         }
     }
 
@@ -400,9 +417,9 @@ impl FetchCore {
             Input::Heard(id, rtt) => {
                 if let Some(i) = self.index(id) {
                     let p = &mut self.parents[i];
-                    let before = p.stalls_at(&self.tuning);
-                    if p.quiet_since.is_some() {
-                        p.quiet_since = Some(now);
+                    let before = p.stalls_at();
+                    if p.stall_deadline.is_some() {
+                        p.stall_deadline = Some(now + self.tuning.stall_after(rtt));
                     }
                     p.rtt = rtt;
                     self.restall(i, before);
@@ -439,7 +456,7 @@ impl FetchCore {
     /// answer reads every parent's entry, each a cache miss when many
     /// cores run.
     pub(super) fn restall(&mut self, i: usize, before: Option<Instant>) {
-        let after = self.parents[i].stalls_at(&self.tuning);
+        let after = self.parents[i].stalls_at();
         self.stall_at = if before.is_some() && before == self.stall_at {
             self.soonest_stall()
         } else {
@@ -450,7 +467,7 @@ impl FetchCore {
 
     /// The soonest of the parents' stall clocks, read from every parent.
     fn soonest_stall(&self) -> Option<Instant> {
-        self.parents.iter().filter_map(|p| p.stalls_at(&self.tuning)).min()
+        self.parents.iter().filter_map(|p| p.stalls_at()).min()
     }
 
     /// When to poll again if no input comes first.
@@ -459,8 +476,7 @@ impl FetchCore {
             Phase::Ended | Phase::Joining => None,
             Phase::Paused(until) => Some(until),
             Phase::Fetching => {
-                let idle =
-                    (self.inflight == 0 && self.paced_until.is_none()).then(|| self.progress_at + self.tuning.idle);
+                let idle = (self.inflight == 0 && self.paced_until.is_none()).then(|| self.progress_at + self.idle);
                 let refresh = (!self.join_out).then_some(self.refresh_at);
                 [idle, refresh, self.expiry, self.paced_until, self.stall_at].into_iter().flatten().min()
             }
@@ -473,13 +489,17 @@ impl FetchCore {
     /// one announcement to many cores (the simulator) reads them all this
     /// way first, so their cache misses overlap instead of queueing one
     /// behind another. Each of the [`WARM_STAGES`] stages reads what the
-    /// one before found (the parent's index, then its entry, then its
+    /// one before found (the core's hot lines, the parent's index, then
+    /// its entry, then its
     /// bitfield and the piece's state, then the piece's rank words): a
     /// driver runs a stage for every core before the next, so each stage's
     /// misses are in flight together.
     pub fn warm(&self, stage: u32, id: ParentId, piece: u32) -> u64 {
         if stage == 0 {
-            return self.ids.len() as u64;
+            // One field of each hot line (see the struct's docs), then the
+            // trusted hashes' count that every poll reads.
+            let hot = [self.ids.len(), self.inflight, usize::from(self.paced_until.is_some()), self.held as usize];
+            return hot.iter().fold(u64::from(self.trust.known_count()), |acc, &x| acc.wrapping_add(x as u64));
         }
         let Some(i) = self.index(id) else { return 0 };
         let p = &self.parents[i];
@@ -508,7 +528,7 @@ impl FetchCore {
     /// first. A simulator that knows which of them still deliver tells the
     /// core so here, as the daemon's driver does while bytes stream in.
     pub fn stalling(&self, now: Instant) -> Vec<ParentId> {
-        self.parents.iter().filter(|p| p.stalls_at(&self.tuning).is_some_and(|t| t <= now)).map(|p| p.id).collect()
+        self.parents.iter().filter(|p| p.stalls_at().is_some_and(|t| t <= now)).map(|p| p.id).collect()
     }
 
     /// Pieces neither held nor in flight.

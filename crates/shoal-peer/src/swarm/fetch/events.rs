@@ -88,8 +88,9 @@ impl FetchCore {
             return;
         }
         let Some(i) = self.index(id) else { return };
-        let before = self.parents[i].stalls_at(&self.tuning);
-        if !self.parents[i].answered(now, piece) {
+        let before = self.parents[i].stalls_at();
+        let stall = self.tuning.stall_after(self.parents[i].rtt);
+        if !self.parents[i].answered(now, piece, stall) {
             return;
         }
         self.restall(i, before);
@@ -112,8 +113,9 @@ impl FetchCore {
             return;
         }
         let Some(i) = self.index(id) else { return };
-        let before = self.parents[i].stalls_at(&self.tuning);
-        if !self.parents[i].answered(now, piece) {
+        let before = self.parents[i].stalls_at();
+        let stall = self.tuning.stall_after(self.parents[i].rtt);
+        if !self.parents[i].answered(now, piece, stall) {
             return;
         }
         self.restall(i, before);

@@ -31,9 +31,9 @@ impl FetchCore {
             self.count_pieces(i, false);
         }
         let p = &mut self.parents[i];
-        let before = p.stalls_at(&self.tuning);
+        let before = p.stalls_at();
         p.excluded = true;
-        p.quiet_since = None;
+        p.stall_deadline = None;
         p.inflight = 0;
         let pending = std::mem::take(&mut p.pending);
         self.restall(i, before);

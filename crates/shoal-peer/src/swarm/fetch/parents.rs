@@ -13,14 +13,14 @@ use tokio::time::Instant;
 use super::core::ParentId;
 use crate::swarm::picker::ParentView;
 use crate::swarm::trust::{Check, Learned, TrustedMap};
-use crate::swarm::tuning::SwarmTuning;
 
 /// A parent of the current round.
 ///
 /// Laid out by use (`repr(C)`, each parent on its own cache lines): a
-/// pick reads every parent's first line (`free`), the stall clock its
-/// first and second (`stalls_at`), and an announcement the same two; the
-/// rest is read only for the parent it concerns. A core is cold by
+/// pick reads every parent's first line (`free`), and so does the scan
+/// for the soonest stall clock (`stalls_at`) and a recheck of announced
+/// hashes; an announcement reads the first two; the rest is read only for
+/// the parent it concerns. A core is cold by
 /// the time its next event comes when many run (the simulator), so each
 /// line a scan touches is a cache miss per parent.
 #[derive(Debug, Clone)]
@@ -51,9 +51,17 @@ pub(super) struct Parent {
     pub(super) heard: bool,
     /// The scheduler names it an authority: its hashes are trusted.
     pub(super) authority: bool,
-    /// While requests are outstanding: since when it sent nothing (the
-    /// first request, or its last byte or answer). `None` with none.
-    pub(super) quiet_since: Option<Instant>,
+    /// `unchecked` is not empty: read in this line, so that a recheck
+    /// (each time the trusted map learns a hash) reads no other line of a
+    /// parent with nothing to check.
+    checks_owed: bool,
+    /// While requests are outstanding: when it counts as stalled if it
+    /// sends nothing more (since the first request, or its last byte or
+    /// answer, plus [`crate::swarm::tuning::SwarmTuning::stall_after`] its
+    /// round trip then; a new round trip comes with a pulse, which
+    /// restarts the clock). `None` with none. A deadline in this line, so
+    /// that the scan for the soonest reads no other.
+    pub(super) stall_deadline: Option<Instant>,
     /// Its connection's round trip, last we heard (zero: not known yet).
     pub(super) rtt: Duration,
     /// Pieces it announced (and did not since deny).
@@ -67,7 +75,7 @@ pub(super) struct Parent {
     /// Hashes it announced before the trusted map knew them: checked when
     /// the map learns them, so a contradiction found later still excludes
     /// it before those pieces are asked of it.
-    pub(super) unchecked: Vec<(u32, [u8; 32])>,
+    unchecked: Vec<(u32, [u8; 32])>,
     /// Where to reach it.
     pub(super) info: ParentInfo,
 }
@@ -75,9 +83,9 @@ pub(super) struct Parent {
 /// [`Parent::barren`] of a parent not marked barren.
 pub(super) const NOT_BARREN: u64 = u64::MAX;
 
-// The layout above, kept: a pick's fields in the first line, the stall
-// clock's and the announced pieces in the first two.
-const _: () = assert!(std::mem::offset_of!(Parent, quiet_since) + std::mem::size_of::<Option<Instant>>() <= 64);
+// The layout above, kept: a pick's fields and the stall clock in the first
+// line, the announced pieces in the first two.
+const _: () = assert!(std::mem::offset_of!(Parent, stall_deadline) + std::mem::size_of::<Option<Instant>>() <= 64);
 const _: () = assert!(std::mem::offset_of!(Parent, have) + std::mem::size_of::<Bitfield>() <= 128);
 
 impl Parent {
@@ -98,7 +106,7 @@ impl Parent {
             held: 0,
             inflight: 0,
             pending: Vec::new(),
-            quiet_since: None,
+            stall_deadline: None,
             rtt: Duration::ZERO,
             max_inflight: per_parent,
             cool_until: None,
@@ -109,6 +117,7 @@ impl Parent {
             excluded: false,
             barren: NOT_BARREN,
             unchecked: Vec::new(),
+            checks_owed: false,
         }
     }
 
@@ -138,10 +147,11 @@ impl Parent {
         self.fetch && !self.excluded && self.cool_until.is_none_or(|t| t <= now)
     }
 
-    /// A request for `piece` went to it at `now`.
-    pub(super) fn asked(&mut self, now: Instant, piece: u32) {
+    /// A request for `piece` went to it at `now`; `stall`: the stall time
+    /// for its round trip.
+    pub(super) fn asked(&mut self, now: Instant, piece: u32, stall: Duration) {
         if self.pending.is_empty() {
-            self.quiet_since = Some(now);
+            self.stall_deadline = Some(now + stall);
         }
         self.pending.push(piece);
         self.inflight += 1;
@@ -149,25 +159,25 @@ impl Parent {
 
     /// Its request for `piece` was answered at `now` (bytes or a
     /// refusal); `false` if that request is not outstanding (the answer
-    /// does not count).
-    pub(super) fn answered(&mut self, now: Instant, piece: u32) -> bool {
+    /// does not count). `stall`: as for [`Parent::asked`].
+    pub(super) fn answered(&mut self, now: Instant, piece: u32, stall: Duration) -> bool {
         let Some(at) = self.pending.iter().position(|&p| p == piece) else {
             return false;
         };
         self.pending.swap_remove(at);
         self.inflight = self.inflight.saturating_sub(1);
-        self.quiet_since = (!self.pending.is_empty()).then_some(now);
+        self.stall_deadline = (!self.pending.is_empty()).then_some(now + stall);
         true
     }
 
     /// When it counts as stalled if nothing comes from it before: `None`
     /// while none of our requests are outstanding there (or it is out of
     /// the round already).
-    pub(super) fn stalls_at(&self, tuning: &SwarmTuning) -> Option<Instant> {
+    pub(super) fn stalls_at(&self) -> Option<Instant> {
         if self.excluded {
             return None;
         }
-        self.quiet_since.map(|t| t + tuning.stall_after(self.rtt))
+        self.stall_deadline
     }
 
     /// Drop cool-downs and hold-backs that ran out by `now`.
@@ -227,7 +237,10 @@ impl Parent {
             }
             match trust.check(i, &h) {
                 Check::Mismatch => consistent = false,
-                Check::Unknown => self.unchecked.push((i, h)),
+                Check::Unknown => {
+                    self.unchecked.push((i, h));
+                    self.checks_owed = true;
+                }
                 Check::Match => {}
             }
         }
@@ -237,6 +250,10 @@ impl Parent {
     /// Check the announced hashes the trusted map has learned since; the
     /// first piece whose hash contradicts it, if any.
     pub(super) fn recheck(&mut self, trust: &TrustedMap) -> Option<u32> {
+        debug_assert_eq!(self.checks_owed, !self.unchecked.is_empty());
+        if !self.checks_owed {
+            return None;
+        }
         let mut bad = None;
         self.unchecked.retain(|&(i, h)| match trust.check(i, &h) {
             Check::Unknown => true,
@@ -246,6 +263,7 @@ impl Parent {
                 false
             }
         });
+        self.checks_owed = !self.unchecked.is_empty();
         bad
     }
 }

@@ -187,7 +187,7 @@ impl FetchCore {
                 break;
             }
             let p = &self.parents[i];
-            if let Some(at) = p.stalls_at(&self.tuning)
+            if let Some(at) = p.stalls_at()
                 && at <= now
             {
                 let why = format!(
@@ -221,7 +221,7 @@ impl FetchCore {
         if self.inflight == 0 && self.parents.iter().filter(|p| p.fetch).all(|p| p.excluded) {
             return self.stuck(now, "every parent failed or left");
         }
-        let idle = now >= self.progress_at + self.tuning.idle;
+        let idle = now >= self.progress_at + self.idle;
         // Held back by the pace is not idle.
         if self.inflight == 0 && idle && self.paced_until.is_none() {
             // A parent whose availability never came (its address answers
@@ -328,10 +328,11 @@ impl FetchCore {
             }
             self.start(piece);
             self.resync(piece);
+            let stall = self.tuning.stall_after(self.parents[i].rtt);
             let p = &mut self.parents[i];
-            p.asked(now, piece);
+            p.asked(now, piece, stall);
             // Asking can only start a stall clock, never move one later.
-            if let Some(at) = p.stalls_at(&self.tuning) {
+            if let Some(at) = p.stalls_at() {
                 self.stall_at = Some(self.stall_at.map_or(at, |s| s.min(at)));
             }
             self.inflight += 1;
