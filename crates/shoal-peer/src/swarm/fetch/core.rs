@@ -418,10 +418,7 @@ impl FetchCore {
                 if let Some(i) = self.index(id) {
                     let p = &mut self.parents[i];
                     let before = p.stalls_at();
-                    if p.stall_deadline.is_some() {
-                        p.stall_deadline = Some(now + self.tuning.stall_after(rtt));
-                    }
-                    p.rtt = rtt;
+                    p.pulse(now, rtt, &self.tuning);
                     self.restall(i, before);
                 }
                 // Nothing to pick anew: a parent's pulse frees no slot.

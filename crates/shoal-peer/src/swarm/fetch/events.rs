@@ -81,6 +81,18 @@ impl FetchCore {
         }
     }
 
+    /// Parent `i` answered its request for `piece` at `now` (bytes or a
+    /// refusal), its stall clock moved with it; `false` if that request is
+    /// not outstanding (the answer does not count).
+    fn answered(&mut self, now: Instant, i: usize, piece: u32) -> bool {
+        let before = self.parents[i].stalls_at();
+        if !self.parents[i].answered(now, piece, &self.tuning) {
+            return false;
+        }
+        self.restall(i, before);
+        true
+    }
+
     /// A piece arrived from `id`, verified and stored by the driver. Only
     /// an outstanding request's answer counts (see [`FetchCore::awaits`]).
     pub(super) fn arrived(&mut self, now: Instant, id: ParentId, piece: u32) {
@@ -88,12 +100,9 @@ impl FetchCore {
             return;
         }
         let Some(i) = self.index(id) else { return };
-        let before = self.parents[i].stalls_at();
-        let stall = self.tuning.stall_after(self.parents[i].rtt);
-        if !self.parents[i].answered(now, piece, stall) {
+        if !self.answered(now, i, piece) {
             return;
         }
-        self.restall(i, before);
         self.picker.done(piece);
         self.resync(piece);
         self.trust.used(piece);
@@ -113,12 +122,9 @@ impl FetchCore {
             return;
         }
         let Some(i) = self.index(id) else { return };
-        let before = self.parents[i].stalls_at();
-        let stall = self.tuning.stall_after(self.parents[i].rtt);
-        if !self.parents[i].answered(now, piece, stall) {
+        if !self.answered(now, i, piece) {
             return;
         }
-        self.restall(i, before);
         self.picker.failed(piece);
         self.first_missing = None;
         self.resync(piece);

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::core::ParentId;
 use crate::swarm::picker::ParentView;
 use crate::swarm::trust::{Check, Learned, TrustedMap};
+use crate::swarm::tuning::SwarmTuning;
 
 /// A parent of the current round.
 ///
@@ -57,8 +58,7 @@ pub(super) struct Parent {
     checks_owed: bool,
     /// While requests are outstanding: when it counts as stalled if it
     /// sends nothing more (since the first request, or its last byte or
-    /// answer, plus [`crate::swarm::tuning::SwarmTuning::stall_after`] its
-    /// round trip then; a new round trip comes with a pulse, which
+    /// answer, plus [`SwarmTuning::stall_after`] its round trip then; a new round trip comes with a pulse, which
     /// restarts the clock). `None` with none. A deadline in this line, so
     /// that the scan for the soonest reads no other.
     pub(super) stall_deadline: Option<Instant>,
@@ -147,11 +147,10 @@ impl Parent {
         self.fetch && !self.excluded && self.cool_until.is_none_or(|t| t <= now)
     }
 
-    /// A request for `piece` went to it at `now`; `stall`: the stall time
-    /// for its round trip.
-    pub(super) fn asked(&mut self, now: Instant, piece: u32, stall: Duration) {
+    /// A request for `piece` went to it at `now`.
+    pub(super) fn asked(&mut self, now: Instant, piece: u32, tuning: &SwarmTuning) {
         if self.pending.is_empty() {
-            self.stall_deadline = Some(now + stall);
+            self.stall_deadline = Some(self.stall_from(now, tuning));
         }
         self.pending.push(piece);
         self.inflight += 1;
@@ -159,15 +158,30 @@ impl Parent {
 
     /// Its request for `piece` was answered at `now` (bytes or a
     /// refusal); `false` if that request is not outstanding (the answer
-    /// does not count). `stall`: as for [`Parent::asked`].
-    pub(super) fn answered(&mut self, now: Instant, piece: u32, stall: Duration) -> bool {
+    /// does not count).
+    pub(super) fn answered(&mut self, now: Instant, piece: u32, tuning: &SwarmTuning) -> bool {
         let Some(at) = self.pending.iter().position(|&p| p == piece) else {
             return false;
         };
         self.pending.swap_remove(at);
         self.inflight = self.inflight.saturating_sub(1);
-        self.stall_deadline = (!self.pending.is_empty()).then_some(now + stall);
+        let deadline = self.stall_from(now, tuning);
+        self.stall_deadline = (!self.pending.is_empty()).then_some(deadline);
         true
+    }
+
+    /// It was heard from at `now` over a connection whose round trip is
+    /// `rtt`: its stall clock, if running, starts again.
+    pub(super) fn pulse(&mut self, now: Instant, rtt: Duration, tuning: &SwarmTuning) {
+        self.rtt = rtt;
+        if self.stall_deadline.is_some() {
+            self.stall_deadline = Some(self.stall_from(now, tuning));
+        }
+    }
+
+    /// When it counts as stalled if it sends nothing after `now`.
+    fn stall_from(&self, now: Instant, tuning: &SwarmTuning) -> Instant {
+        now + tuning.stall_after(self.rtt)
     }
 
     /// When it counts as stalled if nothing comes from it before: `None`

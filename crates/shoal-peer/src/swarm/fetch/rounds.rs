@@ -328,9 +328,8 @@ impl FetchCore {
             }
             self.start(piece);
             self.resync(piece);
-            let stall = self.tuning.stall_after(self.parents[i].rtt);
             let p = &mut self.parents[i];
-            p.asked(now, piece, stall);
+            p.asked(now, piece, &self.tuning);
             // Asking can only start a stall clock, never move one later.
             if let Some(at) = p.stalls_at() {
                 self.stall_at = Some(self.stall_at.map_or(at, |s| s.min(at)));
