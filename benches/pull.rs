@@ -32,6 +32,13 @@ struct Pull {
     bytes: u64,
 }
 
+impl Pull {
+    /// Bytes per second.
+    fn rate(&self) -> f64 {
+        self.bytes as f64 / self.secs
+    }
+}
+
 /// GET `url` with curl into /dev/null. curl is the client because it can
 /// take more than these servers give on loopback (a reqwest client topped
 /// out near 2 GB/s and hid the difference between warm shoal and the
@@ -139,10 +146,9 @@ async fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut ceiling = Vec::new();
     for _ in 0..runs {
-        let top = pull(&client, &ceiling_url).await;
-        ceiling.push(top.bytes as f64 / top.secs);
+        ceiling.push(pull(&client, &ceiling_url).await.rate());
         let d = pull(&client, &direct_url).await;
-        direct.push(d.bytes as f64 / d.secs);
+        direct.push(d.rate());
         direct_ttfb.push(d.ttfb_ms);
 
         let shoal = ShoalDaemon::builder()
@@ -156,7 +162,7 @@ async fn main() {
         let url = format!("{}/v2/bench/blob/blobs/{digest}", shoal.mirror_url());
         let c = pull(&client, &url).await;
         assert_eq!(c.bytes, size as u64);
-        cold.push(c.bytes as f64 / c.secs);
+        cold.push(c.rate());
         cold_ttfb.push(c.ttfb_ms);
         rss.push(peak_rss_kib(shoal.pid().expect("running")) as f64 / 1024.0);
         // Let the download finish verifying before timing the warm pull.
@@ -164,10 +170,9 @@ async fn main() {
         for _ in 0..2 {
             let w = pull(&client, &url).await;
             assert_eq!(w.bytes, size as u64);
-            warm.push(w.bytes as f64 / w.secs);
+            warm.push(w.rate());
         }
-        let top = pull(&client, &ceiling_url).await;
-        ceiling.push(top.bytes as f64 / top.secs);
+        ceiling.push(pull(&client, &ceiling_url).await.rate());
     }
     let gbs = |v: f64| v / 1e9;
     let (d, c, w, top) = (median(direct), median(cold), median(warm), median(ceiling));

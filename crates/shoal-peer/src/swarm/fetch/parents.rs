@@ -58,9 +58,10 @@ pub(super) struct Parent {
     checks_owed: bool,
     /// While requests are outstanding: when it counts as stalled if it
     /// sends nothing more (since the first request, or its last byte or
-    /// answer, plus [`SwarmTuning::stall_after`] its round trip then; a new round trip comes with a pulse, which
-    /// restarts the clock). `None` with none. A deadline in this line, so
-    /// that the scan for the soonest reads no other.
+    /// answer, plus [`SwarmTuning::stall_after`] its round trip then; a
+    /// new round trip comes with a pulse, which restarts the clock).
+    /// `None` with none. A deadline in this line, so that the scan for the
+    /// soonest reads no other.
     pub(super) stall_deadline: Option<Instant>,
     /// Its connection's round trip, last we heard (zero: not known yet).
     pub(super) rtt: Duration,
