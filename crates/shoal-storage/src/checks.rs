@@ -133,6 +133,17 @@ impl PieceChecks {
         self.file
     }
 
+    /// The hash recorded for `piece` when it was stored; `None` for a
+    /// piece past the end or whose record is lost.
+    pub(crate) fn expected(&self, piece: PieceIndex) -> Option<[u8; 32]> {
+        self.expected.get(piece as usize).copied().flatten()
+    }
+
+    /// The recorded hash of every piece, by index.
+    pub(crate) fn all_expected(&self) -> &[Option<[u8; 32]>] {
+        &self.expected
+    }
+
     /// Fills `buf` from `offset` (the caller clipped it to the blob),
     /// checking every piece it touches that is not checked yet. Bytes of a
     /// piece being checked are taken from the very read that was hashed.

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use shoal_core::{Digest, PieceLayout};
+use shoal_core::{Digest, PieceIndex, PieceLayout};
 
 use crate::checks::{FileId, PieceChecks};
 use crate::error::ReadError;
@@ -74,6 +74,20 @@ impl BlobReader {
     /// from `open_blob`).
     pub fn verifies(&self) -> bool {
         self.inner.checks.is_some()
+    }
+
+    /// The BLAKE3 recorded for `piece` when it was stored, which every
+    /// read of it is checked against. `None` for a writer's reader, a
+    /// piece past the end, or a piece whose record is lost (its reads
+    /// fail).
+    pub fn recorded_hash(&self, piece: PieceIndex) -> Option<[u8; 32]> {
+        self.inner.checks.as_ref().and_then(|c| c.expected(piece))
+    }
+
+    /// The recorded BLAKE3 of every piece, by index, when each is there
+    /// (a checking reader whose records are all intact); else `None`.
+    pub fn recorded_hashes(&self) -> Option<Vec<[u8; 32]>> {
+        self.inner.checks.as_ref()?.all_expected().iter().copied().collect()
     }
 
     /// Whether `other` reads the very same file (not merely the same

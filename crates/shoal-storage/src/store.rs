@@ -102,7 +102,11 @@ impl Store {
         let Some(meta) = self.inner.db.blob(d)? else {
             return Ok(None);
         };
-        let pieces: Vec<PieceIndex> = self.inner.db.pieces(d)?.into_iter().map(|p| p.0).collect();
+        // A complete blob holds every piece: its records need not be read
+        // (a scan of up to the piece cap, on every request the mirror and
+        // the piece server answer from the store).
+        let pieces: Vec<PieceIndex> =
+            if meta.complete { Vec::new() } else { self.inner.db.pieces(d)?.into_iter().map(|p| p.0).collect() };
         Ok(Some(blob_info(d, &meta, &pieces)))
     }
 

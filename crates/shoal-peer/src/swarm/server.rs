@@ -171,16 +171,17 @@ impl<D: Downloads + Clone> PieceServer<D> {
     /// The layout and piece hashes of `task`'s blob if the store holds it
     /// complete, from that registry.
     async fn complete_hashes(&self, task: &TaskId) -> Option<(PieceLayout, Vec<[u8; 32]>)> {
-        let (reader, hashes) = self.stored(task).await.ok()??;
+        let reader = self.stored(task).await.ok()??;
         let layout = reader.layout();
-        let hashes: Option<Vec<[u8; 32]>> = hashes.into_iter().collect();
-        hashes.filter(|h| h.len() == layout.count() as usize).map(|h| (layout, h))
+        reader.recorded_hashes().filter(|h| h.len() == layout.count() as usize).map(|h| (layout, h))
     }
 
-    /// A reader of `task`'s blob and its recorded piece hashes, if the
-    /// store holds it complete and its bytes are known to come from the
-    /// task's registry.
-    async fn stored(&self, task: &TaskId) -> Result<Option<(BlobReader, Vec<Option<[u8; 32]>>)>, String> {
+    /// A reader of `task`'s blob, if the store holds it complete and its
+    /// bytes are known to come from the task's registry. The reader
+    /// carries the recorded piece hashes (read once per open, shared by
+    /// the readers alive at once), so a piece request reads no other
+    /// piece's record.
+    async fn stored(&self, task: &TaskId) -> Result<Option<BlobReader>, String> {
         let store = self.store.clone();
         let t = task.clone();
         tokio::task::spawn_blocking(move || -> Result<Option<_>, shoal_storage::StoreError> {
@@ -188,9 +189,7 @@ impl<D: Downloads + Clone> PieceServer<D> {
             if !from_registry {
                 return Ok(None);
             }
-            let Some(reader) = store.open_blob(t.digest())? else { return Ok(None) };
-            let hashes = store.piece_hashes(t.digest())?.unwrap_or_default();
-            Ok(Some((reader, hashes)))
+            store.open_blob(t.digest())
         })
         .await
         .map_err(|e| e.to_string())?
@@ -294,9 +293,9 @@ impl<D: Downloads + Clone> PieceServer<D> {
                 return Ok((reader, layout, hash, p.held()));
             }
         }
-        let Some((reader, hashes)) = self.stored(task).await? else { return Err(format!("{task} is not here")) };
+        let Some(reader) = self.stored(task).await? else { return Err(format!("{task} is not here")) };
         let layout = reader.layout();
-        match hashes.get(index as usize).copied().flatten() {
+        match reader.recorded_hash(index) {
             Some(h) => Ok((reader, layout, h, layout.count())),
             None => Err(format!("piece {index} of {task} is not here")),
         }

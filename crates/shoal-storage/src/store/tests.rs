@@ -36,6 +36,11 @@ fn a_blob_keeps_the_piece_size_it_was_stored_with() {
     assert_eq!(store.blob_info(&d).unwrap().expect("known blob").layout, old);
     let hashes = store.piece_hashes(&d).unwrap().expect("known blob");
     assert_eq!(hashes.len(), old.count() as usize);
+    let carried: Vec<Option<[u8; 32]>> =
+        reader.recorded_hashes().expect("every record is there").into_iter().map(Some).collect();
+    assert_eq!(carried, hashes, "the reader carries the hashes a parent serves");
+    assert_eq!(reader.recorded_hash(old.count() - 1), hashes[old.count() as usize - 1]);
+    assert_eq!(reader.recorded_hash(old.count()), None, "no piece past the end");
     for i in 0..old.count() {
         let r = reader.layout().range(i);
         let mut buf = vec![0u8; (r.end - r.start) as usize];
@@ -69,6 +74,9 @@ fn a_piece_without_a_record_is_never_returned() {
     }
 
     let reader = store.open_blob(&d).unwrap().unwrap();
+    assert_eq!(reader.recorded_hash(1), None, "a parent has no hash to serve piece 1 under");
+    assert!(reader.recorded_hash(0).is_some());
+    assert_eq!(reader.recorded_hashes(), None, "nor a whole piece map to offer");
     let mut buf = vec![0u8; layout.piece_size as usize];
     assert_eq!(reader.read_at(0, &mut buf).unwrap(), buf.len());
     assert_eq!(buf, bytes[..buf.len()]);
