@@ -102,12 +102,17 @@ impl Store {
         let Some(meta) = self.inner.db.blob(d)? else {
             return Ok(None);
         };
-        // A complete blob holds every piece: its records need not be read
-        // (a scan of up to the piece cap, on every request the mirror and
-        // the piece server answer from the store).
+        self.info_of(d, &meta).map(Some)
+    }
+
+    /// The public view of `d` under its record `meta`. A complete blob
+    /// holds every piece, so its piece records are not read: that scan (up
+    /// to the piece cap) would come on every request the mirror and the
+    /// piece server answer from the store.
+    fn info_of(&self, d: &Digest, meta: &BlobMeta) -> Result<BlobInfo, StoreError> {
         let pieces: Vec<PieceIndex> =
             if meta.complete { Vec::new() } else { self.inner.db.pieces(d)?.into_iter().map(|p| p.0).collect() };
-        Ok(Some(blob_info(d, &meta, &pieces)))
+        Ok(blob_info(d, meta, &pieces))
     }
 
     /// The recorded BLAKE3 hash of every piece of `d`, by index, as a
@@ -133,17 +138,8 @@ impl Store {
 
     /// Every blob, in digest order.
     pub fn list_blobs(&self) -> Result<Vec<BlobInfo>, StoreError> {
-        let pieces = self.inner.db.all_pieces()?;
-        let mut out: Vec<BlobInfo> = self
-            .inner
-            .db
-            .blobs()?
-            .iter()
-            .map(|(d, meta)| {
-                let recorded = pieces.get(&d.to_string()).map_or(&[][..], Vec::as_slice);
-                blob_info(d, meta, recorded)
-            })
-            .collect();
+        let mut out =
+            self.inner.db.blobs()?.iter().map(|(d, meta)| self.info_of(d, meta)).collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }

@@ -21,16 +21,21 @@ fn store_with_quota(root: &Root, quota: u64) -> Store {
 fn usage_counts_blobs_partials_and_manifests() {
     let root = Root::new();
     let store = root.open();
-    write_blob(&store, &data(10, 1));
+    let complete = write_blob(&store, &data(2 * PIECE + 3, 1));
     let partial = Digest::sha256_of(b"p");
-    let w = store.begin_write(&partial, PIECE + 5).unwrap();
+    let mut w = store.begin_write(&partial, PIECE + 5).unwrap();
+    w.put_piece(0, &data(PIECE, 2)).unwrap();
     store.put_manifest(&Digest::sha256_of(b"m"), "t", b"manifest", "docker.io").unwrap();
     let u = store.usage().unwrap();
-    assert_eq!(u.used_bytes, 10 + PIECE + 5 + 8);
+    assert_eq!(u.used_bytes, 2 * PIECE + 3 + PIECE + 5 + 8);
     assert_eq!(u.capacity, root.config().quota);
     assert_eq!((u.complete_blobs, u.partial_blobs, u.manifests), (1, 1, 1));
     drop(w);
-    assert_eq!(store.list_blobs().unwrap().len(), 2);
+    let listed = store.list_blobs().unwrap();
+    let held = |d: &Digest| listed.iter().find(|b| &b.digest == d).map(|b| (b.complete, b.verified_pieces));
+    assert_eq!(listed.len(), 2);
+    assert_eq!(held(&complete), Some((true, 3)), "a complete blob lists every piece held");
+    assert_eq!(held(&partial), Some((false, 1)), "a partial one lists the pieces it recorded");
 }
 
 #[test]

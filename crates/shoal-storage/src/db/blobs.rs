@@ -1,8 +1,6 @@
 //! Blob records and piece hashes in the metadata database. A blob's record
 //! and its pieces are removed together, in one transaction.
 
-use std::collections::HashMap;
-
 use redb::{Durability, ReadableTable, WriteTransaction};
 use shoal_core::{Digest, PieceIndex};
 
@@ -43,20 +41,6 @@ impl MetaDb {
             for item in t.range((key.as_str(), 0)..=(key.as_str(), PieceIndex::MAX))? {
                 let (k, v) = item?;
                 out.push((k.value().1, v.value()));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Recorded piece indices of every blob, keyed by digest string.
-    pub(crate) fn all_pieces(&self) -> Result<HashMap<String, Vec<PieceIndex>>, StoreError> {
-        self.read("list piece hashes", |txn| {
-            let t = txn.open_table(PIECES)?;
-            let mut out: HashMap<String, Vec<PieceIndex>> = HashMap::new();
-            for item in t.iter()? {
-                let (k, _) = item?;
-                let (d, i) = k.value();
-                out.entry(d.to_owned()).or_default().push(i);
             }
             Ok(out)
         })
