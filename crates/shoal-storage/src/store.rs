@@ -115,9 +115,10 @@ impl Store {
         Ok(blob_info(d, meta, &pieces))
     }
 
-    /// The recorded BLAKE3 hash of every piece of `d`, by index, as a
-    /// parent serves them (`None` for a piece not recorded). `None` when the
-    /// blob is unknown.
+    /// The recorded BLAKE3 hash of every piece of `d`, by index, read from
+    /// its records (`None` for a piece not recorded). `None` when the blob
+    /// is unknown. A parent serving a complete blob takes them from its
+    /// reader instead (`BlobReader::recorded_hashes`), which loaded them.
     pub fn piece_hashes(&self, d: &Digest) -> Result<Option<Vec<Option<[u8; 32]>>>, StoreError> {
         let Some(meta) = self.inner.db.blob(d)? else {
             return Ok(None);
